@@ -1,0 +1,151 @@
+package signer
+
+import (
+	"errors"
+	"fmt"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// MediaType is the JOSE "typ" header of every SET (RFC 8417 section 2.3):
+// exactly "secevent+jwt", never "JWT" nor the full media type.
+const MediaType = "secevent+jwt"
+
+// Signer turns SET claims into compact JWS with one key.
+//
+// Build it once per key with New or NewOpaque and share it: it holds the two
+// go-jose signers (with and without "kid") so no signer is rebuilt per SET,
+// and it is safe for concurrent use by many workers.
+//
+// Callers should depend on the method they use, not on this type; the worker
+// takes
+//
+//	interface{ Sign(payload []byte, withKID bool) (string, error) }
+//
+// so a test or another key backend can stand in.
+type Signer struct {
+	alg     jose.SignatureAlgorithm
+	kid     string
+	withKID jose.Signer
+	noKID   jose.Signer
+}
+
+// New builds the Signer for k. The algorithm and key id are fixed here, so a
+// misconfigured key fails at start-up, not on the first SET.
+func New(k *Key) (*Signer, error) {
+	if k == nil || k.priv == nil {
+		return nil, errors.New("signer: empty key")
+	}
+	if err := checkAlg(k.Alg, k.priv.Public()); err != nil {
+		return nil, fmt.Errorf("key %q: %w", k.ID, err)
+	}
+	if k.ID == "" {
+		return nil, errors.New("signer: key has no id")
+	}
+	// go-jose puts "kid" in the header when the signing key is a JWK with a
+	// KeyID; with the bare private key it sends none. Some receivers (GOV.UK's
+	// own transmitter sends no kid) are configured without it.
+	with, err := newJoseSigner(k.Alg, jose.JSONWebKey{Key: k.priv, KeyID: k.ID, Algorithm: string(k.Alg)})
+	if err != nil {
+		return nil, fmt.Errorf("key %q: %w", k.ID, err)
+	}
+	without, err := newJoseSigner(k.Alg, k.priv)
+	if err != nil {
+		return nil, fmt.Errorf("key %q: %w", k.ID, err)
+	}
+	return &Signer{alg: k.Alg, kid: k.ID, withKID: with, noKID: without}, nil
+}
+
+// NewOpaque builds a Signer around a key that never leaves its KMS or HSM.
+//
+// The algorithm is the public JWK's "alg" if set, else the first of
+// s.Algs() on the allow-list; the key id is the public JWK's "kid", else its
+// thumbprint. Both are read once: an OpaqueSigner that rotates keys behind
+// the scenes must be wrapped in a new Signer when its key id changes, or
+// receivers would be told the wrong kid.
+func NewOpaque(s jose.OpaqueSigner) (*Signer, error) {
+	if s == nil {
+		return nil, errors.New("signer: nil opaque signer")
+	}
+	pub := s.Public()
+	if pub == nil || pub.Key == nil {
+		return nil, errors.New("signer: opaque signer has no public key")
+	}
+	alg := jose.SignatureAlgorithm(pub.Algorithm)
+	if alg == "" {
+		for _, a := range s.Algs() {
+			if checkAlg(a, pub.Key) == nil {
+				alg = a
+				break
+			}
+		}
+	}
+	if err := checkAlg(alg, pub.Key); err != nil {
+		return nil, fmt.Errorf("opaque key: %w", err)
+	}
+	kid := pub.KeyID
+	if kid == "" {
+		tp, err := Thumbprint(pub.Key)
+		if err != nil {
+			return nil, err
+		}
+		kid = tp
+	}
+	// The header's kid comes from Public(); fix the two answers up front so
+	// Sign neither copies a JWK nor asks the KMS per SET.
+	withPub := jose.JSONWebKey{Key: pub.Key, KeyID: kid, Algorithm: string(alg), Use: "sig"}
+	noPub := jose.JSONWebKey{Key: pub.Key, Algorithm: string(alg), Use: "sig"}
+	with, err := newJoseSigner(alg, fixedPublic{OpaqueSigner: s, pub: &withPub})
+	if err != nil {
+		return nil, fmt.Errorf("opaque key %q: %w", kid, err)
+	}
+	without, err := newJoseSigner(alg, fixedPublic{OpaqueSigner: s, pub: &noPub})
+	if err != nil {
+		return nil, fmt.Errorf("opaque key %q: %w", kid, err)
+	}
+	return &Signer{alg: alg, kid: kid, withKID: with, noKID: without}, nil
+}
+
+// fixedPublic answers Public() with a fixed JWK so the header's kid is the
+// one chosen at construction (or absent).
+type fixedPublic struct {
+	jose.OpaqueSigner
+	pub *jose.JSONWebKey
+}
+
+func (f fixedPublic) Public() *jose.JSONWebKey { return f.pub }
+
+func newJoseSigner(alg jose.SignatureAlgorithm, key any) (jose.Signer, error) {
+	opts := (&jose.SignerOptions{}).WithType(MediaType)
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("build go-jose signer for %s: %w", alg, err)
+	}
+	return s, nil
+}
+
+// Sign returns the compact JWS of payload with header typ "secevent+jwt",
+// alg, and kid unless withKID is false. payload is signed as given: pass
+// the exact claims bytes (set.Build) so a redelivery re-signs identical
+// claims.
+func (s *Signer) Sign(payload []byte, withKID bool) (string, error) {
+	js := s.noKID
+	if withKID {
+		js = s.withKID
+	}
+	obj, err := js.Sign(payload)
+	if err != nil {
+		return "", fmt.Errorf("sign with key %q: %w", s.kid, err)
+	}
+	out, err := obj.CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("serialize JWS with key %q: %w", s.kid, err)
+	}
+	return out, nil
+}
+
+// KeyID is the kid this Signer puts in headers.
+func (s *Signer) KeyID() string { return s.kid }
+
+// Algorithm is the alg this Signer signs with.
+func (s *Signer) Algorithm() jose.SignatureAlgorithm { return s.alg }
