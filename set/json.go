@@ -1,0 +1,122 @@
+package set
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// This file appends JSON for the values an intent can hold, byte for byte
+// as encoding/json.Marshal would (sorted map keys, HTML-safe escaping), but
+// without reflection and with one growing buffer. Types it does not know go
+// through encoding/json, so the output never differs, only the speed.
+
+// appendString appends s as a JSON string. Plain ASCII is copied; anything
+// that encoding/json would escape is handed to it so the escaping rules
+// (HTML characters, U+2028, invalid UTF-8) stay exactly its own.
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			b, _ := json.Marshal(s) // a string always marshals
+			return append(dst, b...)
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// appendValue appends v as JSON. depth guards against cyclic maps, which a
+// decoded intent cannot have but a hand-built one could.
+func appendValue(dst []byte, v any, depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return dst, fmt.Errorf("value nested deeper than %d levels", maxDepth)
+	}
+	switch x := v.(type) {
+	case nil:
+		return append(dst, "null"...), nil
+	case string:
+		return appendString(dst, x), nil
+	case bool:
+		return strconv.AppendBool(dst, x), nil
+	case float64:
+		// encoding/json prints integral values below 1e21 in 'f' form;
+		// other floats have exponent rules best left to it.
+		if x == math.Trunc(x) && math.Abs(x) < 1e21 {
+			return strconv.AppendFloat(dst, x, 'f', -1, 64), nil
+		}
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(dst, x, 10), nil
+	case map[string]any:
+		if x == nil {
+			return append(dst, "null"...), nil
+		}
+		return appendObject(dst, x, "", nil, depth)
+	case []any:
+		if x == nil {
+			return append(dst, "null"...), nil
+		}
+		dst = append(dst, '[')
+		for i, e := range x {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = appendValue(dst, e, depth+1); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, ']'), nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return dst, err
+	}
+	return append(dst, b...), nil
+}
+
+// maxDepth bounds nesting well above anything an intent (64 KiB) needs.
+const maxDepth = 64
+
+// appendObject appends m as a JSON object with sorted keys. If extraKey is
+// not empty, the member extraKey: extraVal is added in its sorted place
+// without touching m, which is how a subject goes inside an event object
+// without mutating the intent. A nil m is written as {} because SET event
+// values must be objects.
+func appendObject(dst []byte, m map[string]any, extraKey string, extraVal map[string]any, depth int) ([]byte, error) {
+	// Most event and subject objects have a handful of members; a stack
+	// array keeps the key slice off the heap.
+	var arr [16]string
+	keys := arr[:0]
+	for k := range m {
+		keys = append(keys, k)
+	}
+	if extraKey != "" {
+		keys = append(keys, extraKey)
+	}
+	slices.Sort(keys)
+	dst = append(dst, '{')
+	for i, k := range keys {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, k)
+		dst = append(dst, ':')
+		var err error
+		if k == extraKey {
+			dst, err = appendObject(dst, extraVal, "", nil, depth+1)
+		} else {
+			dst, err = appendValue(dst, m[k], depth+1)
+		}
+		if err != nil {
+			return dst, fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	return append(dst, '}'), nil
+}
