@@ -1,0 +1,271 @@
+package intent
+
+import (
+	"sort"
+	"strings"
+)
+
+// Event-type URI prefixes of the three OpenID Shared Signals specifications.
+const (
+	CAEPPrefix = "https://schemas.openid.net/secevent/caep/event-type/"
+	RISCPrefix = "https://schemas.openid.net/secevent/risc/event-type/"
+	SSFPrefix  = "https://schemas.openid.net/secevent/ssf/event-type/"
+
+	// GOVUKPrefix is the event-type vocabulary of GOV.UK One Login's SSF
+	// receiver. It is treated as known (sendable without
+	// Options.AllowPrivateTypes) because GOV.UK is the deployment setrelay was
+	// started for, its types are published by GOV.UK rather than invented by
+	// an operator, and requiring every GOV.UK sender to switch on private
+	// types would also open the door to typos in any other namespace.
+	// Setrelay does not know the members of each GOV.UK type, so their
+	// event objects are free-form.
+	GOVUKPrefix = "https://vocab.account.gov.uk/secevent/v1/"
+)
+
+// Profile names the specification an event type comes from.
+type Profile string
+
+// The profiles of KnownTypes.
+const (
+	ProfileCAEP Profile = "caep"
+	ProfileRISC Profile = "risc"
+	ProfileSSF  Profile = "ssf"
+)
+
+// TypeInfo describes one event type of the CAEP 1.0, RISC 1.0 or SSF 1.0
+// catalogue.
+type TypeInfo struct {
+	URI     string  // absolute event-type URI, as it appears in a SET's events claim
+	Alias   string  // short name producers may send instead, e.g. "caep.session-revoked"
+	Profile Profile // caep, risc or ssf
+	// SubjectRequired is false only for SSF stream events, whose subject is
+	// the stream itself.
+	SubjectRequired bool
+	// Required lists the event members the specification requires.
+	Required []string
+	// Deprecated marks types the specification keeps only for compatibility.
+	Deprecated bool
+}
+
+// memberKind is the JSON shape of an event member.
+type memberKind int
+
+const (
+	kindString      memberKind = iota
+	kindObject                 // a JSON object
+	kindNumericDate            // a non-negative integer, seconds since the epoch
+	kindStringArray            // an array of strings
+	kindLangText               // a string, or an object of language tag -> string
+)
+
+// member is an event member the catalogue knows about.
+type member struct {
+	name     string
+	kind     memberKind
+	required bool
+	enum     []string // for kindString: the allowed values, if enumerated
+}
+
+type eventType struct {
+	TypeInfo
+	members []member
+}
+
+// Enumerations from CAEP 1.0, RISC 1.0 and SSF 1.0.
+var (
+	credentialTypes   = []string{"password", "pin", "x509", "fido2-platform", "fido2-roaming", "fido-u2f", "verifiable-credential", "phone-voice", "phone-sms", "app"}
+	changeTypes       = []string{"create", "revoke", "update", "delete"}
+	complianceStatus  = []string{"compliant", "not-compliant"}
+	initiatingEntity  = []string{"admin", "user", "policy", "system"}
+	changeDirections  = []string{"increase", "decrease"}
+	riskLevels        = []string{"LOW", "MEDIUM", "HIGH"}
+	disabledReasons   = []string{"hijacking", "bulk-account"}
+	streamStatuses    = []string{"enabled", "paused", "disabled"}
+	caepCommonMembers = []member{
+		{name: "event_timestamp", kind: kindNumericDate},
+		{name: "initiating_entity", kind: kindString, enum: initiatingEntity},
+		{name: "reason_admin", kind: kindLangText},
+		{name: "reason_user", kind: kindLangText},
+	}
+)
+
+func caep(name string, members ...member) eventType {
+	return eventType{
+		TypeInfo: TypeInfo{URI: CAEPPrefix + name, Alias: "caep." + name, Profile: ProfileCAEP, SubjectRequired: true},
+		members:  append(members, caepCommonMembers...),
+	}
+}
+
+func risc(name string, members ...member) eventType {
+	return eventType{
+		TypeInfo: TypeInfo{URI: RISCPrefix + name, Alias: "risc." + name, Profile: ProfileRISC, SubjectRequired: true},
+		members:  members,
+	}
+}
+
+func ssf(name string, members ...member) eventType {
+	return eventType{
+		TypeInfo: TypeInfo{URI: SSFPrefix + name, Alias: "ssf." + name, Profile: ProfileSSF},
+		members:  members,
+	}
+}
+
+func str(name string, enum ...string) member    { return member{name: name, kind: kindString, enum: enum} }
+func reqStr(name string, enum ...string) member { return member{name: name, kind: kindString, enum: enum, required: true} }
+
+// catalogue is every CAEP 1.0, RISC 1.0 and SSF 1.0 event type. Members the
+// specifications mark OPTIONAL are still type-checked when present; members
+// the catalogue does not name are allowed, since the specifications permit
+// extension members.
+var catalogue = func() []eventType {
+	list := []eventType{
+		// CAEP 1.0, section 3.
+		caep("session-revoked"),
+		caep("token-claims-change", member{name: "claims", kind: kindObject, required: true}),
+		caep("credential-change",
+			reqStr("credential_type", credentialTypes...),
+			reqStr("change_type", changeTypes...),
+			str("friendly_name"), str("x509_issuer"), str("x509_serial"), str("fido2_aaguid")),
+		caep("assurance-level-change",
+			reqStr("namespace"), reqStr("current_level"), str("previous_level"),
+			str("change_direction", changeDirections...)),
+		caep("device-compliance-change",
+			reqStr("previous_status", complianceStatus...), reqStr("current_status", complianceStatus...)),
+		caep("session-established",
+			str("fp_ua"), str("acr"), member{name: "amr", kind: kindStringArray}, str("ext_id")),
+		caep("session-presented", str("fp_ua"), str("ext_id")),
+		caep("risk-level-change",
+			reqStr("principal"), reqStr("current_level", riskLevels...),
+			str("previous_level", riskLevels...), str("risk_reason")),
+
+		// RISC 1.0, section 2. account-disabled's reason and
+		// identifier-changed's new-value are OPTIONAL in RISC 1.0, so they
+		// are checked only when present.
+		risc("account-credential-change-required"),
+		risc("account-purged"),
+		risc("account-disabled", str("reason", disabledReasons...)),
+		risc("account-enabled"),
+		risc("identifier-changed", str("new-value")),
+		risc("identifier-recycled"),
+		risc("credential-compromise",
+			reqStr("credential_type", credentialTypes...),
+			member{name: "event_timestamp", kind: kindNumericDate},
+			member{name: "reason_admin", kind: kindLangText},
+			member{name: "reason_user", kind: kindLangText}),
+		risc("opt-in"),
+		risc("opt-out-initiated"),
+		risc("opt-out-cancelled"),
+		risc("opt-out-effective"),
+		risc("recovery-activated"),
+		risc("recovery-information-changed"),
+		risc("sessions-revoked"),
+
+		// SSF 1.0, section 8.1: stream events, about the stream itself.
+		ssf("verification", str("state")),
+		ssf("stream-updated", reqStr("status", streamStatuses...), str("reason")),
+	}
+	for i := range list {
+		for _, m := range list[i].members {
+			if m.required {
+				list[i].Required = append(list[i].Required, m.name)
+			}
+		}
+		// RISC keeps sessions-revoked only for compatibility; CAEP's
+		// session-revoked supersedes it.
+		list[i].Deprecated = list[i].Alias == "risc.sessions-revoked"
+	}
+	return list
+}()
+
+// byName maps both aliases and URIs to their catalogue entry.
+var byName = func() map[string]*eventType {
+	m := make(map[string]*eventType, 2*len(catalogue))
+	for i := range catalogue {
+		m[catalogue[i].Alias] = &catalogue[i]
+		m[catalogue[i].URI] = &catalogue[i]
+	}
+	return m
+}()
+
+// KnownTypes lists the catalogue in a stable order (CAEP, RISC, SSF), for
+// documentation, configuration checks and tests in other packages. The
+// returned slice is a copy.
+func KnownTypes() []TypeInfo {
+	out := make([]TypeInfo, len(catalogue))
+	for i, t := range catalogue {
+		out[i] = t.TypeInfo
+		out[i].Required = append([]string(nil), t.Required...)
+	}
+	return out
+}
+
+// ResolveType maps an alias or an event-type URI to the URI that goes into
+// a SET. known is true for catalogue types and for the GOV.UK vocabulary.
+// Any other absolute URI comes back unchanged with known false: it is a
+// private type, usable only when Options.AllowPrivateTypes is set. A name
+// that is neither an alias nor an absolute URI, or an unknown type in the
+// reserved CAEP/RISC/SSF namespaces, yields ("", false).
+func ResolveType(name string) (uri string, known bool) {
+	if t, ok := byName[name]; ok {
+		return t.URI, true
+	}
+	if !isAbsoluteURI(name) || reservedNamespace(name) {
+		return "", false
+	}
+	if strings.HasPrefix(name, GOVUKPrefix) && len(name) > len(GOVUKPrefix) {
+		return name, true
+	}
+	return name, false
+}
+
+// reservedNamespace reports whether uri lies in a namespace the OpenID
+// specifications own. An unknown type there is almost surely a typo of a
+// real one, so it is rejected rather than sent as a private type.
+func reservedNamespace(uri string) bool {
+	return strings.HasPrefix(uri, CAEPPrefix) || strings.HasPrefix(uri, RISCPrefix) || strings.HasPrefix(uri, SSFPrefix)
+}
+
+// closestAlias suggests the catalogue alias nearest to a mistyped one, or ""
+// when none is close.
+func closestAlias(name string) string {
+	best, bestD := "", 4
+	for _, t := range catalogue {
+		if d := editDistance(name, t.Alias); d < bestD {
+			best, bestD = t.Alias, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	if len(a) > 64 || len(b) > 64 {
+		return 1 << 30
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// sortedKeys returns a map's keys in order, for deterministic error lists.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

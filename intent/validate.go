@@ -1,0 +1,448 @@
+package intent
+
+import (
+	"encoding/json"
+	"math"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// Limits on free-text fields. They keep one intent from bloating every SET
+// and every dead letter made from it.
+const (
+	MaxIDLength       = 128 // bytes; id is printable ASCII
+	MaxTxnLength      = 256 // characters
+	MaxReceiverLength = 128 // characters
+)
+
+// Options tune validation to the relay's configuration.
+type Options struct {
+	// AllowPrivateTypes accepts any absolute event-type URI outside the
+	// CAEP/RISC/SSF catalogue. The GOV.UK vocabulary is always accepted.
+	AllowPrivateTypes bool
+}
+
+// fields is the set of top-level members, in the order problems are
+// reported.
+var fields = []string{"id", "type", "subject", "event", "occurred_at", "txn", "receivers", "extra_events"}
+
+const fieldList = "id, type, subject, event, occurred_at, txn, receivers, extra_events"
+
+// skipSet marks top-level fields whose JSON type was already wrong, so
+// Validate does not pile "required" on top of "must be an object".
+type skipSet uint16
+
+func (s skipSet) has(f string) bool {
+	for i, n := range fields {
+		if n == f {
+			return s&(1<<i) != 0
+		}
+	}
+	return false
+}
+
+func (s *skipSet) add(f string) {
+	for i, n := range fields {
+		if n == f {
+			*s |= 1 << i
+		}
+	}
+}
+
+// WantsSubject reports whether the intent's type requires a subject. Only
+// SSF stream events (verification, stream-updated) do without one; private
+// and GOV.UK types need one like every SSF event.
+func (in *Intent) WantsSubject() bool {
+	uri := in.EventType
+	if uri == "" {
+		uri, _ = ResolveType(in.Type)
+	}
+	if t, ok := byName[uri]; ok {
+		return t.SubjectRequired
+	}
+	return true
+}
+
+// Validate checks an intent built in Go (or re-checks a decoded one) and
+// fills EventType. The error, if any, is a *ValidationError listing every
+// problem.
+func (in *Intent) Validate(opts Options) error {
+	var p problems
+	in.validate(opts, 0, &p)
+	return p.err()
+}
+
+func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
+	in.EventType = ""
+	if !skip.has("id") {
+		validateID(in.ID, p)
+	}
+	var et *eventType
+	if !skip.has("type") {
+		et = in.resolveType(opts, p)
+	}
+	if !skip.has("subject") {
+		switch {
+		case in.Subject != nil:
+			validateSubject(in.Subject, "subject", p)
+		case et == nil && in.EventType == "":
+			// The type is broken; whether a subject is needed is unknown.
+		case et == nil || et.SubjectRequired:
+			p.add("subject", `required for this event type: a subject identifier such as {"format": "email", "email": "user@example.com"}`)
+		}
+	}
+	if !skip.has("event") && et != nil {
+		validateEvent(et, in.Event, p)
+	}
+	if !skip.has("occurred_at") && in.OccurredAt != nil && (in.OccurredAt.Year() < 0 || in.OccurredAt.Year() > 9999) {
+		// RFC 3339 has four-digit years, and time.Time refuses to marshal others.
+		p.add("occurred_at", "year must be between 0000 and 9999")
+	}
+	if !skip.has("txn") && in.Txn != "" && utf8.RuneCountInString(in.Txn) > MaxTxnLength {
+		p.add("txn", "longer than "+strconv.Itoa(MaxTxnLength)+" characters")
+	}
+	if !skip.has("receivers") {
+		validateReceivers(in.Receivers, p)
+	}
+	if !skip.has("extra_events") {
+		for _, k := range sortedKeys(in.ExtraEvents) {
+			kp := join("extra_events", k)
+			switch {
+			case !isAbsoluteURI(k):
+				p.add(kp, "key must be an absolute event-type URI like "+quote(GOVUKPrefix+"eventMetadata"))
+			case in.EventType != "" && k == in.EventType:
+				p.add(kp, "repeats the main event type; put its members in event instead")
+			case in.ExtraEvents[k] == nil:
+				p.add(kp, "must be an object (use {} for no members)")
+			}
+		}
+	}
+}
+
+func validateID(id string, p *problems) {
+	if id == "" {
+		p.add("id", "required: the producer's idempotency key, 1 to 128 printable ASCII characters")
+		return
+	}
+	if len(id) > MaxIDLength {
+		p.add("id", "longer than "+strconv.Itoa(MaxIDLength)+" characters")
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; c <= ' ' || c >= 0x7f {
+			p.add("id", "must be printable ASCII without spaces (it becomes the Nats-Msg-Id); bad character at byte "+strconv.Itoa(i))
+			return
+		}
+	}
+}
+
+// resolveType fills EventType and returns the catalogue entry, if any.
+func (in *Intent) resolveType(opts Options, p *problems) *eventType {
+	name := in.Type
+	if name == "" {
+		p.add("type", `required: an alias like "caep.session-revoked" or an event-type URI`)
+		return nil
+	}
+	if t, ok := byName[name]; ok {
+		in.EventType = t.URI
+		return t
+	}
+	if !strings.Contains(name, ":") {
+		msg := "unknown event type alias " + quote(name) + `; aliases look like "caep.session-revoked", "risc.account-disabled", "ssf.verification"`
+		if s := closestAlias(name); s != "" {
+			msg += "; did you mean " + quote(s) + "?"
+		}
+		p.add("type", msg)
+		return nil
+	}
+	if !isAbsoluteURI(name) {
+		p.add("type", quote(name)+" is not an absolute URI")
+		return nil
+	}
+	if reservedNamespace(name) {
+		p.add("type", quote(name)+" is not a CAEP 1.0, RISC 1.0 or SSF 1.0 event type; check the spelling")
+		return nil
+	}
+	if strings.HasPrefix(name, GOVUKPrefix) && len(name) > len(GOVUKPrefix) {
+		in.EventType = name
+		return nil
+	}
+	if !opts.AllowPrivateTypes {
+		p.add("type", quote(name)+" is a private event type, and private types are not enabled; use a CAEP/RISC/SSF type or enable private types")
+		return nil
+	}
+	in.EventType = name
+	return nil
+}
+
+func validateEvent(et *eventType, ev map[string]any, p *problems) {
+	if _, ok := ev["subject"]; ok {
+		p.add("event.subject", "not allowed: put the subject in the top-level subject; setrelay places it per receiver")
+	}
+	for _, m := range et.members {
+		mp := join("event", m.name)
+		v, ok := ev[m.name]
+		if !ok {
+			if m.required {
+				p.add(mp, "required for "+et.Alias+describeKind(m))
+			}
+			continue
+		}
+		checkMember(m, v, mp, p)
+	}
+}
+
+func describeKind(m member) string {
+	switch {
+	case len(m.enum) > 0:
+		return "; one of " + strings.Join(m.enum, ", ")
+	case m.kind == kindObject:
+		return "; an object"
+	}
+	return "; a string"
+}
+
+func checkMember(m member, v any, path string, p *problems) {
+	switch m.kind {
+	case kindString:
+		s, ok := v.(string)
+		if !ok {
+			p.add(path, "must be a string"+enumHint(m.enum)+", got "+jsonKind(v))
+			return
+		}
+		if len(m.enum) > 0 && !contains(m.enum, s) {
+			p.add(path, quote(s)+" is not allowed; use one of "+strings.Join(m.enum, ", "))
+		} else if m.required && s == "" {
+			p.add(path, "must not be empty")
+		}
+	case kindObject:
+		if _, ok := v.(map[string]any); !ok {
+			p.add(path, "must be an object, got "+jsonKind(v))
+		}
+	case kindNumericDate:
+		if f, ok := asNumber(v); !ok || f < 0 || f != math.Trunc(f) {
+			p.add(path, "must be a NumericDate: a non-negative integer number of seconds since 1970, got "+describe(v))
+		}
+	case kindStringArray:
+		list, ok := asList(v)
+		if !ok {
+			p.add(path, "must be an array of strings, got "+jsonKind(v))
+			return
+		}
+		for i, e := range list {
+			if _, ok := e.(string); !ok {
+				p.add(index(path, i), "must be a string, got "+jsonKind(e))
+			}
+		}
+	case kindLangText:
+		switch t := v.(type) {
+		case string:
+		case map[string]any:
+			if len(t) == 0 {
+				p.add(path, `must not be an empty object; use {"en": "text"}`)
+			}
+			for _, k := range sortedKeys(t) {
+				if !validLangTag(k) {
+					p.add(join(path, k), quote(k)+` is not a language tag like "en" or "en-GB"`)
+				} else if _, ok := t[k].(string); !ok {
+					p.add(join(path, k), "must be a string, got "+jsonKind(t[k]))
+				}
+			}
+		default:
+			p.add(path, `must be a string or an object of language tag to text, like {"en": "text"}; got `+jsonKind(v))
+		}
+	}
+}
+
+func enumHint(enum []string) string {
+	if len(enum) == 0 {
+		return ""
+	}
+	return " (one of " + strings.Join(enum, ", ") + ")"
+}
+
+// validLangTag is a shallow BCP 47 check (RFC 5646 subtags of 1 to 8
+// letters or digits, the first all letters); the schema uses the same rule.
+func validLangTag(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, sub := range strings.Split(s, "-") {
+		if len(sub) < 1 || len(sub) > 8 {
+			return false
+		}
+		for j := 0; j < len(sub); j++ {
+			c := sub[j] | 0x20
+			letter := c >= 'a' && c <= 'z'
+			digit := sub[j] >= '0' && sub[j] <= '9'
+			if !letter && (i == 0 || !digit) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func validateReceivers(rs []string, p *problems) {
+	if rs == nil {
+		return
+	}
+	if len(rs) == 0 {
+		p.add("receivers", "must not be empty; omit it to send to every receiver that wants this type")
+		return
+	}
+	seen := make(map[string]int, len(rs))
+	for i, r := range rs {
+		switch {
+		case r == "":
+			p.add(index("receivers", i), "must not be empty")
+		case utf8.RuneCountInString(r) > MaxReceiverLength:
+			p.add(index("receivers", i), "longer than "+strconv.Itoa(MaxReceiverLength)+" characters")
+		}
+		if j, dup := seen[r]; dup {
+			p.add(index("receivers", i), "duplicate of receivers["+strconv.Itoa(j)+"]")
+		} else {
+			seen[r] = i
+		}
+	}
+}
+
+// isAbsoluteURI reports whether s is an absolute URI: an RFC 3986 scheme,
+// a colon, then at least one character, with no white space or control
+// characters, and parseable by net/url.
+func isAbsoluteURI(s string) bool {
+	colon := strings.IndexByte(s, ':')
+	if colon < 1 || colon == len(s)-1 {
+		return false
+	}
+	for i := 0; i < colon; i++ {
+		c := s[i]
+		alpha := c|0x20 >= 'a' && c|0x20 <= 'z'
+		if !alpha && (i == 0 || !(c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return false
+		}
+	}
+	if hasSpaceOrControl(s) {
+		return false
+	}
+	_, err := url.Parse(s)
+	return err == nil
+}
+
+func hasSpaceOrControl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+// quote renders a value for an error message, bounded so a huge bad value
+// does not become a huge error.
+func quote(s string) string {
+	if len(s) > 80 {
+		cut := 80
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
+	}
+	return strconv.Quote(s)
+}
+
+// jsonKind names the JSON type of a decoded (or Go-built) value.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case float64, float32, int, int64, int32, uint, uint64, uint32, json.Number:
+		return "number"
+	case []any, []string, []map[string]any:
+		return "array"
+	case map[string]any, map[string]string:
+		return "object"
+	}
+	return "unsupported Go type"
+}
+
+// describe is jsonKind plus the value for scalars, for messages like
+// "got number 1.5".
+func describe(v any) string {
+	switch t := v.(type) {
+	case string:
+		return "string " + quote(t)
+	case float64:
+		return "number " + strconv.FormatFloat(t, 'g', -1, 64)
+	case []any:
+		if len(t) == 0 {
+			return "an empty array"
+		}
+	case []string:
+		if len(t) == 0 {
+			return "an empty array"
+		}
+	}
+	return jsonKind(v)
+}
+
+// asList accepts the array shapes an intent built in Go may hold.
+func asList(v any) ([]any, bool) {
+	switch t := v.(type) {
+	case []any:
+		return t, true
+	case []string:
+		out := make([]any, len(t))
+		for i, s := range t {
+			out[i] = s
+		}
+		return out, true
+	case []map[string]any:
+		out := make([]any, len(t))
+		for i, m := range t {
+			out[i] = m
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// asNumber accepts the numeric types an intent built in Go may hold.
+func asNumber(v any) (float64, bool) {
+	switch t := v.(type) {
+	case float64:
+		return t, true
+	case float32:
+		return float64(t), true
+	case int:
+		return float64(t), true
+	case int64:
+		return float64(t), true
+	case int32:
+		return float64(t), true
+	case uint:
+		return float64(t), true
+	case uint64:
+		return float64(t), true
+	case uint32:
+		return float64(t), true
+	case json.Number:
+		f, err := t.Float64()
+		return f, err == nil
+	}
+	return 0, false
+}
