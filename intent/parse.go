@@ -34,7 +34,11 @@ type pathElem struct {
 
 func (p *parser) pathString() string {
 	s := ""
-	for _, e := range p.path {
+	for i, e := range p.path {
+		if i == 8 {
+			// A deeply nested syntax error needs a hint, not the full path.
+			return s + "..."
+		}
 		if e.idx >= 0 {
 			s = index(s, e.idx)
 		} else {

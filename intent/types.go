@@ -110,8 +110,10 @@ func ssf(name string, members ...member) eventType {
 	}
 }
 
-func str(name string, enum ...string) member    { return member{name: name, kind: kindString, enum: enum} }
-func reqStr(name string, enum ...string) member { return member{name: name, kind: kindString, enum: enum, required: true} }
+func str(name string, enum ...string) member { return member{name: name, kind: kindString, enum: enum} }
+func reqStr(name string, enum ...string) member {
+	return member{name: name, kind: kindString, enum: enum, required: true}
+}
 
 // catalogue is every CAEP 1.0, RISC 1.0 and SSF 1.0 event type. Members the
 // specifications mark OPTIONAL are still type-checked when present; members
