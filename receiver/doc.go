@@ -1,0 +1,65 @@
+// Package receiver is a development Shared Signals Framework receiver: an
+// OAuth 2.0 client-credentials token endpoint and an RFC 8935 push endpoint
+// that checks every Security Event Token as strictly as a real receiver would
+// (GOV.UK One Login's is the model). Teams point setrelay at it before they
+// talk to the real receiver; setrelay's own tests and demo use it too.
+//
+// # Routes
+//
+//	POST /events   RFC 8935 push endpoint: 202 with an empty body, or an error
+//	POST /token    OAuth 2.0 client-credentials token endpoint (RFC 6749 §4.4)
+//	GET  /stats    counters as JSON (see Stats)
+//	GET  /healthz  liveness: "ok"
+//
+// # Order of checks on /events
+//
+// The order mirrors where each thing happens in a real deployment, so that a
+// transmitter sees what it would see in production:
+//
+//  1. Outage (DownAfter/DownFor, SetDown): 503 with Retry-After. A real outage
+//     answers at the load balancer, before any authentication.
+//  2. Infrastructure faults, drawn once per request in arrival order from the
+//     seeded generator: Latency (always added), then HangRate (hold the request
+//     until the client gives up or MaxHang passes, then 503), Rate429 (429 with
+//     Retry-After), FailRate (500). These too happen before authentication.
+//  3. Method (405 with Allow: POST).
+//  4. Source address allow-list (AllowFrom): 403 access_denied.
+//  5. Bearer token: a token in the URL is 400 invalid_request; a missing,
+//     unknown, expired or revoked token is 401 with a WWW-Authenticate
+//     challenge (RFC 6750) and the RFC 8935 body {"err":"authentication_failed"}.
+//  6. Content-Type application/secevent+jwt and Accept: 400 invalid_request.
+//     A missing Accept header is recorded as violation "accept_missing" but
+//     accepted, because RFC 8935 only says the transmitter SHOULD send it;
+//     RequireAccept makes it a rejection.
+//  7. JWS: compact form, alg in the allow-list, typ exactly secevent+jwt
+//     (invalid_request), then the signature against the configured keys
+//     (invalid_key when no key matches or the signature does not verify).
+//  8. Claims, only once the signature holds: iss (invalid_issuer), aud
+//     (invalid_audience), then iat, jti, events, subject placement, sub/exp,
+//     txn and toe (invalid_request). All violations found are counted and
+//     listed in the description; the err code is that of the first.
+//  9. RejectTxnPrefix: a valid SET whose txn starts with the prefix is
+//     answered 400 invalid_request, to exercise dead-lettering.
+//  10. Duplicates by jti: byte-identical claims are a duplicate and answered
+//     202 like the first time (RFC 8935 §2.3); different claims under a jti
+//     already accepted are violation "jti_reuse_mismatch", answered 400
+//     invalid_request, because a corrected SET must carry a new jti.
+//  11. Accepted: 202. RevokeTokenEvery revokes the current token after every
+//     N unique accepted SETs, so the next push gets a 401.
+//
+// # Determinism
+//
+// Every request to /events draws the same number of values from one PCG
+// generator seeded with Seed, under a mutex, so the i-th request to arrive
+// always gets the same fault decision. A sequential client therefore sees the
+// same faults on every run with the same seed; concurrent clients see the same
+// number of each fault over the same number of requests, though which request
+// gets which depends on arrival order.
+//
+// # Memory
+//
+// The receiver keeps the claims of accepted SETs to detect duplicates and
+// for tests (Accepted, Lookup). It keeps at most MaxRecords of them, evicting
+// the oldest first; a SET re-sent after its record was evicted is counted as
+// a new unique SET.
+package receiver

@@ -1,0 +1,355 @@
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// serveEvents is the RFC 8935 push endpoint; the order of its checks is
+// documented in the package comment.
+func (r *Receiver) serveEvents(w http.ResponseWriter, req *http.Request) {
+	r.stats.request()
+	rw := &statusWriter{ResponseWriter: w}
+	defer func() { r.stats.response(rw.status()) }()
+	w = rw
+
+	if r.outage(w) {
+		return
+	}
+	if !r.injectFaults(w, req) {
+		return
+	}
+	if req.Method != http.MethodPost {
+		r.count(VMethod)
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed: SETs are delivered with POST (RFC 8935 §2)", http.StatusMethodNotAllowed)
+		return
+	}
+	if len(r.cfg.AllowFrom) > 0 && !r.sourceAllowed(req.RemoteAddr) {
+		r.fail(w, http.StatusForbidden, reject(VSourceDenied, ErrAccessDenied, "source address is not on this receiver's allow-list"))
+		return
+	}
+	if req.URL.Query().Has("access_token") {
+		r.fail(w, http.StatusBadRequest, reject(VTokenInURL, ErrInvalidRequest, "the access token must be sent in the Authorization header, never in the URL"))
+		return
+	}
+	if !r.cfg.NoAuth {
+		if kind, desc := r.authenticate(req); kind != "" {
+			challenge := `Bearer realm="setrelay-receiver"`
+			if kind != VTokenMissing {
+				challenge += fmt.Sprintf(`, error="invalid_token", error_description=%q`, desc)
+			}
+			w.Header().Set("WWW-Authenticate", challenge)
+			r.fail(w, http.StatusUnauthorized, reject(kind, ErrAuthenticationFailed, desc))
+			return
+		}
+	}
+	if mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); mt != "application/secevent+jwt" {
+		r.fail(w, http.StatusBadRequest, reject(VContentType, ErrInvalidRequest,
+			fmt.Sprintf("Content-Type is %q, want application/secevent+jwt (RFC 8935 §2)", req.Header.Get("Content-Type"))))
+		return
+	}
+	var warnings []violation
+	switch accept := req.Header.Values("Accept"); {
+	case len(accept) == 0:
+		v := violation{kind: VAcceptMissing, code: ErrInvalidRequest, desc: "no Accept header; RFC 8935 §2 says to send Accept: application/json", fatal: r.cfg.RequireAccept}
+		if v.fatal {
+			r.fail(w, http.StatusBadRequest, v)
+			return
+		}
+		r.count(VAcceptMissing)
+		warnings = append(warnings, v)
+	case !acceptsJSON(accept):
+		r.fail(w, http.StatusBadRequest, reject(VAcceptUnacceptable, ErrInvalidRequest,
+			fmt.Sprintf("Accept %q excludes application/json, the type of this receiver's error answers", strings.Join(accept, ", "))))
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(req.Body, r.cfg.MaxBodyBytes+1))
+	if err != nil {
+		// The client went away mid-body; there is no one to answer.
+		http.Error(w, "cannot read body", http.StatusBadRequest)
+		return
+	}
+	if int64(len(body)) > r.cfg.MaxBodyBytes {
+		r.fail(w, http.StatusBadRequest, reject(VBodyTooLarge, ErrInvalidRequest, fmt.Sprintf("body exceeds %d bytes", r.cfg.MaxBodyBytes)))
+		return
+	}
+
+	set, viols, err := r.verifier.verify(req.Context(), string(body))
+	if err != nil {
+		// Our own key source is down: a temporary failure, not the
+		// transmitter's fault, so it is neither a violation nor a 400.
+		r.log.Warn("cannot verify SET", zap.Error(err))
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "verification keys unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if len(viols) > 0 {
+		r.fail(w, http.StatusBadRequest, viols...)
+		return
+	}
+	if p := r.cfg.RejectTxnPrefix; p != "" && strings.HasPrefix(set.txn, p) {
+		r.stats.fault(FaultRejectTxn)
+		r.answer(w, http.StatusBadRequest, ErrInvalidRequest,
+			fmt.Sprintf("txn %q starts with %q: rejected on purpose (--reject-txn-prefix)", set.txn, p), nil, set)
+		return
+	}
+	r.accept(w, set, warnings)
+}
+
+// accept records a verified SET and answers 202, or 400 for a jti re-used
+// with different claims.
+func (r *Receiver) accept(w http.ResponseWriter, set *verifiedSET, warnings []violation) {
+	r.mu.Lock()
+	prev, seen := r.records[set.jti]
+	var mismatch bool
+	switch {
+	case seen && bytes.Equal(prev.Claims, set.claims):
+		prev.Duplicates++
+	case seen:
+		mismatch = true
+	default:
+		r.records[set.jti] = &Record{
+			JTI: set.jti, Claims: set.claims, Alg: set.alg, KeyID: set.kid,
+			Events: set.events, Txn: set.txn, ReceivedAt: r.cfg.Now(),
+		}
+		r.order = append(r.order, set.jti)
+		if len(r.order) > r.cfg.MaxRecords {
+			delete(r.records, r.order[0])
+			r.order = r.order[1:]
+			r.stats.update(func(s *Stats) { s.RecordsEvicted++ })
+		}
+	}
+	r.mu.Unlock()
+
+	if mismatch {
+		r.fail(w, http.StatusBadRequest, reject(VJTIReuseMismatch, ErrInvalidRequest,
+			fmt.Sprintf("jti %q was already accepted with different claims; a retransmission must be identical and a corrected SET needs a new jti", set.jti)))
+		return
+	}
+	var revoke bool
+	r.stats.update(func(s *Stats) {
+		if seen {
+			s.Duplicates++
+			return
+		}
+		s.Accepted++
+		for _, e := range set.events {
+			s.Events[e]++
+		}
+		revoke = r.cfg.RevokeTokenEvery > 0 && s.Accepted%int64(r.cfg.RevokeTokenEvery) == 0
+	})
+	if revoke {
+		r.RevokeToken()
+	}
+	if !r.cfg.Quiet {
+		msg := "SET accepted"
+		if seen {
+			msg = "SET duplicate (accepted again)"
+		}
+		fields := []zap.Field{zap.String("jti", set.jti), zap.Strings("events", set.events), zap.String("iss", set.iss), zap.String("alg", set.alg)}
+		if set.txn != "" {
+			fields = append(fields, zap.String("txn", set.txn))
+		}
+		if set.kid != "" {
+			fields = append(fields, zap.String("kid", set.kid))
+		}
+		for _, v := range warnings {
+			fields = append(fields, zap.String("warning", v.desc))
+		}
+		r.log.Info(msg, fields...)
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// injectFaults applies latency, hang, 429 and 500; it returns false when
+// it answered the request.
+func (r *Receiver) injectFaults(w http.ResponseWriter, req *http.Request) bool {
+	d := r.dice.decide(r.cfg.HangRate, r.cfg.Rate429, r.cfg.FailRate)
+	if r.cfg.Latency > 0 {
+		r.stats.fault(FaultLatency)
+		if !sleep(req.Context(), r.cfg.Latency) {
+			return false
+		}
+	}
+	switch {
+	case d.hang:
+		r.stats.fault(FaultHang)
+		// Held until the client gives up; if it does not within MaxHang,
+		// answer as a gateway would.
+		if sleep(req.Context(), r.cfg.MaxHang) {
+			http.Error(w, "service unavailable (injected hang)", http.StatusServiceUnavailable)
+		}
+		return false
+	case d.tooMany:
+		r.stats.fault(Fault429)
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(max(1, (r.cfg.RetryAfter+time.Second-1)/time.Second)), 10))
+		http.Error(w, "too many requests (injected)", http.StatusTooManyRequests)
+		return false
+	case d.fail:
+		r.stats.fault(Fault500)
+		http.Error(w, "internal server error (injected)", http.StatusInternalServerError)
+		return false
+	}
+	return true
+}
+
+// sleep waits d or until ctx is done, and reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// authenticate checks the bearer token; it returns the violation kind and
+// a description, or "" when the token is good.
+func (r *Receiver) authenticate(req *http.Request) (kind, desc string) {
+	h := req.Header.Get("Authorization")
+	scheme, tok, _ := strings.Cut(h, " ")
+	tok = strings.TrimSpace(tok)
+	if h == "" || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return VTokenMissing, "no bearer token: send Authorization: Bearer <access token from the token endpoint>"
+	}
+	switch kind := r.tokens.check(tok); kind {
+	case "":
+		return "", ""
+	case VTokenExpired:
+		return kind, "the access token has expired; fetch a new one"
+	case VTokenRevoked:
+		return kind, "the access token was revoked; fetch a new one"
+	default:
+		return VTokenInvalid, "the access token was not issued by this receiver"
+	}
+}
+
+func (r *Receiver) sourceAllowed(remote string) bool {
+	host, _, err := net.SplitHostPort(remote)
+	if err != nil {
+		host = remote
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	addr = addr.Unmap()
+	for _, p := range r.cfg.AllowFrom {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptsJSON reports whether Accept header values admit application/json.
+func acceptsJSON(values []string) bool {
+	for _, v := range values {
+		for _, part := range strings.Split(v, ",") {
+			mt, params, err := mime.ParseMediaType(strings.TrimSpace(part))
+			if err != nil {
+				continue
+			}
+			if q, ok := params["q"]; ok {
+				if f, err := strconv.ParseFloat(q, 64); err == nil && f == 0 {
+					continue
+				}
+			}
+			if mt == "application/json" || mt == "application/*" || mt == "*/*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// count records violations that are answered without an RFC 8935 body.
+func (r *Receiver) count(kinds ...string) {
+	r.stats.update(func(s *Stats) {
+		for _, k := range kinds {
+			s.Violations[k]++
+		}
+	})
+}
+
+// fail answers with the first violation's code and every violation's
+// description, and counts them all.
+func (r *Receiver) fail(w http.ResponseWriter, status int, viols ...violation) {
+	descs := make([]string, len(viols))
+	kinds := make([]string, len(viols))
+	for i, v := range viols {
+		descs[i], kinds[i] = v.desc, v.kind
+	}
+	r.count(kinds...)
+	r.answer(w, status, viols[0].code, strings.Join(descs, "; "), kinds, nil)
+}
+
+// errorBody is the RFC 8935 §2.3 error response.
+type errorBody struct {
+	Err         string `json:"err"`
+	Description string `json:"description"`
+}
+
+func (r *Receiver) answer(w http.ResponseWriter, status int, code, desc string, kinds []string, set *verifiedSET) {
+	r.stats.update(func(s *Stats) { s.Rejections[code]++ })
+	if !r.cfg.Quiet {
+		fields := []zap.Field{zap.Int("status", status), zap.String("err", code), zap.String("description", desc)}
+		if len(kinds) > 0 {
+			fields = append(fields, zap.Strings("violations", kinds))
+		}
+		if set != nil {
+			fields = append(fields, zap.String("jti", set.jti), zap.String("txn", set.txn))
+		}
+		r.log.Warn("SET rejected", fields...)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(errorBody{Err: code, Description: desc})
+}
+
+// statusWriter remembers the status written, for Stats.Responses.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	n, err := s.ResponseWriter.Write(b)
+	if err != nil {
+		return n, fmt.Errorf("writing response: %w", err)
+	}
+	return n, nil
+}
+
+func (s *statusWriter) status() int {
+	if s.code == 0 {
+		// Nothing written: the client went away during a hang or latency.
+		return 499
+	}
+	return s.code
+}
