@@ -1,0 +1,205 @@
+package push
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Client pushes SETs to one receiver. Build one per receiver and share it
+// between all workers: it holds the receiver's connection pool and its one
+// access token. It is safe for concurrent use.
+type Client struct {
+	name          string
+	endpoint      string
+	userAgent     string
+	timeout       time.Duration
+	maxRetryAfter time.Duration
+	hc            *http.Client
+	auth          credentials // nil: no Authorization header
+	log           *zap.Logger
+	m             *Metrics
+	now           func() time.Time
+}
+
+// New validates cfg, applies defaults and builds the client. It fails on an
+// http:// URL without InsecureHTTP, missing credentials, an unreadable CA
+// bundle or client certificate. log and m may be nil.
+func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	tlsConf, err := cfg.TLS.tlsConfig()
+	if err != nil {
+		return nil, fmt.Errorf("receiver %q: %w", cfg.Name, err)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	log = log.With(zap.String("receiver", cfg.Name))
+
+	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   cfg.ConnectTimeout,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          cfg.MaxConns + 2,
+		MaxIdleConnsPerHost:   cfg.MaxConns,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	c := &Client{
+		name:          cfg.Name,
+		endpoint:      cfg.Endpoint,
+		userAgent:     cfg.UserAgent,
+		timeout:       cfg.Timeout,
+		maxRetryAfter: cfg.MaxRetryAfter,
+		// Each attempt gets its own context deadline, which also covers
+		// reading the body, so the push client has no Timeout of its own.
+		hc:  &http.Client{Transport: tr, CheckRedirect: noRedirect},
+		log: log,
+		m:   m,
+		now: time.Now,
+	}
+	switch {
+	case cfg.Auth.TokenURL != "":
+		// The token client shares the transport (same TLS settings, and
+		// the connection to the token endpoint stays warm) but has a
+		// Timeout, because the oauth2 library's fetch takes no deadline.
+		thc := &http.Client{Transport: tr, CheckRedirect: noRedirect, Timeout: cfg.Timeout}
+		c.auth = newOAuthAuth(newFetcher(cfg.Name, cfg.Auth, thc, log, m), cfg.Auth.RefreshBefore, log)
+	case cfg.Auth.AuthorizationHeader.IsSet():
+		c.auth = staticAuth{value: cfg.Auth.AuthorizationHeader}
+	}
+	return c, nil
+}
+
+// String names the receiver and endpoint; a Client's fields include the
+// token machinery, which must never be printed.
+func (c *Client) String() string {
+	return fmt.Sprintf("push.Client{receiver=%q endpoint=%q}", c.name, c.endpoint)
+}
+
+// GoString is String, so %#v cannot dump the fields either.
+func (c *Client) GoString() string { return c.String() }
+
+// Format prints String for every verb.
+func (c *Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
+
+// Receiver returns the receiver's configured name.
+func (c *Client) Receiver() string { return c.name }
+
+// CloseIdleConnections closes the pooled connections, for shutdown.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// Push sends one compact JWS to the receiver and reports the outcome. It
+// never returns Refresh: when the receiver refuses the access token, Push
+// drops it, gets a new one and tries exactly once more; a second refusal is
+// Retry. On access_denied it drops the token too, so that the caller's next
+// attempt, after its backoff, uses a fresh one. Push honours ctx, and each
+// HTTP attempt is also bounded by Config.Timeout.
+func (c *Client) Push(ctx context.Context, jws []byte) Result {
+	start := time.Now()
+	r, handle := c.attempt(ctx, jws)
+	switch {
+	case r.Outcome == Refresh:
+		if c.auth != nil && c.auth.refused(handle) {
+			c.log.Info("receiver refused the access token; fetching a new one and retrying once",
+				zap.Int("status", r.Status), zap.String("err", r.Err))
+			first := r.Attempts
+			r, _ = c.attempt(ctx, jws)
+			r.Attempts += first
+		}
+		if r.Outcome == Refresh {
+			r.Outcome = Retry
+		}
+	case r.Reason == ReasonAccessDenied && c.auth != nil:
+		c.auth.refused(handle)
+	}
+	r.Receiver = c.name
+	c.m.push(c.name, &r, time.Since(start))
+	return r
+}
+
+// attempt makes one HTTP request (after getting the Authorization header)
+// and classifies its result.
+func (c *Client) attempt(ctx context.Context, jws []byte) (Result, any) {
+	var authz string
+	var handle any
+	if c.auth != nil {
+		var err error
+		authz, handle, err = c.auth.authorization(ctx)
+		if err != nil {
+			return Classify(0, nil, nil, err, c.now(), c.maxRetryAfter), handle
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(jws))
+	if err != nil {
+		return Classify(0, nil, nil, err, c.now(), c.maxRetryAfter), handle
+	}
+	req.Header = http.Header{
+		"Content-Type": {"application/secevent+jwt"},
+		"Accept":       {"application/json"},
+		"User-Agent":   {c.userAgent},
+	}
+	if authz != "" {
+		req.Header["Authorization"] = []string{authz}
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		r := Classify(0, nil, nil, err, c.now(), c.maxRetryAfter)
+		r.Attempts = 1
+		return r, handle
+	}
+	var body []byte
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		// RFC 8935 receivers answer 202 with no body, but some send one:
+		// it is read (bounded, so the connection can be reused) and ignored.
+		_, _ = io.CopyN(io.Discard, resp.Body, MaxBodyRead)
+	} else {
+		// A read error leaves whatever arrived; the status decides anyway.
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, MaxBodyRead))
+		body = scrubCredential(body, authz)
+	}
+	// Closing after at most MaxBodyRead bytes: when the body was longer the
+	// connection is dropped rather than drained, which is cheaper than
+	// reading megabytes from a misbehaving receiver.
+	_ = resp.Body.Close()
+	r := Classify(resp.StatusCode, resp.Header, body, nil, c.now(), c.maxRetryAfter)
+	r.Attempts = 1
+	return r, handle
+}
+
+// scrubCredential removes the Authorization value (and its bare credential)
+// from a response body, because some receivers echo the request in errors
+// and the body ends up in dead letters and logs.
+func scrubCredential(body []byte, authz string) []byte {
+	if authz == "" || len(body) == 0 {
+		return body
+	}
+	forms := []string{authz}
+	if _, cred, ok := strings.Cut(authz, " "); ok && len(cred) >= 8 {
+		forms = append(forms, cred)
+	}
+	for _, f := range forms {
+		if bytes.Contains(body, []byte(f)) {
+			body = bytes.ReplaceAll(body, []byte(f), []byte(redacted))
+		}
+	}
+	return body
+}

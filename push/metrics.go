@@ -1,0 +1,87 @@
+package push
+
+import (
+	"errors"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the push package's Prometheus instruments. A nil *Metrics is
+// valid and records nothing, so tests and tools can pass nil. Labels are the
+// receiver name, outcome and reason code: never anything from a token, a
+// secret or a receiver's body.
+type Metrics struct {
+	tokenFetches *prometheus.CounterVec
+	pushSeconds  *prometheus.HistogramVec
+	pushResults  *prometheus.CounterVec
+}
+
+// NewMetrics creates the instruments and registers them with reg (nil: not
+// registered). Registering twice with the same registry reuses the
+// instruments already there, so several clients can share one registry.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		tokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Subsystem: "push", Name: "token_fetches_total",
+			Help: "Requests to receivers' OAuth token endpoints, by receiver and result (ok, error, config_error).",
+		}, []string{"receiver", "result"}),
+		pushSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "setrelay", Subsystem: "push", Name: "duration_seconds",
+			Help:    "Time spent in one Push (token, up to two HTTP attempts), by receiver and outcome.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20},
+		}, []string{"receiver", "outcome"}),
+		pushResults: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Subsystem: "push", Name: "results_total",
+			Help: "Push results by receiver, outcome and reason code.",
+		}, []string{"receiver", "outcome", "reason"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	m.tokenFetches, err = register(reg, m.tokenFetches)
+	if err != nil {
+		return nil, err
+	}
+	m.pushSeconds, err = register(reg, m.pushSeconds)
+	if err != nil {
+		return nil, err
+	}
+	m.pushResults, err = register(reg, m.pushResults)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the equal collector already registered.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		var zero C
+		return zero, err
+	}
+	return c, nil
+}
+
+func (m *Metrics) tokenFetch(receiver, result string) {
+	if m == nil {
+		return
+	}
+	m.tokenFetches.WithLabelValues(receiver, result).Inc()
+}
+
+func (m *Metrics) push(receiver string, r *Result, d time.Duration) {
+	if m == nil {
+		return
+	}
+	o := r.Outcome.String()
+	m.pushSeconds.WithLabelValues(receiver, o).Observe(d.Seconds())
+	m.pushResults.WithLabelValues(receiver, o, r.Reason).Inc()
+}

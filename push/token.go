@@ -1,0 +1,225 @@
+package push
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// credentials produce the Authorization header for one attempt.
+type credentials interface {
+	// authorization returns the header value and a handle identifying the
+	// token, to pass to refused.
+	authorization(ctx context.Context) (value string, handle any, err error)
+	// refused drops the token identified by handle and reports whether a
+	// new one may differ (false for a static header).
+	refused(handle any) bool
+}
+
+// staticAuth sends a fixed Authorization header.
+type staticAuth struct{ value Secret }
+
+func (s staticAuth) authorization(context.Context) (string, any, error) {
+	return s.value.Reveal(), nil, nil
+}
+
+func (staticAuth) refused(any) bool { return false }
+
+// tokenConfigCodes are RFC 6749 5.2 errors that mean the client
+// configuration is wrong: asking again with the same credentials cannot help.
+var tokenConfigCodes = map[string]bool{
+	"invalid_client":         true,
+	"unauthorized_client":    true,
+	"invalid_scope":          true,
+	"unsupported_grant_type": true,
+}
+
+// oauthAuth holds the receiver's one client-credentials token for the whole
+// process. The caching and the single-flight behaviour are oauth2's
+// ReuseTokenSource: it holds a mutex while fetching, so concurrent callers
+// wait for the one fetch and then share its token. When the receiver refuses
+// the token, the whole ReuseTokenSource is replaced by a fresh, empty one,
+// which is the only way oauth2 offers to forget a cached token.
+type oauthAuth struct {
+	fetch         *fetcher
+	refreshBefore time.Duration
+	log           *zap.Logger
+
+	mu  sync.Mutex
+	src oauth2.TokenSource // a ReuseTokenSource over fetch
+}
+
+func newOAuthAuth(f *fetcher, refreshBefore time.Duration, log *zap.Logger) *oauthAuth {
+	return &oauthAuth{
+		fetch:         f,
+		refreshBefore: refreshBefore,
+		log:           log,
+		src:           oauth2.ReuseTokenSourceWithExpiry(nil, f, refreshBefore),
+	}
+}
+
+// tokenResult carries a token source's answer across a goroutine.
+type tokenResult struct {
+	tok *oauth2.Token
+	err error
+}
+
+// authorization returns "Bearer <token>". ReuseTokenSource.Token takes no
+// context, so it runs in a goroutine and the caller waits on its own ctx as
+// well: a cancelled push returns at once, while the fetch itself is bounded
+// by the token client's timeout, so the goroutine always ends within
+// Config.Timeout and its result is then cached for the next caller.
+func (a *oauthAuth) authorization(ctx context.Context) (string, any, error) {
+	a.mu.Lock()
+	src := a.src
+	a.mu.Unlock()
+
+	done := make(chan tokenResult, 1)
+	go func() {
+		tok, err := src.Token()
+		done <- tokenResult{tok, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return "", src, r.err
+		}
+		return r.tok.Type() + " " + r.tok.AccessToken, src, nil
+	case <-ctx.Done():
+		return "", src, fmt.Errorf("waiting for the access token: %w", ctx.Err())
+	}
+}
+
+// refused forgets the token source that produced a refused token, unless
+// another worker has already replaced it: many workers seeing the same
+// refusal cause exactly one new fetch.
+func (a *oauthAuth) refused(handle any) bool {
+	src, ok := handle.(oauth2.TokenSource)
+	if !ok {
+		return false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.src == src {
+		a.src = oauth2.ReuseTokenSourceWithExpiry(nil, a.fetch, a.refreshBefore)
+	}
+	return true
+}
+
+// fetcher is the non-caching oauth2.TokenSource under the ReuseTokenSource:
+// every call is one request to the token endpoint. It turns the oauth2
+// library's errors, which embed the endpoint's response body, into
+// *TokenError values that carry no body and no secret.
+type fetcher struct {
+	receiver string
+	cc       *clientcredentials.Config
+	hc       *http.Client // its Timeout bounds every fetch
+	log      *zap.Logger
+	m        *Metrics
+	scrub    []string // secret forms to remove from descriptions
+}
+
+func newFetcher(receiver string, a AuthConfig, hc *http.Client, log *zap.Logger, m *Metrics) *fetcher {
+	secret := a.ClientSecret.Reveal()
+	return &fetcher{
+		receiver: receiver,
+		cc: &clientcredentials.Config{
+			ClientID:     a.ClientID,
+			ClientSecret: secret,
+			TokenURL:     a.TokenURL,
+			Scopes:       a.Scopes,
+			AuthStyle:    oauthStyle(a.AuthStyle),
+		},
+		hc:  hc,
+		log: log,
+		m:   m,
+		scrub: []string{
+			secret,
+			url.QueryEscape(secret),
+			base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(a.ClientID) + ":" + url.QueryEscape(secret))),
+		},
+	}
+}
+
+// Token fetches a new token. The context is built here, not stored: it only
+// carries the HTTP client, whose Timeout bounds the request.
+func (f *fetcher) Token() (*oauth2.Token, error) {
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, f.hc)
+	tok, err := f.cc.Token(ctx)
+	if err != nil {
+		te := f.tokenError(err)
+		if te.Permanent {
+			f.m.tokenFetch(f.receiver, "config_error")
+		} else {
+			f.m.tokenFetch(f.receiver, "error")
+		}
+		return nil, te
+	}
+	f.m.tokenFetch(f.receiver, "ok")
+	f.log.Info("fetched access token",
+		zap.String("receiver", f.receiver),
+		zap.Time("expiry", tok.Expiry))
+	return tok, nil
+}
+
+// tokenError classifies and sanitises an error from the oauth2 library.
+func (f *fetcher) tokenError(err error) *TokenError {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		te := &TokenError{
+			Code:        Excerpt([]byte(f.redact(re.ErrorCode)), maxErrCode),
+			Description: Excerpt([]byte(f.redact(re.ErrorDescription)), maxDescription),
+		}
+		if re.Response != nil {
+			te.Status = re.Response.StatusCode
+		}
+		switch {
+		case tokenConfigCodes[re.ErrorCode]:
+			te.Permanent = true
+		case te.Code == "" && te.Status == http.StatusUnauthorized:
+			// RFC 6749 5.2: a 401 is how a token endpoint using HTTP
+			// authentication says invalid_client.
+			te.Permanent = true
+		case te.Status >= 300 && te.Status < 400:
+			// A redirect means token_url is wrong; the client does not follow it.
+			te.Permanent = true
+			te.problem = "redirect not followed; check token_url"
+		case te.Code == "" && te.Status >= 200 && te.Status < 300:
+			te.problem = "response is not a token response"
+		}
+		return te
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		// A transport failure: the url.Error names the token URL (which
+		// holds no credentials: New refuses userinfo) and the cause.
+		return &TokenError{cause: ue}
+	}
+	// The oauth2 library's other errors are about the response's shape
+	// ("cannot parse json: ...", "server response missing access_token"). Their
+	// text is not carried over, so no fragment of a body can leak through.
+	if strings.Contains(err.Error(), "missing access_token") {
+		return &TokenError{problem: "response has no access_token"}
+	}
+	return &TokenError{problem: "response is not a valid token response"}
+}
+
+// redact removes any form of the client secret from s.
+func (f *fetcher) redact(s string) string {
+	for _, v := range f.scrub {
+		if v != "" && strings.Contains(s, v) {
+			s = strings.ReplaceAll(s, v, redacted)
+		}
+	}
+	return s
+}
