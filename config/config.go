@@ -1,0 +1,258 @@
+// Package config reads setrelay's YAML configuration: one file describing the
+// issuer, the signing keys, NATS, the worker pool, the ops server and every
+// receiver. Load expands ${NAME} environment references, reads *_file
+// secrets, fills defaults and validates the whole file at once, so an
+// operator sees every mistake, with its YAML path, in one run.
+//
+// Relative file paths (keys, secret files, TLS material, store_dir) are
+// resolved against the process's working directory, as nats-server and most
+// command-line tools do.
+package config
+
+import (
+	"time"
+
+	"github.com/setrelay/setrelay/intent"
+)
+
+// Default values. They are exported so documentation and tests can name them.
+const (
+	DefaultStoreDir         = "./data"
+	DefaultNATSListen       = "127.0.0.1:4222"
+	DefaultReplicas         = 1
+	DefaultMaxAckPending    = 1000
+	DefaultAckWait          = 30 * time.Second
+	DefaultConcurrency      = 64
+	DefaultGracePeriod      = 20 * time.Second
+	DefaultOpsListen        = "127.0.0.1:9464"
+	DefaultLogLevel         = "info"
+	DefaultLogFormat        = "json"
+	DefaultTimeout          = 10 * time.Second
+	DefaultConnectTimeout   = 5 * time.Second
+	DefaultRetryInitial     = time.Second
+	DefaultRetryMax         = 10 * time.Minute
+	DefaultRetryMaxAttempts = 12
+	DefaultRetryMaxAge      = 72 * time.Hour
+	DefaultPauseThreshold   = 5
+	DefaultPauseInitial     = 30 * time.Second
+	DefaultPauseMax         = 10 * time.Minute
+	DefaultAuthStyle        = AuthStyleBasic
+	DefaultSubjectPlacement = PlacementSubID
+)
+
+// Subject placements, as written in the configuration.
+const (
+	PlacementSubID   = "sub_id"
+	PlacementInEvent = "in_event"
+	PlacementBoth    = "both"
+)
+
+// Client authentication styles at the token endpoint.
+const (
+	AuthStyleBasic = "basic"
+	AuthStyleForm  = "form"
+)
+
+// Config is the whole of setrelay's configuration.
+type Config struct {
+	// Issuer is the iss claim of every SET: the transmitter's issuer URL.
+	Issuer string `yaml:"issuer" json:"issuer"`
+	// Keys are the signing keys. Each receiver signs with one of them; all
+	// public keys are published at /jwks.json so keys can be rotated.
+	Keys []Key `yaml:"keys" json:"keys"`
+	// NATS says where the queue lives: an external cluster, or the embedded
+	// server when URL is empty.
+	NATS NATS `yaml:"nats" json:"nats"`
+	// Worker sizes the delivery pool.
+	Worker Worker `yaml:"worker" json:"worker"`
+	// Ops is the operations HTTP server (/metrics, /healthz, /readyz, /jwks.json).
+	Ops Ops `yaml:"ops" json:"ops"`
+	// Log configures the process logger.
+	Log Log `yaml:"log" json:"log"`
+	// Receivers are the SSF receivers SETs are pushed to.
+	Receivers []Receiver `yaml:"receivers" json:"receivers"`
+}
+
+// Key is one signing key.
+type Key struct {
+	// ID is the JWK "kid", and the name receivers use to pick this key.
+	ID string `yaml:"id" json:"id"`
+	// File is a PEM (PKCS#1, PKCS#8, SEC1) or JWK file holding the private key.
+	File string `yaml:"file" json:"file"`
+	// Alg is the JWS algorithm: RS256, PS256, ES256, ES384 or EdDSA.
+	Alg string `yaml:"alg" json:"alg"`
+}
+
+// NATS configures the connection to JetStream, or the embedded server.
+type NATS struct {
+	// URL of the NATS servers (comma-separated). Empty starts an embedded
+	// server. The NATS_URL environment variable overrides it.
+	URL string `yaml:"url" json:"url"`
+	// StoreDir is the embedded server's JetStream file store.
+	StoreDir string `yaml:"store_dir" json:"store_dir"`
+	// Listen is the embedded server's client address, so that producers and
+	// the publish/dlq commands can reach it.
+	Listen string `yaml:"listen" json:"listen"`
+	// User and Password authenticate with a user name.
+	User     string `yaml:"user" json:"user"`
+	Password Secret `yaml:"password" json:"password"`
+	// Token authenticates with a token.
+	Token Secret `yaml:"token" json:"token"`
+	// Creds is a .creds file (JWT and nkey seed).
+	Creds string `yaml:"creds" json:"creds"`
+	// NKey is an nkey seed file.
+	NKey string `yaml:"nkey" json:"nkey"`
+	// TLS verifies the server (CA) and presents a client certificate.
+	TLS TLS `yaml:"tls" json:"tls"`
+	// Replicas of the streams and consumers: 1 embedded, 3 in a cluster.
+	Replicas int `yaml:"replicas" json:"replicas"`
+	// MaxAckPending bounds unacknowledged messages per receiver consumer.
+	MaxAckPending int `yaml:"max_ack_pending" json:"max_ack_pending"`
+	// AckWait is how long JetStream waits for an ack before redelivering.
+	AckWait time.Duration `yaml:"ack_wait" json:"ack_wait"`
+}
+
+// Embedded reports whether setrelay runs its own NATS server.
+func (n NATS) Embedded() bool { return n.URL == "" }
+
+// TLS names PEM files for a TLS client: the CA to trust and an optional
+// client certificate and key.
+type TLS struct {
+	CA   string `yaml:"ca" json:"ca"`
+	Cert string `yaml:"cert" json:"cert"`
+	Key  string `yaml:"key" json:"key"`
+}
+
+// Worker sizes the delivery pool.
+type Worker struct {
+	// Concurrency is the number of pushes in flight at once in this process.
+	Concurrency int `yaml:"concurrency" json:"concurrency"`
+	// GracePeriod is how long in-flight pushes may run on after a shutdown
+	// signal before what is left is handed back to JetStream.
+	GracePeriod time.Duration `yaml:"grace_period" json:"grace_period"`
+}
+
+// Ops configures the operations HTTP server.
+type Ops struct {
+	// Listen is the address of /metrics, /healthz, /readyz and /jwks.json.
+	Listen string `yaml:"listen" json:"listen"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level" json:"level"`
+	// Format is json (production) or console (humans).
+	Format string `yaml:"format" json:"format"`
+}
+
+// Receiver is one SSF receiver and how to deliver to it.
+type Receiver struct {
+	// Name identifies the receiver in intents ("receivers"), metrics, logs,
+	// the consumer name and the dead-letter subject.
+	Name string `yaml:"name" json:"name"`
+	// Endpoint is the RFC 8935 push URL.
+	Endpoint string `yaml:"endpoint" json:"endpoint"`
+	// Audience is the aud claim: a string or a list.
+	Audience Audience `yaml:"audience" json:"audience"`
+	// AudienceAsArray writes aud as a JSON array even with one audience.
+	AudienceAsArray bool `yaml:"audience_as_array" json:"audience_as_array"`
+	// Key is the id of the signing key (keys[].id) for this receiver.
+	Key string `yaml:"key" json:"key"`
+	// SendKID puts the key id in the JWS header. Default true; GOV.UK's own
+	// transmitter sends none.
+	SendKID *bool `yaml:"send_kid" json:"send_kid"`
+	// Subject is where the subject identifier goes: sub_id (SSF 1.0),
+	// in_event (RISC, GOV.UK) or both.
+	Subject string `yaml:"subject" json:"subject"`
+	// Events are the event types this receiver requested, as aliases
+	// (risc.account-disabled) or URIs. Empty means every type.
+	Events []string `yaml:"events" json:"events"`
+	// AllowPrivateTypes accepts event-type URIs outside CAEP/RISC/SSF, such
+	// as GOV.UK's https://vocab.account.gov.uk/secevent/v1/... types.
+	AllowPrivateTypes bool `yaml:"allow_private_types" json:"allow_private_types"`
+	// Auth is how setrelay authenticates to the receiver. Omit it for a
+	// receiver that asks for no credentials.
+	Auth Auth `yaml:"auth" json:"auth"`
+	// InsecureHTTP allows http:// endpoints and token URLs (local testing only).
+	InsecureHTTP bool `yaml:"insecure_http" json:"insecure_http"`
+	// Timeout bounds one push request, including the response.
+	Timeout time.Duration `yaml:"timeout" json:"timeout"`
+	// ConnectTimeout bounds the TCP and TLS handshake.
+	ConnectTimeout time.Duration `yaml:"connect_timeout" json:"connect_timeout"`
+	// MaxRetryAfter caps a receiver's Retry-After. Default: retry.max.
+	MaxRetryAfter time.Duration `yaml:"max_retry_after" json:"max_retry_after"`
+	// MaxConns bounds connections to this receiver; 0 leaves it to the push client.
+	MaxConns int `yaml:"max_conns" json:"max_conns"`
+	// RateLimit is SETs per second to this receiver from this process; 0 is unlimited.
+	RateLimit float64 `yaml:"rate_limit" json:"rate_limit"`
+	// Retry is the retry policy for retryable failures.
+	Retry Retry `yaml:"retry" json:"retry"`
+	// Pause pauses the receiver's consumer (in every process) while it is down.
+	Pause Pause `yaml:"pause" json:"pause"`
+	// TLS trusts a private CA and presents a client certificate (mTLS).
+	TLS TLS `yaml:"tls" json:"tls"`
+}
+
+// EventTypes returns the requested event types resolved to URIs, in the
+// configured order; nil means every type. Validate has already rejected
+// names that do not resolve, so none are dropped for a loaded Config.
+func (r Receiver) EventTypes() []string {
+	if len(r.Events) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(r.Events))
+	for _, e := range r.Events {
+		if uri, _ := intent.ResolveType(e); uri != "" {
+			out = append(out, uri)
+		}
+	}
+	return out
+}
+
+// KID reports whether the JWS header carries the key id (default true).
+func (r Receiver) KID() bool { return r.SendKID == nil || *r.SendKID }
+
+// Auth is either OAuth 2.0 client credentials (TokenURL, ClientID,
+// ClientSecret) or a static Authorization header, never both.
+type Auth struct {
+	TokenURL string `yaml:"token_url" json:"token_url"`
+	ClientID string `yaml:"client_id" json:"client_id"`
+	// ClientSecret, or ClientSecretFile naming a file that holds it.
+	ClientSecret     Secret `yaml:"client_secret" json:"client_secret"`
+	ClientSecretFile string `yaml:"client_secret_file" json:"client_secret_file"`
+	// Scopes requested with the token.
+	Scopes []string `yaml:"scopes" json:"scopes"`
+	// AuthStyle is how the client authenticates at the token endpoint:
+	// basic (HTTP Basic, the default, what GOV.UK uses) or form.
+	AuthStyle string `yaml:"auth_style" json:"auth_style"`
+	// AuthorizationHeader is sent as is, for receivers that issue a static
+	// credential; or AuthorizationHeaderFile naming a file holding it.
+	AuthorizationHeader     Secret `yaml:"authorization_header" json:"authorization_header"`
+	AuthorizationHeaderFile string `yaml:"authorization_header_file" json:"authorization_header_file"`
+}
+
+// OAuth reports whether client-credentials authentication is configured.
+func (a Auth) OAuth() bool { return a.TokenURL != "" || a.ClientID != "" || a.ClientSecret != "" }
+
+// Retry is a receiver's retry policy.
+type Retry struct {
+	// Initial is the first backoff delay.
+	Initial time.Duration `yaml:"initial" json:"initial"`
+	// Max caps one backoff delay.
+	Max time.Duration `yaml:"max" json:"max"`
+	// MaxAttempts dead-letters a SET after this many deliveries.
+	MaxAttempts int `yaml:"max_attempts" json:"max_attempts"`
+	// MaxAge dead-letters a SET this long after it was published.
+	MaxAge time.Duration `yaml:"max_age" json:"max_age"`
+}
+
+// Pause controls pausing a failing receiver's consumer.
+type Pause struct {
+	// Threshold is the number of consecutive retryable failures that pause it.
+	Threshold int `yaml:"threshold" json:"threshold"`
+	// Initial is the first pause; it doubles while the receiver stays down.
+	Initial time.Duration `yaml:"initial" json:"initial"`
+	// Max caps one pause.
+	Max time.Duration `yaml:"max" json:"max"`
+}

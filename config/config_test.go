@@ -1,0 +1,376 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// issueExample is the configuration shape from the pipeline issue; it must
+// parse as written there.
+const issueExample = `
+issuer: https://rp.example.gov.uk/
+nats:
+  url: ""                    # empty: embedded server; NATS_URL overrides
+  listen: 127.0.0.1:4222     # the embedded server's client port
+  store_dir: ./data
+  replicas: 1
+keys:
+  - id: rp-2026-11
+    file: ./keys/rp-2026-11.pem
+    alg: RS256
+worker:
+  concurrency: 64
+ops:
+  listen: 127.0.0.1:9090     # /metrics /healthz /readyz /jwks.json
+receivers:
+  - name: govuk
+    endpoint: https://inbound-ssf.build.account.gov.uk/...
+    audience: https://inbound.ssf.account.gov.uk/
+    key: rp-2026-11
+    send_kid: false
+    subject: in_event        # sub_id | in_event | both
+    events: []               # requested types, URIs or aliases; empty = all
+    auth:
+      token_url: https://example.auth.eu-west-2.amazoncognito.com/oauth2/token
+      client_id: ${GOVUK_CLIENT_ID}
+      client_secret: ${GOVUK_CLIENT_SECRET}
+      scopes: [messages/write]
+    insecure_http: false
+    timeout: 10s
+    rate_limit: 10           # SETs per second; 0 = unlimited
+    retry: {initial: 1s, max: 10m, max_attempts: 12, max_age: 72h}
+`
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+var testEnv = env(map[string]string{"GOVUK_CLIENT_ID": "client-123", "GOVUK_CLIENT_SECRET": "s3cret: #not-a-comment"})
+
+func TestIssueExampleParses(t *testing.T) {
+	cfg, err := Parse([]byte(issueExample), "issue.yaml", testEnv)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	r := cfg.Receivers[0]
+	if r.Auth.ClientID != "client-123" {
+		t.Errorf("client_id = %q, want the expanded env value", r.Auth.ClientID)
+	}
+	// The secret contains YAML syntax; expanding after decoding keeps it intact.
+	if r.Auth.ClientSecret.Reveal() != "s3cret: #not-a-comment" {
+		t.Errorf("client_secret not expanded verbatim")
+	}
+	if r.KID() {
+		t.Errorf("send_kid: false not honoured")
+	}
+	if got := []string(r.Audience); len(got) != 1 || got[0] != "https://inbound.ssf.account.gov.uk/" {
+		t.Errorf("audience = %v", got)
+	}
+	if r.Retry.Initial != time.Second || r.Retry.Max != 10*time.Minute || r.Retry.MaxAttempts != 12 || r.Retry.MaxAge != 72*time.Hour {
+		t.Errorf("retry = %+v", r.Retry)
+	}
+	if r.RateLimit != 10 || r.Timeout != 10*time.Second || r.Subject != PlacementInEvent {
+		t.Errorf("receiver = %+v", r)
+	}
+	if cfg.Ops.Listen != "127.0.0.1:9090" || cfg.Worker.Concurrency != 64 || !cfg.NATS.Embedded() {
+		t.Errorf("cfg = %+v", cfg)
+	}
+}
+
+const minimal = `
+issuer: https://issuer.example/
+keys: [{id: k1, file: k1.pem, alg: ES256}]
+receivers:
+  - name: r1
+    endpoint: https://rcv.example/events
+    audience: https://rcv.example/
+    key: k1
+`
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(minimal), "min.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := defaults()
+	if cfg.NATS != want.NATS || cfg.Worker != want.Worker || cfg.Ops != want.Ops || cfg.Log != want.Log {
+		t.Errorf("top-level defaults: got %+v", cfg)
+	}
+	if cfg.Ops.Listen != "127.0.0.1:9464" || cfg.NATS.StoreDir != "./data" || cfg.NATS.Listen != "127.0.0.1:4222" || cfg.Worker.GracePeriod != 20*time.Second {
+		t.Errorf("documented defaults changed: %+v", cfg)
+	}
+	r := cfg.Receivers[0]
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"send_kid", r.KID(), true},
+		{"subject", r.Subject, PlacementSubID},
+		{"timeout", r.Timeout, DefaultTimeout},
+		{"connect_timeout", r.ConnectTimeout, DefaultConnectTimeout},
+		{"retry.initial", r.Retry.Initial, DefaultRetryInitial},
+		{"retry.max", r.Retry.Max, DefaultRetryMax},
+		{"retry.max_attempts", r.Retry.MaxAttempts, DefaultRetryMaxAttempts},
+		{"retry.max_age", r.Retry.MaxAge, DefaultRetryMaxAge},
+		{"max_retry_after", r.MaxRetryAfter, DefaultRetryMax},
+		{"pause.threshold", r.Pause.Threshold, DefaultPauseThreshold},
+		{"pause.initial", r.Pause.Initial, DefaultPauseInitial},
+		{"pause.max", r.Pause.Max, DefaultPauseMax},
+		{"rate_limit", r.RateLimit, 0.0},
+		{"auth_style (no auth)", r.Auth.AuthStyle, ""},
+		{"events", r.EventTypes(), []string(nil)},
+	}
+	for _, c := range checks {
+		if fmt.Sprint(c.got) != fmt.Sprint(c.want) {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+}
+
+func TestExplicitZeroGracePeriodKept(t *testing.T) {
+	cfg, err := Parse([]byte(minimal+"worker: {grace_period: 0s}\n"), "x.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Worker.GracePeriod != 0 {
+		t.Errorf("grace_period = %s, want the explicit 0s", cfg.Worker.GracePeriod)
+	}
+}
+
+// problemsOf returns "path: message" lines of an *Error, failing otherwise.
+func problemsOf(t *testing.T, err error) []string {
+	t.Helper()
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error %v (%T) is not a *config.Error", err, err)
+	}
+	out := make([]string, len(ce.Problems))
+	for i, p := range ce.Problems {
+		out[i] = p.String()
+	}
+	return out
+}
+
+func containsAll(t *testing.T, got []string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		found := false
+		for _, g := range got {
+			if strings.Contains(g, w) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem containing %q in:\n  %s", w, strings.Join(got, "\n  "))
+		}
+	}
+}
+
+func TestYAMLErrors(t *testing.T) {
+	cases := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown keys, all reported with lines", minimal + "  - name: r2\n    endpont: https://x/\n    audiance: a\n", []string{`line 10: unknown key "endpont"`, `line 11: unknown key "audiance"`}},
+		{"unknown top-level key", "isuser: x\n" + minimal, []string{`line 1: unknown key "isuser"`}},
+		{"bad duration", minimal + "    timeout: 10 seconds\n", []string{"line 9: `10 seconds` is not a duration: write one such as"}},
+		{"audience mapping", strings.Replace(minimal, "audience: https://rcv.example/", "audience: {a: b}", 1), []string{"audience must be a string or a list of strings"}},
+		{"audience nested list", strings.Replace(minimal, "audience: https://rcv.example/", "audience: [[a]]", 1), []string{"audience entries must be strings"}},
+		{"syntax", "issuer: [unclosed\n", []string{"line"}},
+		{"empty", "", []string{"empty"}},
+		{"two documents", minimal + "---\nissuer: x\n", []string{"more than one YAML document"}},
+		{"duplicate key", minimal + "issuer: https://again/\n", []string{"already defined"}},
+		{"wrong type", strings.Replace(minimal, "receivers:", "worker: {concurrency: many}\nreceivers:", 1), []string{"`many` is not a whole number"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml), "bad.yaml", env(nil))
+			if err == nil {
+				t.Fatal("Parse succeeded")
+			}
+			containsAll(t, problemsOf(t, err), c.want...)
+			if strings.Contains(err.Error(), "config.") {
+				t.Errorf("error leaks Go type names: %v", err)
+			}
+		})
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	cases := []struct {
+		name, value string
+		env         map[string]string
+		want        string
+		problem     string
+	}{
+		{"plain", "https://${HOST}/events", map[string]string{"HOST": "rcv.example"}, "https://rcv.example/events", ""},
+		{"two vars", "https://${HOST}:${PORT}/", map[string]string{"HOST": "h", "PORT": "8443"}, "https://h:8443/", ""},
+		{"bare dollar kept", "https://rcv.example/$x", nil, "https://rcv.example/$x", ""},
+		{"escaped", "https://rcv.example/$${X}", nil, "https://rcv.example/${X}", ""},
+		{"missing", "https://${NOPE}/", nil, "", "receivers[0].endpoint: environment variable NOPE is not set"},
+		{"unterminated", "https://${HOST/", nil, "", "unterminated"},
+		{"bad name", "https://${1X}/", nil, "", `invalid environment variable name "1X"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			y := strings.Replace(minimal, "https://rcv.example/events", `"`+c.value+`"`, 1)
+			cfg, err := Parse([]byte(y), "env.yaml", env(c.env))
+			if c.problem != "" {
+				if err == nil {
+					t.Fatalf("Parse succeeded, want %q", c.problem)
+				}
+				containsAll(t, problemsOf(t, err), c.problem)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Receivers[0].Endpoint; got != c.want {
+				t.Errorf("endpoint = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestEnvMissingNamesEveryVariableButNoValue(t *testing.T) {
+	y := strings.Replace(issueExample, "https://rp.example.gov.uk/", "${ISSUER}", 1)
+	_, err := Parse([]byte(y), "x.yaml", env(map[string]string{"GOVUK_CLIENT_SECRET": "topsecret"}))
+	if err == nil {
+		t.Fatal("Parse succeeded")
+	}
+	containsAll(t, problemsOf(t, err),
+		"issuer: environment variable ISSUER is not set",
+		"receivers[0].auth.client_id: environment variable GOVUK_CLIENT_ID is not set")
+	if strings.Contains(err.Error(), "topsecret") {
+		t.Errorf("error echoes a secret: %v", err)
+	}
+}
+
+func TestNATSURLOverride(t *testing.T) {
+	cfg, err := Parse([]byte(minimal), "x.yaml", env(map[string]string{"NATS_URL": "nats://10.0.0.1:4222"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.NATS.URL != "nats://10.0.0.1:4222" || cfg.NATS.Embedded() {
+		t.Errorf("NATS_URL did not override: %q", cfg.NATS.URL)
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	header := filepath.Join(dir, "header")
+	empty := filepath.Join(dir, "empty")
+	mustWrite(t, secret, "file-secret\n")
+	mustWrite(t, header, "Bearer static-token\r\n")
+	mustWrite(t, empty, "\n")
+	oauth := func(extra string) string {
+		return minimal + "    auth:\n      token_url: https://rcv.example/token\n      client_id: c\n" + extra
+	}
+
+	cfg, err := Parse([]byte(oauth("      client_secret_file: ${DIR}/secret\n")), "x.yaml", env(map[string]string{"DIR": dir}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Receivers[0].Auth.ClientSecret.Reveal(); got != "file-secret" {
+		t.Errorf("client secret from file = %q, want the trimmed content", got)
+	}
+	if cfg.Receivers[0].Auth.AuthStyle != AuthStyleBasic {
+		t.Errorf("auth_style default = %q", cfg.Receivers[0].Auth.AuthStyle)
+	}
+
+	cfg, err = Parse([]byte(minimal+"    auth: {authorization_header_file: "+header+"}\n"), "x.yaml", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Receivers[0].Auth.AuthorizationHeader.Reveal(); got != "Bearer static-token" {
+		t.Errorf("authorization header from file = %q", got)
+	}
+
+	for name, c := range map[string]struct{ yaml, want string }{
+		"missing file": {oauth("      client_secret_file: " + filepath.Join(dir, "nope") + "\n"), "receivers[0].auth.client_secret_file: open"},
+		"empty file":   {oauth("      client_secret_file: " + empty + "\n"), "is empty"},
+		"both":         {oauth("      client_secret: x\n      client_secret_file: " + secret + "\n"), "either client_secret or client_secret_file"},
+		"both header":  {minimal + "    auth: {authorization_header: x, authorization_header_file: " + header + "}\n", "either authorization_header or authorization_header_file"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml), "x.yaml", env(nil))
+			if err == nil {
+				t.Fatal("Parse succeeded")
+			}
+			containsAll(t, problemsOf(t, err), c.want)
+			if strings.Contains(err.Error(), "file-secret") || strings.Contains(err.Error(), "static-token") {
+				t.Errorf("error echoes a secret: %v", err)
+			}
+		})
+	}
+}
+
+func mustWrite(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSecretsRedacted(t *testing.T) {
+	y := issueExample + "    tls: {}\n" + "  - name: static\n    endpoint: https://s.example/\n    audience: s\n    key: rp-2026-11\n    auth: {authorization_header: Bearer hdr-value}\n"
+	y = strings.Replace(y, "  replicas: 1\n", "  replicas: 1\n  token: nats-token-value\n", 1)
+	cfg, err := Parse([]byte(y), "x.yaml", testEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renders := map[string]string{
+		"%v":   fmt.Sprintf("%v", cfg),
+		"%+v":  fmt.Sprintf("%+v", cfg),
+		"%#v":  fmt.Sprintf("%#v", cfg),
+		"%s":   fmt.Sprintf("%s", cfg.Receivers[0].Auth.ClientSecret),
+		"%q":   fmt.Sprintf("%q", cfg.Receivers[0].Auth.ClientSecret),
+		"%x":   fmt.Sprintf("%x", cfg.Receivers[0].Auth.ClientSecret),
+		"json": string(js),
+	}
+	for verb, out := range renders {
+		for _, secret := range []string{"s3cret", "hdr-value", "nats-token-value", "73336372"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("%s rendering leaks %q: %s", verb, secret, out)
+			}
+		}
+		if !strings.Contains(out, "[REDACTED]") {
+			t.Errorf("%s rendering shows no redaction marker: %s", verb, out)
+		}
+	}
+	if !strings.Contains(string(js), `"client_id":"client-123"`) {
+		t.Errorf("non-secret fields must still print: %s", js)
+	}
+	if Secret("").String() != "" {
+		t.Errorf("an empty secret should print empty, to show it is unset")
+	}
+}
+
+func TestYAMLShapeErrors(t *testing.T) {
+	cases := map[string]struct{ yaml, want string }{
+		"receivers as mapping": {"issuer: x\nreceivers: {name: a}\n", "expected a list here, found a map"},
+		"nats as string":       {"nats: nats://x\n", "expected a mapping (key: value lines) here, found a str"},
+		"send_kid not bool":    {strings.Replace(minimal, "key: k1", "key: k1\n    send_kid: maybe", 1), "`maybe` is not true or false"},
+		"rate not number":      {strings.Replace(minimal, "key: k1", "key: k1\n    rate_limit: fast", 1), "`fast` is not a number"},
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(c.yaml), "x.yaml", env(nil))
+			if err == nil {
+				t.Fatal("Parse succeeded")
+			}
+			containsAll(t, problemsOf(t, err), c.want)
+		})
+	}
+}

@@ -1,0 +1,163 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// maxFileSize bounds the configuration file and each secret file: both are
+// small, and a misconfigured path pointing at a large file should fail
+// quickly rather than be read into memory.
+const maxFileSize = 1 << 20
+
+// Load reads, expands, completes and validates the configuration at path.
+// Every problem found is returned at once as an *Error. The environment
+// variable NATS_URL, when set, overrides nats.url.
+func Load(path string) (*Config, error) {
+	data, err := readBounded(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	return parse(data, path, os.LookupEnv)
+}
+
+// Parse is Load for a configuration already in memory; file names the
+// source in errors. lookup resolves environment variables (os.LookupEnv in
+// production; a map in tests).
+func Parse(data []byte, file string, lookup func(string) (string, bool)) (*Config, error) {
+	return parse(data, file, lookup)
+}
+
+func parse(data []byte, file string, lookup func(string) (string, bool)) (*Config, error) {
+	cfg := defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	// KnownFields turns a misspelt key into an error naming its line
+	// instead of a silently ignored setting.
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{File: file, Problems: []Problem{{Message: "the file is empty; see configs/ for commented examples"}}}
+		}
+		return nil, &Error{File: file, Problems: yamlProblems(err)}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, &Error{File: file, Problems: []Problem{{Message: "the file holds more than one YAML document; keep one"}}}
+	}
+
+	var p problems
+	expandEnv(cfg, lookup, &p)
+	if url, ok := lookup("NATS_URL"); ok && url != "" {
+		cfg.NATS.URL = url
+	}
+	readSecretFiles(cfg, &p)
+	if err := p.err(file); err != nil {
+		return nil, err
+	}
+	cfg.fillDefaults()
+	if err := cfg.validate(file); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// yaml phrases problems in terms of Go types; these rewrite them in terms of
+// the file an operator is editing.
+var rewrites = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`field (\S+) not found in type \S+`), `unknown key "$1" (check its spelling and indentation against configs/*.yaml)`},
+	{regexp.MustCompile("cannot unmarshal !!\\w+ (`[^`]*`) into time\\.Duration"), "$1 is not a duration: write one such as 500ms, 10s, 5m or 72h"},
+	{regexp.MustCompile("cannot unmarshal !!\\w+ (`[^`]*`) into u?int\\d*"), "$1 is not a whole number"},
+	{regexp.MustCompile("cannot unmarshal !!\\w+ (`[^`]*`) into float64"), "$1 is not a number"},
+	{regexp.MustCompile("cannot unmarshal !!\\w+ (`[^`]*`) into \\*?bool"), "$1 is not true or false"},
+	{regexp.MustCompile(`cannot unmarshal !!(map|seq|str|int|float|bool)( .*)? into \[\](config\.)?\w+`), "expected a list here, found a $1"},
+	{regexp.MustCompile(`cannot unmarshal !!(map|seq|str|int|float|bool)( .*)? into config\.\w+`), "expected a mapping (key: value lines) here, found a $1"},
+}
+
+// yamlProblems turns a yaml decoding error into Problems, one per line yaml
+// reported, with messages phrased for an operator.
+func yamlProblems(err error) []Problem {
+	var te *yaml.TypeError
+	var lines []string
+	if errors.As(err, &te) {
+		lines = te.Errors
+	} else {
+		lines = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	out := make([]Problem, 0, len(lines))
+	for _, l := range lines {
+		for _, r := range rewrites {
+			l = r.re.ReplaceAllString(l, r.with)
+		}
+		out = append(out, Problem{Message: l})
+	}
+	return out
+}
+
+// readSecretFiles loads client_secret_file and authorization_header_file
+// into their secrets. One trailing newline (what editors and `echo` add) is
+// trimmed; the content is never echoed in an error.
+func readSecretFiles(cfg *Config, p *problems) {
+	for i := range cfg.Receivers {
+		a := &cfg.Receivers[i].Auth
+		base := fmt.Sprintf("receivers[%d].auth.", i)
+		if a.ClientSecretFile != "" {
+			if a.ClientSecret != "" {
+				p.add(base+"client_secret_file", "set either client_secret or client_secret_file, not both")
+			} else if s, err := readSecret(a.ClientSecretFile); err != nil {
+				p.add(base+"client_secret_file", "%v", err)
+			} else {
+				a.ClientSecret = Secret(s)
+			}
+		}
+		if a.AuthorizationHeaderFile != "" {
+			if a.AuthorizationHeader != "" {
+				p.add(base+"authorization_header_file", "set either authorization_header or authorization_header_file, not both")
+			} else if s, err := readSecret(a.AuthorizationHeaderFile); err != nil {
+				p.add(base+"authorization_header_file", "%v", err)
+			} else {
+				a.AuthorizationHeader = Secret(s)
+			}
+		}
+	}
+}
+
+func readSecret(path string) (string, error) {
+	data, err := readBounded(path)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSuffix(string(data), "\n")
+	s = strings.TrimSuffix(s, "\r")
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)
+	}
+	return data, nil
+}
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
