@@ -1,0 +1,154 @@
+package queue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// DeadLetter records an intent that could not be delivered to one receiver:
+// why, what the receiver said, and the original intent bytes, so that it can
+// be inspected and replayed once the problem is fixed.
+type DeadLetter struct {
+	Receiver string
+	// Reason is the stable reason code: push.Result.Reason, "invalid_intent",
+	// "max_attempts", "max_age" ...
+	Reason string
+	// Status is the receiver's HTTP status (0 when no response was had).
+	Status int
+	// Err and Description are the receiver's RFC 8935 error, if any.
+	Err, Description string
+	// Body is a bounded excerpt of the receiver's response.
+	Body string
+	// Attempts is how many times delivery was tried.
+	Attempts                  int
+	FirstAttempt, LastAttempt time.Time
+	// StreamSeq is the intent's sequence in SETRELAY_INTENTS.
+	StreamSeq uint64
+	IntentID  string
+	// Intent is the original message bytes, exactly as published. In JSON it
+	// is inlined under "intent" when it is a JSON value that round-trips
+	// byte for byte, and base64-encoded under "intent_b64" otherwise
+	// (invalid UTF-8, garbage, surrounding whitespace).
+	Intent json.RawMessage
+	// Errors are validation problems (reason invalid_intent).
+	Errors []string
+	// ReplayOf is the DLQ sequence this intent was replayed from, when a
+	// replay failed again; it links the chain of dead letters.
+	ReplayOf uint64
+}
+
+// deadLetterJSON is the wire form; the intent is spliced in by MarshalJSON.
+type deadLetterJSON struct {
+	Receiver     string    `json:"receiver"`
+	Reason       string    `json:"reason"`
+	Status       int       `json:"status,omitempty"`
+	Err          string    `json:"err,omitempty"`
+	Description  string    `json:"description,omitempty"`
+	Body         string    `json:"body,omitempty"`
+	Attempts     int       `json:"attempts"`
+	FirstAttempt time.Time `json:"first_attempt,omitzero"`
+	LastAttempt  time.Time `json:"last_attempt,omitzero"`
+	StreamSeq    uint64    `json:"stream_seq"`
+	IntentID     string    `json:"intent_id,omitempty"`
+	Errors       []string  `json:"errors,omitempty"`
+	ReplayOf     uint64    `json:"replay_of,omitempty"`
+	IntentB64    []byte    `json:"intent_b64,omitempty"`
+	// Intent is only used when decoding; encoding splices the raw bytes.
+	Intent json.RawMessage `json:"intent,omitempty"`
+}
+
+// MarshalJSON encodes the dead letter with the intent bytes preserved
+// exactly. encoding/json would compact and HTML-escape a RawMessage, so the
+// intent is appended verbatim instead.
+func (dl DeadLetter) MarshalJSON() ([]byte, error) {
+	w := deadLetterJSON{
+		Receiver: dl.Receiver, Reason: dl.Reason, Status: dl.Status, Err: dl.Err,
+		Description: dl.Description, Body: dl.Body, Attempts: dl.Attempts,
+		FirstAttempt: dl.FirstAttempt, LastAttempt: dl.LastAttempt, StreamSeq: dl.StreamSeq,
+		IntentID: dl.IntentID, Errors: dl.Errors, ReplayOf: dl.ReplayOf,
+	}
+	inline := len(dl.Intent) > 0 && inlineJSON(dl.Intent)
+	if len(dl.Intent) > 0 && !inline {
+		w.IntentB64 = dl.Intent
+	}
+	out, err := json.Marshal(w)
+	if err != nil {
+		return nil, fmt.Errorf("queue: encode dead letter: %w", err)
+	}
+	if !inline {
+		return out, nil
+	}
+	buf := make([]byte, 0, len(out)+len(dl.Intent)+12)
+	buf = append(buf, out[:len(out)-1]...)
+	buf = append(buf, `,"intent":`...)
+	buf = append(buf, dl.Intent...)
+	return append(buf, '}'), nil
+}
+
+// UnmarshalJSON decodes either intent form back into the original bytes.
+func (dl *DeadLetter) UnmarshalJSON(data []byte) error {
+	var w deadLetterJSON
+	if err := json.Unmarshal(data, &w); err != nil {
+		return err
+	}
+	*dl = DeadLetter{
+		Receiver: w.Receiver, Reason: w.Reason, Status: w.Status, Err: w.Err,
+		Description: w.Description, Body: w.Body, Attempts: w.Attempts,
+		FirstAttempt: w.FirstAttempt, LastAttempt: w.LastAttempt, StreamSeq: w.StreamSeq,
+		IntentID: w.IntentID, Errors: w.Errors, ReplayOf: w.ReplayOf,
+	}
+	switch {
+	case len(w.IntentB64) > 0:
+		dl.Intent = json.RawMessage(w.IntentB64)
+	case len(w.Intent) > 0:
+		dl.Intent = append(json.RawMessage(nil), w.Intent...)
+	}
+	return nil
+}
+
+// inlineJSON reports whether b can be embedded as a JSON value and read back
+// identical: valid JSON without leading or trailing whitespace (which the
+// decoder would not return).
+func inlineJSON(b []byte) bool {
+	return json.Valid(b) && len(bytes.TrimSpace(b)) == len(b)
+}
+
+// DeadLetterMsgID is the Nats-Msg-Id of a dead letter: one per receiver and
+// intent stream sequence, so the dead letter a worker publishes again after
+// crashing before Term deduplicates within the window.
+func DeadLetterMsgID(receiver string, streamSeq uint64) string {
+	return "dlq-" + Token(receiver) + "-" + strconv.FormatUint(streamSeq, 10)
+}
+
+// PublishDeadLetter stores dl on setrelay.dlq.<receiver> and waits for the
+// ack. Only after it returns nil may the worker Term the original message:
+// a crash in between duplicates a dead letter (deduplicated within the
+// window) but never loses one.
+func PublishDeadLetter(ctx context.Context, js jetstream.JetStream, dl DeadLetter) error {
+	if dl.Receiver == "" || dl.Reason == "" {
+		return errors.New("queue: dead letter needs a receiver and a reason")
+	}
+	data, err := json.Marshal(dl)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: DLQSubject(dl.Receiver), Data: data, Header: nats.Header{}}
+	if dl.StreamSeq > 0 {
+		msg.Header.Set(jetstream.MsgIDHeader, DeadLetterMsgID(dl.Receiver, dl.StreamSeq))
+	}
+	if tp := Traceparent(ctx); tp != "" {
+		msg.Header.Set(HeaderTraceparent, tp)
+	}
+	if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectStream(DLQStream)); err != nil {
+		return fmt.Errorf("queue: store dead letter for intent %q (receiver %q, seq %d): %w", dl.IntentID, dl.Receiver, dl.StreamSeq, err)
+	}
+	return nil
+}

@@ -1,0 +1,297 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrDeadLetterNotFound is returned (wrapped) for a DLQ sequence that holds
+// no dead letter (never stored, replayed or purged).
+var ErrDeadLetterNotFound = errors.New("queue: dead letter not found")
+
+// StoredDeadLetter is a dead letter as read back from SETRELAY_DLQ.
+type StoredDeadLetter struct {
+	DeadLetter
+	// Seq identifies the dead letter for Get, Replay and Purge.
+	Seq uint64
+	// Stored is when JetStream stored it.
+	Stored time.Time
+	// DecodeError is set when the message is not a dead letter this
+	// version can read (published by hand, say); Receiver then comes from
+	// the subject and Intent holds the raw message.
+	DecodeError string
+}
+
+// storedMeta is the part of StoredDeadLetter's JSON that DeadLetter lacks.
+type storedMeta struct {
+	Seq         uint64    `json:"seq"`
+	Stored      time.Time `json:"stored"`
+	DecodeError string    `json:"decode_error,omitempty"`
+}
+
+// MarshalJSON adds seq, stored and decode_error to the dead letter's JSON
+// (the embedded DeadLetter's MarshalJSON would otherwise drop them).
+func (s StoredDeadLetter) MarshalJSON() ([]byte, error) {
+	meta, err := json.Marshal(storedMeta{Seq: s.Seq, Stored: s.Stored, DecodeError: s.DecodeError})
+	if err != nil {
+		return nil, fmt.Errorf("queue: encode dead letter: %w", err)
+	}
+	dl, err := s.DeadLetter.MarshalJSON()
+	if err != nil {
+		return nil, err
+	}
+	out := append(meta[:len(meta)-1:len(meta)-1], ',')
+	return append(out, dl[1:]...), nil
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (s *StoredDeadLetter) UnmarshalJSON(data []byte) error {
+	var meta storedMeta
+	if err := json.Unmarshal(data, &meta); err != nil {
+		return err
+	}
+	if err := s.DeadLetter.UnmarshalJSON(data); err != nil {
+		return err
+	}
+	s.Seq, s.Stored, s.DecodeError = meta.Seq, meta.Stored, meta.DecodeError
+	return nil
+}
+
+// Filter selects dead letters. Zero fields match everything.
+type Filter struct {
+	Receiver string
+	Reason   string
+	// Since and Until bound the stored time (inclusive, exclusive).
+	Since, Until time.Time
+	// Limit caps how many are returned or purged; 0 is no limit.
+	Limit int
+}
+
+func (f Filter) match(sdl StoredDeadLetter) bool {
+	if f.Reason != "" && sdl.Reason != f.Reason {
+		return false
+	}
+	if !f.Since.IsZero() && sdl.Stored.Before(f.Since) {
+		return false
+	}
+	return f.Until.IsZero() || sdl.Stored.Before(f.Until)
+}
+
+// ReplayResult describes a replayed dead letter.
+type ReplayResult struct {
+	DLQSeq   uint64
+	Receiver string
+	IntentID string
+	// Sequence is the replay's sequence in SETRELAY_INTENTS.
+	Sequence uint64
+	// Duplicate means the replay had already been stored (an earlier replay
+	// crashed before deleting the dead letter); nothing new was queued.
+	Duplicate bool
+}
+
+// DLQ reads and acts on the dead-letter stream for `setrelay dlq`. Reading
+// uses ordered (ephemeral) consumers and direct gets on SETRELAY_DLQ, so it
+// never touches the receivers' consumers.
+type DLQ struct {
+	js jetstream.JetStream
+}
+
+// NewDLQ returns the dead-letter operations on js.
+func NewDLQ(js jetstream.JetStream) *DLQ { return &DLQ{js: js} }
+
+// List returns the dead letters matching f, oldest first.
+func (d *DLQ) List(ctx context.Context, f Filter) ([]StoredDeadLetter, error) {
+	var out []StoredDeadLetter
+	err := d.Each(ctx, f, func(sdl StoredDeadLetter) error {
+		out = append(out, sdl)
+		return nil
+	})
+	return out, err
+}
+
+// errStop ends an Each walk early without an error.
+var errStop = errors.New("stop")
+
+// Each calls fn for every dead letter matching f, oldest first, without
+// holding them all in memory. An error from fn stops the walk and is returned.
+func (d *DLQ) Each(ctx context.Context, f Filter, fn func(StoredDeadLetter) error) error {
+	stream, err := d.js.Stream(ctx, DLQStream)
+	if err != nil {
+		return fmt.Errorf("queue: dead-letter stream: %w", err)
+	}
+	subject := DLQSubjectPrefix + ">"
+	if f.Receiver != "" {
+		subject = DLQSubject(f.Receiver)
+	}
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{subject},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: 10 * time.Second,
+	}
+	if !f.Since.IsZero() {
+		since := f.Since
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &since
+	}
+	cons, err := stream.OrderedConsumer(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("queue: read dead letters: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("queue: read dead letters: %w", err)
+	}
+	remaining := info.NumPending
+	matched := 0
+	for remaining > 0 {
+		batch, err := cons.Fetch(int(min(remaining, 256)), jetstream.FetchMaxWait(5*time.Second), jetstream.FetchContext(ctx))
+		if err != nil {
+			return fmt.Errorf("queue: read dead letters: %w", err)
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			md, err := msg.Metadata()
+			if err != nil {
+				return fmt.Errorf("queue: read dead letters: %w", err)
+			}
+			remaining = md.NumPending
+			sdl := decodeStored(msg.Subject(), msg.Data(), md.Sequence.Stream, md.Timestamp)
+			if !f.Until.IsZero() && !sdl.Stored.Before(f.Until) {
+				// Stored times only grow with the sequence.
+				return nil
+			}
+			if !f.match(sdl) {
+				continue
+			}
+			if err := fn(sdl); err != nil {
+				if errors.Is(err, errStop) {
+					return nil
+				}
+				return err
+			}
+			matched++
+			if f.Limit > 0 && matched >= f.Limit {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("queue: read dead letters: %w", err)
+		}
+		if got == 0 {
+			// The remaining ones were deleted (replayed or purged) meanwhile.
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Get returns the dead letter stored at DLQ sequence seq.
+func (d *DLQ) Get(ctx context.Context, seq uint64) (StoredDeadLetter, error) {
+	stream, err := d.js.Stream(ctx, DLQStream)
+	if err != nil {
+		return StoredDeadLetter{}, fmt.Errorf("queue: dead-letter stream: %w", err)
+	}
+	msg, err := stream.GetMsg(ctx, seq)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return StoredDeadLetter{}, fmt.Errorf("%w: %d", ErrDeadLetterNotFound, seq)
+		}
+		return StoredDeadLetter{}, fmt.Errorf("queue: get dead letter %d: %w", seq, err)
+	}
+	return decodeStored(msg.Subject, msg.Data, msg.Sequence, msg.Time), nil
+}
+
+// Replay re-queues the dead letter's original intent bytes for its receiver
+// only, on setrelay.replay.<receiver>, with Setrelay-Replay-Of = seq and a
+// Nats-Msg-Id derived from (receiver, seq). It waits for the publish ack and
+// only then deletes the dead letter, so a crash in between can duplicate the
+// replay (deduplicated within the window) but never lose the dead letter.
+func (d *DLQ) Replay(ctx context.Context, seq uint64) (ReplayResult, error) {
+	sdl, err := d.Get(ctx, seq)
+	if err != nil {
+		return ReplayResult{}, err
+	}
+	res := ReplayResult{DLQSeq: seq, Receiver: sdl.Receiver, IntentID: sdl.IntentID}
+	if sdl.DecodeError != "" {
+		return res, fmt.Errorf("queue: replay %d: not a readable dead letter: %s", seq, sdl.DecodeError)
+	}
+	if len(sdl.Intent) == 0 {
+		return res, fmt.Errorf("queue: replay %d: the dead letter holds no intent bytes", seq)
+	}
+	// With Interest retention a replay nobody is interested in is stored and
+	// dropped at once; check the receiver's consumer exists before deleting
+	// the only copy.
+	if _, err := d.js.Consumer(ctx, IntentStream, ConsumerName(sdl.Receiver)); err != nil {
+		return res, fmt.Errorf("queue: replay %d: receiver %q has no consumer %s (is it still configured and provisioned?): %w",
+			seq, sdl.Receiver, ConsumerName(sdl.Receiver), err)
+	}
+	hdr := nats.Header{}
+	hdr.Set(HeaderReplayOf, strconv.FormatUint(seq, 10))
+	msg, err := intentMsg(ctx, ReplaySubject(sdl.Receiver), ReplayMsgID(sdl.Receiver, seq), sdl.Intent, hdr)
+	if err != nil {
+		return res, err
+	}
+	ack, err := d.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(IntentStream))
+	if err != nil {
+		return res, publishError(sdl.IntentID, err)
+	}
+	res.Sequence, res.Duplicate = ack.Sequence, ack.Duplicate
+	if err := d.delete(ctx, seq); err != nil {
+		return res, fmt.Errorf("queue: replay %d stored as intent seq %d, but the dead letter was not deleted (a second replay is deduplicated): %w", seq, ack.Sequence, err)
+	}
+	return res, nil
+}
+
+// ReplayMsgID is the Nats-Msg-Id of the replay of DLQ sequence seq.
+func ReplayMsgID(receiver string, seq uint64) string {
+	return "replay-" + Token(receiver) + "-" + strconv.FormatUint(seq, 10)
+}
+
+// Purge deletes the dead letters matching f and returns how many it deleted.
+func (d *DLQ) Purge(ctx context.Context, f Filter) (int, error) {
+	n := 0
+	err := d.Each(ctx, f, func(sdl StoredDeadLetter) error {
+		if err := d.delete(ctx, sdl.Seq); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
+}
+
+// delete removes one dead letter; one already gone is not an error, since
+// the goal (it is not there) is met.
+func (d *DLQ) delete(ctx context.Context, seq uint64) error {
+	stream, err := d.js.Stream(ctx, DLQStream)
+	if err != nil {
+		return fmt.Errorf("queue: dead-letter stream: %w", err)
+	}
+	if err := stream.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("queue: delete dead letter %d: %w", seq, err)
+	}
+	return nil
+}
+
+// decodeStored decodes a DLQ message, keeping an undecodable one visible
+// rather than failing the whole listing.
+func decodeStored(subject string, data []byte, seq uint64, stored time.Time) StoredDeadLetter {
+	sdl := StoredDeadLetter{Seq: seq, Stored: stored}
+	if err := json.Unmarshal(data, &sdl.DeadLetter); err != nil {
+		sdl.DeadLetter = DeadLetter{
+			Receiver: strings.TrimPrefix(subject, DLQSubjectPrefix),
+			Intent:   append(json.RawMessage(nil), data...),
+		}
+		sdl.DecodeError = err.Error()
+	}
+	return sdl
+}

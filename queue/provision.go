@@ -1,0 +1,216 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream and subject names. Producers publish on IntentSubject; dead-letter
+// replays go to ReplaySubjectPrefix+token so only that receiver sees them.
+const (
+	IntentStream        = "SETRELAY_INTENTS"
+	IntentSubject       = "setrelay.intent"
+	ReplaySubjectPrefix = "setrelay.replay."
+	DLQStream           = "SETRELAY_DLQ"
+	DLQSubjectPrefix    = "setrelay.dlq."
+
+	consumerPrefix = "rcv_"
+)
+
+// Token turns a receiver name into a NATS subject token and consumer-name
+// suffix: every byte outside [A-Za-z0-9_-] becomes '_'. Receiver names with
+// dots or spaces would otherwise create extra subject levels or invalid
+// consumer names.
+func Token(receiver string) string {
+	b := []byte(receiver)
+	for i, c := range b {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// ConsumerName is the durable consumer of a receiver: "rcv_" + Token(receiver).
+func ConsumerName(receiver string) string { return consumerPrefix + Token(receiver) }
+
+// ReplaySubject is where dead-letter replays for receiver are published.
+func ReplaySubject(receiver string) string { return ReplaySubjectPrefix + Token(receiver) }
+
+// DLQSubject is where receiver's dead letters are stored.
+func DLQSubject(receiver string) string { return DLQSubjectPrefix + Token(receiver) }
+
+// MaxDeliveriesAdvisorySubject is the advisory the server publishes when a
+// receiver's consumer reaches MaxDeliver for a message: alert on it, since it
+// means the worker never reached a decision for that message.
+func MaxDeliveriesAdvisorySubject(receiver string) string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + IntentStream + "." + ConsumerName(receiver)
+}
+
+// IntentStreamConfig is the intents stream's configuration for cfg.
+//
+// Interest retention with DiscardNew and no MaxAge: a message is removed only
+// once every interested receiver consumer has acked or terminated it, never
+// by age, and a full stream refuses new publishes (ErrStreamFull) rather than
+// evicting work a receiver still needs.
+func IntentStreamConfig(cfg Config) jetstream.StreamConfig {
+	cfg = cfg.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        IntentStream,
+		Description: "setrelay event intents awaiting delivery to receivers",
+		Subjects:    []string{IntentSubject, ReplaySubjectPrefix + ">"},
+		Retention:   jetstream.InterestPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      0,
+		MaxMsgs:     limit(cfg.StreamMaxMsgs),
+		MaxBytes:    limit(cfg.StreamMaxBytes),
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		AllowDirect: true,
+	}
+}
+
+// DLQStreamConfig is the dead-letter stream's configuration for cfg.
+//
+// Limits retention with no age or size limit and DiscardNew: dead letters are
+// the record of what was not delivered, so none is ever evicted to make room.
+// If the server's storage runs out, PublishDeadLetter fails, the worker does
+// not Term the message, and JetStream redelivers it later: the queue slows
+// down for that receiver instead of losing the record (alert on
+// dead-letter publish failures and on the stream's size).
+func DLQStreamConfig(cfg Config) jetstream.StreamConfig {
+	cfg = cfg.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        DLQStream,
+		Description: "setrelay dead letters: intents that could not be delivered",
+		Subjects:    []string{DLQSubjectPrefix + ">"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      0,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		AllowDirect: true,
+	}
+}
+
+// ConsumerConfig is receiver's durable pull consumer for cfg. It sees every
+// intent plus the replays addressed to it. No BackOff: the worker chooses
+// each delay with NakWithDelay, and a consumer BackOff would skew it.
+func ConsumerConfig(cfg Config, receiver string) jetstream.ConsumerConfig {
+	cfg = cfg.withDefaults()
+	name := ConsumerName(receiver)
+	return jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    "setrelay deliveries to receiver " + receiver,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxDeliver,
+		MaxAckPending:  cfg.MaxAckPending,
+		FilterSubjects: []string{IntentSubject, ReplaySubject(receiver)},
+		ReplayPolicy:   jetstream.ReplayInstantPolicy,
+		Replicas:       cfg.Replicas,
+		Metadata:       map[string]string{"setrelay_receiver": receiver},
+	}
+}
+
+func limit(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+// Provision creates or updates both streams and one durable consumer per
+// receiver. It is idempotent and safe to run from every process at start-up.
+// Consumers of receivers no longer configured are left in place, because
+// deleting one would drop that receiver's backlog: callers report them with
+// OrphanConsumers and remove them with DeleteReceiver once truly gone.
+func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receivers []string) error {
+	if _, err := tokens(receivers); err != nil {
+		return err
+	}
+	// The intents stream and its consumers are created back to back: with
+	// Interest retention, a message stored while no consumer matches it is
+	// deleted at once.
+	stream, err := js.CreateOrUpdateStream(ctx, IntentStreamConfig(cfg))
+	if err != nil {
+		return fmt.Errorf("queue: provision stream %s: %w", IntentStream, err)
+	}
+	for _, r := range receivers {
+		if _, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig(cfg, r)); err != nil {
+			return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", ConsumerName(r), r, err)
+		}
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, DLQStreamConfig(cfg)); err != nil {
+		return fmt.Errorf("queue: provision stream %s: %w", DLQStream, err)
+	}
+	return nil
+}
+
+// tokens maps each receiver's Token to its name, rejecting empty names and
+// names that would share a consumer.
+func tokens(receivers []string) (map[string]string, error) {
+	seen := make(map[string]string, len(receivers))
+	for _, r := range receivers {
+		if r == "" {
+			return nil, errors.New("queue: empty receiver name")
+		}
+		tok := Token(r)
+		if other, dup := seen[tok]; dup {
+			return nil, fmt.Errorf("queue: receivers %q and %q map to the same consumer %s", other, r, ConsumerName(r))
+		}
+		seen[tok] = r
+	}
+	return seen, nil
+}
+
+// OrphanConsumers lists the intents stream's receiver consumers that belong
+// to none of receivers. They keep their backlog in the stream (Interest
+// retention) until deleted, so start-up should warn about them.
+func OrphanConsumers(ctx context.Context, js jetstream.JetStream, receivers []string) ([]string, error) {
+	configured, err := tokens(receivers)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := js.Stream(ctx, IntentStream)
+	if err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", IntentStream, err)
+	}
+	var orphans []string
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		tok, ok := strings.CutPrefix(name, consumerPrefix)
+		if !ok {
+			continue
+		}
+		if _, ok := configured[tok]; !ok {
+			orphans = append(orphans, name)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("queue: list consumers of %s: %w", IntentStream, err)
+	}
+	sort.Strings(orphans)
+	return orphans, nil
+}
+
+// DeleteReceiver deletes a receiver's consumer, which releases every intent
+// only it still needed. Run it only after the receiver is removed for good.
+func DeleteReceiver(ctx context.Context, js jetstream.JetStream, receiver string) error {
+	if err := js.DeleteConsumer(ctx, IntentStream, ConsumerName(receiver)); err != nil {
+		return fmt.Errorf("queue: delete consumer %s: %w", ConsumerName(receiver), err)
+	}
+	return nil
+}
