@@ -84,8 +84,8 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 // maxDepth bounds nesting well above anything an intent (64 KiB) needs.
 const maxDepth = 64
 
-// appendObject appends m as a JSON object with sorted keys. If extraKey is
-// not empty, the member extraKey: extraVal is added in its sorted place
+// appendObject appends m as a JSON object with sorted keys. If extraVal is
+// not nil, the member extraKey: extraVal is added in its sorted place
 // without touching m, which is how a subject goes inside an event object
 // without mutating the intent. A nil m is written as {} because SET event
 // values must be objects.
@@ -97,7 +97,7 @@ func appendObject(dst []byte, m map[string]any, extraKey string, extraVal map[st
 	for k := range m {
 		keys = append(keys, k)
 	}
-	if extraKey != "" {
+	if extraVal != nil {
 		keys = append(keys, extraKey)
 	}
 	slices.Sort(keys)
@@ -109,7 +109,7 @@ func appendObject(dst []byte, m map[string]any, extraKey string, extraVal map[st
 		dst = appendString(dst, k)
 		dst = append(dst, ':')
 		var err error
-		if k == extraKey {
+		if extraVal != nil && k == extraKey {
 			dst, err = appendObject(dst, extraVal, "", nil, depth+1)
 		} else {
 			dst, err = appendValue(dst, m[k], depth+1)
