@@ -1,0 +1,139 @@
+package worker
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/push"
+	"github.com/setrelay/setrelay/set"
+)
+
+// Pusher delivers one signed SET and reports what happened. *push.Client
+// satisfies it. Push must honour ctx: the pool cancels it when the grace
+// period of a shutdown runs out.
+type Pusher interface {
+	Push(ctx context.Context, jws []byte) push.Result
+}
+
+// Signer turns SET claims into a compact JWS. *signer.Signer satisfies it.
+type Signer interface {
+	Sign(payload []byte, withKID bool) (string, error)
+}
+
+// Receiver is one receiver the pool delivers to: its durable consumer, how
+// its SETs are built, signed and pushed, and how its failures are handled.
+type Receiver struct {
+	// Name is the receiver's configured name, used in logs, metrics and
+	// dead letters.
+	Name string
+	// Consumer is the receiver's durable pull consumer (queue.ConsumerName).
+	Consumer jetstream.Consumer
+	// Profile shapes the SET claims for this receiver.
+	Profile set.Profile
+	// SendKID puts the signing key's kid in the JOSE header.
+	SendKID bool
+	Signer  Signer
+	Pusher  Pusher
+	// Types are the event types the receiver asked for, as URIs or
+	// aliases; empty means every type.
+	Types []string
+	// Limiter, when set, bounds the push rate to this receiver. It is
+	// shared by everything in the process that pushes to the receiver.
+	Limiter *rate.Limiter
+	Retry   RetryPolicy
+	Pause   PausePolicy
+}
+
+// PausePolicy says when a failing receiver's consumer is paused. A receiver
+// that answers only with retryable failures (5xx, timeouts, refused
+// connections) is down: pushing the backlog at it burns every message's
+// attempts for nothing, so the consumer is paused on the server, for every
+// process, and deliveries resume by themselves when the pause ends.
+type PausePolicy struct {
+	// Threshold is the number of consecutive retryable failures that
+	// pauses the consumer (default 20; negative disables pausing).
+	Threshold int
+	// Initial is the first cool-down (default 30s). Each pause that
+	// follows without a delivery in between doubles it, up to Max.
+	Initial time.Duration
+	// Max caps the cool-down (default 10m).
+	Max time.Duration
+}
+
+// Defaults for PausePolicy.
+const (
+	DefaultPauseThreshold = 20
+	DefaultPauseInitial   = 30 * time.Second
+	DefaultPauseMax       = 10 * time.Minute
+)
+
+func (p PausePolicy) withDefaults() PausePolicy {
+	if p.Threshold == 0 {
+		p.Threshold = DefaultPauseThreshold
+	}
+	if p.Initial <= 0 {
+		p.Initial = DefaultPauseInitial
+	}
+	if p.Max <= 0 {
+		p.Max = DefaultPauseMax
+	}
+	if p.Max < p.Initial {
+		p.Max = p.Initial
+	}
+	return p
+}
+
+// Config configures a Pool.
+type Config struct {
+	// Concurrency is the number of messages the process works on at once,
+	// across all receivers (default 64). It is also the most messages
+	// pulled from JetStream and not yet settled.
+	Concurrency int
+	// GracePeriod is how long in-flight pushes may run after Run's context
+	// is cancelled (default 20s; negative means none: in-flight pushes are
+	// cancelled at once and their messages handed back).
+	GracePeriod time.Duration
+	// AckWait is the consumers' AckWait, used to time InProgress
+	// heartbeats. Zero reads it from each consumer's cached info.
+	AckWait time.Duration
+	// FetchWait is how long an idle receiver's pull request waits on the
+	// server for a message (default 5s). Shorter means quicker shutdown of
+	// idle loops and more pull requests.
+	FetchWait time.Duration
+	// InfoInterval is how often consumer info is polled for the pending
+	// and paused gauges, and to learn of pauses made by other processes
+	// (default 5s).
+	InfoInterval time.Duration
+	// Intent is passed to intent.Decode.
+	Intent    intent.Options
+	Receivers []Receiver
+}
+
+// Defaults for Config.
+const (
+	DefaultConcurrency  = 64
+	DefaultGracePeriod  = 20 * time.Second
+	DefaultFetchWait    = 5 * time.Second
+	DefaultInfoInterval = 5 * time.Second
+)
+
+// Deps are the pool's collaborators, injected so tests and the command can
+// choose them.
+type Deps struct {
+	// JS publishes dead letters and pauses consumers. Required.
+	JS  jetstream.JetStream
+	Log *zap.Logger
+	// Registerer receives the pool's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Jitter returns a value in [0, 1) for retry delays; it must be safe
+	// for concurrent use (default math/rand/v2.Float64).
+	Jitter func() float64
+}

@@ -1,0 +1,149 @@
+package worker
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the pool's instruments. Push latency and per-reason push
+// results are the push package's (setrelay_push_*); these describe what the
+// worker did with each message.
+type metrics struct {
+	deliveries  *prometheus.CounterVec
+	pubToDeliv  *prometheus.HistogramVec
+	attempts    *prometheus.HistogramVec
+	retries     *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+	inflight    prometheus.Gauge
+	paused      *prometheus.GaugeVec
+	pending     *prometheus.GaugeVec
+	pauses      *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "deliveries_total",
+			Help: "Messages settled for good, by receiver and outcome (delivered, dead_lettered, skipped).",
+		}, []string{"receiver", "outcome"}),
+		pubToDeliv: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "setrelay", Name: "publish_to_delivery_seconds",
+			Help:    "Time from JetStream storing an intent to the receiver accepting its SET, retries included.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400},
+		}, []string{"receiver"}),
+		attempts: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "setrelay", Name: "attempts_per_delivery",
+			Help:    "Deliveries from JetStream it took until the receiver accepted a SET.",
+			Buckets: []float64{1, 2, 3, 4, 6, 8, 12, 16, 24, 50},
+		}, []string{"receiver"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "retries_total",
+			Help: "Messages handed back with a delay, by receiver and reason (push reason code, or paused).",
+		}, []string{"receiver", "reason"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "dead_letters_total",
+			Help: "Messages written to the dead-letter stream, by receiver and reason.",
+		}, []string{"receiver", "reason"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "setrelay", Name: "inflight_pushes",
+			Help: "Messages being worked on (decode, sign, push, settle) right now.",
+		}),
+		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "setrelay", Name: "consumer_paused",
+			Help: "1 while the receiver's consumer is paused because the receiver is failing.",
+		}, []string{"receiver"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "setrelay", Name: "consumer_pending",
+			Help: "Messages the receiver's consumer has not delivered yet, from consumer info.",
+		}, []string{"receiver"}),
+		pauses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "pauses_total",
+			Help: "Times this process paused the receiver's consumer.",
+		}, []string{"receiver"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var err error
+	if m.deliveries, err = register(reg, m.deliveries); err != nil {
+		return nil, err
+	}
+	if m.pubToDeliv, err = register(reg, m.pubToDeliv); err != nil {
+		return nil, err
+	}
+	if m.attempts, err = register(reg, m.attempts); err != nil {
+		return nil, err
+	}
+	if m.retries, err = register(reg, m.retries); err != nil {
+		return nil, err
+	}
+	if m.deadLetters, err = register(reg, m.deadLetters); err != nil {
+		return nil, err
+	}
+	if m.inflight, err = register(reg, m.inflight); err != nil {
+		return nil, err
+	}
+	if m.paused, err = register(reg, m.paused); err != nil {
+		return nil, err
+	}
+	if m.pending, err = register(reg, m.pending); err != nil {
+		return nil, err
+	}
+	if m.pauses, err = register(reg, m.pauses); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the equal collector already registered,
+// so a process can build a second pool (after a restart of the worker, say)
+// on the same registry.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		var zero C
+		return zero, err
+	}
+	return c, nil
+}
+
+// receiverMetrics are the label-bound children for one receiver, resolved
+// once so the hot path does no label hashing.
+type receiverMetrics struct {
+	delivered, deadLettered, skipped prometheus.Counter
+	pubToDeliv, attempts             prometheus.Observer
+	paused, pending                  prometheus.Gauge
+	pauses                           prometheus.Counter
+	retries, deadLetters             *prometheus.CounterVec
+	name                             string
+}
+
+func (m *metrics) forReceiver(name string) receiverMetrics {
+	return receiverMetrics{
+		delivered:    m.deliveries.WithLabelValues(name, "delivered"),
+		deadLettered: m.deliveries.WithLabelValues(name, "dead_lettered"),
+		skipped:      m.deliveries.WithLabelValues(name, "skipped"),
+		pubToDeliv:   m.pubToDeliv.WithLabelValues(name),
+		attempts:     m.attempts.WithLabelValues(name),
+		paused:       m.paused.WithLabelValues(name),
+		pending:      m.pending.WithLabelValues(name),
+		pauses:       m.pauses.WithLabelValues(name),
+		retries:      m.retries,
+		deadLetters:  m.deadLetters,
+		name:         name,
+	}
+}
+
+// retry and deadLetter count by reason; reasons are a small fixed set of
+// codes, and these are off the delivered path, so the lookup is fine.
+func (rm *receiverMetrics) retry(reason string) { rm.retries.WithLabelValues(rm.name, reason).Inc() }
+func (rm *receiverMetrics) deadLetter(reason string) {
+	rm.deadLetters.WithLabelValues(rm.name, reason).Inc()
+	rm.deadLettered.Inc()
+}

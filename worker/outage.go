@@ -1,0 +1,206 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/setrelay/setrelay/push"
+)
+
+// rcv is a Receiver with its run-time state.
+type rcv struct {
+	Receiver
+	types         map[string]struct{} // nil: every type
+	stream        string
+	consumer      string
+	replaySubject string
+	beatEvery     time.Duration
+	m             receiverMetrics
+
+	// fails counts consecutive retryable push failures; any answer that
+	// shows the receiver is up (delivered, or a permanent rejection)
+	// resets it.
+	fails atomic.Int64
+	// troubled is set by any retryable failure and cleared by a delivery;
+	// it keeps the delivered path free of the mutex.
+	troubled atomic.Bool
+	// pauseUntil is the end of the current pause, in Unix nanoseconds.
+	pauseUntil atomic.Int64
+
+	mu         sync.Mutex
+	cooldown   time.Duration     // the next pause's length
+	pausedAt   time.Time         // when this process last paused the consumer
+	lastReason string            // last failure reason, to warn only on change
+	pauseNaks  map[uint64]uint32 // stream seq -> deliveries handed back unpushed while paused
+}
+
+func (r *rcv) pausedUntil() time.Time {
+	n := r.pauseUntil.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// failing reports whether the receiver has failed Threshold times in a row
+// and not answered properly since.
+func (r *rcv) failing() bool {
+	return r.Pause.Threshold > 0 && r.fails.Load() >= int64(r.Pause.Threshold)
+}
+
+// syncPause adopts the server's view of the pause, learnt from consumer
+// info requested at asked: another process may have paused the consumer,
+// or an operator resumed it.
+func (r *rcv) syncPause(paused bool, asked, until time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if paused {
+		if until.After(r.pausedUntil()) {
+			r.pauseUntil.Store(until.UnixNano())
+		}
+		r.m.paused.Set(1)
+		return
+	}
+	// Only clear a pause this process made before the info request was
+	// sent: a newer one may not have reached the server yet.
+	if r.pausedAt.Before(asked) {
+		r.pauseUntil.Store(0)
+		r.m.paused.Set(0)
+	}
+}
+
+// Attempts are not burned while a consumer is paused:
+//
+//   - A paused consumer delivers nothing, in any process, so messages
+//     waiting out a nak delay are simply held by the server until the pause
+//     ends; their delivery count does not move.
+//   - A message this process already holds when the pause starts (in a
+//     batch, or waiting on the rate limiter) is not pushed: it is handed
+//     back with NakWithDelay until the pause ends, and its stream sequence
+//     is remembered in pauseNaks. When it comes back, the attempt number
+//     Decide sees is NumDelivered minus those hand-backs.
+//   - After the pause, a failing receiver is probed with one message at a
+//     time (fetchLoop), so at most one real attempt is spent finding out
+//     whether it is back.
+//
+// pauseNaks lives in this process only. If a message handed back here is
+// redelivered to another process, that process counts the hand-back as an
+// attempt: at most one per pause per message, within MaxAttempts' margin,
+// and the server's MaxDeliver sits above MaxAttempts as a safety net.
+
+// maxPauseNaks bounds the hand-back memory. Entries are removed when their
+// message is settled here; ones whose message went to another process would
+// otherwise accumulate across many pauses.
+const maxPauseNaks = 1 << 16
+
+func (r *rcv) notePauseNak(seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.pauseNaks == nil || len(r.pauseNaks) >= maxPauseNaks {
+		r.pauseNaks = make(map[uint64]uint32)
+	}
+	r.pauseNaks[seq]++
+}
+
+// attempt is the attempt number of a delivery: JetStream's delivery count
+// less the deliveries this process handed back unpushed during a pause.
+func (r *rcv) attempt(seq, delivered uint64) int {
+	n := int(delivered)
+	r.mu.Lock()
+	if r.pauseNaks != nil {
+		n -= int(r.pauseNaks[seq])
+	}
+	r.mu.Unlock()
+	return max(n, 1)
+}
+
+// settled forgets a message's hand-backs once it is acked or dead-lettered.
+func (r *rcv) settled(seq uint64) {
+	r.mu.Lock()
+	if r.pauseNaks != nil {
+		delete(r.pauseNaks, seq)
+	}
+	r.mu.Unlock()
+}
+
+// observe feeds one push result into the outage detector, pausing the
+// consumer when the receiver has failed Threshold times in a row. It also
+// warns, once, whenever the receiver's failure reason changes, so an
+// operator sees "connection" turn into "http_503" without a log line per
+// retry.
+func (p *Pool) observe(ctx context.Context, r *rcv, res *push.Result) {
+	switch res.Outcome {
+	case push.Delivered, push.Permanent:
+		// The receiver answered: it is up, even if it rejected this SET.
+		r.fails.Store(0)
+		if res.Outcome != push.Delivered || !r.troubled.Load() {
+			return
+		}
+		r.troubled.Store(false)
+		r.mu.Lock()
+		r.lastReason = ""
+		r.cooldown = r.Pause.Initial
+		r.mu.Unlock()
+		p.log.Warn("receiver recovered", zap.String("receiver", r.Name))
+		return
+	}
+	r.troubled.Store(true)
+	n := r.fails.Add(1)
+	r.mu.Lock()
+	changed := r.lastReason != res.Reason
+	r.lastReason = res.Reason
+	r.mu.Unlock()
+	if changed {
+		p.log.Warn("receiver failing",
+			zap.String("receiver", r.Name),
+			zap.String("reason", res.Reason),
+			zap.Int("status", res.Status),
+			zap.String("err", res.Err),
+			zap.String("description", res.Description),
+			zap.NamedError("cause", res.Cause))
+	}
+	if r.Pause.Threshold > 0 && n >= int64(r.Pause.Threshold) {
+		p.pause(ctx, r, n, res.Reason)
+	}
+}
+
+// pause pauses r's consumer on the server, for every process, unless it is
+// already paused. Each pause that follows without a delivery in between is
+// twice as long as the last, up to Pause.Max.
+func (p *Pool) pause(ctx context.Context, r *rcv, fails int64, reason string) {
+	now := p.now()
+	r.mu.Lock()
+	if now.Before(r.pausedUntil()) {
+		r.mu.Unlock()
+		return
+	}
+	cool := r.cooldown
+	until := now.Add(cool)
+	r.cooldown = min(2*cool, r.Pause.Max)
+	r.pausedAt = now
+	r.pauseUntil.Store(until.UnixNano())
+	r.mu.Unlock()
+
+	r.m.pauses.Inc()
+	r.m.paused.Set(1)
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := p.js.PauseConsumer(pctx, r.stream, r.consumer, until); err != nil {
+		// This process still holds back for the cool-down; other
+		// processes find out from their own failures.
+		p.log.Warn("pausing consumer failed; holding back in this process only",
+			zap.String("receiver", r.Name), zap.String("consumer", r.consumer), zap.Error(err))
+		return
+	}
+	p.log.Warn("receiver down: consumer paused",
+		zap.String("receiver", r.Name),
+		zap.String("consumer", r.consumer),
+		zap.Int64("consecutive_failures", fails),
+		zap.String("reason", reason),
+		zap.Duration("cool_down", cool),
+		zap.Time("until", until))
+}

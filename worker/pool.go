@@ -1,0 +1,363 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/queue"
+)
+
+// Pool serves every configured receiver's consumer with one shared set of
+// Concurrency slots. Build it with New and run it with Run.
+type Pool struct {
+	cfg    Config
+	js     jetstream.JetStream
+	log    *zap.Logger
+	now    func() time.Time
+	jitter func() float64
+	m      *metrics
+	rcvs   []*rcv
+
+	// sem holds one token per message being worked on. A fetch loop takes
+	// a token before it asks the server for a message, so the process never
+	// holds more unsettled messages than Concurrency, and a message is
+	// never pulled before there is a goroutine free to start on it.
+	sem chan struct{}
+	// share caps one pull request's batch, so one busy receiver cannot
+	// take every free slot in a single request.
+	share int
+}
+
+// New checks cfg and builds a Pool. It does not touch the network.
+func New(cfg Config, d Deps) (*Pool, error) {
+	if d.JS == nil {
+		return nil, errors.New("worker: Deps.JS is required (dead letters and pauses)")
+	}
+	if len(cfg.Receivers) == 0 {
+		return nil, errors.New("worker: no receivers")
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.GracePeriod == 0 {
+		cfg.GracePeriod = DefaultGracePeriod
+	}
+	if cfg.GracePeriod < 0 {
+		cfg.GracePeriod = 0
+	}
+	if cfg.FetchWait <= 0 {
+		cfg.FetchWait = DefaultFetchWait
+	}
+	if cfg.InfoInterval <= 0 {
+		cfg.InfoInterval = DefaultInfoInterval
+	}
+	p := &Pool{cfg: cfg, js: d.JS, log: d.Log, now: d.Now, jitter: d.Jitter}
+	if p.log == nil {
+		p.log = zap.NewNop()
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.jitter == nil {
+		p.jitter = rand.Float64
+	}
+	m, err := newMetrics(d.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("worker: registering metrics: %w", err)
+	}
+	p.m = m
+	seen := make(map[string]bool, len(cfg.Receivers))
+	for i := range cfg.Receivers {
+		r, err := p.newRcv(cfg.Receivers[i])
+		if err != nil {
+			return nil, fmt.Errorf("worker: receivers[%d] %q: %w", i, cfg.Receivers[i].Name, err)
+		}
+		if seen[r.Name] {
+			return nil, fmt.Errorf("worker: receivers[%d]: duplicate name %q", i, r.Name)
+		}
+		seen[r.Name] = true
+		p.rcvs = append(p.rcvs, r)
+	}
+	p.sem = make(chan struct{}, cfg.Concurrency)
+	p.share = max(1, cfg.Concurrency/len(p.rcvs))
+	return p, nil
+}
+
+func (p *Pool) newRcv(spec Receiver) (*rcv, error) {
+	switch {
+	case spec.Name == "":
+		return nil, errors.New("name is required")
+	case spec.Consumer == nil:
+		return nil, errors.New("consumer is required")
+	case spec.Signer == nil:
+		return nil, errors.New("signer is required")
+	case spec.Pusher == nil:
+		return nil, errors.New("pusher is required")
+	}
+	info := spec.Consumer.CachedInfo()
+	if info == nil {
+		return nil, errors.New("consumer has no cached info")
+	}
+	r := &rcv{
+		Receiver:      spec,
+		stream:        info.Stream,
+		consumer:      info.Name,
+		replaySubject: queue.ReplaySubject(spec.Name),
+		m:             p.m.forReceiver(spec.Name),
+	}
+	r.Retry = r.Retry.WithDefaults()
+	r.Pause = r.Pause.withDefaults()
+	r.cooldown = r.Pause.Initial
+	if len(spec.Types) > 0 {
+		r.types = make(map[string]struct{}, len(spec.Types))
+		for _, t := range spec.Types {
+			uri, _ := intent.ResolveType(t)
+			if uri == "" {
+				return nil, fmt.Errorf("event type %q: not an alias or absolute URI", t)
+			}
+			r.types[uri] = struct{}{}
+		}
+	}
+	ackWait := p.cfg.AckWait
+	if ackWait <= 0 {
+		ackWait = info.Config.AckWait
+	}
+	if ackWait <= 0 {
+		ackWait = queue.DefaultAckWait
+	}
+	r.beatEvery = ackWait / 3
+	return r, nil
+}
+
+// Run serves the consumers until ctx is cancelled, then shuts down:
+//
+//  1. Stop pulling: every fetch loop returns, abandoning an idle pull
+//     request (a message the server sends to it afterwards is redelivered
+//     after AckWait).
+//  2. Let in-flight messages finish for up to GracePeriod. They run on a
+//     context that is not derived from ctx, so cancelling ctx does not
+//     abort a push half-way.
+//  3. When the grace period runs out, cancel what is left; each such
+//     message is handed back with a plain Nak, so another process (or this
+//     one, restarted) redelivers it at once.
+//
+// Run returns nil after a shutdown. Draining or closing the NATS connection
+// is the caller's job, after Run returns: the last acks and naks are
+// published on it, and Drain flushes them.
+func (p *Pool) Run(ctx context.Context) error {
+	// work outlives ctx by at most the grace period.
+	work, abort := context.WithCancel(context.WithoutCancel(ctx))
+	defer abort()
+
+	var loops, msgs sync.WaitGroup
+	for _, r := range p.rcvs {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			p.fetchLoop(ctx, work, r, &msgs)
+		}()
+	}
+	loops.Add(1)
+	go func() {
+		defer loops.Done()
+		p.pollInfo(ctx)
+	}()
+	p.log.Info("worker pool started", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("receivers", len(p.rcvs)))
+
+	<-ctx.Done()
+	// Every msgs.Add happens in a fetch loop, so after loops.Wait no
+	// more can start and msgs.Wait below is well-defined.
+	loops.Wait()
+	done := make(chan struct{})
+	go func() {
+		msgs.Wait()
+		close(done)
+	}()
+	grace := time.NewTimer(p.cfg.GracePeriod)
+	defer grace.Stop()
+	select {
+	case <-done:
+		p.log.Info("worker pool stopped; in-flight messages finished")
+	case <-grace.C:
+		abort()
+		<-done // handlers see work cancelled, Nak and return promptly
+		p.log.Warn("worker pool stopped; grace period over, unfinished messages handed back", zap.Duration("grace_period", p.cfg.GracePeriod))
+	}
+	return nil
+}
+
+func (p *Pool) acquire(ctx context.Context) bool {
+	select {
+	case p.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// tryAcquire takes up to n more free slots without waiting. A fetch loop
+// blocked in acquire is queued on the channel ahead of any tryAcquire, so a
+// busy receiver cannot starve a quiet one.
+func (p *Pool) tryAcquire(n int) int {
+	got := 0
+	for ; got < n; got++ {
+		select {
+		case p.sem <- struct{}{}:
+		default:
+			return got
+		}
+	}
+	return got
+}
+
+func (p *Pool) release(n int) {
+	for i := 0; i < n; i++ {
+		<-p.sem
+	}
+}
+
+// fetchLoop pulls r's messages, never more than the slots it holds. While
+// messages are waiting it asks with no_wait for up to its fair share of the
+// free slots, so a short batch returns at once and frees the rest. When the
+// consumer is idle it holds a single slot in a long-poll pull request. The
+// loop returns when ctx is cancelled; messages already received are still
+// handed to workers, which finish them on work.
+func (p *Pool) fetchLoop(ctx, work context.Context, r *rcv, msgs *sync.WaitGroup) {
+	idle := false
+	var errDelay time.Duration
+	for ctx.Err() == nil {
+		// A paused consumer delivers nothing, so do not tie up a slot in
+		// a pull request that can only time out.
+		if until := r.pausedUntil(); p.now().Before(until) {
+			sleep(ctx, until.Sub(p.now()))
+			continue
+		}
+		if !p.acquire(ctx) {
+			return
+		}
+		held := 1
+		// Once a receiver is failing, send it one message at a time until
+		// one gets through, so a half-recovered receiver is probed, not
+		// flooded, and few attempts are spent on it.
+		probing := r.failing()
+		var (
+			batch  jetstream.MessageBatch
+			err    error
+			cancel context.CancelFunc = func() {}
+		)
+		if idle || probing {
+			var fctx context.Context
+			fctx, cancel = context.WithTimeout(ctx, p.cfg.FetchWait)
+			batch, err = r.Consumer.Fetch(1, jetstream.FetchContext(fctx))
+		} else {
+			held += p.tryAcquire(p.share - 1)
+			batch, err = r.Consumer.FetchNoWait(held)
+		}
+		if err != nil {
+			cancel()
+			p.release(held)
+			errDelay = p.fetchFailed(ctx, r, err, errDelay)
+			continue
+		}
+		got := 0
+		for msg := range batch.Messages() {
+			got++
+			msgs.Add(1)
+			if !probing {
+				go func() {
+					defer msgs.Done()
+					defer p.release(1)
+					p.handle(work, r, msg)
+				}()
+				continue
+			}
+			done := make(chan struct{})
+			go func() {
+				defer msgs.Done()
+				defer close(done)
+				defer p.release(1)
+				p.handle(work, r, msg)
+			}()
+			select {
+			case <-done:
+			case <-ctx.Done():
+			}
+		}
+		cancel()
+		p.release(held - got)
+		if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			errDelay = p.fetchFailed(ctx, r, err, errDelay)
+			continue
+		}
+		errDelay = 0
+		idle = got == 0
+	}
+}
+
+// fetchFailed logs a failed pull (the first of a run at warn) and waits
+// before the next, doubling up to 5s, so a lost connection is not a busy
+// loop. nats.go reconnects underneath.
+func (p *Pool) fetchFailed(ctx context.Context, r *rcv, err error, prev time.Duration) time.Duration {
+	if ctx.Err() != nil {
+		return prev
+	}
+	if prev == 0 {
+		p.log.Warn("pulling messages failed; retrying", zap.String("receiver", r.Name), zap.Error(err))
+		prev = 50 * time.Millisecond
+	} else {
+		prev = min(2*prev, 5*time.Second)
+	}
+	sleep(ctx, prev)
+	return prev
+}
+
+// pollInfo refreshes the pending and paused gauges, and learns about pauses
+// made by other processes, so this one does not sit in pull requests the
+// server will not answer.
+func (p *Pool) pollInfo(ctx context.Context) {
+	t := time.NewTicker(p.cfg.InfoInterval)
+	defer t.Stop()
+	for {
+		for _, r := range p.rcvs {
+			if ctx.Err() != nil {
+				return
+			}
+			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			asked := p.now()
+			info, err := r.Consumer.Info(ictx)
+			cancel()
+			if err != nil {
+				p.log.Debug("consumer info failed", zap.String("receiver", r.Name), zap.Error(err))
+				continue
+			}
+			r.m.pending.Set(float64(info.NumPending))
+			r.syncPause(info.Paused, asked, asked.Add(info.PauseRemaining))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// sleep waits for d or until ctx is done.
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
