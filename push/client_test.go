@@ -556,4 +556,3 @@ func TestMetricsRegisterTwice(t *testing.T) {
 	nilM.push("r", &Result{}, time.Second) // must not panic
 	nilM.tokenFetch("r", "ok")
 }
-
