@@ -81,22 +81,22 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 		thc := &http.Client{Transport: tr, CheckRedirect: noRedirect, Timeout: cfg.Timeout}
 		c.auth = newOAuthAuth(newFetcher(cfg.Name, cfg.Auth, thc, log, m), cfg.Auth.RefreshBefore, log)
 	case cfg.Auth.AuthorizationHeader.IsSet():
-		c.auth = staticAuth{value: cfg.Auth.AuthorizationHeader}
+		c.auth = &staticAuth{value: cfg.Auth.AuthorizationHeader}
 	}
 	return c, nil
 }
 
 // String names the receiver and endpoint; a Client's fields include the
 // token machinery, which must never be printed.
-func (c *Client) String() string {
+func (c Client) String() string {
 	return fmt.Sprintf("push.Client{receiver=%q endpoint=%q}", c.name, c.endpoint)
 }
 
 // GoString is String, so %#v cannot dump the fields either.
-func (c *Client) GoString() string { return c.String() }
+func (c Client) GoString() string { return c.String() }
 
 // Format prints String for every verb.
-func (c *Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
+func (c Client) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, c.String()) }
 
 // Receiver returns the receiver's configured name.
 func (c *Client) Receiver() string { return c.name }
@@ -181,6 +181,9 @@ func (c *Client) attempt(ctx context.Context, jws []byte) (Result, any) {
 	// reading megabytes from a misbehaving receiver.
 	_ = resp.Body.Close()
 	r := Classify(resp.StatusCode, resp.Header, body, nil, c.now(), c.maxRetryAfter)
+	if r.Location != "" {
+		r.Location = string(scrubCredential([]byte(r.Location), authz))
+	}
 	r.Attempts = 1
 	return r, handle
 }

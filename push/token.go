@@ -29,11 +29,11 @@ type credentials interface {
 // staticAuth sends a fixed Authorization header.
 type staticAuth struct{ value Secret }
 
-func (s staticAuth) authorization(context.Context) (string, any, error) {
+func (s *staticAuth) authorization(context.Context) (string, any, error) {
 	return s.value.Reveal(), nil, nil
 }
 
-func (staticAuth) refused(any) bool { return false }
+func (*staticAuth) refused(any) bool { return false }
 
 // tokenConfigCodes are RFC 6749 5.2 errors that mean the client
 // configuration is wrong: asking again with the same credentials cannot help.
