@@ -11,7 +11,7 @@
 //	pub := queue.NewPublisher(js, intent.Options{})
 //	ack, err := pub.Publish(queue.WithTraceparent(ctx, tp), &intent.Intent{
 //		ID:      "7d0c6d8a-5f8e-4a7e-9a55-0f3c1d1b6b4e",
-//		Type:    "session-revoked",
+//		Type:    "caep.session-revoked",
 //		Subject: map[string]any{"format": "email", "email": "a@example.com"},
 //	})
 //

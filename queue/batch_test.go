@@ -1,0 +1,133 @@
+package queue_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/setrelay/setrelay/queue"
+)
+
+func TestBatchPublisherReportsEveryResultInOrderWithinWindow(t *testing.T) {
+	const n, window = 20000, 256
+	env := startEnv(t, testConfig(t), "govuk")
+
+	var added, reported atomic.Int64
+	var maxInFlight int64
+	var results []queue.BatchResult
+	bp, err := queue.NewBatchPublisher(env.nc, queue.BatchOptions{
+		Window: window,
+		OnResult: func(r queue.BatchResult) {
+			if inFlight := added.Load() - reported.Load(); inFlight > maxInFlight {
+				maxInFlight = inFlight
+			}
+			reported.Add(1)
+			// Keep only what the test checks, as a backfill would.
+			results = append(results, queue.BatchResult{ID: r.ID, Ref: r.Ref, Sequence: r.Sequence, Duplicate: r.Duplicate, Err: r.Err})
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payloads := ids("bulk", n)
+	for i, id := range payloads {
+		added.Add(1)
+		if err := bp.Add(ctxT(t), id, intentBytes(t, id), int64(i)); err != nil {
+			t.Fatalf("Add %d: %v", i, err)
+		}
+	}
+	// A re-run of part of the file is deduplicated, not stored again.
+	for i, id := range payloads[:100] {
+		added.Add(1)
+		if err := bp.Publish(ctxT(t), newIntent(id), int64(n+i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bp.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+
+	if len(results) != n+100 {
+		t.Fatalf("got %d results for %d publishes", len(results), n+100)
+	}
+	for i, r := range results {
+		if r.Ref != int64(i) {
+			t.Fatalf("result %d has ref %d: results out of order", i, r.Ref)
+		}
+		if r.Err != nil {
+			t.Fatalf("result %d: %v", i, r.Err)
+		}
+		if wantDup := i >= n; r.Duplicate != wantDup {
+			t.Fatalf("result %d (%s): duplicate=%v, want %v", i, r.ID, r.Duplicate, wantDup)
+		}
+		if i >= n && r.Sequence != results[i-n].Sequence {
+			t.Fatalf("duplicate %s reports seq %d, original %d", r.ID, r.Sequence, results[i-n].Sequence)
+		}
+	}
+	if maxInFlight > window+1 {
+		t.Errorf("up to %d publishes were in flight with a window of %d", maxInFlight, window)
+	}
+	if st := bp.Stats(); st.Stored != n || st.Duplicates != 100 || st.Failed != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	if got := streamMsgs(t, env.js, queue.IntentStream); got != n {
+		t.Errorf("stream holds %d, want %d", got, n)
+	}
+	if err := bp.Add(ctxT(t), "late", intentBytes(t, "late"), 0); !errors.Is(err, queue.ErrBatchClosed) {
+		t.Errorf("Add after Close: %v", err)
+	}
+}
+
+func TestBatchPublisherReportsStreamFullPerIntent(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.StreamMaxMsgs = 10
+	env := startEnv(t, cfg, "govuk")
+	var stored, full int
+	bp, err := queue.NewBatchPublisher(env.nc, queue.BatchOptions{Window: 4, OnResult: func(r queue.BatchResult) {
+		switch {
+		case r.Err == nil:
+			stored++
+		case errors.Is(r.Err, queue.ErrStreamFull):
+			full++
+		default:
+			t.Errorf("unexpected error for %s: %v", r.ID, r.Err)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids("cap", 15) {
+		if err := bp.Add(ctxT(t), id, intentBytes(t, id), int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bp.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	if stored != 10 || full != 5 {
+		t.Fatalf("stored %d, full %d; want 10 and 5", stored, full)
+	}
+}
+
+func TestBatchFlushHonoursContext(t *testing.T) {
+	env := startEnv(t, testConfig(t), "govuk")
+	block := make(chan struct{})
+	bp, err := queue.NewBatchPublisher(env.nc, queue.BatchOptions{Window: 2, OnResult: func(queue.BatchResult) { <-block }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bp.Add(ctxT(t), "f-1", intentBytes(t, "f-1"), 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := bp.Flush(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Flush with a stuck result: %v", err)
+	}
+	close(block)
+	if err := bp.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+}
