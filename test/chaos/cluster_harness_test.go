@@ -10,13 +10,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/queue"
 )
 
 // TestClusterHarness checks the harness the chaos run stands on: a 3-node
-// cluster built from the module's nats-server starts, an R3 stream survives
-// SIGKILL of its leader (publishes keep succeeding, nothing acknowledged is
+// cluster built from the module's nats-server starts, setrelay's R3 streams and
+// consumer, provisioned by queue.Provision, survive SIGKILL of its leader (publishes keep succeeding, nothing acknowledged is
 // lost, Nats-Msg-Id de-duplicates the retries), and the killed node rejoins
 // and catches up.
 func TestClusterHarness(t *testing.T) {
@@ -31,22 +33,39 @@ func TestClusterHarness(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:       "HARNESS",
-		Subjects:   []string{"harness.>"},
-		Replicas:   3,
-		Storage:    jetstream.FileStorage,
-		Duplicates: time.Minute,
-	})
-	if err != nil {
-		t.Fatalf("create R3 stream: %v", err)
+	// The streams and consumer exactly as setrelay provisions them in a
+	// cluster: R3 everywhere.
+	qcfg := queue.Config{Replicas: 3}
+	if err := queue.Provision(ctx, js, qcfg, []string{"harness"}); err != nil {
+		t.Fatalf("provision R3: %v", err)
 	}
+	stream, err := js.Stream(ctx, queue.IntentStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{queue.IntentStream, queue.DLQStream} {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.CachedInfo().Config.Replicas; got != 3 {
+			t.Fatalf("stream %s has %d replicas, want 3", name, got)
+		}
+	}
+	cons, err := stream.Consumer(ctx, queue.ConsumerName("harness"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cons.CachedInfo().Config.Replicas; got != 3 && got != 0 {
+		t.Fatalf("consumer has %d replicas, want 3 (or 0: the stream's)", got)
+	}
+	pub := queue.NewPublisher(js, intent.Options{})
 
 	const perPhase = 200
 	publish := func(from, to int) {
 		for i := from; i < to; i++ {
 			id := fmt.Sprintf("m-%05d", i)
-			if err := publishRetry(ctx, js, "harness.x", id, []byte(id)); err != nil {
+			if err := publishRetry(ctx, pub, id, []byte(id)); err != nil {
 				t.Fatalf("publish %s: %v", id, err)
 			}
 		}
@@ -81,6 +100,15 @@ func TestClusterHarness(t *testing.T) {
 	}
 	if info.Cluster.Leader == c.nodes[leader].serverName {
 		t.Fatalf("killed node %s is still the leader", info.Cluster.Leader)
+	}
+	// Interest retention keeps everything until the receiver's consumer acks
+	// it, and the consumer (R3 too) must still answer with a node down.
+	cinfo, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatalf("consumer info with one node down: %v", err)
+	}
+	if cinfo.NumPending != 2*perPhase {
+		t.Fatalf("consumer has %d pending, want %d", cinfo.NumPending, 2*perPhase)
 	}
 
 	// Read everything back from the surviving replicas: every id once, in order.
@@ -134,13 +162,10 @@ func allReplicasCurrent(info *jetstream.StreamInfo, node string) bool {
 
 // publishRetry publishes with Nats-Msg-Id = id until JetStream acknowledges
 // it, as a careful producer does: a retry after a lost ack is de-duplicated.
-func publishRetry(ctx context.Context, js jetstream.JetStream, subject, id string, data []byte) error {
-	msg := nats.NewMsg(subject)
-	msg.Data = data
-	msg.Header.Set(jetstream.MsgIDHeader, id)
+func publishRetry(ctx context.Context, pub *queue.Publisher, id string, data []byte) error {
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := js.PublishMsg(pctx, msg)
+		_, err := pub.PublishRaw(pctx, id, data, nil)
 		cancel()
 		if err == nil {
 			return nil
