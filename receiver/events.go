@@ -178,6 +178,15 @@ func (r *Receiver) accept(w http.ResponseWriter, set *verifiedSET, warnings []vi
 // it answered the request.
 func (r *Receiver) injectFaults(w http.ResponseWriter, req *http.Request) bool {
 	d := r.dice.decide(r.cfg.HangRate, r.cfg.Rate429, r.cfg.FailRate)
+	if r.cfg.Latency > 0 || d.hang {
+		// net/http notices a client hanging up only once the body has been
+		// read, so buffer it first; otherwise a hang would outlive its client.
+		body, err := io.ReadAll(io.LimitReader(req.Body, r.cfg.MaxBodyBytes+1))
+		if err != nil {
+			return false
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	if r.cfg.Latency > 0 {
 		r.stats.fault(FaultLatency)
 		if !sleep(req.Context(), r.cfg.Latency) {
