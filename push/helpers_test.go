@@ -44,7 +44,7 @@ type tokenServer struct {
 	form map[string][]string
 }
 
-func newTokenServer(t *testing.T, useTLS bool) *tokenServer {
+func newTokenServer(t testing.TB, useTLS bool) *tokenServer {
 	t.Helper()
 	ts := &tokenServer{}
 	ts.expiresIn.Store(3600)
@@ -107,7 +107,7 @@ type recorded struct {
 	body         []byte
 }
 
-func newReceiver(t *testing.T, useTLS bool, respond func(w http.ResponseWriter, r *http.Request, body []byte, n int64)) *receiver {
+func newReceiver(t testing.TB, useTLS bool, respond func(w http.ResponseWriter, r *http.Request, body []byte, n int64)) *receiver {
 	t.Helper()
 	rc := &receiver{respond: respond}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
