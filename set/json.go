@@ -12,21 +12,61 @@ import (
 // This file appends JSON for the values an intent can hold, byte for byte
 // as encoding/json.Marshal would (sorted map keys, HTML-safe escaping), but
 // without reflection and with one growing buffer. Types it does not know go
-// through encoding/json, so the output never differs, only the speed.
+// through encoding/json, so the output never differs, only the speed; the
+// tests hold it to encoding/json's bytes on fixed and random trees.
 
-// appendString appends s as a JSON string. Plain ASCII is copied; anything
-// that encoding/json would escape is handed to it so the escaping rules
-// (HTML characters, U+2028, invalid UTF-8) stay exactly its own.
+// appendString appends s as a JSON string with encoding/json's escaping:
+// HTML characters as \u003c \u003e \u0026, control characters, invalid
+// UTF-8 as \ufffd, and U+2028/U+2029, which break JavaScript parsers.
 func appendString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			b, _ := json.Marshal(s) // a string always marshals
-			return append(dst, b...)
-		}
-	}
+	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
-	dst = append(dst, s...)
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				dst = append(dst, '\\', c)
+			case '\b':
+				dst = append(dst, '\\', 'b')
+			case '\f':
+				dst = append(dst, '\\', 'f')
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
 	return append(dst, '"')
 }
 

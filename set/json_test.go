@@ -21,6 +21,11 @@ func TestAppendValueMatchesEncodingJSON(t *testing.T) {
 		map[string]any{}, map[string]any(nil), map[string]any{"b": "x", "a": []any{true}, "<k>": "v", "é": 1.0},
 		[]string{"typed", "slice"}, map[string]string{"typed": "map"},
 	}
+	var all []byte
+	for c := range 256 {
+		all = append(all, byte(c))
+	}
+	values = append(values, string(all), "\b\f\r", "\u2027\u202a", "trunc\xe2\x80")
 	for _, v := range values {
 		want, err := json.Marshal(v)
 		if err != nil {

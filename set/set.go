@@ -120,7 +120,8 @@ func Build(in *intent.Intent, p Profile, o Options) ([]byte, error) {
 		}
 	}
 
-	b := make([]byte, 0, 512)
+	// Most SETs fit in 1 KiB; one allocation up front beats regrowing.
+	b := make([]byte, 0, 1024)
 	b = append(b, `{"iss":`...)
 	b = appendString(b, p.Issuer)
 	b = append(b, `,"iat":`...)
