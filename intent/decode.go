@@ -197,7 +197,9 @@ func rfc3339Shape(s string) bool {
 			return false
 		}
 	}
-	return true
+	// time.Parse takes offsets up to +99:59, but time.Time cannot marshal
+	// them back, and RFC 3339 means real offsets.
+	return rest[1:3] <= "23" && rest[4:6] <= "59"
 }
 
 func shapeByte(want, got byte) bool {

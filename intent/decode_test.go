@@ -135,6 +135,8 @@ func TestDecodeRules(t *testing.T) {
 		{"occurred_at comma", withSubject("caep.session-revoked", `"occurred_at":"2026-11-27T04:05:06,5Z"`), Options{}, "occurred_at", "not an RFC 3339"},
 		{"occurred_at lowercase", withSubject("caep.session-revoked", `"occurred_at":"2026-11-27t04:05:06z"`), Options{}, "occurred_at", "not an RFC 3339"},
 		{"occurred_at bad day", withSubject("caep.session-revoked", `"occurred_at":"2026-02-30T04:05:06Z"`), Options{}, "occurred_at", "not an RFC 3339"},
+		{"occurred_at offset 24h", withSubject("caep.session-revoked", `"occurred_at":"2026-11-27T04:05:06+24:00"`), Options{}, "occurred_at", "not an RFC 3339"},
+		{"occurred_at offset minutes", withSubject("caep.session-revoked", `"occurred_at":"2026-11-27T04:05:06+01:60"`), Options{}, "occurred_at", "not an RFC 3339"},
 		{"occurred_at RFC 1123", withSubject("caep.session-revoked", `"occurred_at":"Fri, 27 Nov 2026 04:05:06 GMT"`), Options{}, "occurred_at", "not an RFC 3339"},
 
 		// txn
