@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -34,9 +35,10 @@ type DeadLetter struct {
 	StreamSeq uint64
 	IntentID  string
 	// Intent is the original message bytes, exactly as published. In JSON it
-	// is inlined under "intent" when it is a JSON value that round-trips
+	// is inlined under "intent" when it is compact JSON that round-trips
 	// byte for byte, and base64-encoded under "intent_b64" otherwise
-	// (invalid UTF-8, garbage, surrounding whitespace).
+	// (pretty-printed or HTML-escapable JSON, invalid UTF-8, garbage), so a
+	// replay republishes exactly what the producer sent.
 	Intent json.RawMessage
 	// Errors are validation problems (reason invalid_intent).
 	Errors []string
@@ -115,10 +117,21 @@ func (dl *DeadLetter) UnmarshalJSON(data []byte) error {
 }
 
 // inlineJSON reports whether b can be embedded as a JSON value and read back
-// identical: valid JSON without leading or trailing whitespace (which the
-// decoder would not return).
+// identical, even after encoding/json re-compacts a MarshalJSON result (as
+// json.Marshal does): valid UTF-8 JSON that is already compact and has no
+// characters json.Marshal would escape (<, >, &, U+2028, U+2029).
 func inlineJSON(b []byte) bool {
-	return json.Valid(b) && len(bytes.TrimSpace(b)) == len(b)
+	if !utf8.Valid(b) || !json.Valid(b) {
+		return false
+	}
+	if bytes.ContainsAny(b, "<>&\u2028\u2029") {
+		return false
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, b); err != nil {
+		return false
+	}
+	return bytes.Equal(compact.Bytes(), b)
 }
 
 // DeadLetterMsgID is the Nats-Msg-Id of a dead letter: one per receiver and

@@ -117,9 +117,6 @@ func (d *DLQ) List(ctx context.Context, f Filter) ([]StoredDeadLetter, error) {
 	return out, err
 }
 
-// errStop ends an Each walk early without an error.
-var errStop = errors.New("stop")
-
 // Each calls fn for every dead letter matching f, oldest first, without
 // holding them all in memory. An error from fn stops the walk and is returned.
 func (d *DLQ) Each(ctx context.Context, f Filter, fn func(StoredDeadLetter) error) error {
@@ -152,13 +149,15 @@ func (d *DLQ) Each(ctx context.Context, f Filter, fn func(StoredDeadLetter) erro
 	remaining := info.NumPending
 	matched := 0
 	for remaining > 0 {
-		batch, err := cons.Fetch(int(min(remaining, 256)), jetstream.FetchMaxWait(5*time.Second), jetstream.FetchContext(ctx))
+		msgs, err := fetchBatch(ctx, cons, int(min(remaining, 256)))
 		if err != nil {
-			return fmt.Errorf("queue: read dead letters: %w", err)
+			return err
 		}
-		got := 0
-		for msg := range batch.Messages() {
-			got++
+		if len(msgs) == 0 {
+			// The remaining ones were deleted (replayed or purged) meanwhile.
+			return ctx.Err()
+		}
+		for _, msg := range msgs {
 			md, err := msg.Metadata()
 			if err != nil {
 				return fmt.Errorf("queue: read dead letters: %w", err)
@@ -173,9 +172,6 @@ func (d *DLQ) Each(ctx context.Context, f Filter, fn func(StoredDeadLetter) erro
 				continue
 			}
 			if err := fn(sdl); err != nil {
-				if errors.Is(err, errStop) {
-					return nil
-				}
 				return err
 			}
 			matched++
@@ -183,15 +179,27 @@ func (d *DLQ) Each(ctx context.Context, f Filter, fn func(StoredDeadLetter) erro
 				return nil
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("queue: read dead letters: %w", err)
-		}
-		if got == 0 {
-			// The remaining ones were deleted (replayed or purged) meanwhile.
-			return ctx.Err()
-		}
 	}
 	return nil
+}
+
+// fetchBatch pulls up to n messages, waiting at most a few seconds: the
+// caller knows from NumPending that they exist.
+func fetchBatch(ctx context.Context, cons jetstream.Consumer, n int) ([]jetstream.Msg, error) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
+	if err != nil {
+		return nil, fmt.Errorf("queue: read dead letters: %w", err)
+	}
+	msgs := make([]jetstream.Msg, 0, n)
+	for msg := range batch.Messages() {
+		msgs = append(msgs, msg)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		return nil, fmt.Errorf("queue: read dead letters: %w", err)
+	}
+	return msgs, nil
 }
 
 // Get returns the dead letter stored at DLQ sequence seq.
