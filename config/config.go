@@ -33,7 +33,7 @@ const (
 	DefaultRetryMax         = 10 * time.Minute
 	DefaultRetryMaxAttempts = 12
 	DefaultRetryMaxAge      = 72 * time.Hour
-	DefaultPauseThreshold   = 5
+	DefaultPauseThreshold   = 20
 	DefaultPauseInitial     = 30 * time.Second
 	DefaultPauseMax         = 10 * time.Minute
 	DefaultAuthStyle        = AuthStyleBasic
@@ -249,7 +249,8 @@ type Retry struct {
 
 // Pause controls pausing a failing receiver's consumer.
 type Pause struct {
-	// Threshold is the number of consecutive retryable failures that pause it.
+	// Threshold is the number of consecutive retryable failures that pause
+	// it; -1 never pauses.
 	Threshold int `yaml:"threshold" json:"threshold"`
 	// Initial is the first pause; it doubles while the receiver stays down.
 	Initial time.Duration `yaml:"initial" json:"initial"`

@@ -217,8 +217,8 @@ func (r *Receiver) validate(p *problems, path string, keyIDs map[string]bool, na
 		p.add(path+".retry.max_attempts", "must be at least 1 (got %d)", r.Retry.MaxAttempts)
 	}
 	positive("retry.max_age", r.Retry.MaxAge)
-	if r.Pause.Threshold < 1 {
-		p.add(path+".pause.threshold", "must be at least 1 consecutive failure (got %d)", r.Pause.Threshold)
+	if r.Pause.Threshold < 1 && r.Pause.Threshold != -1 {
+		p.add(path+".pause.threshold", "must be at least 1 consecutive failure, or -1 to never pause (got %d)", r.Pause.Threshold)
 	}
 	positive("pause.initial", r.Pause.Initial)
 	positive("pause.max", r.Pause.Max)
