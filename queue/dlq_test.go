@@ -66,7 +66,6 @@ func TestDeadLetterJSONPreservesIntentBytesExactly(t *testing.T) {
 	}
 }
 
-
 // seedDLQ stores dead letters: govuk 1 (http_5xx), acme 2 (invalid_audience),
 // govuk 3 (invalid_audience), with a pause so Since/Until can split them.
 func seedDLQ(t *testing.T, env *testEnv) (split time.Time) {
@@ -303,4 +302,5 @@ func TestDLQPurgeByFilter(t *testing.T) {
 		t.Fatalf("DLQ holds %d after purge", n)
 	}
 }
+
 type natsMsg = nats.Msg
