@@ -131,6 +131,7 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 				return
 			}
 		}
+		failing := r.failing()
 		res = r.Pusher.Push(ctx, []byte(jws))
 		if ctx.Err() != nil && res.Outcome != push.Delivered {
 			// The grace period ran out mid-push: not the receiver's
@@ -140,6 +141,12 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 			return
 		}
 		p.observe(ctx, r, &res)
+		if failing && res.Outcome != push.Delivered && res.Outcome != push.Permanent {
+			// A probe of a receiver already known to be down: the
+			// failure is the outage's, not this message's, so it does
+			// not count towards MaxAttempts (see outage.go).
+			r.notePauseNak(j.seq)
+		}
 	}
 
 	now := p.now()

@@ -84,8 +84,9 @@ func (r *rcv) syncPause(paused bool, asked, until time.Time) {
 //     is remembered in pauseNaks. When it comes back, the attempt number
 //     Decide sees is NumDelivered minus those hand-backs.
 //   - After the pause, a failing receiver is probed with one message at a
-//     time (fetchLoop), so at most one real attempt is spent finding out
-//     whether it is back.
+//     time (fetchLoop). A probe that fails is the outage's doing, not the
+//     message's, so it is remembered like a hand-back and not counted
+//     either; MaxAge still bounds how long a message waits.
 //
 // pauseNaks lives in this process only. If a message handed back here is
 // redelivered to another process, that process counts the hand-back as an

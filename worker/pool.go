@@ -139,9 +139,9 @@ func (p *Pool) newRcv(spec Receiver) (*rcv, error) {
 
 // Run serves the consumers until ctx is cancelled, then shuts down:
 //
-//  1. Stop pulling: every fetch loop returns, abandoning an idle pull
-//     request (a message the server sends to it afterwards is redelivered
-//     after AckWait).
+//  1. Stop pulling: every fetch loop sends no more pull requests and
+//     returns once its outstanding one ends (at most FetchWait); messages
+//     it brings are worked on like the others.
 //  2. Let in-flight messages finish for up to GracePeriod. They run on a
 //     context that is not derived from ctx, so cancelling ctx does not
 //     abort a push half-way.
@@ -254,8 +254,12 @@ func (p *Pool) fetchLoop(ctx, work context.Context, r *rcv, msgs *sync.WaitGroup
 			cancel context.CancelFunc = func() {}
 		)
 		if idle || probing {
+			// The long poll is not cut short by shutdown: the server
+			// would still deliver into the abandoned request, and that
+			// message would wait out AckWait unseen. Shutdown waits at
+			// most FetchWait for it instead, and works on what it brings.
 			var fctx context.Context
-			fctx, cancel = context.WithTimeout(ctx, p.cfg.FetchWait)
+			fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FetchWait)
 			batch, err = r.Consumer.Fetch(1, jetstream.FetchContext(fctx))
 		} else {
 			held += p.tryAcquire(p.share - 1)
