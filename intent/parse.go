@@ -135,7 +135,7 @@ func (p *parser) object() (any, error) {
 		if p.pos >= len(p.data) || p.data[p.pos] != '"' {
 			return nil, p.fail("expected a member name in double quotes")
 		}
-		key, err := p.str()
+		key, err := p.key()
 		if err != nil {
 			return nil, err
 		}
@@ -212,6 +212,48 @@ func (p *parser) array() (any, error) {
 		}
 	}
 }
+
+// key parses a member name. Names the intent format defines are interned,
+// which saves an allocation for almost every member of a valid intent.
+func (p *parser) key() (string, error) {
+	start := p.pos + 1
+	for i := start; i < len(p.data); i++ {
+		c := p.data[i]
+		if c == '"' {
+			if k, ok := internedKeys[string(p.data[start:i])]; ok {
+				p.pos = i + 1
+				return k, nil
+			}
+			break
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+	}
+	return p.str()
+}
+
+// internedKeys holds every member name of the intent format.
+var internedKeys = func() map[string]string {
+	m := map[string]string{}
+	add := func(names ...string) {
+		for _, n := range names {
+			m[n] = n
+		}
+	}
+	add(fields...)
+	add("format", "subject_type")
+	add(complexMembers...)
+	for _, f := range subjectFormats {
+		add(f.members...)
+	}
+	for _, et := range catalogue {
+		for _, mb := range et.members {
+			add(mb.name)
+		}
+	}
+	return m
+}()
 
 // str parses a string starting at the opening quote. The input is already
 // known to be valid UTF-8.

@@ -2,6 +2,7 @@ package intent
 
 import (
 	"net/netip"
+	"sort"
 	"strings"
 )
 
@@ -80,29 +81,29 @@ func validateLegacySubject(st any, s map[string]any, path string, p *problems) {
 		p.add(join(path, "subject_type"), `only the legacy value "iss-sub" is accepted; use "format" (`+formatNames+`) instead`)
 		return
 	}
-	for _, k := range sortedKeys(s) {
-		if k != "subject_type" && k != "iss" && k != "sub" {
-			p.add(join(path, k), `unknown member for subject_type "iss-sub"; allowed: iss, sub`)
-		}
+	for _, k := range unknownKeys(s, func(k string) bool { return k == "subject_type" || k == "iss" || k == "sub" }) {
+		p.add(join(path, k), `unknown member for subject_type "iss-sub"; allowed: iss, sub`)
 	}
 	requireString(s, "iss", path, p)
 	requireString(s, "sub", path, p)
 }
 
 func validateComplex(s map[string]any, path string, p *problems) {
-	for _, k := range sortedKeys(s) {
-		mp := join(path, k)
-		if !isComplexMember(k) {
-			p.add(mp, "unknown member of a complex subject; allowed: "+strings.Join(complexMembers, ", ")+
-				` (a complex subject has no "format")`)
-			continue
-		}
-		id, ok := s[k].(map[string]any)
+	for _, k := range unknownKeys(s, isComplexMember) {
+		p.add(join(path, k), "unknown member of a complex subject; allowed: "+strings.Join(complexMembers, ", ")+
+			` (a complex subject has no "format")`)
+	}
+	for _, k := range complexMembers {
+		v, ok := s[k]
 		if !ok {
-			p.add(mp, "must be a subject identifier object, got "+jsonKind(s[k]))
 			continue
 		}
-		validateIdentifier(id, mp, true, p)
+		id, ok := v.(map[string]any)
+		if !ok {
+			p.add(join(path, k), "must be a subject identifier object, got "+jsonKind(v))
+			continue
+		}
+		validateIdentifier(id, join(path, k), true, p)
 	}
 }
 
@@ -132,10 +133,7 @@ func validateIdentifier(id map[string]any, path string, allowAliases bool, p *pr
 		p.add(join(path, "format"), `"aliases" identifiers must not nest`)
 		return
 	}
-	for _, k := range sortedKeys(id) {
-		if k == "format" || contains(f.members, k) {
-			continue
-		}
+	for _, k := range unknownKeys(id, func(k string) bool { return k == "format" || contains(f.members, k) }) {
 		p.add(join(path, k), "unknown member for format "+quote(format)+"; allowed: format, "+strings.Join(f.members, ", "))
 	}
 	switch format {
@@ -272,4 +270,17 @@ func checkURIMember(m map[string]any, path string, p *problems) {
 	if s := m["uri"].(string); !isAbsoluteURI(s) {
 		p.add(join(path, "uri"), quote(s)+` is not an absolute URI like "https://example.com/users/123" or "urn:fdc:gov.uk:2022:abc"`)
 	}
+}
+
+// unknownKeys returns, sorted, the keys of m that known rejects. It
+// allocates nothing when every key is known, the common case.
+func unknownKeys(m map[string]any, known func(string) bool) []string {
+	var out []string
+	for k := range m {
+		if !known(k) {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

@@ -64,6 +64,7 @@ type member struct {
 	kind     memberKind
 	required bool
 	enum     []string // for kindString: the allowed values, if enumerated
+	path     string   // "event." + name, precomputed so valid intents build no paths
 }
 
 type eventType struct {
@@ -92,7 +93,7 @@ var (
 func caep(name string, members ...member) eventType {
 	return eventType{
 		TypeInfo: TypeInfo{URI: CAEPPrefix + name, Alias: "caep." + name, Profile: ProfileCAEP, SubjectRequired: true},
-		members:  append(members, caepCommonMembers...),
+		members:  append(append([]member(nil), members...), caepCommonMembers...),
 	}
 }
 
@@ -167,7 +168,8 @@ var catalogue = func() []eventType {
 		ssf("stream-updated", reqStr("status", streamStatuses...), str("reason")),
 	}
 	for i := range list {
-		for _, m := range list[i].members {
+		for j, m := range list[i].members {
+			list[i].members[j].path = "event." + m.name
 			if m.required {
 				list[i].Required = append(list[i].Required, m.name)
 			}

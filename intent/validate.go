@@ -108,14 +108,13 @@ func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
 	}
 	if !skip.has("extra_events") {
 		for _, k := range sortedKeys(in.ExtraEvents) {
-			kp := join("extra_events", k)
 			switch {
 			case !isAbsoluteURI(k):
-				p.add(kp, "key must be an absolute event-type URI like "+quote(GOVUKPrefix+"eventMetadata"))
+				p.add(join("extra_events", k), "key must be an absolute event-type URI like "+quote(GOVUKPrefix+"eventMetadata"))
 			case in.EventType != "" && k == in.EventType:
-				p.add(kp, "repeats the main event type; put its members in event instead")
+				p.add(join("extra_events", k), "repeats the main event type; put its members in event instead")
 			case in.ExtraEvents[k] == nil:
-				p.add(kp, "must be an object (use {} for no members)")
+				p.add(join("extra_events", k), "must be an object (use {} for no members)")
 			}
 		}
 	}
@@ -181,15 +180,14 @@ func validateEvent(et *eventType, ev map[string]any, p *problems) {
 		p.add("event.subject", "not allowed: put the subject in the top-level subject; setrelay places it per receiver")
 	}
 	for _, m := range et.members {
-		mp := join("event", m.name)
 		v, ok := ev[m.name]
 		if !ok {
 			if m.required {
-				p.add(mp, "required for "+et.Alias+describeKind(m))
+				p.add(join("event", m.name), "required for "+et.Alias+describeKind(m))
 			}
 			continue
 		}
-		checkMember(m, v, mp, p)
+		checkMember(m, v, m.path, p)
 	}
 }
 
@@ -265,21 +263,22 @@ func enumHint(enum []string) string {
 // validLangTag is a shallow BCP 47 check (RFC 5646 subtags of 1 to 8
 // letters or digits, the first all letters); the schema uses the same rule.
 func validLangTag(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i, sub := range strings.Split(s, "-") {
-		if len(sub) < 1 || len(sub) > 8 {
-			return false
-		}
-		for j := 0; j < len(sub); j++ {
-			c := sub[j] | 0x20
-			letter := c >= 'a' && c <= 'z'
-			digit := sub[j] >= '0' && sub[j] <= '9'
-			if !letter && (i == 0 || !digit) {
+	n, first := 0, true
+	for i := 0; i <= len(s); i++ {
+		if i == len(s) || s[i] == '-' {
+			if n < 1 || n > 8 {
 				return false
 			}
+			n, first = 0, false
+			continue
 		}
+		c := s[i]
+		letter := c|0x20 >= 'a' && c|0x20 <= 'z'
+		digit := c >= '0' && c <= '9'
+		if !letter && (first || !digit) {
+			return false
+		}
+		n++
 	}
 	return true
 }
