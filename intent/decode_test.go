@@ -342,13 +342,22 @@ func TestErrorMessage(t *testing.T) {
 func TestValidateGoBuilt(t *testing.T) {
 	at := time.Date(2026, 11, 27, 4, 5, 6, 0, time.UTC)
 	in := &Intent{
-		ID:         "go-1",
-		Type:       "caep.credential-change",
-		Subject:    map[string]any{"format": "ip-addresses", "ip-addresses": []string{"192.0.2.1"}},
+		ID:   "go-1",
+		Type: "caep.credential-change",
+		Subject: map[string]any{
+			"user":   map[string]string{"format": "ip-addresses"}, // wrong, see below
+			"device": map[string]any{"format": "aliases", "identifiers": []map[string]any{{"format": "ip-addresses", "ip-addresses": []string{"192.0.2.1"}}}},
+		},
 		Event:      map[string]any{"credential_type": "x509", "change_type": "revoke", "event_timestamp": int64(1700000000)},
 		OccurredAt: &at,
 		Receivers:  []string{"a"},
 	}
+	err := in.Validate(Options{})
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Errors) != 1 || ve.Errors[0].Field != "subject.user.ip-addresses" {
+		t.Fatalf("want one problem at subject.user.ip-addresses, got %v", err)
+	}
+	in.Subject["user"] = map[string]string{"format": "email", "email": "a@b.c"}
 	if err := in.Validate(Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -362,8 +371,7 @@ func TestValidateGoBuilt(t *testing.T) {
 		ExtraEvents: map[string]map[string]any{"https://e.example/x": nil},
 		OccurredAt:  func() *time.Time { t := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC); return &t }(),
 	}
-	err := bad.Validate(Options{})
-	var ve *ValidationError
+	err = bad.Validate(Options{})
 	if !errors.As(err, &ve) {
 		t.Fatalf("want *ValidationError, got %v", err)
 	}

@@ -98,7 +98,7 @@ func validateComplex(s map[string]any, path string, p *problems) {
 		if !ok {
 			continue
 		}
-		id, ok := v.(map[string]any)
+		id, ok := asMap(v)
 		if !ok {
 			p.add(join(path, k), "must be a subject identifier object, got "+jsonKind(v))
 			continue
@@ -167,7 +167,7 @@ func validateAliases(id map[string]any, path string, p *problems) {
 	}
 	for i, e := range list {
 		ip := index(mp, i)
-		m, ok := e.(map[string]any)
+		m, ok := asMap(e)
 		if !ok {
 			p.add(ip, "must be a subject identifier object, got "+jsonKind(e))
 			continue

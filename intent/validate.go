@@ -215,7 +215,7 @@ func checkMember(m member, v any, path string, p *problems) {
 			p.add(path, "must not be empty")
 		}
 	case kindObject:
-		if _, ok := v.(map[string]any); !ok {
+		if _, ok := asMap(v); !ok {
 			p.add(path, "must be an object, got "+jsonKind(v))
 		}
 	case kindNumericDate:
@@ -444,4 +444,19 @@ func asNumber(v any) (float64, bool) {
 		return f, err == nil
 	}
 	return 0, false
+}
+
+// asMap accepts the object shapes an intent built in Go may hold.
+func asMap(v any) (map[string]any, bool) {
+	switch t := v.(type) {
+	case map[string]any:
+		return t, true
+	case map[string]string:
+		out := make(map[string]any, len(t))
+		for k, s := range t {
+			out[k] = s
+		}
+		return out, true
+	}
+	return nil, false
 }
