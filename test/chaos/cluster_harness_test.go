@@ -17,10 +17,11 @@ import (
 )
 
 // TestClusterHarness checks the harness the chaos run stands on: a 3-node
-// cluster built from the module's nats-server starts, setrelay's R3 streams and
-// consumer, provisioned by queue.Provision, survive SIGKILL of its leader (publishes keep succeeding, nothing acknowledged is
-// lost, Nats-Msg-Id de-duplicates the retries), and the killed node rejoins
-// and catches up.
+// cluster built from the module's nats-server starts; setrelay's R3 streams
+// and consumer, provisioned by queue.Provision, survive SIGKILL of the intent
+// stream's leader (publishes keep succeeding, nothing acknowledged is lost,
+// Nats-Msg-Id de-duplicates the retries); the killed node rejoins and
+// catches up.
 func TestClusterHarness(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node nats-server cluster; skipped with -short")

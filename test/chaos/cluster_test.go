@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,29 +194,7 @@ func (c *natsCluster) logFiles() []string {
 }
 
 func waitHealthz(ctx context.Context, port int) error {
-	url := fmt.Sprintf("http://127.0.0.1:%d/healthz", port)
-	var last string
-	for {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not healthy: %w (last: %s)", url, ctx.Err(), last)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/healthz", port))
 }
 
 // freePorts reserves n distinct loopback ports by listening on port 0, then
