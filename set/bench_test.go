@@ -140,38 +140,3 @@ func BenchmarkBuild(b *testing.B) {
 		}
 	}
 }
-
-// BenchmarkOverhead interleaves bare go-jose signing and setrelay's
-// build+sign in the same loop and reports overhead-% = (setrelay/bare - 1)
-// × 100. Interleaving makes the ratio robust on a busy shared machine,
-// where two separate benchmarks can see different load. Targets: ≤ 10 for
-// RS256, ≤ 25 for ES256.
-func BenchmarkOverhead(b *testing.B) {
-	for _, alg := range signer.Algorithms() {
-		b.Run(string(alg), func(b *testing.B) {
-			k := kit(b, alg)
-			var bare, ours time.Duration
-			i := 0
-			for b.Loop() {
-				// Alternate which goes first so cache warmth favours neither.
-				if i%2 == 0 {
-					t0 := time.Now()
-					k.bareSign(b)
-					t1 := time.Now()
-					k.buildSign(b)
-					bare, ours = bare+t1.Sub(t0), ours+time.Since(t1)
-				} else {
-					t0 := time.Now()
-					k.buildSign(b)
-					t1 := time.Now()
-					k.bareSign(b)
-					ours, bare = ours+t1.Sub(t0), bare+time.Since(t1)
-				}
-				i++
-			}
-			b.ReportMetric(float64(bare.Nanoseconds())/float64(i), "bare-ns/op")
-			b.ReportMetric(float64(ours.Nanoseconds())/float64(i), "setrelay-ns/op")
-			b.ReportMetric((float64(ours)/float64(bare)-1)*100, "overhead-%")
-		})
-	}
-}
