@@ -1,0 +1,382 @@
+// Package relay assembles the setrelay service from one configuration: keys
+// and signers, NATS (embedded or external), provisioning, push clients, the
+// worker pool and the ops server; and takes it down again in order.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/ops"
+	"github.com/setrelay/setrelay/push"
+	"github.com/setrelay/setrelay/queue"
+	"github.com/setrelay/setrelay/signer"
+	"github.com/setrelay/setrelay/worker"
+)
+
+// Timeouts of the shutdown steps after the worker pool has stopped. The
+// pool's own grace period (worker.grace_period) comes first.
+const (
+	// OpsShutdownTimeout bounds waiting for in-flight scrapes and probes.
+	OpsShutdownTimeout = 5 * time.Second
+	// DrainTimeout bounds flushing the last acks and naks to NATS.
+	DrainTimeout = 30 * time.Second
+	// provisionTimeout bounds creating streams and consumers at start-up.
+	provisionTimeout = 30 * time.Second
+)
+
+// Service is the assembled relay. Start builds it and brings everything up
+// except the worker pool; Run runs the pool and then shuts everything down.
+// A Service is used once.
+type Service struct {
+	cfg   *config.Config
+	log   *zap.Logger
+	srv   *server.Server // nil with an external NATS
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	pool  *worker.Pool
+	ops   *ops.Server
+	keys  []*signer.Key
+	url   string
+	steps []func(context.Context) error // shutdown, in reverse start order
+}
+
+// Run starts the service from cfg and runs it until ctx is cancelled (the
+// first SIGTERM or SIGINT), then shuts down in order: stop pulling and let
+// in-flight pushes finish (worker.grace_period), stop the ops server, drain
+// the NATS connection so the last acks reach the server, and stop the
+// embedded NATS server if there is one. It returns nil after a clean
+// shutdown. Metrics are registered on reg.
+func Run(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry) error {
+	s, err := Start(ctx, cfg, log, reg)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// Start brings up everything but the worker pool: it loads the keys and
+// builds one signer per key, starts the embedded NATS server (no nats.url)
+// or connects to NATS, provisions the streams and consumers, builds a push
+// client per receiver, and starts the ops server. On error, whatever was
+// started is stopped again. The caller must call Run.
+func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry) (_ *Service, err error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s := &Service{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			s.shutdown()
+		}
+	}()
+
+	keys, signers, err := loadKeys(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	s.keys = keys
+
+	qcfg := cfg.Queue()
+	qcfg.ApplyEnv()
+	if err := s.connect(ctx, qcfg); err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, provisionTimeout)
+	defer cancel()
+	if err := queue.Provision(pctx, s.js, qcfg, cfg.ReceiverNames()); err != nil {
+		return nil, fmt.Errorf("provision JetStream: %w", err)
+	}
+	if orphans, err := queue.OrphanConsumers(pctx, s.js, cfg.ReceiverNames()); err != nil {
+		log.Warn("could not list consumers of removed receivers", zap.Error(err))
+	} else if len(orphans) > 0 {
+		log.Warn("consumers of receivers no longer configured keep their backlog in the intents stream; delete them once the receivers are gone for good",
+			zap.Strings("consumers", orphans))
+	}
+
+	pm, err := push.NewMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("push metrics: %w", err)
+	}
+	wcfg := cfg.Pool()
+	for _, r := range cfg.Receivers {
+		spec, err := s.receiverSpec(pctx, r, signers, pm)
+		if err != nil {
+			return nil, err
+		}
+		wcfg.Receivers = append(wcfg.Receivers, spec)
+	}
+	s.pool, err = worker.New(wcfg, worker.Deps{JS: s.js, Log: log.Named("worker"), Registerer: reg})
+	if err != nil {
+		return nil, fmt.Errorf("worker pool: %w", err)
+	}
+
+	s.ops, err = ops.New(ops.Config{
+		Listen:   cfg.Ops.Listen,
+		Registry: reg,
+		Ready:    s.readiness(),
+		JWKS:     signer.JWKS(keys...),
+		Log:      log.Named("ops"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ops.Start(); err != nil {
+		return nil, err
+	}
+	s.steps = append(s.steps, func(ctx context.Context) error { return s.ops.Shutdown(ctx) })
+	return s, nil
+}
+
+// loadKeys loads every configured key and builds its signer once. Every
+// unusable key is reported, with its configuration path, in one error.
+func loadKeys(cfg *config.Config, log *zap.Logger) ([]*signer.Key, map[string]*signer.Signer, error) {
+	var problems []config.Problem
+	keys := make([]*signer.Key, 0, len(cfg.Keys))
+	signers := make(map[string]*signer.Signer, len(cfg.Keys))
+	for i, kc := range cfg.Keys {
+		path := fmt.Sprintf("keys[%d].file", i)
+		k, err := signer.LoadKey(kc.File, kc.ID, jose.SignatureAlgorithm(kc.Alg))
+		if err != nil {
+			problems = append(problems, config.Problem{Path: path, Message: err.Error()})
+			continue
+		}
+		for _, w := range k.Warnings {
+			log.Warn(w, zap.String("key", kc.ID))
+		}
+		sg, err := signer.New(k)
+		if err != nil {
+			problems = append(problems, config.Problem{Path: path, Message: err.Error()})
+			continue
+		}
+		keys = append(keys, k)
+		signers[kc.ID] = sg
+	}
+	if len(problems) > 0 {
+		return nil, nil, &config.Error{Problems: problems}
+	}
+	return keys, signers, nil
+}
+
+// connect starts the embedded server or connects to the configured one.
+func (s *Service) connect(ctx context.Context, qcfg queue.Config) error {
+	if qcfg.URL == "" {
+		srv, err := queue.StartEmbedded(qcfg, s.log)
+		if err != nil {
+			return err
+		}
+		s.srv = srv
+		s.url = srv.ClientURL()
+		s.steps = append(s.steps, func(context.Context) error {
+			srv.Shutdown()
+			srv.WaitForShutdown()
+			return nil
+		})
+		nc, err := queue.ConnectInProcess(srv, s.log)
+		if err != nil {
+			return err
+		}
+		s.nc = nc
+	} else {
+		nc, err := queue.Connect(ctx, qcfg, s.log)
+		if err != nil {
+			return err
+		}
+		s.nc = nc
+		s.url = qcfg.URL
+	}
+	nc := s.nc
+	s.steps = append(s.steps, func(ctx context.Context) error { return drain(ctx, nc) })
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	s.js = js
+	return nil
+}
+
+// receiverSpec builds the worker's view of one receiver: its consumer, the
+// signer of its key, its push client and its rate limiter.
+func (s *Service) receiverSpec(ctx context.Context, r config.Receiver, signers map[string]*signer.Signer, pm *push.Metrics) (worker.Receiver, error) {
+	spec := s.cfg.WorkerSpec(r)
+	spec.Signer = signers[r.Key]
+	pc := r.Push()
+	// Up to the whole pool may push to one receiver at once; keep that many
+	// connections alive rather than churn them.
+	if pc.MaxConns == 0 {
+		pc.MaxConns = s.cfg.Worker.Concurrency
+	}
+	client, err := push.New(pc, s.log.Named("push"), pm)
+	if err != nil {
+		return spec, fmt.Errorf("receiver %q: %w", r.Name, err)
+	}
+	s.steps = append(s.steps, func(context.Context) error { client.CloseIdleConnections(); return nil })
+	spec.Pusher = client
+	cons, err := s.js.Consumer(ctx, queue.IntentStream, queue.ConsumerName(r.Name))
+	if err != nil {
+		return spec, fmt.Errorf("receiver %q: consumer %s: %w", r.Name, queue.ConsumerName(r.Name), err)
+	}
+	spec.Consumer = cons
+	if r.RateLimit > 0 {
+		// A burst of one second's worth lets a quiet receiver take a
+		// short spike without exceeding its average rate.
+		spec.Limiter = rate.NewLimiter(rate.Limit(r.RateLimit), max(1, int(math.Ceil(r.RateLimit))))
+	}
+	return spec, nil
+}
+
+// readiness: ready when the NATS connection is up and every receiver's
+// consumer exists on the server (it could have been deleted by an operator).
+func (s *Service) readiness() []ops.NamedCheck {
+	return []ops.NamedCheck{
+		{Name: "nats", Check: func(context.Context) error {
+			if st := s.nc.Status(); st != nats.CONNECTED {
+				return fmt.Errorf("connection is %s", strings.ToLower(st.String()))
+			}
+			return nil
+		}},
+		{Name: "consumers", Check: func(ctx context.Context) error {
+			var missing []string
+			for _, name := range s.cfg.ReceiverNames() {
+				if _, err := s.js.Consumer(ctx, queue.IntentStream, queue.ConsumerName(name)); err != nil {
+					missing = append(missing, fmt.Sprintf("%s (%v)", queue.ConsumerName(name), err))
+				}
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("not bound: %s", strings.Join(missing, ", "))
+			}
+			return nil
+		}},
+	}
+}
+
+// Run runs the worker pool until ctx is cancelled, then shuts the service
+// down in order. See the package function Run.
+func (s *Service) Run(ctx context.Context) error {
+	s.log.Info("setrelay running",
+		zap.String("nats", s.url), zap.Bool("embedded_nats", s.srv != nil),
+		zap.Stringer("ops", s.ops.Addr()), zap.Strings("receivers", s.cfg.ReceiverNames()),
+		zap.Int("concurrency", s.cfg.Worker.Concurrency))
+	err := s.pool.Run(ctx)
+	s.log.Info("shutting down")
+	if serr := s.shutdown(); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+// shutdown runs the shutdown steps in reverse start order: ops server,
+// push clients, NATS drain, embedded server. Each step gets its own bound,
+// independent of the (already cancelled) run context.
+func (s *Service) shutdown() error {
+	var errs []error
+	for i := len(s.steps) - 1; i >= 0; i-- {
+		ctx, cancel := context.WithTimeout(context.Background(), DrainTimeout)
+		if err := s.steps[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	s.steps = nil
+	return errors.Join(errs...)
+}
+
+// drain flushes pending acks and unsubscribes, then waits until the
+// connection is closed, so that nothing the workers settled is lost when
+// the process exits.
+func drain(ctx context.Context, nc *nats.Conn) error {
+	if nc.IsClosed() {
+		return nil
+	}
+	closed := make(chan struct{})
+	prev := nc.ClosedHandler()
+	nc.SetClosedHandler(func(c *nats.Conn) {
+		if prev != nil {
+			prev(c)
+		}
+		close(closed)
+	})
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return fmt.Errorf("drain NATS connection: %w", err)
+	}
+	select {
+	case <-closed:
+		return nil
+	case <-ctx.Done():
+		nc.Close()
+		return fmt.Errorf("drain NATS connection: %w", ctx.Err())
+	}
+}
+
+// ClientURL is where producers and the CLI reach NATS: the embedded
+// server's client URL, or the configured URL.
+func (s *Service) ClientURL() string { return s.url }
+
+// OpsAddr is the ops server's bound address.
+func (s *Service) OpsAddr() net.Addr { return s.ops.Addr() }
+
+// JetStream is the service's JetStream context, for in-process producers
+// (the demo) and tests.
+func (s *Service) JetStream() jetstream.JetStream { return s.js }
+
+// Provision connects to NATS as configured (nats.url, NATS_URL, or the
+// embedded server's listen address, which must then be running) and creates
+// or updates the streams and one consumer per receiver. It is what
+// `setrelay provision` runs, for deployments that provision in a separate
+// step before the workers start.
+func Provision(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	qcfg := cfg.Queue()
+	qcfg.ApplyEnv()
+	nc, err := queue.Connect(ctx, qcfg, log)
+	if err != nil {
+		if qcfg.URL == "" {
+			return fmt.Errorf("%w (nats.url is empty, so the embedded server of a running 'setrelay run' was expected at %s; 'setrelay run' provisions by itself)", err, qcfg.Listen)
+		}
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if err := queue.Provision(ctx, js, qcfg, cfg.ReceiverNames()); err != nil {
+		return err
+	}
+	orphans, err := queue.OrphanConsumers(ctx, js, cfg.ReceiverNames())
+	if err != nil {
+		return err
+	}
+	if len(orphans) > 0 {
+		log.Warn("consumers of receivers no longer configured keep their backlog; delete them once the receivers are gone for good", zap.Strings("consumers", orphans))
+	}
+	log.Info("provisioned", zap.String("stream", queue.IntentStream), zap.String("dlq", queue.DLQStream), zap.Strings("receivers", cfg.ReceiverNames()), zap.Int("replicas", qcfg.Replicas))
+	if err := nc.Drain(); err != nil {
+		return fmt.Errorf("drain NATS connection: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,294 @@
+package relay
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/queue"
+	"github.com/setrelay/setrelay/signer"
+)
+
+// writeKey generates a key and writes it as PEM, as `setrelay keys generate` does.
+func writeKey(t *testing.T, dir string, alg jose.SignatureAlgorithm, id string) (string, *signer.Key) {
+	t.Helper()
+	k, err := signer.GenerateKey(alg, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := k.PrivatePEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, id+".pem")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path, k
+}
+
+// sink is a receiver answering 202 and keeping every SET it gets.
+type sink struct {
+	mu   sync.Mutex
+	sets []string
+	got  chan struct{}
+}
+
+func newSink(t *testing.T) (*sink, *httptest.Server) {
+	s := &sink{got: make(chan struct{}, 1000)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		if r.Header.Get("Content-Type") != "application/secevent+jwt" {
+			http.Error(w, `{"err":"invalid_request"}`, http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.sets = append(s.sets, string(b))
+		s.mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+		s.got <- struct{}{}
+	}))
+	t.Cleanup(srv.Close)
+	return s, srv
+}
+
+func testConfig(t *testing.T, endpoint string) (*config.Config, *signer.Key) {
+	t.Helper()
+	dir := t.TempDir()
+	keyFile, key := writeKey(t, dir, jose.ES256, "k1")
+	y := fmt.Sprintf(`
+issuer: https://issuer.example/
+keys: [{id: k1, file: %s, alg: ES256}]
+nats: {listen: "127.0.0.1:-1", store_dir: %s}
+ops: {listen: "127.0.0.1:0"}
+worker: {concurrency: 4, grace_period: 5s}
+receivers:
+  - name: local
+    endpoint: %s
+    audience: https://rcv.example/
+    key: k1
+    insecure_http: true
+    events: [risc.account-disabled]
+`, keyFile, filepath.Join(dir, "js"), endpoint)
+	cfg, err := config.Parse([]byte(y), "test.yaml", func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, key
+}
+
+func TestRunDeliversAndShutsDown(t *testing.T) {
+	sk, rcv := newSink(t)
+	cfg, key := testConfig(t, rcv.URL+"/events")
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	svc, err := Start(ctx, cfg, zaptest.NewLogger(t), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+
+	// A producer reaches the embedded server over its client port.
+	nc, err := nats.Connect(svc.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := queue.NewPublisher(js, intent.Options{})
+	const n = 5
+	for i := range n {
+		in, err := intent.Decode([]byte(fmt.Sprintf(`{"id":"smoke-%d","type":"risc.account-disabled","subject":{"format":"email","email":"u%d@example.com"},"event":{"reason":"hijacking"}}`, i, i)), intent.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pub.Publish(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A type the receiver did not request is skipped, not delivered.
+	other, err := intent.Decode([]byte(`{"id":"smoke-other","type":"caep.session-revoked","subject":{"format":"email","email":"x@example.com"}}`), intent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+
+	deadline := time.After(20 * time.Second)
+	for i := range n {
+		select {
+		case <-sk.got:
+		case <-deadline:
+			t.Fatalf("only %d of %d SETs delivered", i, n)
+		}
+	}
+
+	// Ops: ready, and the JWKS publishes the signing key.
+	base := "http://" + svc.OpsAddr().String()
+	if code, body := httpGet(t, base+"/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d: %s", code, body)
+	}
+	_, jwks := httpGet(t, base+"/jwks.json")
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal([]byte(jwks), &set); err != nil || len(set.Keys) != 1 || set.Keys[0].KeyID != "k1" {
+		t.Errorf("/jwks.json = %s (%v)", jwks, err)
+	}
+	if _, metrics := httpGet(t, base+"/metrics"); !strings.Contains(metrics, "setrelay_push_results_total") {
+		t.Errorf("/metrics lacks the push metrics")
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run returned %v, want nil after a clean shutdown", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+
+	// Every SET verifies with the published key and names its intent's subject.
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	if len(sk.sets) != n {
+		t.Errorf("receiver got %d SETs, want %d (the unrequested type must not be sent)", len(sk.sets), n)
+	}
+	jtis := map[string]bool{}
+	for _, s := range sk.sets {
+		jws, err := jose.ParseSigned(s, []jose.SignatureAlgorithm{jose.ES256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		payload, err := jws.Verify(key.Public())
+		if err != nil {
+			t.Fatalf("SET does not verify: %v", err)
+		}
+		var claims struct {
+			Iss    string                    `json:"iss"`
+			Aud    string                    `json:"aud"`
+			Jti    string                    `json:"jti"`
+			Events map[string]map[string]any `json:"events"`
+		}
+		if err := json.Unmarshal(payload, &claims); err != nil {
+			t.Fatal(err)
+		}
+		if claims.Iss != "https://issuer.example/" || claims.Aud != "https://rcv.example/" {
+			t.Errorf("claims = %+v", claims)
+		}
+		if _, ok := claims.Events["https://schemas.openid.net/secevent/risc/event-type/account-disabled"]; !ok {
+			t.Errorf("events = %v", claims.Events)
+		}
+		jtis[claims.Jti] = true
+		hdr, _ := base64.RawURLEncoding.DecodeString(strings.Split(s, ".")[0])
+		if !strings.Contains(string(hdr), `"kid":"k1"`) || !strings.Contains(string(hdr), `"typ":"secevent+jwt"`) {
+			t.Errorf("header = %s", hdr)
+		}
+	}
+	if len(jtis) != n {
+		t.Errorf("%d distinct jti for %d intents", len(jtis), n)
+	}
+	if _, err := nats.Connect(svc.ClientURL(), nats.MaxReconnects(0), nats.Timeout(time.Second)); err == nil {
+		t.Error("embedded NATS still accepts connections after Run returned")
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestStartReportsEveryBadKey(t *testing.T) {
+	cfg, _ := testConfig(t, "http://127.0.0.1:1/")
+	cfg.Keys[0].File = filepath.Join(t.TempDir(), "missing.pem")
+	cfg.Keys = append(cfg.Keys, config.Key{ID: "k2", File: cfg.Keys[0].File, Alg: "RS256"})
+	_, err := Start(context.Background(), cfg, zaptest.NewLogger(t), prometheus.NewRegistry())
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 2 || ce.Problems[0].Path != "keys[0].file" || ce.Problems[1].Path != "keys[1].file" {
+		t.Fatalf("Start with two missing keys: %v", err)
+	}
+}
+
+func TestStartFailsCleanlyOnTakenOpsPort(t *testing.T) {
+	taken := httptest.NewServer(http.NotFoundHandler())
+	defer taken.Close()
+	cfg, _ := testConfig(t, "http://127.0.0.1:1/")
+	cfg.Ops.Listen = strings.TrimPrefix(taken.URL, "http://")
+	_, err := Start(context.Background(), cfg, zaptest.NewLogger(t), prometheus.NewRegistry())
+	if err == nil || !strings.Contains(err.Error(), "ops: listen") {
+		t.Fatalf("Start with a taken ops port: %v", err)
+	}
+	// The embedded server started before the failure is stopped again: a
+	// second Start on the same store directory works.
+	cfg.Ops.Listen = "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := Start(ctx, cfg, zaptest.NewLogger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatalf("second Start on the same store: %v", err)
+	}
+	cancel()
+	if err := svc.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestProvisionAgainstRunningServer(t *testing.T) {
+	_, rcv := newSink(t)
+	cfg, _ := testConfig(t, rcv.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := Start(ctx, cfg, zaptest.NewLogger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+
+	// Add a receiver and provision it through the client port, as
+	// `setrelay provision` does.
+	cfg2 := *cfg
+	cfg2.NATS.URL = svc.ClientURL()
+	cfg2.Receivers = append(append([]config.Receiver(nil), cfg.Receivers...), cfg.Receivers[0])
+	cfg2.Receivers[1].Name = "second"
+	if err := Provision(ctx, &cfg2, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.JetStream().Consumer(ctx, queue.IntentStream, queue.ConsumerName("second")); err != nil {
+		t.Errorf("consumer of the new receiver: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
