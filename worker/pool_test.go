@@ -110,6 +110,7 @@ func newScripted(t *testing.T, answer func(n int, w http.ResponseWriter, r *http
 		s.times = append(s.times, time.Now())
 		n := len(s.bodies)
 		s.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body)) // for answers that forward it
 		s.answer(n, w, r)
 	}))
 	t.Cleanup(s.srv.Close)

@@ -1,0 +1,154 @@
+package worker
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestHardKillLosesNothing: a worker whose pushes hang is killed without
+// acking anything (its connection closed, then cancelled with no grace);
+// a new worker delivers every intent.
+func TestHardKillLosesNothing(t *testing.T) {
+	e := newEnv(t, 2*time.Second, "rp")
+	d := e.devReceiver("rp")
+	var hang atomic.Bool
+	hang.Store(true)
+	var hung atomic.Int64
+	s := newScripted(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		if hang.Load() {
+			hung.Add(1)
+			<-r.Context().Done() // hold the push until the client gives up
+			return
+		}
+		d.srv.Config.Handler.ServeHTTP(w, r)
+	})
+	_ = s
+
+	const n = 40
+	for i := 0; i < n; i++ {
+		e.publish(sessionRevoked(idN("kill", i)))
+	}
+	nc1 := e.connect()
+	js1, err := jetstream.New(nc1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop1 := e.run(Config{Concurrency: 8, GracePeriod: -1, Receivers: []Receiver{e.spec(js1, "rp", s.endpoint())}}, js1, nil)
+	eventually(t, 5*time.Second, "pushes in flight", func() bool { return hung.Load() >= 8 })
+	nc1.Close() // the process dies: no ack, nak or term can reach the server
+	stop1()
+	if got := d.Stats().Accepted; got != 0 {
+		t.Fatalf("%d accepted before the kill, want 0", got)
+	}
+
+	hang.Store(false)
+	nc2 := e.connect()
+	js2, err := jetstream.New(nc2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.run(Config{Concurrency: 8, Receivers: []Receiver{e.spec(js2, "rp", s.endpoint())}}, js2, nil)
+	eventually(t, 20*time.Second, "every intent delivered by the new worker", func() bool {
+		return d.Stats().Accepted == n && e.intentsLeft() == 0
+	})
+	if dls := e.deadLetters(); len(dls) != 0 {
+		t.Errorf("%d dead letters, want 0", len(dls))
+	}
+}
+
+// TestGracefulShutdownUnderLoad: a pool stopped mid-load finishes what it
+// holds within the grace period and hands back the rest; a second pool
+// delivers everything without waiting for AckWait (30 s here), with no
+// dead letters.
+func TestGracefulShutdownUnderLoad(t *testing.T) {
+	e := newEnv(t, 30*time.Second, "rp")
+	d := e.devReceiver("rp")
+	slow := newScripted(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		time.Sleep(20 * time.Millisecond)
+		d.srv.Config.Handler.ServeHTTP(w, r)
+	})
+	const n = 600
+	for i := 0; i < n; i++ {
+		e.publish(sessionRevoked(idN("grace", i)))
+	}
+	reg := prometheus.NewRegistry()
+	stop := e.run(Config{Concurrency: 16, GracePeriod: 5 * time.Second, Receivers: []Receiver{e.spec(e.js, "rp", slow.endpoint())}}, e.js, reg)
+	eventually(t, 10*time.Second, "some deliveries", func() bool { return d.Stats().Accepted >= 100 })
+	stopped := time.Now()
+	stop()
+	t.Logf("first pool stopped in %v with %d delivered", time.Since(stopped), d.Stats().Accepted)
+	if got := metricValue(t, reg, "setrelay_inflight_pushes"); got != 0 {
+		t.Errorf("in-flight gauge %v after Run returned, want 0", got)
+	}
+	delivered := d.Stats().Accepted
+	if delivered >= n {
+		t.Fatalf("all %d delivered before the stop; the test needs more load", n)
+	}
+	// Nothing the first pool pulled may be left waiting for AckWait: every
+	// message is acked or handed back.
+	info := e.consumerInfo("rp")
+	if info.NumAckPending != 0 {
+		t.Errorf("%d messages still pending ack after a graceful stop", info.NumAckPending)
+	}
+
+	e.run(Config{Concurrency: 16, Receivers: []Receiver{e.spec(e.js, "rp", slow.endpoint())}}, e.js, nil)
+	eventually(t, 15*time.Second, "every intent delivered", func() bool { return d.Stats().Accepted == n && e.intentsLeft() == 0 })
+	if dls := e.deadLetters(); len(dls) != 0 {
+		t.Errorf("%d dead letters, want 0", len(dls))
+	}
+	if dup := d.Stats().Duplicates; dup != 0 {
+		t.Logf("%d duplicate deliveries (allowed: at least once)", dup)
+	}
+}
+
+// TestOutagePausesConsumer: one receiver goes down. Its consumer is paused
+// (as consumer info shows), the other receiver's deliveries carry on, and
+// after recovery everything drains with no dead letters.
+func TestOutagePausesConsumer(t *testing.T) {
+	e := newEnv(t, 30*time.Second, "down", "up")
+	down, up := e.devReceiver("down"), e.devReceiver("up")
+	down.SetDown(true)
+	reg := prometheus.NewRegistry()
+	sDown := e.spec(e.js, "down", down.endpoint())
+	sDown.Pause = PausePolicy{Threshold: 5, Initial: 500 * time.Millisecond, Max: time.Second}
+	sDown.Retry = RetryPolicy{Initial: 20 * time.Millisecond, Max: 100 * time.Millisecond, MaxAttempts: 8}
+	e.run(Config{Concurrency: 16, Receivers: []Receiver{sDown, e.spec(e.js, "up", up.endpoint())}}, e.js, reg)
+
+	const n = 300
+	for i := 0; i < n; i++ {
+		e.publish(sessionRevoked(idN("outage", i)))
+	}
+	eventually(t, 10*time.Second, "the failing receiver's consumer paused", func() bool { return e.consumerInfo("down").Paused })
+	eventually(t, 15*time.Second, "the healthy receiver served while the other is down", func() bool { return up.Stats().Accepted == n })
+	if got := down.Stats().Accepted; got != 0 {
+		t.Fatalf("down receiver accepted %d", got)
+	}
+	// Stay down across several pauses: far more than MaxAttempts cycles'
+	// worth of time for the messages retried before the first pause.
+	time.Sleep(3 * time.Second)
+	pauses := metricValue(t, reg, "setrelay_pauses_total", "down")
+	if pauses < 2 {
+		t.Errorf("%v pauses, want the pause renewed while the receiver stays down", pauses)
+	}
+	requests := down.Stats().Requests
+	t.Logf("while down: %d requests to the down receiver, %v pauses", requests, pauses)
+
+	down.SetDown(false)
+	eventually(t, 20*time.Second, "everything drained after recovery", func() bool {
+		return down.Stats().Accepted == n && e.intentsLeft() == 0
+	})
+	if dls := e.deadLetters(); len(dls) != 0 {
+		t.Errorf("%d dead letters, want 0; first %+v", len(dls), dls[0].DeadLetter)
+	}
+	if got := metricValue(t, reg, "setrelay_deliveries_total", "down", "delivered"); got != n {
+		t.Errorf("delivered counter %v, want %d", got, n)
+	}
+}
+
+var _ = context.Background
