@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/setrelay/setrelay/intent"
@@ -31,7 +32,7 @@ func testConfig(t testing.TB) queue.Config {
 // producer would) and provisions receivers.
 func startEnv(t testing.TB, cfg queue.Config, receivers ...string) *testEnv {
 	t.Helper()
-	srv, err := queue.StartEmbedded(cfg, zaptest.NewLogger(t))
+	srv, err := queue.StartEmbedded(cfg, testLogger(t))
 	if err != nil {
 		t.Fatalf("StartEmbedded: %v", err)
 	}
@@ -53,7 +54,7 @@ func (e *testEnv) connect(t testing.TB) {
 	t.Helper()
 	cfg := e.cfg
 	cfg.URL = e.srv.ClientURL()
-	nc, err := queue.Connect(ctxT(t), cfg, zaptest.NewLogger(t))
+	nc, err := queue.Connect(ctxT(t), cfg, testLogger(t))
 	if err != nil {
 		t.Fatalf("Connect: %v", err)
 	}
@@ -149,3 +150,11 @@ func ids(prefix string, n int) []string {
 var optsNone = intent.Options{}
 
 func itoa[T ~int | ~uint64 | ~int64](n T) string { return fmt.Sprint(n) }
+
+// testLogger shows logs for failing tests but keeps benchmark output clean.
+func testLogger(t testing.TB) *zap.Logger {
+	if _, bench := t.(*testing.B); bench {
+		return zap.NewNop()
+	}
+	return zaptest.NewLogger(t)
+}
