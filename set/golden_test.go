@@ -126,3 +126,34 @@ func clone(t *testing.T, m map[string]any) map[string]any {
 	}
 	return out
 }
+
+// TestGoldenFromDecodedIntent runs the producer's JSON through
+// intent.Decode, as the worker does, and expects the same golden bytes as
+// the hand-built intent.
+func TestGoldenFromDecodedIntent(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("testdata", "account-disabled.intent.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := intent.Decode(raw, intent.Options{})
+	if err != nil {
+		t.Fatalf("the seed intent does not decode: %v", err)
+	}
+	if in.EventType != accountDisabled {
+		t.Fatalf("EventType = %q", in.EventType)
+	}
+	for placement, file := range map[Placement]string{PlacementInEvent: "account-disabled.in_event.json", PlacementSubID: "account-disabled.sub_id.json"} {
+		p := Profile{Receiver: "govuk", Issuer: "https://idp.example.com/", Audience: []string{"636C69656E745F6964"}, Placement: placement}
+		got, err := Build(in, p, Options{IssuedAt: time.Unix(1508184845, 0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join("testdata", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: decoded intent builds\n%s\nwant\n%s", placement, got, want)
+		}
+	}
+}

@@ -84,11 +84,10 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 	case bool:
 		return strconv.AppendBool(dst, x), nil
 	case float64:
-		// encoding/json prints integral values below 1e21 in 'f' form;
-		// other floats have exponent rules best left to it.
-		if x == math.Trunc(x) && math.Abs(x) < 1e21 {
-			return strconv.AppendFloat(dst, x, 'f', -1, 64), nil
+		if !math.IsNaN(x) && !math.IsInf(x, 0) {
+			return appendFloat(dst, x), nil
 		}
+		// NaN and ±Inf have no JSON form: encoding/json says so below.
 	case int:
 		return strconv.AppendInt(dst, int64(x), 10), nil
 	case int64:
@@ -159,4 +158,22 @@ func appendObject(dst []byte, m map[string]any, extraKey string, extraVal map[st
 		}
 	}
 	return append(dst, '}'), nil
+}
+
+// appendFloat formats a finite float64 as encoding/json does: shortest
+// round-trip digits, 'f' form except below 1e-6 or from 1e21 up, and an
+// exponent without a leading zero (1e-07 becomes 1e-7).
+func appendFloat(dst []byte, f float64) []byte {
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, 64)
+	if format == 'e' {
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
 }
