@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -297,7 +298,9 @@ func LoadKey(path, id string, alg jose.SignatureAlgorithm) (*Key, error) {
 		return nil, fmt.Errorf("read key: %w", err)
 	}
 	var warnings []string
-	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+	// Windows reports synthetic permission bits, so the check would only
+	// cry wolf there.
+	if fi, err := os.Stat(path); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
 		warnings = append(warnings, fmt.Sprintf("private key file %s has mode %#o: it is readable by group or others; use chmod 600", path, fi.Mode().Perm()))
 	}
 	var k *Key
@@ -336,6 +339,8 @@ func parsePEM(data []byte, id string, alg jose.SignatureAlgorithm) (*Key, error)
 			parsed, err = x509.ParseECPrivateKey(block.Bytes)
 		case "ENCRYPTED PRIVATE KEY":
 			return nil, errors.New("encrypted PEM private keys are not supported; decrypt it (openssl pkcs8 -in key.pem -out plain.pem) and protect the file with mode 0600")
+		case "OPENSSH PRIVATE KEY":
+			return nil, errors.New("OpenSSH key files are not supported; convert a copy with ssh-keygen -p -m PKCS8 -f <copy>")
 		case "PUBLIC KEY", "RSA PUBLIC KEY", "CERTIFICATE":
 			return nil, fmt.Errorf("found a %s, need the private key", block.Type)
 		default:

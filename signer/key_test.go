@@ -212,6 +212,7 @@ func TestLoadKeyRejects(t *testing.T) {
 		{"public JWK", mustJWK(t, jose.JSONWebKey{Key: &rsaKey.PublicKey}), "", "", nil, "public key"},
 		{"PEM Alg header conflicts", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Headers: map[string]string{"Alg": "PS256"}, Bytes: mustDER(t, rsaKey)}), "", jose.RS256, ErrKeyMismatch, "PEM says PS256"},
 		{"public PEM", pemOf("PUBLIC KEY", pubDER), "", "", nil, "need the private key"},
+		{"OpenSSH key", pemOf("OPENSSH PRIVATE KEY", []byte{1, 2, 3}), "", "", nil, "ssh-keygen"},
 		{"encrypted PEM", pemOf("ENCRYPTED PRIVATE KEY", []byte{1, 2, 3}), "", "", nil, "encrypted"},
 		{"no PEM at all", []byte("hello"), "", "", nil, "no PEM private key"},
 		{"broken DER", garbage, "", "", nil, "parse PRIVATE KEY"},
