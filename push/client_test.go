@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -512,12 +513,17 @@ func TestTokenEndpointFailuresAreClassified(t *testing.T) {
 
 func TestConnectionsAreReused(t *testing.T) {
 	var conns atomic.Int64
-	rc := newReceiver(t, false, nil)
+	rc := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	}))
 	rc.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
 		}
 	}
+	rc.Start()
+	defer rc.Close()
 	const workers = 8
 	c, _ := newTestClient(t, Config{Name: "r", Endpoint: rc.URL, InsecureHTTP: true, MaxConns: workers})
 	var wg sync.WaitGroup
@@ -534,9 +540,14 @@ func TestConnectionsAreReused(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := conns.Load(); n > workers {
-		t.Fatalf("%d connections for %d workers: connections are churned", n, workers)
+	// A connection goes back to the pool just after its response is read,
+	// so a worker can occasionally dial before its previous connection is
+	// idle again; with Go's default of 2 idle connections per host the
+	// same load opens hundreds.
+	if n := conns.Load(); n > 2*workers {
+		t.Fatalf("%d connections for %d workers x 100 pushes: connections are churned", n, workers)
 	}
+	t.Logf("%d connections for %d workers x 100 pushes", conns.Load(), workers)
 }
 
 func TestMetricsRegisterTwice(t *testing.T) {
@@ -555,4 +566,31 @@ func TestMetricsRegisterTwice(t *testing.T) {
 	var nilM *Metrics
 	nilM.push("r", &Result{}, time.Second) // must not panic
 	nilM.tokenFetch("r", "ok")
+}
+
+func TestFailingTokenEndpointIsAskedOnceByConcurrentPushes(t *testing.T) {
+	ts := newTokenServer(t, false)
+	ts.delay = 50 * time.Millisecond
+	ts.respond = func(w http.ResponseWriter, _ *http.Request, _ int64) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	rc := newReceiver(t, false, nil)
+	c, _ := newTestClient(t, oauthConfig(rc, ts))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if r := c.Push(context.Background(), []byte(testJWS)); r.Outcome != Retry || r.Reason != ReasonToken {
+				t.Errorf("result %+v", r)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := ts.requests.Load(); n != 1 {
+		t.Fatalf("%d token requests from 50 concurrent pushes against a failing endpoint, want 1", n)
+	}
 }

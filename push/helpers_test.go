@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -82,11 +83,7 @@ func newTokenServer(t testing.TB, useTLS bool) *tokenServer {
 			"expires_in":   ts.expiresIn.Load(),
 		})
 	})
-	if useTLS {
-		ts.Server = httptest.NewTLSServer(h)
-	} else {
-		ts.Server = httptest.NewServer(h)
-	}
+	ts.Server = startServer(h, useTLS)
 	t.Cleanup(ts.Close)
 	return ts
 }
@@ -122,11 +119,7 @@ func newReceiver(t testing.TB, useTLS bool, respond func(w http.ResponseWriter, 
 		}
 		rc.respond(w, r, body, n)
 	})
-	if useTLS {
-		rc.Server = httptest.NewTLSServer(h)
-	} else {
-		rc.Server = httptest.NewServer(h)
-	}
+	rc.Server = startServer(h, useTLS)
 	t.Cleanup(rc.Close)
 	return rc
 }
@@ -171,7 +164,10 @@ func oauthConfig(rc *receiver, ts *tokenServer) Config {
 			ClientSecret: Secret(testSecret),
 			Scopes:       []string{"messages/write"},
 		},
-		Timeout: 5 * time.Second,
+		// Generous: 100 concurrent TLS handshakes under -race on a loaded
+		// two-core machine take seconds. Tests of timeouts set their own.
+		Timeout:        30 * time.Second,
+		ConnectTimeout: 30 * time.Second,
 	}
 	if rc.TLS != nil {
 		cfg.TLS.RootCAs = rc.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
@@ -191,4 +187,18 @@ func newTestClient(t *testing.T, cfg Config) (*Client, *observer.ObservedLogs) {
 	}
 	t.Cleanup(c.CloseIdleConnections)
 	return c, logs
+}
+
+// startServer starts an httptest server whose error log is discarded: tests
+// end with TLS dials still in flight, which the server would report as
+// handshake errors.
+func startServer(h http.Handler, useTLS bool) *httptest.Server {
+	s := httptest.NewUnstartedServer(h)
+	s.Config.ErrorLog = log.New(io.Discard, "", 0)
+	if useTLS {
+		s.StartTLS()
+	} else {
+		s.Start()
+	}
+	return s
 }

@@ -127,7 +127,20 @@ type fetcher struct {
 	log      *zap.Logger
 	m        *Metrics
 	scrub    []string // secret forms to remove from descriptions
+
+	// The last failure is remembered for tokenFailureHold. ReuseTokenSource
+	// caches only successes: callers queued on its mutex behind a failed
+	// fetch would each fetch again, one after another, hammering a broken
+	// endpoint. With the failure remembered, they all get it at once.
+	mu        sync.Mutex
+	lastErr   *TokenError
+	lastErrAt time.Time
 }
+
+// tokenFailureHold is how long a failed token fetch answers for all callers
+// before the endpoint is asked again. It is short next to any retry backoff,
+// so it only collapses a burst of concurrent callers into one request.
+const tokenFailureHold = 2 * time.Second
 
 func newFetcher(receiver string, a AuthConfig, hc *http.Client, log *zap.Logger, m *Metrics) *fetcher {
 	secret := a.ClientSecret.Reveal()
@@ -154,10 +167,16 @@ func newFetcher(receiver string, a AuthConfig, hc *http.Client, log *zap.Logger,
 // Token fetches a new token. The context is built here, not stored: it only
 // carries the HTTP client, whose Timeout bounds the request.
 func (f *fetcher) Token() (*oauth2.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.lastErr != nil && time.Since(f.lastErrAt) < tokenFailureHold {
+		return nil, f.lastErr
+	}
 	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, f.hc)
 	tok, err := f.cc.Token(ctx)
 	if err != nil {
 		te := f.tokenError(err)
+		f.lastErr, f.lastErrAt = te, time.Now()
 		if te.Permanent {
 			f.m.tokenFetch(f.receiver, "config_error")
 		} else {
@@ -165,6 +184,7 @@ func (f *fetcher) Token() (*oauth2.Token, error) {
 		}
 		return nil, te
 	}
+	f.lastErr = nil
 	f.m.tokenFetch(f.receiver, "ok")
 	f.log.Info("fetched access token",
 		zap.String("receiver", f.receiver),
