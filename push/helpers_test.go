@@ -194,7 +194,7 @@ func newTestClient(t *testing.T, cfg Config) (*Client, *observer.ObservedLogs) {
 // handshake errors.
 func startServer(h http.Handler, useTLS bool) *httptest.Server {
 	s := httptest.NewUnstartedServer(h)
-	s.Config.ErrorLog = log.New(io.Discard, "", 0)
+	s.Config.ErrorLog = discardLog
 	if useTLS {
 		s.StartTLS()
 	} else {
@@ -202,3 +202,6 @@ func startServer(h http.Handler, useTLS bool) *httptest.Server {
 	}
 	return s
 }
+
+// discardLog silences httptest servers' error logs.
+var discardLog = log.New(io.Discard, "", 0)
