@@ -79,7 +79,7 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 		// the connection to the token endpoint stays warm) but has a
 		// Timeout, because the oauth2 library's fetch takes no deadline.
 		thc := &http.Client{Transport: tr, CheckRedirect: noRedirect, Timeout: cfg.Timeout}
-		c.auth = newOAuthAuth(newFetcher(cfg.Name, cfg.Auth, thc, log, m), cfg.Auth.RefreshBefore, log)
+		c.auth = newOAuthAuth(newFetcher(cfg.Name, cfg.Auth, thc, log, m), cfg.Auth.RefreshBefore)
 	case cfg.Auth.AuthorizationHeader.IsSet():
 		c.auth = &staticAuth{value: cfg.Auth.AuthorizationHeader}
 	}

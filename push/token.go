@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -45,27 +46,42 @@ var tokenConfigCodes = map[string]bool{
 }
 
 // oauthAuth holds the receiver's one client-credentials token for the whole
-// process. The caching and the single-flight behaviour are oauth2's
-// ReuseTokenSource: it holds a mutex while fetching, so concurrent callers
-// wait for the one fetch and then share its token. When the receiver refuses
-// the token, the whole ReuseTokenSource is replaced by a fresh, empty one,
-// which is the only way oauth2 offers to forget a cached token.
+// process. The caching, the expiry margin and the single-flight behaviour are
+// oauth2's ReuseTokenSource: it holds a mutex while fetching, so concurrent
+// callers wait for the one fetch and then share its token. When the receiver
+// refuses the token, the whole generation (a ReuseTokenSource and what it
+// last returned) is replaced by a fresh, empty one, which is the only way
+// oauth2 offers to forget a cached token.
 type oauthAuth struct {
 	fetch         *fetcher
 	refreshBefore time.Duration
-	log           *zap.Logger
-
-	mu  sync.Mutex
-	src oauth2.TokenSource // a ReuseTokenSource over fetch
+	cur           atomic.Pointer[tokenGen]
 }
 
-func newOAuthAuth(f *fetcher, refreshBefore time.Duration, log *zap.Logger) *oauthAuth {
-	return &oauthAuth{
-		fetch:         f,
-		refreshBefore: refreshBefore,
-		log:           log,
-		src:           oauth2.ReuseTokenSourceWithExpiry(nil, f, refreshBefore),
-	}
+// tokenGen is one generation of the token: a ReuseTokenSource and the last
+// token it handed out, with its header value. last lets the hot path skip
+// the source's mutex and the goroutine below while the token is valid; its
+// validity is oauth2's own check (Token.Valid, with the expiry margin that
+// ReuseTokenSourceWithExpiry set on the token).
+type tokenGen struct {
+	src  oauth2.TokenSource
+	last atomic.Pointer[bearer]
+}
+
+// bearer is a token and its ready-made Authorization value.
+type bearer struct {
+	tok    *oauth2.Token
+	header string
+}
+
+func newOAuthAuth(f *fetcher, refreshBefore time.Duration) *oauthAuth {
+	a := &oauthAuth{fetch: f, refreshBefore: refreshBefore}
+	a.cur.Store(a.newGen())
+	return a
+}
+
+func (a *oauthAuth) newGen() *tokenGen {
+	return &tokenGen{src: oauth2.ReuseTokenSourceWithExpiry(nil, a.fetch, a.refreshBefore)}
 }
 
 // tokenResult carries a token source's answer across a goroutine.
@@ -75,44 +91,43 @@ type tokenResult struct {
 }
 
 // authorization returns "Bearer <token>". ReuseTokenSource.Token takes no
-// context, so it runs in a goroutine and the caller waits on its own ctx as
-// well: a cancelled push returns at once, while the fetch itself is bounded
-// by the token client's timeout, so the goroutine always ends within
-// Config.Timeout and its result is then cached for the next caller.
+// context, so when it may have to fetch it runs in a goroutine and the
+// caller waits on its own ctx as well: a cancelled push returns at once,
+// while the fetch itself is bounded by the token client's timeout, so the
+// goroutine always ends within Config.Timeout and its result is then cached
+// for the next caller.
 func (a *oauthAuth) authorization(ctx context.Context) (string, any, error) {
-	a.mu.Lock()
-	src := a.src
-	a.mu.Unlock()
-
+	g := a.cur.Load()
+	if b := g.last.Load(); b != nil && b.tok.Valid() {
+		return b.header, g, nil
+	}
 	done := make(chan tokenResult, 1)
 	go func() {
-		tok, err := src.Token()
+		tok, err := g.src.Token()
 		done <- tokenResult{tok, err}
 	}()
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return "", src, r.err
+			return "", g, r.err
 		}
-		return r.tok.Type() + " " + r.tok.AccessToken, src, nil
+		b := &bearer{tok: r.tok, header: r.tok.Type() + " " + r.tok.AccessToken}
+		g.last.Store(b)
+		return b.header, g, nil
 	case <-ctx.Done():
-		return "", src, fmt.Errorf("waiting for the access token: %w", ctx.Err())
+		return "", g, fmt.Errorf("waiting for the access token: %w", ctx.Err())
 	}
 }
 
-// refused forgets the token source that produced a refused token, unless
+// refused forgets the generation that produced a refused token, unless
 // another worker has already replaced it: many workers seeing the same
 // refusal cause exactly one new fetch.
 func (a *oauthAuth) refused(handle any) bool {
-	src, ok := handle.(oauth2.TokenSource)
+	g, ok := handle.(*tokenGen)
 	if !ok {
 		return false
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.src == src {
-		a.src = oauth2.ReuseTokenSourceWithExpiry(nil, a.fetch, a.refreshBefore)
-	}
+	a.cur.CompareAndSwap(g, a.newGen())
 	return true
 }
 
