@@ -46,6 +46,7 @@ var (
 	flagKillEvery = flag.Duration("kill-every", 0, "chaos: SIGKILL a worker this often; 0 picks duration/12 within 3s..10s")
 	flagSeed      = flag.Uint64("seed", 0, "chaos: seed for the receiver's faults and the kill schedule; 0 picks one")
 	flagLogDir    = flag.String("logdir", "", "chaos: keep every process's logs here instead of a temporary directory")
+	flagBin       = flag.String("setrelay", "", "chaos: test this setrelay binary instead of building ./cmd/setrelay")
 )
 
 const (
@@ -75,10 +76,13 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos run (3 nats-server + setrelay processes, ~90 s); skipped with -short")
 	}
-	if _, err := os.Stat(filepath.Join(moduleRoot(t), "cmd", "setrelay", "main.go")); err != nil {
-		t.Skip("chaos: cmd/setrelay does not exist yet; the run needs `setrelay run`, `setrelay provision` and `setrelay receiver`")
+	bin := *flagBin
+	if bin == "" {
+		if _, err := os.Stat(filepath.Join(moduleRoot(t), "cmd", "setrelay", "main.go")); err != nil {
+			t.Skip("chaos: cmd/setrelay does not exist yet; the run needs `setrelay run`, `setrelay provision` and `setrelay receiver`")
+		}
+		bin = setrelayBinary(t)
 	}
-	bin := setrelayBinary(t)
 	if missing := missingCommands(bin, "run", "provision", "receiver"); len(missing) > 0 {
 		t.Skipf("chaos: cmd/setrelay has no %s command yet; the run needs `setrelay run`, `setrelay provision` and `setrelay receiver`", strings.Join(missing, ", "))
 	}
@@ -545,7 +549,7 @@ func (r *run) check() {
 		t.Errorf("receiver accepted %d unique jtis, want exactly %d (one per good intent)", stats.Accepted, len(r.goodIDs))
 	}
 	if len(accepted) != int(stats.Accepted) {
-		t.Errorf("receiver log shows %d unique accepted jtis but /stats says %d", len(accepted), stats.Accepted)
+		t.Errorf("receiver log shows %d unique accepted jtis but /stats says %d: the per-SET log lines are incomplete (sampled or dropped), so the per-intent check above cannot be trusted", len(accepted), stats.Accepted)
 	}
 	for _, id := range r.rejectIDs {
 		if accepted[set.JTI(id, chaosReceiver, "")] {
@@ -613,11 +617,13 @@ func (r *run) check() {
 	if r.sigtermErr != nil {
 		t.Errorf("graceful shutdown: %v", r.sigtermErr)
 	}
-	if stats.Faults[receiver.FaultDown] < pauseThreshold {
-		t.Errorf("receiver outage answered %d requests with 503; want at least the pause threshold %d (did the outage fall inside the run?)", stats.Faults[receiver.FaultDown], pauseThreshold)
+	// The outage must have been met (503s answered) and must have paused
+	// the consumer: JetStream reported it paused at least once.
+	if stats.Faults[receiver.FaultDown] == 0 {
+		t.Errorf("the receiver outage answered no requests: it fell outside the run")
 	}
 	if !r.pausedSeen.Load() {
-		t.Errorf("the consumer was never seen paused during the receiver outage")
+		t.Errorf("the consumer was never seen paused, though the receiver was down for %v (pause threshold %d failures)", outageFor, pauseThreshold)
 	}
 	for _, f := range []string{receiver.Fault500, receiver.FaultHang, receiver.Fault429} {
 		if stats.Faults[f] == 0 {
@@ -657,7 +663,7 @@ func (r *run) check() {
 	if stats.Accepted > 0 {
 		dupPct = 100 * float64(stats.Duplicates) / float64(stats.Accepted)
 	}
-	summary := fmt.Sprintf("chaos: intents=%d delivered=%d dlq=%d lost=%d dup=%.1f%% mismatched=%d worker_kills=%d nats_kills=%d duration=%ds",
+	summary := fmt.Sprintf("chaos: intents=%d delivered=%d dlq=%d lost=%d dup=%.2f%% mismatched=%d worker_kills=%d nats_kills=%d duration=%ds",
 		r.intents, stats.Accepted, countTrue(wantDL), len(lost)+len(missingDL), dupPct, mismatched,
 		r.workerKills, r.cluster.kills, int(math.Round(time.Since(r.started).Seconds())))
 	t.Logf("chaos: drained %v after publishing; publish retries=%d; receiver faults=%v tokens_issued=%d violations=%v", r.drainedIn.Round(100*time.Millisecond), r.publishErrors.Load(), stats.Faults, stats.TokensIssued, stats.Violations)
