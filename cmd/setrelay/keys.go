@@ -1,0 +1,288 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/spf13/cobra"
+
+	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/signer"
+)
+
+func newKeysCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "keys",
+		Short: "Generate signing keys and print their public halves (JWKS, PEM)",
+		Long: `Manage the keys setrelay signs SETs with.
+
+A receiver verifies your SETs with your public key: either its operators are
+sent the public key (GOV.UK One Login asks for a PEM: 'setrelay keys pem'), or
+the receiver fetches the JWKS that 'setrelay run' serves at /jwks.json (the same
+document 'setrelay keys jwks' prints).`,
+		Example: `  setrelay keys generate --alg RS256 --id rp-2026-11 --out keys/rp-2026-11.pem
+  setrelay keys pem --key keys/rp-2026-11.pem
+  setrelay keys jwks --key keys/rp-2026-11.pem --kid rp-2026-11`,
+		Args: positional(cobra.NoArgs),
+	}
+	cmd.AddCommand(newKeysGenerateCmd(), newKeysJWKSCmd(), newKeysPEMCmd())
+	return cmd
+}
+
+func algNames() string {
+	var names []string
+	for _, a := range signer.Algorithms() {
+		names = append(names, string(a))
+	}
+	return strings.Join(names, ", ")
+}
+
+func parseAlg(s string) (jose.SignatureAlgorithm, error) {
+	for _, a := range signer.Algorithms() {
+		if string(a) == s {
+			return a, nil
+		}
+	}
+	return "", usageErrorf("--alg %q: use one of %s", s, algNames())
+}
+
+func newKeysGenerateCmd() *cobra.Command {
+	var alg, out, id string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "generate --alg ALG --out FILE",
+		Short: "Generate a private signing key (PKCS#8 PEM, mode 0600)",
+		Long: `Generate a new private key and write it as PKCS#8 PEM with mode 0600.
+
+Algorithms: RS256 and PS256 (RSA 2048), ES256 (P-256), ES384 (P-384), EdDSA
+(Ed25519). GOV.UK One Login requires RS256. The key id (kid) defaults to the
+key's RFC 7638 thumbprint; choose a readable one with --id and use the same id
+in the configuration's keys[].id. An existing file is not overwritten unless
+--force is given. The key id and the commands to hand over the public key are
+printed on stdout.`,
+		Example: `  setrelay keys generate --alg RS256 --id rp-2026-11 --out keys/rp-2026-11.pem
+  setrelay keys generate --alg ES256 --out ssf.pem --force`,
+		Args: positional(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			a, err := parseAlg(alg)
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				return usageErrorf("--out is required: the file to write the private key to")
+			}
+			k, err := signer.GenerateKey(a, id)
+			if err != nil {
+				return fmt.Errorf("generate key: %w", err)
+			}
+			pemBytes, err := k.PrivatePEM()
+			if err != nil {
+				return err
+			}
+			if err := writePrivate(out, pemBytes, force); err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "wrote %s private key to %s (mode 0600)\nkey id: %s\n", a, out, k.ID)
+			fmt.Fprintf(w, "public key for the receiver's operators: setrelay keys pem --key %s\n", out)
+			_, err = fmt.Fprintf(w, "configuration: keys: [{id: %s, file: %s, alg: %s}]\n", k.ID, out, a)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&alg, "alg", "RS256", "signature algorithm: "+algNames())
+	f.StringVar(&out, "out", "", "file to write the private key to (required)")
+	f.StringVar(&id, "id", "", "key id (kid); default: the key's thumbprint")
+	f.BoolVar(&force, "force", false, "overwrite an existing file")
+	return cmd
+}
+
+// writePrivate writes a private key readable only by its owner. Without
+// force it refuses to replace a file: overwriting a key that a receiver has
+// registered breaks delivery until the new public key is handed over.
+func writePrivate(path string, data []byte, force bool) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return usageErrorf("%s already exists; pass --force to overwrite it (a receiver that registered the old key will reject SETs signed with the new one)", path)
+	}
+	if err != nil {
+		return fmt.Errorf("write key: %w", err)
+	}
+	// O_CREATE's mode does not apply to an existing file, and the umask may
+	// have narrowed it: set it explicitly.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("write key: %w", err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("write key: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write key: %w", err)
+	}
+	return nil
+}
+
+// keyFlags are the flags of the commands that load keys: --key, with
+// optional --kid and --alg matched to the keys by position.
+type keyFlags struct {
+	paths, kids, algs []string
+}
+
+func (kf *keyFlags) register(cmd *cobra.Command, many bool) {
+	f := cmd.Flags()
+	if many {
+		f.StringArrayVar(&kf.paths, "key", nil, "private key file, PEM or JWK (repeat for several keys)")
+		f.StringArrayVar(&kf.kids, "kid", nil, "key id for the key at the same position (default: the JWK's kid, else the thumbprint)")
+		f.StringArrayVar(&kf.algs, "alg", nil, "algorithm for the key at the same position, or one for all (default: from the key type)")
+	} else {
+		f.StringArrayVar(&kf.paths, "key", nil, "private key file, PEM or JWK")
+		f.StringArrayVar(&kf.kids, "kid", nil, "key id (default: the JWK's kid, else the thumbprint)")
+		f.StringArrayVar(&kf.algs, "alg", nil, "algorithm (default: from the key type: RSA→RS256, P-256→ES256, P-384→ES384, Ed25519→EdDSA)")
+	}
+}
+
+// load reads the keys, reporting warnings (a group-readable file) on stderr.
+func (kf *keyFlags) load(cmd *cobra.Command, max int) ([]*signer.Key, error) {
+	if len(kf.paths) == 0 {
+		return nil, usageErrorf("--key is required")
+	}
+	if max > 0 && len(kf.paths) > max {
+		return nil, usageErrorf("--key given %d times; this command takes one key", len(kf.paths))
+	}
+	if len(kf.kids) > len(kf.paths) {
+		return nil, usageErrorf("--kid given %d times for %d keys", len(kf.kids), len(kf.paths))
+	}
+	if len(kf.algs) > 1 && len(kf.algs) != len(kf.paths) {
+		return nil, usageErrorf("--alg given %d times for %d keys: give one for all, or one per key", len(kf.algs), len(kf.paths))
+	}
+	keys := make([]*signer.Key, 0, len(kf.paths))
+	for i, p := range kf.paths {
+		var kid string
+		if i < len(kf.kids) {
+			kid = kf.kids[i]
+		}
+		var alg jose.SignatureAlgorithm
+		switch len(kf.algs) {
+		case 0:
+		case 1:
+			a, err := parseAlg(kf.algs[0])
+			if err != nil {
+				return nil, err
+			}
+			alg = a
+		default:
+			a, err := parseAlg(kf.algs[i])
+			if err != nil {
+				return nil, err
+			}
+			alg = a
+		}
+		k, err := signer.LoadKey(p, kid, alg)
+		if err != nil {
+			return nil, usageErrorf("%w", err)
+		}
+		for _, w := range k.Warnings {
+			fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+func newKeysJWKSCmd() *cobra.Command {
+	var kf keyFlags
+	var configFile string
+	cmd := &cobra.Command{
+		Use:   "jwks (--key FILE [--key FILE ...] | --config FILE)",
+		Short: "Print the public JWKS of one or more private keys",
+		Long: `Print the JSON Web Key Set holding the public halves of the given private keys,
+with kid, alg and use=sig. With --config, the keys of a configuration file are
+used, with their configured ids and algorithms: this is exactly what
+'setrelay run' serves at /jwks.json.
+
+During a key rotation, publish both the old and the new key.`,
+		Example: `  setrelay keys jwks --key keys/rp-2026-11.pem --kid rp-2026-11
+  setrelay keys jwks --key old.pem --kid k-2026-05 --key new.pem --kid k-2026-11 > jwks.json
+  setrelay keys jwks --config configs/ssf.yaml`,
+		Args: positional(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var keys []*signer.Key
+			var err error
+			switch {
+			case configFile != "" && len(kf.paths) > 0:
+				return usageErrorf("give either --config or --key, not both")
+			case configFile != "":
+				keys, err = keysFromConfig(cmd, configFile)
+			default:
+				keys, err = kf.load(cmd, 0)
+			}
+			if err != nil {
+				return err
+			}
+			b, err := json.MarshalIndent(signer.JWKS(keys...), "", "  ")
+			if err != nil {
+				return fmt.Errorf("encode JWKS: %w", err)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", b)
+			return err
+		},
+	}
+	kf.register(cmd, true)
+	cmd.Flags().StringVar(&configFile, "config", "", "take the keys from this configuration file")
+	return cmd
+}
+
+// keysFromConfig loads every key of a configuration with its id and alg.
+func keysFromConfig(cmd *cobra.Command, file string) ([]*signer.Key, error) {
+	cfg, err := config.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	kf := keyFlags{}
+	for _, k := range cfg.Keys {
+		kf.paths = append(kf.paths, k.File)
+		kf.kids = append(kf.kids, k.ID)
+		kf.algs = append(kf.algs, k.Alg)
+	}
+	return kf.load(cmd, 0)
+}
+
+func newKeysPEMCmd() *cobra.Command {
+	var kf keyFlags
+	cmd := &cobra.Command{
+		Use:   "pem --key FILE",
+		Short: "Print the public key (SPKI PEM) to hand to a receiver's operators",
+		Long: `Print the public half of a private key as an SPKI "PUBLIC KEY" PEM block.
+
+This is what GOV.UK One Login's SSF team asks for ("the public key that
+corresponds with the private key used to sign the SET"). Send it together with
+the IP address setrelay sends from.`,
+		Example: `  setrelay keys pem --key keys/rp-2026-11.pem > rp-2026-11.pub.pem`,
+		Args:    positional(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			keys, err := kf.load(cmd, 1)
+			if err != nil {
+				return err
+			}
+			b, err := keys[0].PublicPEM()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+	kf.register(cmd, false)
+	return cmd
+}
