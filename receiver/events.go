@@ -189,7 +189,7 @@ func (r *Receiver) injectFaults(w http.ResponseWriter, req *http.Request) bool {
 	}
 	if r.cfg.Latency > 0 {
 		r.stats.fault(FaultLatency)
-		if !sleep(req.Context(), r.cfg.Latency) {
+		if !r.sleep(req.Context(), w, r.cfg.Latency) {
 			return false
 		}
 	}
@@ -198,7 +198,7 @@ func (r *Receiver) injectFaults(w http.ResponseWriter, req *http.Request) bool {
 		r.stats.fault(FaultHang)
 		// Held until the client gives up; if it does not within MaxHang,
 		// answer as a gateway would.
-		if sleep(req.Context(), r.cfg.MaxHang) {
+		if r.sleep(req.Context(), w, r.cfg.MaxHang) {
 			http.Error(w, "service unavailable (injected hang)", http.StatusServiceUnavailable)
 		}
 		return false
@@ -215,14 +215,19 @@ func (r *Receiver) injectFaults(w http.ResponseWriter, req *http.Request) bool {
 	return true
 }
 
-// sleep waits d or until ctx is done, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
+// sleep waits d and reports whether it passed. It stops early when the
+// client goes away (nothing to answer) or the receiver is closed (answered
+// 503 here).
+func (r *Receiver) sleep(ctx context.Context, w http.ResponseWriter, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-t.C:
 		return true
 	case <-ctx.Done():
+		return false
+	case <-r.closing:
+		http.Error(w, "service unavailable (receiver closing)", http.StatusServiceUnavailable)
 		return false
 	}
 }

@@ -236,3 +236,37 @@ func TestFaultCountsUnderConcurrency(t *testing.T) {
 		t.Fatalf("fault counts %d and %d", a, b)
 	}
 }
+
+func TestCloseEndsHangs(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.HangRate = 1; c.MaxHang = time.Minute })
+	tok := h.token()
+	done := make(chan int, 1)
+	go func() {
+		req, err := http.NewRequest(http.MethodPost, h.srv.URL+"/events", strings.NewReader("x"))
+		if err != nil {
+			done <- 0
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	for h.r.Stats().Faults[FaultHang] == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	h.r.Close()
+	h.r.Close() // idempotent
+	select {
+	case s := <-done:
+		if s != http.StatusServiceUnavailable {
+			t.Fatalf("status %d, want 503", s)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the hang")
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+	"go.uber.org/zap"
 )
 
 const (
@@ -164,6 +165,12 @@ type harness struct {
 // the config first.
 func newHarness(t testing.TB, mod func(*Config)) *harness {
 	t.Helper()
+	return newLoggedHarness(t, mod, nil)
+}
+
+// newLoggedHarness is newHarness with a logger.
+func newLoggedHarness(t testing.TB, mod func(*Config), log *zap.Logger) *harness {
+	t.Helper()
 	h := &harness{t: t, clock: newClock(), key: newKey(t, jose.RS256, "k1")}
 	cfg := Config{
 		ClientID: testClient, ClientSecret: testSecret,
@@ -173,7 +180,7 @@ func newHarness(t testing.TB, mod func(*Config)) *harness {
 	if mod != nil {
 		mod(&cfg)
 	}
-	r, err := New(cfg, nil)
+	r, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,8 @@ type Receiver struct {
 	dice     *faultDice
 	stats    *counters
 	forced   atomic.Bool // SetDown
+	closing  chan struct{}
+	closeMu  sync.Once
 
 	mu      sync.Mutex
 	records map[string]*Record
@@ -53,6 +55,7 @@ func New(cfg Config, log *zap.Logger) (*Receiver, error) {
 		dice:     newFaultDice(cfg.Seed),
 		stats:    newCounters(start),
 		records:  make(map[string]*Record),
+		closing:  make(chan struct{}),
 	}, nil
 }
 
@@ -114,6 +117,13 @@ func (r *Receiver) RevokeToken() bool {
 		return true
 	}
 	return false
+}
+
+// Close ends every injected hang and latency now (those requests are
+// answered 503), so that http.Server.Shutdown need not wait up to MaxHang.
+// The receiver keeps serving; later hangs end at once. Close is idempotent.
+func (r *Receiver) Close() {
+	r.closeMu.Do(func() { close(r.closing) })
 }
 
 // outage answers 503 and returns true while the receiver is down.
