@@ -461,7 +461,13 @@ func TestReceiverCommand(t *testing.T) {
 	}
 
 	_, jws, _ := runCLI(t, "", "sign", "--key", key, "--kid", "rk", "--iss", "https://rp.example/", "--aud", "aud", sampleIntent)
-	resp, err := http.Post(base+"/events", "application/secevent+jwt", strings.NewReader(strings.TrimSpace(jws)))
+	req, err := http.NewRequest(http.MethodPost, base+"/events", strings.NewReader(strings.TrimSpace(jws)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/secevent+jwt")
+	req.Header.Set("Accept", "application/json")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
