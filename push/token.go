@@ -19,19 +19,21 @@ import (
 
 // credentials produce the Authorization header for one attempt.
 type credentials interface {
-	// authorization returns the header value and a handle identifying the
-	// token, to pass to refused.
-	authorization(ctx context.Context) (value string, handle any, err error)
+	// authorization returns the header value as a one-element slice, shared
+	// and read-only, ready to go in an http.Header without an allocation,
+	// and a handle identifying the token, to pass to refused.
+	authorization(ctx context.Context) (value []string, handle any, err error)
 	// refused drops the token identified by handle and reports whether a
 	// new one may differ (false for a static header).
 	refused(handle any) bool
 }
 
-// staticAuth sends a fixed Authorization header.
-type staticAuth struct{ value Secret }
+// staticAuth sends a fixed Authorization header. It is only ever used
+// through a pointer, so printing a Client shows an address, not the value.
+type staticAuth struct{ value []string }
 
-func (s *staticAuth) authorization(context.Context) (string, any, error) {
-	return s.value.Reveal(), nil, nil
+func (s *staticAuth) authorization(context.Context) ([]string, any, error) {
+	return s.value, nil, nil
 }
 
 func (*staticAuth) refused(any) bool { return false }
@@ -71,7 +73,7 @@ type tokenGen struct {
 // bearer is a token and its ready-made Authorization value.
 type bearer struct {
 	tok    *oauth2.Token
-	header string
+	header []string
 }
 
 func newOAuthAuth(f *fetcher, refreshBefore time.Duration) *oauthAuth {
@@ -96,7 +98,7 @@ type tokenResult struct {
 // while the fetch itself is bounded by the token client's timeout, so the
 // goroutine always ends within Config.Timeout and its result is then cached
 // for the next caller.
-func (a *oauthAuth) authorization(ctx context.Context) (string, any, error) {
+func (a *oauthAuth) authorization(ctx context.Context) ([]string, any, error) {
 	g := a.cur.Load()
 	if b := g.last.Load(); b != nil && b.tok.Valid() {
 		return b.header, g, nil
@@ -109,13 +111,13 @@ func (a *oauthAuth) authorization(ctx context.Context) (string, any, error) {
 	select {
 	case r := <-done:
 		if r.err != nil {
-			return "", g, r.err
+			return nil, g, r.err
 		}
-		b := &bearer{tok: r.tok, header: r.tok.Type() + " " + r.tok.AccessToken}
+		b := &bearer{tok: r.tok, header: []string{r.tok.Type() + " " + r.tok.AccessToken}}
 		g.last.Store(b)
 		return b.header, g, nil
 	case <-ctx.Done():
-		return "", g, fmt.Errorf("waiting for the access token: %w", ctx.Err())
+		return nil, g, fmt.Errorf("waiting for the access token: %w", ctx.Err())
 	}
 }
 
