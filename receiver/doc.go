@@ -33,7 +33,9 @@
 //     RequireAccept makes it a rejection.
 //  7. JWS: compact form, alg in the allow-list, typ exactly secevent+jwt
 //     (invalid_request), then the signature against the configured keys
-//     (invalid_key when no key matches or the signature does not verify).
+//     (invalid_key when no key matches, the signature does not verify or the
+//     RSA key is under 2048 bits). If a JWKS URL has never answered, the
+//     receiver says 503: its own failure, not the transmitter's.
 //  8. Claims, only once the signature holds: iss (invalid_issuer), aud
 //     (invalid_audience), then iat, jti, events, subject placement, sub/exp,
 //     txn and toe (invalid_request). All violations found are counted and
@@ -49,7 +51,8 @@
 //
 // # Determinism
 //
-// Every request to /events draws the same number of values from one PCG
+// /token sees only the outage; the other faults apply to /events. Every
+// request to /events draws the same number of values from one PCG
 // generator seeded with Seed, under a mutex, so the i-th request to arrive
 // always gets the same fault decision. A sequential client therefore sees the
 // same faults on every run with the same seed; concurrent clients see the same

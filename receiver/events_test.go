@@ -1,6 +1,8 @@
 package receiver
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"net/http"
 	"net/netip"
@@ -195,6 +197,20 @@ func TestViolations(t *testing.T) {
 				t.Fatalf("405 without Allow: POST")
 			}
 		})
+	}
+}
+
+func TestSmallRSAKeyIsRefused(t *testing.T) {
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Skipf("cannot generate a 1024-bit key here: %v", err)
+	}
+	k := testKey{alg: jose.RS256, kid: "small", priv: small}
+	h := newHarness(t, func(c *Config) { c.Keys = jwks(k) })
+	h.key = k
+	resp, body := h.push(h.token(), h.set(claims(h.clock.Now(), "s")), nil)
+	if e := rfc8935Error(t, resp, body); e.Err != ErrInvalidKey || h.r.Stats().Violations[VKeyTooSmall] != 1 {
+		t.Fatalf("got %d %+v", resp.StatusCode, e)
 	}
 }
 

@@ -104,12 +104,19 @@ func (v *verifier) verifyJWS(ctx context.Context, jws string) (payload []byte, a
 	}
 	for _, k := range cands {
 		if p, verr := obj.Verify(k.Key); verr == nil {
+			if rk, ok := k.Key.(*rsa.PublicKey); ok && rk.N.BitLen() < minRSABits {
+				return nil, "", "", one(reject(VKeyTooSmall, ErrInvalidKey,
+					fmt.Sprintf("signed with a %d-bit RSA key; at least %d bits are required", rk.N.BitLen(), minRSABits))), nil
+			}
 			return p, h.Alg, h.Kid, nil, nil
 		}
 	}
 	return nil, "", "", one(reject(VSignature, ErrInvalidKey,
 		fmt.Sprintf("signature does not verify with any of the %d registered key(s) for alg %s, kid %q", len(cands), h.Alg, h.Kid))), nil
 }
+
+// minRSABits is what GOV.UK and the CAEP interoperability profile require.
+const minRSABits = 2048
 
 // candidates picks the keys that may have signed a JWS with this kid and
 // alg. A kid selects keys with that kid; keys without a kid (PEM keys) are

@@ -29,6 +29,7 @@ const (
 	VTyp                = "typ"                 // 400 invalid_request: typ must be exactly secevent+jwt
 	VKIDUnknown         = "kid_unknown"         // 400 invalid_key
 	VSignature          = "signature_invalid"   // 400 invalid_key
+	VKeyTooSmall        = "key_too_small"       // 400 invalid_key: RSA under 2048 bits
 	VClaimsMalformed    = "claims_malformed"    // 400 invalid_request
 	VISSMissing         = "iss_missing"         // 400 invalid_issuer
 	VISSMismatch        = "iss_mismatch"        // 400 invalid_issuer
