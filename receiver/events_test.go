@@ -49,6 +49,10 @@ func TestViolations(t *testing.T) {
 		{name: "method", req: func(r *http.Request) { r.Method = http.MethodPut }, status: 405, kind: VMethod},
 		{name: "source denied", cfg: func(c *Config) { c.AllowFrom = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")} },
 			status: 403, err: ErrAccessDenied, kind: VSourceDenied},
+		{name: "source allowed", cfg: func(c *Config) {
+			c.AllowFrom = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+		},
+			status: 202},
 		{name: "token in url", req: func(r *http.Request) { r.URL.RawQuery = "access_token=x" }, status: 400, err: ErrInvalidRequest, kind: VTokenInURL},
 		{name: "token missing", req: func(r *http.Request) { r.Header.Del("Authorization") }, status: 401, err: ErrAuthenticationFailed, kind: VTokenMissing},
 		{name: "basic instead of bearer", req: func(r *http.Request) { r.SetBasicAuth(testClient, testSecret) }, status: 401, err: ErrAuthenticationFailed, kind: VTokenMissing},
@@ -130,6 +134,20 @@ func TestViolations(t *testing.T) {
 		}, status: 202},
 		{name: "sub_id nested aliases", claims: func(c map[string]any) {
 			c["sub_id"] = map[string]any{"format": "aliases", "identifiers": []any{map[string]any{"format": "aliases", "identifiers": []any{}}}}
+		}, status: 400, err: ErrInvalidRequest, kind: VSubIDInvalid},
+		{name: "sub_id aliases", claims: func(c map[string]any) {
+			c["sub_id"] = map[string]any{"format": "aliases", "identifiers": []any{
+				map[string]any{"format": "email", "email": "a@example.com"},
+				map[string]any{"format": "phone_number", "phone_number": "+447700900123"}}}
+		}, status: 202},
+		{name: "sub_id member missing", claims: func(c map[string]any) { c["sub_id"] = map[string]any{"format": "iss_sub", "iss": testIssuer} },
+			status: 400, err: ErrInvalidRequest, kind: VSubIDInvalid},
+		{name: "sub_id not an object", claims: func(c map[string]any) { c["sub_id"] = "alice" }, status: 400, err: ErrInvalidRequest, kind: VSubIDInvalid},
+		{name: "sub_id ip-addresses", claims: func(c map[string]any) {
+			c["sub_id"] = map[string]any{"format": "ip-addresses", "ip-addresses": []any{"192.0.2.1"}}
+		}, status: 202},
+		{name: "sub_id complex with unknown member", claims: func(c map[string]any) {
+			c["sub_id"] = map[string]any{"format": "complex", "planet": map[string]any{"format": "opaque", "id": "x"}}
 		}, status: 400, err: ErrInvalidRequest, kind: VSubIDInvalid},
 		{name: "in_event: subject missing", cfg: inEventMode, claims: func(c map[string]any) {
 			c["events"] = map[string]any{eventType: map[string]any{"reason": "x"}}
