@@ -103,3 +103,35 @@ func TestAppendValueDepthLimit(t *testing.T) {
 		t.Fatal("a cyclic map was encoded")
 	}
 }
+
+// FuzzAppendValue holds the encoder to encoding/json on arbitrary JSON
+// documents: go test ./set -run '^$' -fuzz FuzzAppendValue -fuzztime 20s
+func FuzzAppendValue(f *testing.F) {
+	for _, s := range []string{
+		`{"reason":"hijacking","subject":{"format":"iss_sub","iss":"https://idp.example.com/","sub":"7375626A656374"}}`,
+		`{"a":[1,2.5,-0,1e-7,1e21,null,true,"<&>"],"":{"\u2028":"\ud800"}}`,
+		`[{"z":{}},{"y":[]}]`, `"\u0000\u001f\u007f"`, `123456789012345678901234567890`, `-0.000001`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var v any
+		if json.Unmarshal(data, &v) != nil {
+			return
+		}
+		want, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := appendValue(nil, v, 0)
+		if err != nil {
+			if strings.Contains(err.Error(), "nested deeper") {
+				return
+			}
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("appendValue = %s, encoding/json says %s", got, want)
+		}
+	})
+}
