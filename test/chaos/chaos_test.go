@@ -46,6 +46,7 @@ var (
 	flagKillEvery = flag.Duration("kill-every", 0, "chaos: SIGKILL a worker this often; 0 picks duration/12 within 3s..10s")
 	flagSeed      = flag.Uint64("seed", 0, "chaos: seed for the receiver's faults and the kill schedule; 0 picks one")
 	flagLogDir    = flag.String("logdir", "", "chaos: keep every process's logs here instead of a temporary directory")
+	flagAttempts  = flag.Int("max-attempts", 40, "chaos: the receiver's retry.max_attempts; below the consumer's MaxDeliver (100). A small value shows the checks failing")
 	flagBin       = flag.String("setrelay", "", "chaos: test this setrelay binary instead of building ./cmd/setrelay")
 )
 
@@ -190,11 +191,12 @@ func (r *run) setUp() {
 	ports := freePorts(t, 1+*flagWorkers)
 	r.receiverURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	downAfter := 20*time.Second + time.Duration(0.6*float64(r.duration))
-	r.receiver = newProc("receiver", r.bin, r.dir, nil,
+	// The secret goes through the environment, as an operator should pass
+	// it: a command line is visible to every user of the machine.
+	r.receiver = newProc("receiver", r.bin, r.dir, []string{"SETRELAY_RECEIVER_CLIENT_SECRET=" + r.secret},
 		"receiver",
 		"--listen", fmt.Sprintf("127.0.0.1:%d", ports[0]),
 		"--client-id", "chaos-client",
-		"--client-secret", r.secret,
 		"--issuer", "https://chaos.setrelay.test/",
 		"--audience", "https://receiver.chaos.test/",
 		"--jwks-url", jwksSrv.URL,
@@ -250,9 +252,9 @@ receivers:
       client_secret: ${CHAOS_CLIENT_SECRET}
     insecure_http: true
     timeout: %s
-    retry: {initial: 200ms, max: 2s, max_attempts: 40, max_age: 1h}
+    retry: {initial: 200ms, max: 2s, max_attempts: %d, max_age: 1h}
     pause: {threshold: %d, initial: 2s, max: 4s}
-`, r.cluster.URLs(), ackWait, keyPath, gracePeriod, chaosReceiver, r.receiverURL, r.receiverURL, pushTimeout, pauseThreshold)
+`, r.cluster.URLs(), ackWait, keyPath, gracePeriod, chaosReceiver, r.receiverURL, r.receiverURL, pushTimeout, *flagAttempts, pauseThreshold)
 	if err := os.WriteFile(r.configPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
