@@ -1,0 +1,199 @@
+package chaos
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/setrelay/setrelay/config"
+)
+
+// The deployment files must agree with each other: docker-compose config
+// (run by .ci/run) only checks the compose file's syntax, not that the
+// receiver expects the issuer the workers send or that Prometheus scrapes the
+// port the workers serve. These tests check what an engine-less CI can.
+
+func loadComposeWorkerConfig(t *testing.T) *config.Config {
+	t.Helper()
+	path := filepath.Join(moduleRoot(t), "configs", "compose", "setrelay.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"RECEIVER_CLIENT_ID": "compose-dev-client", "RECEIVER_CLIENT_SECRET": "dev-only-not-a-secret"}
+	cfg, err := config.Parse(data, path, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatalf("configs/compose/setrelay.yaml does not load: %v", err)
+	}
+	return cfg
+}
+
+type composeFile struct {
+	Services map[string]struct {
+		Image       string         `yaml:"image"`
+		Command     []string       `yaml:"command"`
+		Environment map[string]any `yaml:"environment"`
+		Volumes     []string       `yaml:"volumes"`
+		Profiles    []string       `yaml:"profiles"`
+		DependsOn   any            `yaml:"depends_on"`
+	} `yaml:"services"`
+	Volumes map[string]any `yaml:"volumes"`
+}
+
+func loadCompose(t *testing.T) composeFile {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(moduleRoot(t), "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f composeFile
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	return f
+}
+
+// flagValue returns the value of --name=value in args.
+func flagValue(args []string, name string) string {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestComposeWorkerConfig(t *testing.T) {
+	cfg := loadComposeWorkerConfig(t)
+	q := cfg.Queue()
+	if q.Replicas != 3 {
+		t.Errorf("compose workers use %d replicas, want 3 (the cluster has 3 nodes)", q.Replicas)
+	}
+	for _, node := range []string{"nats-1", "nats-2", "nats-3"} {
+		if !strings.Contains(q.URL, "nats://"+node+":4222") {
+			t.Errorf("nats.url %q does not list %s", q.URL, node)
+		}
+	}
+	if _, port, err := net.SplitHostPort(cfg.Ops.Listen); err != nil || port != "9464" || strings.HasPrefix(cfg.Ops.Listen, "127.") {
+		t.Errorf("ops.listen %q: want 0.0.0.0:9464, reachable by Prometheus and the Dockerfile health check", cfg.Ops.Listen)
+	}
+	if len(cfg.Receivers) != 1 {
+		t.Fatalf("want one receiver, got %d", len(cfg.Receivers))
+	}
+}
+
+func TestComposeFileAgreesWithConfigs(t *testing.T) {
+	cfg := loadComposeWorkerConfig(t)
+	f := loadCompose(t)
+	root := moduleRoot(t)
+
+	for _, name := range []string{"nats-1", "nats-2", "nats-3", "keygen", "provision", "worker-1", "worker-2", "receiver", "producer", "prometheus"} {
+		if _, ok := f.Services[name]; !ok {
+			t.Errorf("docker-compose.yml has no %s service", name)
+		}
+	}
+	// Each NATS node keeps its own store.
+	stores := map[string]bool{}
+	for _, name := range []string{"nats-1", "nats-2", "nats-3"} {
+		for _, v := range f.Services[name].Volumes {
+			if strings.HasSuffix(v, ":/data") {
+				stores[strings.SplitN(v, ":", 2)[0]] = true
+			}
+		}
+	}
+	if len(stores) != 3 {
+		t.Errorf("NATS nodes share or lack store volumes: %v", stores)
+	}
+	// Every bind-mounted file exists in the repository.
+	for name, s := range f.Services {
+		for _, v := range s.Volumes {
+			src := strings.SplitN(v, ":", 2)[0]
+			if !strings.HasPrefix(src, "./") {
+				continue
+			}
+			if _, err := os.Stat(filepath.Join(root, src)); err != nil {
+				t.Errorf("service %s mounts %s, which does not exist", name, src)
+			}
+		}
+	}
+	for _, name := range []string{"worker-1", "worker-2"} {
+		if got := f.Services[name].Command; !slices.Equal(got, []string{"run", "--config", "/etc/setrelay/config.yaml"}) {
+			t.Errorf("%s command %v, want setrelay run with the mounted config", name, got)
+		}
+	}
+	if p := f.Services["prometheus"].Profiles; !slices.Contains(p, "metrics") {
+		t.Errorf("prometheus should be optional (profile metrics), has profiles %v", p)
+	}
+
+	// The stand-in receiver expects what the workers send, where they send it.
+	rcv := cfg.Receivers[0]
+	args := f.Services["receiver"].Command
+	if got := flagValue(args, "issuer"); got != cfg.Issuer {
+		t.Errorf("receiver --issuer %q, workers send iss %q", got, cfg.Issuer)
+	}
+	if got := flagValue(args, "audience"); len(rcv.Audience) != 1 || got != rcv.Audience[0] {
+		t.Errorf("receiver --audience %q, workers send aud %v", got, rcv.Audience)
+	}
+	_, port, err := net.SplitHostPort(flagValue(args, "listen"))
+	if err != nil {
+		t.Fatalf("receiver --listen: %v", err)
+	}
+	for _, u := range []string{rcv.Endpoint, rcv.Auth.TokenURL} {
+		pu, err := url.Parse(u)
+		if err != nil || pu.Hostname() != "receiver" || pu.Port() != port {
+			t.Errorf("%s does not point at the receiver service on port %s", u, port)
+		}
+	}
+	if jwks := flagValue(args, "jwks-url"); !strings.HasSuffix(jwks, ":9464/jwks.json") {
+		t.Errorf("receiver --jwks-url %q is not a worker's ops /jwks.json", jwks)
+	}
+	// The secret reaches the receiver through its environment, not argv.
+	for _, a := range args {
+		if strings.HasPrefix(a, "--client-secret") {
+			t.Errorf("receiver gets its secret on the command line (%s...): use SETRELAY_RECEIVER_CLIENT_SECRET", a[:15])
+		}
+	}
+	if _, ok := f.Services["receiver"].Environment["SETRELAY_RECEIVER_CLIENT_SECRET"]; !ok {
+		t.Errorf("receiver has no SETRELAY_RECEIVER_CLIENT_SECRET")
+	}
+}
+
+func TestPrometheusScrapesTheWorkers(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(moduleRoot(t), "configs", "prometheus.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		ScrapeConfigs []struct {
+			MetricsPath   string `yaml:"metrics_path"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal(data, &p); err != nil {
+		t.Fatalf("configs/prometheus.yml: %v", err)
+	}
+	_, port, _ := net.SplitHostPort(loadComposeWorkerConfig(t).Ops.Listen)
+	var targets []string
+	for _, sc := range p.ScrapeConfigs {
+		if sc.MetricsPath != "/metrics" {
+			t.Errorf("metrics_path %q, want /metrics", sc.MetricsPath)
+		}
+		for _, st := range sc.StaticConfigs {
+			targets = append(targets, st.Targets...)
+		}
+	}
+	slices.Sort(targets)
+	want := []string{fmt.Sprintf("worker-1:%s", port), fmt.Sprintf("worker-2:%s", port)}
+	if !slices.Equal(targets, want) {
+		t.Errorf("prometheus scrapes %v, want %v", targets, want)
+	}
+}
