@@ -26,12 +26,16 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X main.version=${VERSION}" \
-      -o /out/setrelay ./cmd/setrelay
+      -o /out/setrelay ./cmd/setrelay \
+ && mkdir -p /out/state
 
 # distroless/static has CA certificates and tzdata (needed for TLS to real
 # receivers and token endpoints) and nothing else: no shell, no package manager.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/setrelay /usr/local/bin/setrelay
+# The working directory, owned by the runtime user so that the embedded-NATS
+# default (store_dir ./data) works when a volume is mounted here.
+COPY --from=build --chown=65532:65532 /out/state /var/lib/setrelay
 
 # 65532 is distroless's "nonroot" user. Keys and configs mounted into the
 # container must be readable by it.
@@ -42,7 +46,8 @@ WORKDIR /var/lib/setrelay
 EXPOSE 9464
 
 # There is no curl in a distroless image, so the binary checks its own ops
-# endpoint. Ops must listen on port 9464 (config ops.listen: 0.0.0.0:9464 in a container).
+# endpoint. Ops must listen on port 9464 in the container
+# (ops.listen: 0.0.0.0:9464, as configs/compose/setrelay.yaml has it).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
     CMD ["setrelay", "healthcheck", "--url", "http://127.0.0.1:9464/healthz"]
 
