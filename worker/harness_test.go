@@ -320,3 +320,26 @@ func eventTypes(claims map[string]any) []string {
 }
 
 func idN(prefix string, i int) string { return fmt.Sprintf("%s-%05d", prefix, i) }
+
+// publishMany publishes intents asynchronously, as a busy producer would,
+// and waits for every ack: a synchronous publish per intent would make the
+// test measure fsync latency rather than the worker.
+func (e *env) publishMany(ins []*intent.Intent) {
+	e.t.Helper()
+	for _, in := range ins {
+		data, err := queue.Encode(in, intent.Options{})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		msg := &nats.Msg{Subject: queue.IntentSubject, Data: data, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, in.ID)
+		if _, err := e.js.PublishMsgAsync(msg); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	select {
+	case <-e.js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		e.t.Fatal("async publishes not acked within 30s")
+	}
+}

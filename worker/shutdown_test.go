@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/setrelay/setrelay/intent"
 )
 
 // TestHardKillLosesNothing: a worker whose pushes hang is killed without
@@ -31,9 +33,11 @@ func TestHardKillLosesNothing(t *testing.T) {
 	_ = s
 
 	const n = 40
-	for i := 0; i < n; i++ {
-		e.publish(sessionRevoked(idN("kill", i)))
+	ins := make([]*intent.Intent, n)
+	for i := range ins {
+		ins[i] = sessionRevoked(idN("kill", i))
 	}
+	e.publishMany(ins)
 	nc1 := e.connect()
 	js1, err := jetstream.New(nc1)
 	if err != nil {
@@ -74,9 +78,11 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 		d.srv.Config.Handler.ServeHTTP(w, r)
 	})
 	const n = 600
-	for i := 0; i < n; i++ {
-		e.publish(sessionRevoked(idN("grace", i)))
+	ins := make([]*intent.Intent, n)
+	for i := range ins {
+		ins[i] = sessionRevoked(idN("grace", i))
 	}
+	e.publishMany(ins)
 	reg := prometheus.NewRegistry()
 	stop := e.run(Config{Concurrency: 16, GracePeriod: 5 * time.Second, Receivers: []Receiver{e.spec(e.js, "rp", slow.endpoint())}}, e.js, reg)
 	eventually(t, 10*time.Second, "some deliveries", func() bool { return d.Stats().Accepted >= 100 })
@@ -121,9 +127,11 @@ func TestOutagePausesConsumer(t *testing.T) {
 	e.run(Config{Concurrency: 16, Receivers: []Receiver{sDown, e.spec(e.js, "up", up.endpoint())}}, e.js, reg)
 
 	const n = 300
-	for i := 0; i < n; i++ {
-		e.publish(sessionRevoked(idN("outage", i)))
+	ins := make([]*intent.Intent, n)
+	for i := range ins {
+		ins[i] = sessionRevoked(idN("outage", i))
 	}
+	e.publishMany(ins)
 	eventually(t, 10*time.Second, "the failing receiver's consumer paused", func() bool { return e.consumerInfo("down").Paused })
 	eventually(t, 15*time.Second, "the healthy receiver served while the other is down", func() bool { return up.Stats().Accepted == n })
 	if got := down.Stats().Accepted; got != 0 {
