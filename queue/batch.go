@@ -33,6 +33,9 @@ type BatchResult struct {
 	Duplicate bool
 	// Err is non-nil when the intent was not stored (ErrStreamFull, ...).
 	Err error
+	// Sends is how many times it was sent: more than 1 after a disconnect
+	// or a lost ack.
+	Sends int
 }
 
 // BatchOptions configure a BatchPublisher.
@@ -68,6 +71,7 @@ type BatchStats struct {
 // goroutines; results then follow the order in which Add calls won the
 // internal lock.
 type BatchPublisher struct {
+	nc   *nats.Conn
 	js   jetstream.JetStream
 	opts BatchOptions
 
@@ -111,6 +115,7 @@ func NewBatchPublisher(nc *nats.Conn, opts BatchOptions) (*BatchPublisher, error
 		return nil, fmt.Errorf("queue: batch publisher: %w", err)
 	}
 	b := &BatchPublisher{
+		nc:      nc,
 		js:      js,
 		opts:    opts,
 		slots:   make(chan struct{}, opts.Window),
@@ -236,6 +241,7 @@ func (b *BatchPublisher) settle(p pendingPub) BatchResult {
 	fut := p.fut
 	var lastErr error
 	for attempt := 0; ; attempt++ {
+		res.Sends = attempt + 1
 		if fut != nil {
 			select {
 			case ack := <-fut.Ok():
@@ -248,13 +254,23 @@ func (b *BatchPublisher) settle(p pendingPub) BatchResult {
 			res.Err = publishError(p.id, lastErr)
 			return res
 		}
-		// Give a reconnect a moment; the slot stays held, so the window
-		// still bounds what is in flight.
-		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+		// Wait for the reconnect rather than queueing the re-send into a
+		// connection that may not come back soon; the slot stays held, so
+		// the window still bounds what is in flight. The other publishes
+		// lost in the same disconnect then re-send at once.
+		b.awaitConnected()
 		var err error
 		if fut, err = b.js.PublishMsgAsync(p.msg, jetstream.WithExpectStream(IntentStream)); err != nil {
 			fut, lastErr = nil, err
 		}
+	}
+}
+
+// awaitConnected waits, at most AckTimeout, for the connection to be up.
+func (b *BatchPublisher) awaitConnected() {
+	deadline := time.Now().Add(b.opts.AckTimeout)
+	for !b.nc.IsConnected() && !b.nc.IsClosed() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
