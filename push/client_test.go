@@ -594,3 +594,29 @@ func TestFailingTokenEndpointIsAskedOnceByConcurrentPushes(t *testing.T) {
 		t.Fatalf("%d token requests from 50 concurrent pushes against a failing endpoint, want 1", n)
 	}
 }
+
+func TestCancelledPushDoesNotWaitForTheTokenFetch(t *testing.T) {
+	ts := newTokenServer(t, false)
+	release := make(chan struct{})
+	ts.respond = func(w http.ResponseWriter, r *http.Request, _ int64) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}
+	defer close(release) // lets the in-flight fetch end before the server closes
+	rc := newReceiver(t, false, nil)
+	cfg := oauthConfig(rc, ts)
+	cfg.Timeout = time.Minute
+	c, _ := newTestClient(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	r := c.Push(ctx, []byte(testJWS))
+	if el := time.Since(start); el > 3*time.Second {
+		t.Fatalf("push waited %v for a hanging token endpoint despite its context", el)
+	}
+	if r.Outcome != Retry || r.Reason != ReasonTimeout || r.Attempts != 0 || rc.hits.Load() != 0 {
+		t.Fatalf("result %+v", r)
+	}
+}
