@@ -303,3 +303,18 @@ func decodeStored(subject string, data []byte, seq uint64, stored time.Time) Sto
 	}
 	return sdl
 }
+
+// ReplayOf returns the DLQ sequence a replayed intent message came from (its
+// Setrelay-Replay-Of header), for the worker to seed a new jti and to record
+// the link if the replay is dead-lettered again.
+func ReplayOf(h nats.Header) (seq uint64, ok bool) {
+	v := h.Get(HeaderReplayOf)
+	if v == "" {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(v, 10, 64)
+	if err != nil || seq == 0 {
+		return 0, false
+	}
+	return seq, true
+}

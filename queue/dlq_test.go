@@ -206,6 +206,9 @@ func TestDLQReplayRequeuesForItsReceiverThenDeletes(t *testing.T) {
 		m.Headers().Get(jetstream.MsgIDHeader) != "replay-acme-"+strconv.FormatUint(dlqSeq, 10) {
 		t.Errorf("replayed message: subject %s headers %v data %s", m.Subject(), m.Headers(), m.Data())
 	}
+	if of, ok := queue.ReplayOf(m.Headers()); !ok || of != dlqSeq {
+		t.Errorf("ReplayOf = %d, %v; want %d", of, ok, dlqSeq)
+	}
 	if msgs := fetchAll(t, env.js, "govuk", 1, 300*time.Millisecond); len(msgs) != 0 {
 		t.Error("replay for acme reached govuk")
 	}
@@ -304,3 +307,26 @@ func TestDLQPurgeByFilter(t *testing.T) {
 }
 
 type natsMsg = nats.Msg
+
+func TestReplayOfHeader(t *testing.T) {
+	tests := []struct {
+		value  string
+		want   uint64
+		wantOK bool
+	}{
+		{"", 0, false},
+		{"17", 17, true},
+		{"0", 0, false},
+		{"-3", 0, false},
+		{"x", 0, false},
+	}
+	for _, tt := range tests {
+		h := nats.Header{}
+		if tt.value != "" {
+			h.Set(queue.HeaderReplayOf, tt.value)
+		}
+		if got, ok := queue.ReplayOf(h); got != tt.want || ok != tt.wantOK {
+			t.Errorf("ReplayOf(%q) = %d, %v", tt.value, got, ok)
+		}
+	}
+}
