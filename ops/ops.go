@@ -182,9 +182,10 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("ops: listen on %s: %w", s.cfg.Listen, err)
 	}
+	served := make(chan error, 1)
 	s.mu.Lock()
 	s.ln = ln
-	s.serveErr = make(chan error, 1)
+	s.serveErr = served
 	s.mu.Unlock()
 	go func() {
 		// Serve returns when Shutdown closes the listener.
@@ -192,7 +193,7 @@ func (s *Server) Start() error {
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		s.serveErr <- err
+		served <- err
 	}()
 	return nil
 }
