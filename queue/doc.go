@@ -38,9 +38,11 @@
 //
 // The worker dead-letters a message when its own attempt limit is reached.
 // The consumer's MaxDeliver is only a safety net for a worker that cannot
-// reach that decision (a crash loop, say); when the server hits it, it stops
-// delivering the message and, with Interest retention, may drop it, emitting
-// a MAX_DELIVERIES advisory (see MaxDeliveriesAdvisorySubject). Set it well
-// above the largest receiver max_attempts: shutdown hand-backs (Nak) also
-// count as deliveries.
+// reach that decision (a crash loop, say). When the server hits it, it stops
+// delivering the message and publishes a MAX_DELIVERIES advisory (see
+// MaxDeliveriesAdvisorySubject); with Interest retention the message then
+// stays in the stream, holding space, while the consumer's pending counts no
+// longer show it. So set MaxDeliver well above the largest receiver
+// max_attempts (shutdown hand-backs with Nak also count as deliveries) and
+// alert on the advisory.
 package queue
