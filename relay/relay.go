@@ -341,12 +341,12 @@ func (s *Service) OpsAddr() net.Addr { return s.ops.Addr() }
 // (the demo) and tests.
 func (s *Service) JetStream() jetstream.JetStream { return s.js }
 
-// Provision connects to NATS as configured (nats.url, NATS_URL, or the
-// embedded server's listen address, which must then be running) and creates
-// or updates the streams and one consumer per receiver. It is what
-// `setrelay provision` runs, for deployments that provision in a separate
-// step before the workers start.
-func Provision(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+// Connect connects to NATS as the configuration says, for the commands
+// that talk to a running setrelay's queue (provision, publish, dlq ...):
+// nats.url, overridden by NATS_URL and the other NATS_* variables, or, when
+// it is empty, the embedded server of a running 'setrelay run' on
+// nats.listen. The caller drains or closes the connection.
+func Connect(ctx context.Context, cfg *config.Config, log *zap.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
@@ -355,15 +355,33 @@ func Provision(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	nc, err := queue.Connect(ctx, qcfg, log)
 	if err != nil {
 		if qcfg.URL == "" {
-			return fmt.Errorf("%w (nats.url is empty, so the embedded server of a running 'setrelay run' was expected at %s; 'setrelay run' provisions by itself)", err, qcfg.Listen)
+			return nil, nil, fmt.Errorf("%w (nats.url is empty, so the embedded server of a running 'setrelay run' was expected on %s; start it, or set nats.url or NATS_URL)", err, qcfg.Listen)
 		}
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// Provision connects as Connect does and creates or updates the streams
+// and one consumer per receiver. It is what `setrelay provision` runs, for
+// deployments that provision in a separate step before the workers start
+// ('setrelay run' provisions by itself).
+func Provision(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	nc, js, err := Connect(ctx, cfg, log)
+	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
+	qcfg := cfg.Queue()
+	qcfg.ApplyEnv()
 	if err := queue.Provision(ctx, js, qcfg, cfg.ReceiverNames()); err != nil {
 		return err
 	}

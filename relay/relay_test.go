@@ -285,3 +285,18 @@ func TestProvisionAgainstRunningServer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestConnectWithoutRunningServerExplains(t *testing.T) {
+	cfg, _ := testConfig(t, "http://127.0.0.1:1/")
+	cfg.NATS.Listen = "127.0.0.1:1" // nothing listens on port 1
+	t.Setenv("NATS_URL", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _, err := Connect(ctx, cfg, zaptest.NewLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "embedded server of a running 'setrelay run'") {
+		t.Fatalf("Connect with nothing listening: %v", err)
+	}
+	if err := Provision(ctx, cfg, zaptest.NewLogger(t)); err == nil {
+		t.Fatal("Provision with nothing listening succeeded")
+	}
+}
