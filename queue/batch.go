@@ -138,7 +138,9 @@ func (b *BatchPublisher) Publish(ctx context.Context, in *intent.Intent, ref int
 
 // Add publishes already-validated intent bytes with Nats-Msg-Id = id and the
 // traceparent from ctx. It blocks while the window is full. A nil error means
-// the result will reach OnResult; an error means it will not.
+// the result will reach OnResult; an error means it will not. data is kept
+// (for a re-send) until its result is reported, so the caller must not reuse
+// the buffer: copy bufio.Scanner.Bytes, for instance.
 func (b *BatchPublisher) Add(ctx context.Context, id string, data []byte, ref int64) error {
 	msg, err := intentMsg(ctx, IntentSubject, id, data, nil)
 	if err != nil {
