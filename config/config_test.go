@@ -98,7 +98,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := defaults()
+	want := Defaults()
 	if cfg.NATS != want.NATS || cfg.Worker != want.Worker || cfg.Ops != want.Ops || cfg.Log != want.Log {
 		t.Errorf("top-level defaults: got %+v", cfg)
 	}
@@ -372,5 +372,23 @@ func TestYAMLShapeErrors(t *testing.T) {
 			}
 			containsAll(t, problemsOf(t, err), c.want)
 		})
+	}
+}
+
+// TestConfigInCode builds a Config the way the demo does, without YAML.
+func TestConfigInCode(t *testing.T) {
+	cfg := Defaults()
+	cfg.Issuer = "https://demo.example/"
+	cfg.Keys = []Key{{ID: "demo", File: "demo.pem", Alg: "ES256"}}
+	cfg.Receivers = []Receiver{{Name: "demo", Endpoint: "http://127.0.0.1:1/events", Audience: Audience{"aud"}, Key: "demo", InsecureHTTP: true}}
+	if err := cfg.Validate(); err == nil {
+		t.Fatal("Validate accepted receivers without their defaults (timeouts of 0)")
+	}
+	cfg.FillDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Defaults + FillDefaults: %v", err)
+	}
+	if !cfg.Receivers[0].KID() || cfg.Receivers[0].Retry.MaxAttempts != DefaultRetryMaxAttempts {
+		t.Errorf("receiver defaults not filled: %+v", cfg.Receivers[0])
 	}
 }

@@ -1,9 +1,11 @@
 package config
 
-// defaults returns a Config with the top-level sections pre-filled. YAML
-// decoding writes over what the file sets and leaves the rest, so an explicit
-// zero (grace_period: 0s) is honoured rather than replaced.
-func defaults() *Config {
+// Defaults returns a Config with the top-level sections (nats, worker, ops,
+// log) holding their defaults and nothing else. Load decodes the file over
+// it, so an explicit zero (grace_period: 0s) is honoured rather than
+// replaced. Programs that build a Config in code start from it, append
+// keys and receivers, then call FillDefaults and Validate.
+func Defaults() *Config {
 	return &Config{
 		NATS: NATS{
 			StoreDir:      DefaultStoreDir,
@@ -18,11 +20,11 @@ func defaults() *Config {
 	}
 }
 
-// fillDefaults completes each receiver. List elements cannot be pre-filled
+// FillDefaults completes each receiver. List elements cannot be pre-filled
 // before decoding, so here a zero value means "not set"; every field treated
 // this way has no meaningful zero (a zero timeout or retry delay is never
 // what an operator wants), except rate_limit, whose zero means unlimited.
-func (c *Config) fillDefaults() {
+func (c *Config) FillDefaults() {
 	for i := range c.Receivers {
 		r := &c.Receivers[i]
 		if r.SendKID == nil {

@@ -36,7 +36,7 @@ func Parse(data []byte, file string, lookup func(string) (string, bool)) (*Confi
 }
 
 func parse(data []byte, file string, lookup func(string) (string, bool)) (*Config, error) {
-	cfg := defaults()
+	cfg := Defaults()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	// KnownFields turns a misspelt key into an error naming its line
 	// instead of a silently ignored setting.
@@ -61,7 +61,7 @@ func parse(data []byte, file string, lookup func(string) (string, bool)) (*Confi
 	if err := p.err(file); err != nil {
 		return nil, err
 	}
-	cfg.fillDefaults()
+	cfg.FillDefaults()
 	if err := cfg.validate(file); err != nil {
 		return nil, err
 	}

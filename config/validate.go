@@ -22,8 +22,8 @@ var algorithms = []string{"RS256", "PS256", "ES256", "ES384", "EdDSA"}
 var receiverName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
 // Validate checks a Config assembled in code (Load validates on its own)
-// and returns an *Error listing every problem, or nil. Defaults must
-// already be filled: Validate does not invent values.
+// and returns an *Error listing every problem, or nil. Start from Defaults
+// and call FillDefaults first: Validate does not invent values.
 func (c *Config) Validate() error { return c.validate("") }
 
 func (c *Config) validate(file string) error {

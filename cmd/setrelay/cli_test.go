@@ -350,6 +350,7 @@ func TestSignFlagProblemsAllReported(t *testing.T) {
 func TestUsageErrorsExitTwo(t *testing.T) {
 	for _, args := range [][]string{
 		{"nope"},
+		{"keys", "nope"},
 		{"sign", "--bogus"},
 		{"version", "extra"},
 		{"run"},

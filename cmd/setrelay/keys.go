@@ -28,7 +28,15 @@ document 'setrelay keys jwks' prints).`,
 		Example: `  setrelay keys generate --alg RS256 --id rp-2026-11 --out keys/rp-2026-11.pem
   setrelay keys pem --key keys/rp-2026-11.pem
   setrelay keys jwks --key keys/rp-2026-11.pem --kid rp-2026-11`,
-		Args: positional(cobra.NoArgs),
+		// A group command: without a subcommand it shows its help, and an
+		// unknown subcommand is a usage error rather than help and status 0.
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("unknown command %q for %q\nRun '%s --help' for usage.", args[0], cmd.CommandPath(), cmd.CommandPath())
+			}
+			return cmd.Help()
+		},
 	}
 	cmd.AddCommand(newKeysGenerateCmd(), newKeysJWKSCmd(), newKeysPEMCmd())
 	return cmd
