@@ -97,7 +97,7 @@ func (c *Config) validateNATS(p *problems) {
 		for _, s := range strings.Split(n.URL, ",") {
 			u, err := url.Parse(strings.TrimSpace(s))
 			if err != nil || u.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) {
-				p.add("nats.url", "must be nats://, tls://, ws:// or wss:// URLs separated by commas (got %q); leave it empty for the embedded server", s)
+				p.add("nats.url", "must be nats://, tls://, ws:// or wss:// URLs separated by commas (got %q); leave it empty for the embedded server", redactURL(s))
 			}
 		}
 	} else {
@@ -271,7 +271,7 @@ func checkURL(p *problems, path, raw string, insecure bool, what string) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		p.add(path, "must be an absolute https:// URL (got %q)", raw)
+		p.add(path, "must be an absolute https:// URL (got %q)", redactURL(raw))
 		return
 	}
 	if u.User != nil {
@@ -297,4 +297,18 @@ func checkTLS(p *problems, path string, t TLS) {
 	if (t.Cert == "") != (t.Key == "") {
 		p.add(path, "cert and key go together: set both for a client certificate, or neither")
 	}
+}
+
+// redactURL hides the user information of a URL echoed in an error: a NATS
+// URL may carry user:password, and a problem report must not.
+func redactURL(raw string) string {
+	at := strings.LastIndex(raw, "@")
+	if at < 0 {
+		return raw
+	}
+	start := strings.Index(raw, "://")
+	if start < 0 || start > at {
+		start = -3
+	}
+	return raw[:start+3] + "[REDACTED]" + raw[at:]
 }

@@ -185,3 +185,21 @@ func TestEventTypesResolved(t *testing.T) {
 		t.Errorf("EventTypes = %v, want %v", got, want)
 	}
 }
+
+func TestURLProblemsDoNotEchoCredentials(t *testing.T) {
+	cfg := validConfig(t)
+	cfg.NATS.URL = "http://relay:hunter2@nats:4222"
+	cfg.Receivers[0].Endpoint = "ftp://user:pw-secret@rcv.example/"
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted bad URLs")
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "hunter2") || strings.Contains(msg, "pw-secret") {
+		t.Errorf("a credential in a URL was echoed:\n%s", msg)
+	}
+	containsAll(t, problemsOf(t, err), `(got "http://[REDACTED]@nats:4222")`, `(got "ftp://[REDACTED]@rcv.example/")`)
+	if got := redactURL("user:pw@host"); strings.Contains(got, "pw") {
+		t.Errorf("redactURL without a scheme = %q", got)
+	}
+}
