@@ -499,3 +499,67 @@ func TestReceiverCommand(t *testing.T) {
 		t.Errorf("bad receiver flags: %d %s", code, stderr2)
 	}
 }
+
+// TestRunCommand runs `setrelay run` in-process against an embedded NATS
+// until it is ready, then stops it as SIGTERM would (context cancelled).
+func TestRunCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an embedded NATS server")
+	}
+	key := generate(t, "ES256", "")
+	dir := t.TempDir()
+	y := fmt.Sprintf(`issuer: https://rp.example/
+keys: [{id: run-key, file: %s, alg: ES256}]
+nats: {listen: "127.0.0.1:-1", store_dir: %s}
+ops: {listen: "127.0.0.1:0"}
+worker: {grace_period: 1s}
+log: {level: info, format: json}
+receivers:
+  - {name: r1, endpoint: "http://127.0.0.1:1/events", audience: a, key: run-key, insecure_http: true}
+`, key, filepath.Join(dir, "js"))
+	cfgFile := filepath.Join(dir, "run.yaml")
+	if err := os.WriteFile(cfgFile, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout bytes.Buffer
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- execute(ctx, []string{"run", "--config", cfgFile}, strings.NewReader(""), &stdout, &stderr) }()
+
+	opsAddr := regexp.MustCompile(`"ops":"(127\.0\.0\.1:\d+)"`)
+	var ops string
+	for deadline := time.Now().Add(20 * time.Second); ops == "" && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := opsAddr.FindStringSubmatch(stderr.String()); m != nil {
+			ops = m[1]
+		}
+	}
+	if ops == "" {
+		t.Fatalf("run did not log its ops address:\n%s", stderr.String())
+	}
+	resp, err := http.Get("http://" + ops + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/readyz = %d", resp.StatusCode)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("run exit %d after shutdown:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not stop")
+	}
+	// The service logs JSON lines, one object per line.
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		var obj map[string]any
+		if err := json.Unmarshal([]byte(line), &obj); err != nil {
+			t.Errorf("not a JSON log line: %q", line)
+		}
+	}
+}
