@@ -526,7 +526,9 @@ receivers:
 	var stdout bytes.Buffer
 	var stderr syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- execute(ctx, []string{"run", "--config", cfgFile}, strings.NewReader(""), &stdout, &stderr) }()
+	go func() {
+		done <- execute(ctx, []string{"run", "--config", cfgFile}, strings.NewReader(""), &stdout, &stderr)
+	}()
 
 	opsAddr := regexp.MustCompile(`"ops":"(127\.0\.0\.1:\d+)"`)
 	var ops string
