@@ -157,12 +157,31 @@ func (p *Pool) Run(ctx context.Context) error {
 	work, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
 
-	var loops, msgs sync.WaitGroup
+	// Concurrency long-lived workers, rather than a goroutine per message:
+	// signing and HTTP need deep stacks, and growing a fresh goroutine's
+	// stack for every message cost measurable CPU.
+	tasks := make(chan task)
+	var workers sync.WaitGroup
+	for i := 0; i < p.cfg.Concurrency; i++ {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for t := range tasks {
+				p.handle(work, t.r, t.msg)
+				p.release(1)
+				if t.done != nil {
+					close(t.done)
+				}
+			}
+		}()
+	}
+
+	var loops sync.WaitGroup
 	for _, r := range p.rcvs {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			p.fetchLoop(ctx, work, r, &msgs)
+			p.fetchLoop(ctx, r, tasks)
 		}()
 	}
 	loops.Add(1)
@@ -173,12 +192,13 @@ func (p *Pool) Run(ctx context.Context) error {
 	p.log.Info("worker pool started", zap.Int("concurrency", p.cfg.Concurrency), zap.Int("receivers", len(p.rcvs)))
 
 	<-ctx.Done()
-	// Every msgs.Add happens in a fetch loop, so after loops.Wait no
-	// more can start and msgs.Wait below is well-defined.
+	// The fetch loops are the only senders on tasks: once they are done,
+	// closing it lets each worker return after its current message.
 	loops.Wait()
+	close(tasks)
 	done := make(chan struct{})
 	go func() {
-		msgs.Wait()
+		workers.Wait()
 		close(done)
 	}()
 	grace := time.NewTimer(p.cfg.GracePeriod)
@@ -192,6 +212,14 @@ func (p *Pool) Run(ctx context.Context) error {
 		p.log.Warn("worker pool stopped; grace period over, unfinished messages handed back", zap.Duration("grace_period", p.cfg.GracePeriod))
 	}
 	return nil
+}
+
+// task is one message handed from a fetch loop to a worker, which owns one
+// slot for it. done, when set, is closed after the message is settled.
+type task struct {
+	r    *rcv
+	msg  jetstream.Msg
+	done chan struct{}
 }
 
 func (p *Pool) acquire(ctx context.Context) bool {
@@ -229,8 +257,8 @@ func (p *Pool) release(n int) {
 // free slots, so a short batch returns at once and frees the rest. When the
 // consumer is idle it holds a single slot in a long-poll pull request. The
 // loop returns when ctx is cancelled; messages already received are still
-// handed to workers, which finish them on work.
-func (p *Pool) fetchLoop(ctx, work context.Context, r *rcv, msgs *sync.WaitGroup) {
+// handed to the workers.
+func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 	idle := false
 	var errDelay time.Duration
 	for ctx.Err() == nil {
@@ -274,22 +302,12 @@ func (p *Pool) fetchLoop(ctx, work context.Context, r *rcv, msgs *sync.WaitGroup
 		got := 0
 		for msg := range batch.Messages() {
 			got++
-			msgs.Add(1)
 			if !probing {
-				go func() {
-					defer msgs.Done()
-					defer p.release(1)
-					p.handle(work, r, msg)
-				}()
+				tasks <- task{r: r, msg: msg}
 				continue
 			}
 			done := make(chan struct{})
-			go func() {
-				defer msgs.Done()
-				defer close(done)
-				defer p.release(1)
-				p.handle(work, r, msg)
-			}()
+			tasks <- task{r: r, msg: msg, done: done}
 			select {
 			case <-done:
 			case <-ctx.Done():
