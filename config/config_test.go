@@ -177,8 +177,10 @@ func TestYAMLErrors(t *testing.T) {
 		name, yaml string
 		want       []string
 	}{
-		{"unknown keys, all reported with lines", minimal + "  - name: r2\n    endpont: https://x/\n    audiance: a\n", []string{`line 10: unknown key "endpont"`, `line 11: unknown key "audiance"`}},
-		{"unknown top-level key", "isuser: x\n" + minimal, []string{`line 1: unknown key "isuser"`}},
+		{"unknown keys, all reported with lines", minimal + "  - name: r2\n    endpont: https://x/\n    audiance: a\n", []string{`line 10: unknown key "endpont"`, `did you mean "endpoint"?`, `line 11: unknown key "audiance"`, `did you mean "audience"?`}},
+		{"unknown key in a nested section", minimal + "    retry: {max_atempts: 3}\n", []string{`unknown key "max_atempts"`, `did you mean "max_attempts"?`}},
+		{"unknown key far from any", minimal + "    colour: blue\n", []string{`unknown key "colour" (check its spelling`}},
+		{"unknown top-level key", "isuser: x\n" + minimal, []string{`line 1: unknown key "isuser"; did you mean "issuer"?`}},
 		{"bad duration", minimal + "    timeout: 10 seconds\n", []string{"line 9: `10 seconds` is not a duration: write one such as"}},
 		{"audience mapping", strings.Replace(minimal, "audience: https://rcv.example/", "audience: {a: b}", 1), []string{"audience must be a string or a list of strings"}},
 		{"audience nested list", strings.Replace(minimal, "audience: https://rcv.example/", "audience: [[a]]", 1), []string{"audience entries must be strings"}},

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -74,7 +76,7 @@ var rewrites = []struct {
 	re   *regexp.Regexp
 	with string
 }{
-	{regexp.MustCompile(`field (\S+) not found in type \S+`), `unknown key "$1" (check its spelling and indentation against configs/*.yaml)`},
+	{regexp.MustCompile(`field (\S+) not found in type \S+`), `unknown key "$1"`},
 	{regexp.MustCompile("cannot unmarshal !!\\w+ (`[^`]*`) into time\\.Duration"), "$1 is not a duration: write one such as 500ms, 10s, 5m or 72h"},
 	{regexp.MustCompile("cannot unmarshal !!\\w+ (`[^`]*`) into u?int\\d*"), "$1 is not a whole number"},
 	{regexp.MustCompile("cannot unmarshal !!\\w+ (`[^`]*`) into float64"), "$1 is not a number"},
@@ -95,12 +97,78 @@ func yamlProblems(err error) []Problem {
 	}
 	out := make([]Problem, 0, len(lines))
 	for _, l := range lines {
+		hint := suggestKey(l)
 		for _, r := range rewrites {
 			l = r.re.ReplaceAllString(l, r.with)
 		}
-		out = append(out, Problem{Message: l})
+		out = append(out, Problem{Message: l + hint})
 	}
 	return out
+}
+
+// sections maps the Go type names yaml reports to the types, so an unknown
+// key can be compared with the keys that section does have.
+var sections = map[string]reflect.Type{
+	"config.Config":   reflect.TypeFor[Config](),
+	"config.Key":      reflect.TypeFor[Key](),
+	"config.NATS":     reflect.TypeFor[NATS](),
+	"config.TLS":      reflect.TypeFor[TLS](),
+	"config.Worker":   reflect.TypeFor[Worker](),
+	"config.Ops":      reflect.TypeFor[Ops](),
+	"config.Log":      reflect.TypeFor[Log](),
+	"config.Receiver": reflect.TypeFor[Receiver](),
+	"config.Auth":     reflect.TypeFor[Auth](),
+	"config.Retry":    reflect.TypeFor[Retry](),
+	"config.Pause":    reflect.TypeFor[Pause](),
+}
+
+var unknownKey = regexp.MustCompile(`field (\S+) not found in type (\S+)`)
+
+// suggestKey returns "; did you mean X?" for an unknown key close to a
+// real one of the same section (endpont → endpoint), a general hint for
+// another unknown key, and "" for other messages.
+func suggestKey(msg string) string {
+	m := unknownKey.FindStringSubmatch(msg)
+	if m == nil {
+		return ""
+	}
+	const generic = " (check its spelling and indentation against configs/*.yaml)"
+	t, ok := sections[m[2]]
+	if !ok {
+		return generic
+	}
+	best, bestD := "", 3
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if d := editDistance(m[1], name); d < bestD {
+			best, bestD = name, d
+		}
+	}
+	if best == "" {
+		return generic
+	}
+	return "; did you mean " + strconv.Quote(best) + "?"
+}
+
+// editDistance is the Levenshtein distance, for key suggestions.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }
 
 // readSecretFiles loads client_secret_file and authorization_header_file
