@@ -42,6 +42,7 @@ the SET an intent becomes, and 'setrelay run --config FILE' to run the service
 	})
 	root.AddCommand(
 		newRunCmd(),
+		newDemoCmd(),
 		newProvisionCmd(),
 		newSignCmd(),
 		newKeysCmd(),

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/intent"
@@ -158,6 +159,10 @@ func runSign(cmd *cobra.Command, args []string, sf *signFlags) error {
 
 	src := "stdin"
 	var in io.Reader = cmd.InOrStdin()
+	if f, ok := in.(*os.File); ok && len(args) == 0 && term.IsTerminal(int(f.Fd())) {
+		// Without this a newcomer sees a command that seems to hang.
+		fmt.Fprintln(cmd.ErrOrStderr(), "reading the intent from stdin (end with Ctrl-D), or pass a file: setrelay sign [flags] intent.json")
+	}
 	if len(args) == 1 && args[0] != "-" {
 		src = args[0]
 		f, err := os.Open(args[0])
