@@ -114,6 +114,7 @@ func TestConnectAuthentication(t *testing.T) {
 		{"two methods", queue.Config{URL: tokenURL, Token: "s3cret-token", User: "relay", Password: "x"}, false},
 		{"missing creds file", queue.Config{URL: tokenURL, Creds: "/nonexistent/x.creds"}, false},
 		{"cert without key", queue.Config{URL: tokenURL, Cert: "/nonexistent/c.pem"}, false},
+		{"unreachable URL with credentials", queue.Config{URL: "nats://relay:s3cret-pw@127.0.0.1:1,nats://x:s3cret-2@127.0.0.1:2"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
