@@ -110,6 +110,11 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 		return
 	}
 
+	// While the consumer is paused, do not even sign: hand it back.
+	if p.handBackIfPaused(r, &j) {
+		return
+	}
+
 	// iat is the time JetStream stored the intent, so a redelivery
 	// re-signs byte-identical claims with the same jti.
 	claims, err := set.Build(in, r.Profile, set.Options{IssuedAt: j.stored, ReplayOf: j.replayOf})
@@ -122,9 +127,6 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 	if err != nil {
 		res = push.Result{Outcome: push.Retry, Reason: reasonSign, Cause: err}
 	} else {
-		if p.handBackIfPaused(r, &j) {
-			return
-		}
 		if r.Limiter != nil {
 			if err := r.Limiter.Wait(ctx); err != nil && ctx.Err() != nil {
 				p.handBack(r, &j)

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
+	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/set"
@@ -103,5 +106,29 @@ func TestReplayGetsNewJTI(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if got := other.Stats().Requests; got != 1 {
 		t.Errorf("other receiver got %d requests, want 1: the replay is not for it", got)
+	}
+}
+
+// TestRateLimit: a receiver limited to 20 SETs/s gets them no faster, even
+// with the pool's slots free.
+func TestRateLimit(t *testing.T) {
+	e := newEnv(t, 30*time.Second, "limited")
+	s := newScripted(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	spec := e.spec(e.js, "limited", s.endpoint())
+	spec.Limiter = rate.NewLimiter(20, 1)
+	e.run(Config{Concurrency: 16, Receivers: []Receiver{spec}}, e.js, nil)
+	const n = 15
+	ins := make([]*intent.Intent, n)
+	for i := range ins {
+		ins[i] = sessionRevoked(idN("rate", i))
+	}
+	e.publishMany(ins)
+	eventually(t, 10*time.Second, "all delivered", func() bool { return e.intentsLeft() == 0 })
+	s.mu.Lock()
+	span := s.times[len(s.times)-1].Sub(s.times[0])
+	s.mu.Unlock()
+	// 15 pushes at 20/s with a burst of 1: 14 gaps of 50 ms.
+	if span < 650*time.Millisecond {
+		t.Fatalf("%d pushes within %v, want >= 700ms at 20/s", n, span)
 	}
 }
