@@ -67,8 +67,8 @@ type Server struct {
 	serveErr chan error
 }
 
-// New builds the server and its handler. It registers the Go and process
-// collectors on cfg.Registry unless they already are.
+// New builds the server and its handler. It registers the Go runtime,
+// process and build-info collectors on cfg.Registry unless they already are.
 func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		return nil, errors.New("ops: a metrics registry is required")
@@ -76,6 +76,8 @@ func New(cfg Config) (*Server, error) {
 	for _, c := range []prometheus.Collector{
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		// go_build_info: which build is running, for dashboards and rollouts.
+		collectors.NewBuildInfoCollector(),
 	} {
 		if err := cfg.Registry.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError

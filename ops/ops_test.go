@@ -67,7 +67,7 @@ func TestMetricsServesInjectedRegistryAndRuntime(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 	b := body(t, resp)
-	for _, want := range []string{"setrelay_test_total 3", "go_goroutines", "process_"} {
+	for _, want := range []string{"setrelay_test_total 3", "go_goroutines", "process_", "go_build_info"} {
 		if !strings.Contains(b, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

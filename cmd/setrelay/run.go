@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
@@ -45,7 +47,14 @@ they share the receivers' consumers.`,
 				return err
 			}
 			defer func() { _ = log.Sync() }()
-			return relay.Run(cmd.Context(), cfg, log, prometheus.NewRegistry())
+			err = relay.Run(cmd.Context(), cfg, log, prometheus.NewRegistry())
+			// Key files are checked when loaded; name the file their
+			// paths (keys[0].file) belong to.
+			var ce *config.Error
+			if errors.As(err, &ce) && ce.File == "" {
+				ce.File = file
+			}
+			return err
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "configuration file (YAML; see configs/*.yaml)")
