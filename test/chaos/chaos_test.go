@@ -43,7 +43,7 @@ var (
 	flagDuration  = flag.Duration("duration", 60*time.Second, "chaos: how long publishing (and the chaos) lasts")
 	flagRate      = flag.Float64("rate", 0, "chaos: intents per second; 0 spreads -intents over -duration")
 	flagWorkers   = flag.Int("workers", 3, "chaos: setrelay run processes")
-	flagKillEvery = flag.Duration("kill-every", 0, "chaos: SIGKILL a worker this often; 0 picks duration/12 within 3s..10s")
+	flagKillEvery = flag.Duration("kill-every", 0, "chaos: SIGKILL a worker this often; 0 picks duration/20 within 3s..6s")
 	flagSeed      = flag.Uint64("seed", 0, "chaos: seed for the receiver's faults and the kill schedule; 0 picks one")
 	flagLogDir    = flag.String("logdir", "", "chaos: keep every process's logs here instead of a temporary directory")
 	flagAttempts  = flag.Int("max-attempts", 40, "chaos: the receiver's retry.max_attempts; below the consumer's MaxDeliver (100). A small value shows the checks failing")
@@ -279,8 +279,12 @@ receivers:
 			w.kill(t)
 		}
 	})
+	// Workers connect and provision (idempotently) before serving /readyz;
+	// on a loaded 2-core machine that can take a while.
+	wctx, wcancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer wcancel()
 	for i, w := range r.workers {
-		if err := waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1+i])); err != nil {
+		if err := waitHTTP(wctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1+i])); err != nil {
 			t.Fatalf("%s not ready: %v\n%s", w.name, err, tail(w.logFiles()))
 		}
 	}
@@ -300,7 +304,7 @@ func (r *run) publishWithChaos() {
 
 	killEvery := *flagKillEvery
 	if killEvery <= 0 {
-		killEvery = min(max(r.duration/12, 3*time.Second), 10*time.Second)
+		killEvery = min(max(r.duration/20, 3*time.Second), 6*time.Second)
 	}
 	var (
 		nextKill   = r.started.Add(killEvery)

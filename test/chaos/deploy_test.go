@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/intent"
 )
 
 // The deployment files must agree with each other: docker-compose config
@@ -195,5 +196,36 @@ func TestPrometheusScrapesTheWorkers(t *testing.T) {
 	want := []string{fmt.Sprintf("worker-1:%s", port), fmt.Sprintf("worker-2:%s", port)}
 	if !slices.Equal(targets, want) {
 		t.Errorf("prometheus scrapes %v, want %v", targets, want)
+	}
+}
+
+// TestComposeSampleIntents checks that the producer's sample intents are
+// all valid, so the compose demo shows deliveries rather than dead letters,
+// and that the producer publishes that file.
+func TestComposeSampleIntents(t *testing.T) {
+	root := moduleRoot(t)
+	data, err := os.ReadFile(filepath.Join(root, "configs", "compose", "intents.ndjson"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for n, line := range strings.Split(strings.TrimRight(string(data), "\n"), "\n") {
+		in, err := intent.Decode([]byte(line), intent.Options{})
+		if err != nil {
+			t.Errorf("intents.ndjson line %d: %v", n+1, err)
+			continue
+		}
+		if ids[in.ID] {
+			t.Errorf("intents.ndjson line %d: duplicate id %s would be de-duplicated", n+1, in.ID)
+		}
+		ids[in.ID] = true
+	}
+	if len(ids) < 3 {
+		t.Errorf("only %d sample intents", len(ids))
+	}
+	prod := loadCompose(t).Services["producer"]
+	i := slices.Index(prod.Command, "--file")
+	if len(prod.Command) == 0 || prod.Command[0] != "publish" || i < 0 || i+1 >= len(prod.Command) || prod.Command[i+1] != "/intents/intents.ndjson" {
+		t.Errorf("producer command %v does not publish /intents/intents.ndjson", prod.Command)
 	}
 }
