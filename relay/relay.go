@@ -94,8 +94,7 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 	}
 	s.keys = keys
 
-	qcfg := cfg.Queue()
-	qcfg.ApplyEnv()
+	qcfg := queueConfig(cfg)
 	if err := s.connect(ctx, qcfg); err != nil {
 		return nil, err
 	}
@@ -143,6 +142,18 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 	}
 	s.steps = append(s.steps, func(ctx context.Context) error { return s.ops.Shutdown(ctx) })
 	return s, nil
+}
+
+// queueConfig is cfg's queue configuration with the NATS_* environment
+// applied, except NATS_URL: config.Load has already applied that one, and a
+// caller may have overridden the URL since (a --nats-url flag), which must
+// win over the environment.
+func queueConfig(cfg *config.Config) queue.Config {
+	q := cfg.Queue()
+	url := q.URL
+	q.ApplyEnv()
+	q.URL = url
+	return q
 }
 
 // loadKeys loads every configured key and builds its signer once. Every
@@ -350,8 +361,7 @@ func Connect(ctx context.Context, cfg *config.Config, log *zap.Logger) (*nats.Co
 	if log == nil {
 		log = zap.NewNop()
 	}
-	qcfg := cfg.Queue()
-	qcfg.ApplyEnv()
+	qcfg := queueConfig(cfg)
 	nc, err := queue.Connect(ctx, qcfg, log)
 	if err != nil {
 		if qcfg.URL == "" {
@@ -380,8 +390,7 @@ func Provision(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 		return err
 	}
 	defer nc.Close()
-	qcfg := cfg.Queue()
-	qcfg.ApplyEnv()
+	qcfg := queueConfig(cfg)
 	if err := queue.Provision(ctx, js, qcfg, cfg.ReceiverNames()); err != nil {
 		return err
 	}

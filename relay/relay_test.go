@@ -300,3 +300,17 @@ func TestConnectWithoutRunningServerExplains(t *testing.T) {
 		t.Fatal("Provision with nothing listening succeeded")
 	}
 }
+
+func TestQueueConfigURLPrecedence(t *testing.T) {
+	cfg, _ := testConfig(t, "http://127.0.0.1:1/")
+	t.Setenv("NATS_URL", "nats://from-env:4222")
+	t.Setenv("NATS_CREDS", "/from/env.creds")
+	cfg.NATS.URL = "nats://from-flag:4222"
+	q := queueConfig(cfg)
+	if q.URL != "nats://from-flag:4222" {
+		t.Errorf("URL = %q: a URL set after Load (a flag) must win over NATS_URL", q.URL)
+	}
+	if q.Creds != "/from/env.creds" {
+		t.Errorf("Creds = %q: the other NATS_* variables still apply", q.Creds)
+	}
+}
