@@ -160,6 +160,8 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Summary, error) {
 		fmt.Fprintf(out, "  NATS     %s  (publish intents on %q)\n", env.svc.ClientURL(), queue.IntentSubject)
 		<-ctx.Done()
 	}
+	fmt.Fprintln(out, "stopping (the workers' idle pull requests end within a few seconds)...")
+	env.stop()
 	return sum, runErr
 }
 
@@ -310,23 +312,48 @@ type published struct {
 	good   []string             // intent ids, in publish order
 	at     map[string]time.Time // publish time per good intent id
 	bad    map[uint64]badIntent // by stream sequence
-	failed []string             // publishes that failed (none expected)
 }
 
 func (p *published) total() int { return len(p.good) + len(p.bad) }
+
+// publishers is how many goroutines publish the good intents. Each publish
+// waits for JetStream's ack, so a few in parallel keep the stream busy the
+// way many producers would.
+const publishers = 16
 
 // publish sends the good intents through queue.Publisher (validated as a
 // producer's would be) and the bad ones raw, as a broken producer would.
 func (e *env) publish(ctx context.Context, n int) (*published, error) {
 	pubr := queue.NewPublisher(e.js, intent.Options{})
 	p := &published{start: time.Now(), at: make(map[string]time.Time, n), bad: map[uint64]badIntent{}}
-	for _, in := range goodIntents(n, p.start) {
-		at := time.Now()
-		if _, err := pubr.Publish(ctx, in); err != nil {
-			return nil, fmt.Errorf("demo: publish %s: %w", in.ID, err)
-		}
+	intents := goodIntents(n, p.start)
+	at := make([]time.Time, len(intents))
+	errs := make([]error, len(intents))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range publishers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				at[i] = time.Now()
+				if _, err := pubr.Publish(ctx, intents[i]); err != nil {
+					errs[i] = fmt.Errorf("demo: publish %s: %w", intents[i].ID, err)
+				}
+			}
+		}()
+	}
+	for i := range intents {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for i, in := range intents {
 		p.good = append(p.good, in.ID)
-		p.at[in.ID] = at
+		p.at[in.ID] = at[i]
 	}
 	for _, b := range badIntents() {
 		var (
