@@ -308,10 +308,10 @@ func randomSecret() (string, error) {
 
 // published is what was sent, to check the outcome against.
 type published struct {
-	start  time.Time
-	good   []string             // intent ids, in publish order
-	at     map[string]time.Time // publish time per good intent id
-	bad    map[uint64]badIntent // by stream sequence
+	start time.Time
+	good  []string             // intent ids, in publish order
+	at    map[string]time.Time // publish time per good intent id
+	bad   map[uint64]badIntent // by stream sequence
 }
 
 func (p *published) total() int { return len(p.good) + len(p.bad) }
