@@ -1,8 +1,9 @@
 package worker
 
 import (
-	"context"
 	"net/http"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -89,6 +90,11 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	stopped := time.Now()
 	stop()
 	t.Logf("first pool stopped in %v with %d delivered", time.Since(stopped), d.Stats().Accepted)
+	// Every goroutine the pool started has exited when Run returns.
+	buf := make([]byte, 1<<20)
+	if stacks := string(buf[:runtime.Stack(buf, true)]); strings.Contains(stacks, "worker.(*Pool)") || strings.Contains(stacks, "worker.(*beat)") {
+		t.Errorf("pool goroutines still running after Run returned:\n%s", stacks)
+	}
 	if got := metricValue(t, reg, "setrelay_inflight_pushes"); got != 0 {
 		t.Errorf("in-flight gauge %v after Run returned, want 0", got)
 	}
@@ -159,4 +165,3 @@ func TestOutagePausesConsumer(t *testing.T) {
 	}
 }
 
-var _ = context.Background
