@@ -164,4 +164,3 @@ func TestOutagePausesConsumer(t *testing.T) {
 		t.Errorf("delivered counter %v, want %d", got, n)
 	}
 }
-
