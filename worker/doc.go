@@ -4,11 +4,42 @@
 // nak-with-delay, or dead-letter-then-term.
 //
 // The rules that decide between those live in one pure function, [Decide].
-// Everything else in the package is plumbing around it: pulling only as
-// many messages as there are free slots (so nothing sits in a client buffer
-// while its AckWait runs out), heartbeating slow pushes, pausing a consumer
-// across all processes while its receiver is down, and shutting down
-// without losing or double-settling anything.
+// Everything else in the package is plumbing around it.
+//
+// # Consuming
+//
+// The pool has Concurrency slots shared by all receivers. Each receiver has
+// one fetch loop that takes a slot before it asks the server for anything,
+// grabs up to its fair share of the other free slots without waiting, and
+// pulls exactly that many messages with no_wait (or, when the consumer is
+// idle, long-polls for one). Each message goes straight to a worker that
+// holds its slot, and slots a short batch did not use are released at once.
+// So no message sits in a client-side buffer while its AckWait runs down,
+// unlike Consume's default 500-message pre-fetch. Slow pushes send
+// InProgress every AckWait/3.
+//
+// # Per message
+//
+// Decode and validate (an invalid intent is dead-lettered at once, reason
+// invalid_intent), skip receivers that did not ask for the event type, build
+// the claims with iat = the time JetStream stored the intent (so a
+// redelivery re-signs identical claims under the same jti), sign, wait for
+// the receiver's rate limit, push, [Decide], act. A dead letter is stored and
+// acknowledged by the DLQ stream before the message is Termed.
+//
+// # Outages
+//
+// A receiver failing PausePolicy.Threshold times in a row has its consumer
+// paused on the server (all processes stop delivering to it) for a
+// cool-down that doubles while it stays down. Messages waiting out the
+// pause keep their attempts; see outage.go for exactly how.
+//
+// # Shutdown
+//
+// Cancelling Run's context stops the pulling; in-flight messages get
+// GracePeriod to finish on a context of their own, and whatever is left is
+// handed back with Nak. Run then returns, and the caller drains the NATS
+// connection.
 //
 // The package depends on small interfaces it defines itself ([Pusher],
 // [Signer]); the concrete push.Client and signer.Signer satisfy them.
