@@ -98,6 +98,7 @@ receivers:
 }
 
 func TestRunDeliversAndShutsDown(t *testing.T) {
+	t.Parallel()
 	sk, rcv := newSink(t)
 	cfg, key := testConfig(t, rcv.URL+"/events")
 	reg := prometheus.NewRegistry()
@@ -223,6 +224,7 @@ func httpGet(t *testing.T, url string) (int, string) {
 }
 
 func TestStartReportsEveryBadKey(t *testing.T) {
+	t.Parallel()
 	cfg, _ := testConfig(t, "http://127.0.0.1:1/")
 	cfg.Keys[0].File = filepath.Join(t.TempDir(), "missing.pem")
 	cfg.Keys = append(cfg.Keys, config.Key{ID: "k2", File: cfg.Keys[0].File, Alg: "RS256"})
@@ -234,6 +236,7 @@ func TestStartReportsEveryBadKey(t *testing.T) {
 }
 
 func TestStartFailsCleanlyOnTakenOpsPort(t *testing.T) {
+	t.Parallel()
 	taken := httptest.NewServer(http.NotFoundHandler())
 	defer taken.Close()
 	cfg, _ := testConfig(t, "http://127.0.0.1:1/")
@@ -257,6 +260,7 @@ func TestStartFailsCleanlyOnTakenOpsPort(t *testing.T) {
 }
 
 func TestProvisionAgainstRunningServer(t *testing.T) {
+	t.Parallel()
 	_, rcv := newSink(t)
 	cfg, _ := testConfig(t, rcv.URL)
 	ctx, cancel := context.WithCancel(context.Background())
