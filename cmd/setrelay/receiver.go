@@ -169,6 +169,8 @@ func runReceiver(cmd *cobra.Command, rf *receiverFlags) error {
 	select {
 	case err = <-served:
 	case <-cmd.Context().Done():
+		// End injected hangs first, or Shutdown would wait for them.
+		rcv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err = srv.Shutdown(ctx)
 		cancel()
