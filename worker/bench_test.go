@@ -1,11 +1,16 @@
 package worker
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +24,7 @@ import (
 	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/queue"
+	"github.com/setrelay/setrelay/set"
 	"github.com/setrelay/setrelay/signer"
 )
 
@@ -38,18 +44,27 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 }
 
-func benchPipeline(b *testing.B, alg jose.SignatureAlgorithm) {
+// benchRig is an embedded JetStream with one receiver's consumer, a
+// loopback receiver answering 202, and a pool configured as in production.
+type benchRig struct {
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	pool   *Pool
+}
+
+func newBenchRig(b *testing.B, alg jose.SignatureAlgorithm, onPush func(body []byte)) *benchRig {
+	b.Helper()
 	qcfg := queue.Config{StoreDir: b.TempDir(), Listen: "127.0.0.1:-1", MaxAckPending: 10000}
 	srv, err := queue.StartEmbedded(qcfg, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	b.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	nc, err := queue.ConnectInProcess(srv, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer nc.Close()
+	b.Cleanup(nc.Close)
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
 	if err != nil {
 		b.Fatal(err)
@@ -59,10 +74,13 @@ func benchPipeline(b *testing.B, alg jose.SignatureAlgorithm) {
 		b.Fatal(err)
 	}
 	rsrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
+		if onPush != nil {
+			onPush(body)
+		}
 		w.WriteHeader(http.StatusAccepted)
 	}))
-	defer rsrv.Close()
+	b.Cleanup(rsrv.Close)
 
 	key, err := signer.GenerateKey(alg, "bench-key")
 	if err != nil {
@@ -87,31 +105,6 @@ func benchPipeline(b *testing.B, alg jose.SignatureAlgorithm) {
 	if err != nil {
 		b.Fatal(err)
 	}
-
-	pad := strings.Repeat("p", 120)
-	for i := 0; i < b.N; i++ {
-		in := &intent.Intent{
-			ID:      idN("bench", i),
-			Type:    "caep.session-revoked",
-			Subject: map[string]any{"format": "email", "email": "alice.user@example.com"},
-			Event: map[string]any{
-				"initiating_entity": "policy",
-				"reason_admin":      map[string]any{"en": "Landspeed Policy Violation: C076E82F"},
-				"reason_user":       map[string]any{"en": "Access attempt from multiple regions."},
-				"event_timestamp":   1767225599,
-			},
-			Txn: "txn-" + pad,
-		}
-		data, err := queue.Encode(in, intent.Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := js.PublishAsync(queue.IntentSubject, data); err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-js.PublishAsyncComplete()
-
 	p, err := New(Config{Concurrency: 64, Receivers: []Receiver{{
 		Name: "bench", Consumer: cons, Profile: (&env{}).profile("bench"), Signer: sig, Pusher: pc,
 	}}}, Deps{JS: js, Log: log, Registerer: reg})
@@ -122,6 +115,41 @@ func benchPipeline(b *testing.B, alg jose.SignatureAlgorithm) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return &benchRig{js: js, stream: stream, pool: p}
+}
+
+// benchIntent is about 500 bytes of JSON, like the baseline's.
+func benchIntent(b *testing.B, i int) []byte {
+	in := &intent.Intent{
+		ID:      idN("bench", i),
+		Type:    "caep.session-revoked",
+		Subject: map[string]any{"format": "email", "email": "alice.user@example.com"},
+		Event: map[string]any{
+			"initiating_entity": "policy",
+			"reason_admin":      map[string]any{"en": "Landspeed Policy Violation: C076E82F"},
+			"reason_user":       map[string]any{"en": "Access attempt from multiple regions."},
+			"event_timestamp":   1767225599,
+		},
+		Txn: "txn-" + strings.Repeat("p", 120),
+	}
+	data, err := queue.Encode(in, intent.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return data
+}
+
+func benchPipeline(b *testing.B, alg jose.SignatureAlgorithm) {
+	rig := newBenchRig(b, alg, nil)
+	js, stream, p := rig.js, rig.stream, rig.pool
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		if _, err := js.PublishAsync(queue.IntentSubject, benchIntent(b, i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	b.ResetTimer()
@@ -151,4 +179,98 @@ func processCPU() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkLatency publishes at a fixed 1,000 intents/s for 5 s and reports
+// the p50, p99 and max time from the publish call to the receiver answering
+// 202 (ES256). b.N is ignored: run it with -benchtime 1x.
+//
+//	go test -run '^$' -bench Latency -benchtime 1x ./worker/
+func BenchmarkLatency(b *testing.B) {
+	const (
+		rate     = 1000
+		duration = 5 * time.Second
+		total    = int(rate * duration / time.Second)
+	)
+	var (
+		mu        sync.Mutex
+		published = make(map[string]time.Time, total)
+		latencies = make([]time.Duration, 0, total)
+	)
+	rig := newBenchRig(b, jose.ES256, func(body []byte) {
+		now := time.Now()
+		jti := jtiOfCompact(body)
+		mu.Lock()
+		if t0, ok := published[jti]; ok {
+			latencies = append(latencies, now.Sub(t0))
+			delete(published, jti)
+		}
+		mu.Unlock()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rig.pool.Run(ctx) }()
+	payloads := make([][]byte, total)
+	for i := range payloads {
+		payloads[i] = benchIntent(b, i)
+	}
+
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < total; i++ {
+		// Publish on schedule, not in bursts: intent i is due at i ms.
+		if d := time.Until(start.Add(time.Duration(i) * time.Second / rate)); d > 0 {
+			time.Sleep(d)
+		}
+		jti := set.JTI(idN("bench", i), "bench", "")
+		mu.Lock()
+		published[jti] = time.Now()
+		mu.Unlock()
+		if _, err := rig.js.PublishAsync(queue.IntentSubject, payloads[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		n := len(latencies)
+		mu.Unlock()
+		if n == total {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d delivered", n, total)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	slices.Sort(latencies)
+	pct := func(q float64) float64 {
+		return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(1), "max-ms")
+}
+
+// jtiOfCompact pulls the jti out of a compact JWS without verifying it (the
+// benchmark's receiver only times deliveries).
+func jtiOfCompact(compact []byte) string {
+	parts := bytes.SplitN(compact, []byte("."), 3)
+	if len(parts) != 3 {
+		return ""
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(string(parts[1]))
+	if err != nil {
+		return ""
+	}
+	var c struct {
+		JTI string `json:"jti"`
+	}
+	_ = json.Unmarshal(payload, &c)
+	return c.JTI
 }
