@@ -51,6 +51,10 @@ const (
 	// ReasonInvalidIntent: the intent failed decoding or validation; it is
 	// dead-lettered at once and never retried.
 	ReasonInvalidIntent = "invalid_intent"
+	// ReasonMaxDeliveries: the consumer's MaxDeliver safety net was about
+	// to stop redelivering a message that was still to be retried (many
+	// outage hand-backs, which do not count as attempts, or crashes).
+	ReasonMaxDeliveries = "max_deliveries"
 	// ReasonInternal: processing panicked. The message is dead-lettered so a
 	// poison message cannot crash every worker in turn.
 	ReasonInternal = "internal_error"

@@ -48,6 +48,9 @@ type job struct {
 	intentID string
 	replayOf string
 	data     []byte
+	// last is set on the consumer's MaxDeliver-th delivery: JetStream will
+	// not deliver the message again, so it must not be handed back.
+	last bool
 }
 
 // handle takes one message from delivery to settlement: decode, filter,
@@ -83,6 +86,7 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 	j.seq = md.Sequence.Stream
 	j.stored = md.Timestamp
 	j.attempt = r.attempt(j.seq, md.NumDelivered)
+	j.last = r.maxDeliver > 0 && md.NumDelivered >= uint64(r.maxDeliver)
 
 	in, err := intent.Decode(j.data, p.cfg.Intent)
 	if err != nil {
@@ -153,6 +157,12 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 
 	now := p.now()
 	act := Decide(res, j.attempt, now.Sub(j.stored), r.Retry, p.jitter())
+	if act.Kind == NakDelay && j.last {
+		// Hand-backs during outages do not count as attempts but do
+		// count as deliveries; on the server's last delivery the only
+		// way not to lose the message is a dead letter.
+		act = Action{Kind: DeadLetter, Reason: ReasonMaxDeliveries}
+	}
 	switch act.Kind {
 	case Ack:
 		p.ack(r, &j, now)
@@ -240,7 +250,7 @@ func (p *Pool) retry(r *rcv, j *job, res *push.Result, act Action) {
 func (p *Pool) handBackIfPaused(r *rcv, j *job) bool {
 	until := r.pausedUntil()
 	now := p.now()
-	if !now.Before(until) {
+	if !now.Before(until) || j.last {
 		return false
 	}
 	if err := j.msg.NakWithDelay(until.Sub(now)); err != nil {
@@ -255,6 +265,14 @@ func (p *Pool) handBackIfPaused(r *rcv, j *job) bool {
 // handBack returns an unfinished message at shutdown with a plain Nak, so it
 // is redelivered at once, to another process if there is one.
 func (p *Pool) handBack(r *rcv, j *job) {
+	if j.last {
+		// JetStream would not redeliver it: record it instead, on a
+		// context of its own since the work context is cancelled.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.deadLetter(ctx, r, j, queue.DeadLetter{Reason: ReasonMaxDeliveries, Description: "shutdown on the consumer's last delivery"})
+		return
+	}
 	if err := j.msg.Nak(); err != nil {
 		p.log.Debug("nak at shutdown failed; the message will be redelivered after AckWait", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
 	}
@@ -281,7 +299,7 @@ func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, dl queue.DeadLett
 		dctx = queue.WithTraceparent(dctx, tp)
 	}
 	if err := queue.PublishDeadLetter(dctx, p.js, dl); err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && !j.last {
 			p.handBack(r, j)
 			return
 		}

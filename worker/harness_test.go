@@ -53,8 +53,13 @@ type env struct {
 
 func newEnv(t *testing.T, ackWait time.Duration, receivers ...string) *env {
 	t.Helper()
+	return newEnvQ(t, queue.Config{AckWait: ackWait, MaxDeliver: 100}, receivers...)
+}
+
+func newEnvQ(t *testing.T, qcfg queue.Config, receivers ...string) *env {
+	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	qcfg := queue.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", AckWait: ackWait, MaxDeliver: 100}
+	qcfg.StoreDir, qcfg.Listen = t.TempDir(), "127.0.0.1:-1"
 	srv, err := queue.StartEmbedded(qcfg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ type rcv struct {
 	consumer      string
 	replaySubject string
 	beatEvery     time.Duration
+	maxDeliver    int // the consumer's MaxDeliver; <= 0: unlimited
 	m             receiverMetrics
 
 	// fails counts consecutive retryable push failures; any answer that

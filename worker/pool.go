@@ -134,6 +134,7 @@ func (p *Pool) newRcv(spec Receiver) (*rcv, error) {
 		ackWait = queue.DefaultAckWait
 	}
 	r.beatEvery = ackWait / 3
+	r.maxDeliver = info.Config.MaxDeliver
 	return r, nil
 }
 

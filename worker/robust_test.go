@@ -132,3 +132,25 @@ func TestRateLimit(t *testing.T) {
 		t.Fatalf("%d pushes within %v, want >= 700ms at 20/s", n, span)
 	}
 }
+
+// TestLastDeliveryDeadLetters: when the consumer's MaxDeliver safety net is
+// reached before the worker's own attempt limit, the message is
+// dead-lettered on its last delivery rather than left where JetStream will
+// never deliver it again.
+func TestLastDeliveryDeadLetters(t *testing.T) {
+	e := newEnvQ(t, queue.Config{AckWait: 30 * time.Second, MaxDeliver: 3}, "rp")
+	s := newScripted(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadGateway) })
+	spec := e.spec(e.js, "rp", s.endpoint())
+	spec.Retry.MaxAttempts = 10
+	e.run(Config{Concurrency: 2, Receivers: []Receiver{spec}}, e.js, nil)
+	e.publish(sessionRevoked("md-1"))
+	var dls []queue.StoredDeadLetter
+	eventually(t, 10*time.Second, "dead letter", func() bool { dls = e.deadLetters(); return len(dls) > 0 })
+	if dls[0].Reason != ReasonMaxDeliveries || dls[0].Status != http.StatusBadGateway || dls[0].Attempts != 3 {
+		t.Fatalf("dead letter %+v", dls[0].DeadLetter)
+	}
+	eventually(t, 5*time.Second, "the intent termed", func() bool { return e.intentsLeft() == 0 })
+	if got := s.requests(); got != 3 {
+		t.Errorf("%d pushes, want 3", got)
+	}
+}
