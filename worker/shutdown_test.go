@@ -164,3 +164,33 @@ func TestOutagePausesConsumer(t *testing.T) {
 		t.Errorf("delivered counter %v, want %d", got, n)
 	}
 }
+
+// TestTwoProcessesShareConsumers: two pools on separate connections (as two
+// processes would be) serve the same durable consumers; both do work, and
+// every intent is delivered to both receivers.
+func TestTwoProcessesShareConsumers(t *testing.T) {
+	e := newEnv(t, 30*time.Second, "a", "b")
+	da, db := e.devReceiver("a"), e.devReceiver("b")
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	for _, reg := range regs {
+		js, err := jetstream.New(e.connect())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.run(Config{Concurrency: 8, Receivers: []Receiver{e.spec(js, "a", da.endpoint()), e.spec(js, "b", db.endpoint())}}, js, reg)
+	}
+	const n = 400
+	ins := make([]*intent.Intent, n)
+	for i := range ins {
+		ins[i] = sessionRevoked(idN("two", i))
+	}
+	e.publishMany(ins)
+	eventually(t, 30*time.Second, "all delivered to both", func() bool {
+		return da.Stats().Accepted == n && db.Stats().Accepted == n && e.intentsLeft() == 0
+	})
+	for i, reg := range regs {
+		if got := metricValue(t, reg, "setrelay_deliveries_total", "a", "delivered") + metricValue(t, reg, "setrelay_deliveries_total", "b", "delivered"); got == 0 {
+			t.Errorf("process %d delivered nothing", i)
+		}
+	}
+}
