@@ -26,7 +26,7 @@ import (
 
 // deliveryN is the size of the end-to-end backfill test. The default keeps
 // the package's test run short; the figure is
-// go test -run TestBackfillDeliversEveryValidIntentOnce -backfill.n=200000 ./backfill/
+// go test ./backfill/ -run TestBackfillDeliversEveryValidIntentOnce -v -backfill.n=200000
 var deliveryN = flag.Int("backfill.n", 20000, "intents in TestBackfillDeliversEveryValidIntentOnce (1% invalid)")
 
 // jtiSink is a receiver accepting every SET and counting each jti, after
