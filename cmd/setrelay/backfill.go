@@ -123,7 +123,7 @@ fixing the cause); 130 when interrupted (resume with --resume).`,
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer closeConn(nc)
 			opts.Intent = iopts
 			sum, err = backfill.Run(cmd.Context(), nc, src, opts)
 			return backfillResult(cmd, opts.Rejects, sum, err)

@@ -142,7 +142,7 @@ per line (the full dead letter, with seq and stored time), for jq.`,
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer closeConn(nc)
 			return listDeadLetters(cmd.Context(), cmd.OutOrStdout(), dlq, f, asJSON)
 		},
 	}
@@ -225,7 +225,7 @@ func newDLQShowCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer closeConn(nc)
 			sdl, err := dlq.Get(cmd.Context(), seq)
 			if err != nil {
 				if errors.Is(err, queue.ErrDeadLetterNotFound) {
@@ -345,7 +345,7 @@ With --all, every dead letter matching the filters is replayed, oldest first.
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer closeConn(nc)
 			return replayDeadLetters(cmd.Context(), cmd.OutOrStdout(), dlq, seqs, all, f, dryRun)
 		},
 	}
@@ -445,7 +445,7 @@ It asks for confirmation on the terminal unless --yes; without a terminal
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer closeConn(nc)
 			if !yes {
 				n := 0
 				if err := dlq.Each(cmd.Context(), f, func(queue.StoredDeadLetter) error { n++; return nil }); err != nil {

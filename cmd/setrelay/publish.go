@@ -53,6 +53,9 @@ func (qf *queueFlags) connect(ctx context.Context, log *zap.Logger) (*nats.Conn,
 	}
 	cctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
+	// A one-shot command's connection opening and closing are not news;
+	// reconnects and errors still are.
+	log = log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
 	if qf.config != "" {
 		cfg, err := loadConfig(qf.config)
 		if err != nil {
@@ -82,6 +85,24 @@ func (qf *queueFlags) connect(ctx context.Context, log *zap.Logger) (*nats.Conn,
 		return nil, nil, opts, fmt.Errorf("jetstream: %w", err)
 	}
 	return nc, js, opts, nil
+}
+
+// closeConn closes nc and waits (briefly) for its closed callback, which
+// logs asynchronously: the command's output must be complete when it returns.
+func closeConn(nc *nats.Conn) {
+	done := make(chan struct{})
+	orig := nc.Opts.ClosedCB
+	nc.SetClosedHandler(func(c *nats.Conn) {
+		if orig != nil {
+			orig(c)
+		}
+		close(done)
+	})
+	nc.Close()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+	}
 }
 
 // intentOptions validates as the relay would: private event types are
@@ -156,7 +177,7 @@ streams, publishes asynchronously and can resume.`,
 			if err != nil {
 				return err
 			}
-			defer nc.Close()
+			defer closeConn(nc)
 			return publishAll(cmd.Context(), cmd.OutOrStdout(), queue.NewPublisher(js, opts), opts, data)
 		},
 	}
