@@ -1,0 +1,220 @@
+// Package bench measures setrelay end to end against the plain hand-written
+// pipeline in ../shared/bench/baseline, in the same run on the same
+// machine: SETs per second and CPU time per delivered SET for each
+// algorithm, publish-to-202 latency at a fixed rate, peak RSS, and RSS
+// while a large backlog drains. 'setrelay bench' is its command line.
+//
+// setrelay runs in process, assembled by relay.Start as 'setrelay run'
+// assembles it (validation, metrics, JSON info logging, OAuth token), with
+// the embedded JetStream and a loopback receiver; the baseline runs as a
+// subprocess in its own one-process mode, so both figures include the NATS
+// server and the receiver.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// Goals the comparison is reported against (issue 4).
+const (
+	GoalES256CPURatio = 0.75 // setrelay CPU per SET / baseline's, at most
+	GoalRS256Rate     = 0.95 // setrelay SETs/s / baseline's, at least
+	GoalP99           = 10 * time.Millisecond
+)
+
+// Options configure Run.
+type Options struct {
+	// Algs are measured in turn (default ES256 and RS256).
+	Algs []jose.SignatureAlgorithm
+	// N is how many intents each throughput run delivers, per algorithm;
+	// RSA signing is about six times slower, so RS256 uses RSAN.
+	N, RSAN int
+	// Workers is setrelay's worker.concurrency and the baseline's -workers.
+	Workers int
+	// Repeat runs each comparison this many times, alternating baseline
+	// and setrelay, so slow drifts in the machine's load hit both.
+	Repeat int
+	// BaselineDir holds the baseline module; empty or missing skips it.
+	BaselineDir string
+	// LatencyRate and LatencyDuration set the fixed-rate phase (ES256);
+	// a zero rate skips it.
+	LatencyRate     int
+	LatencyDuration time.Duration
+	// Backlog, when positive, pre-publishes that many intents and reports
+	// memory while they drain.
+	Backlog int
+	Verify  bool
+	// CPUProfile, when set, profiles setrelay's measured phases: one file
+	// per algorithm (name.ES256.ext) when there are several.
+	CPUProfile string
+	// LogOutput receives setrelay's JSON logs (nil: discarded).
+	LogOutput io.Writer
+}
+
+// Run runs every measurement Options asks for and prints RESULT lines, then
+// the comparison, to out. A missing baseline is reported and skipped.
+func Run(ctx context.Context, o Options, out io.Writer) error {
+	if len(o.Algs) == 0 {
+		o.Algs = []jose.SignatureAlgorithm{jose.ES256, jose.RS256}
+	}
+	if o.N <= 0 {
+		o.N = 20000
+	}
+	if o.RSAN <= 0 {
+		o.RSAN = max(1, o.N/5)
+	}
+	if o.Workers <= 0 {
+		o.Workers = 64
+	}
+	o.Repeat = max(1, o.Repeat)
+
+	var bin string
+	if o.BaselineDir != "" {
+		tmp, err := os.MkdirTemp("", "setrelay-bench-baseline-")
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		bin, err = BuildBaseline(ctx, o.BaselineDir, tmp)
+		switch {
+		case errors.Is(err, ErrNoBaseline):
+			fmt.Fprintf(out, "baseline: %v; comparison skipped (use --baseline-dir)\n", err)
+		case err != nil:
+			return err
+		}
+	} else {
+		fmt.Fprintln(out, "baseline: no directory given; comparison skipped")
+	}
+
+	var summary []string
+	var failed []string
+	for _, alg := range o.Algs {
+		n := o.N
+		if strings.HasPrefix(string(alg), "RS") || strings.HasPrefix(string(alg), "PS") {
+			n = o.RSAN
+		}
+		popts := PipelineOptions{Alg: alg, Workers: o.Workers, Verify: o.Verify, LogOutput: o.LogOutput}
+		var ours []ThroughputResult
+		var base []BaselineResult
+		for r := 0; r < o.Repeat; r++ {
+			if bin != "" {
+				b, err := RunBaseline(ctx, bin, string(alg), o.Workers, n)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "%s peak_rss_kb=%d\n", b.Line, b.PeakRSSKB)
+				base = append(base, b)
+			}
+			prof := ""
+			if o.CPUProfile != "" && r == 0 {
+				prof = profileName(o.CPUProfile, alg, len(o.Algs) > 1)
+			}
+			t, err := Throughput(ctx, popts, n, prof)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, t)
+			ours = append(ours, t)
+		}
+		if len(base) == 0 {
+			continue
+		}
+		cpuR := median(ours, func(t ThroughputResult) float64 { return t.CPUPerSetUS }) /
+			median(base, func(b BaselineResult) float64 { return b.CPUPerSetUS })
+		rateR := median(ours, func(t ThroughputResult) float64 { return t.SetsPerSec }) /
+			median(base, func(b BaselineResult) float64 { return b.SetsPerSec })
+		line := fmt.Sprintf("COMPARE alg=%s ratio_cpu_per_set(setrelay/baseline)=%.2f ratio_sets_per_s(setrelay/baseline)=%.2f foreign_cpu_util_max=%.2f",
+			alg, cpuR, rateR, max(maxOf(ours, func(t ThroughputResult) float64 { return t.ForeignUtil }), maxOf(base, func(b BaselineResult) float64 { return b.ForeignUtil })))
+		switch alg {
+		case jose.ES256:
+			line += goal(cpuR <= GoalES256CPURatio, fmt.Sprintf("cpu_per_set<=%.2fx", GoalES256CPURatio), &failed)
+		case jose.RS256:
+			line += goal(rateR >= GoalRS256Rate, fmt.Sprintf("sets_per_s>=%.2fx", GoalRS256Rate), &failed)
+		}
+		summary = append(summary, line)
+	}
+
+	if o.LatencyRate > 0 {
+		d := o.LatencyDuration
+		if d <= 0 {
+			d = 10 * time.Second
+		}
+		l, err := Latency(ctx, PipelineOptions{Alg: jose.ES256, Workers: o.Workers, Verify: o.Verify, LogOutput: o.LogOutput}, o.LatencyRate, d)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, l)
+		summary = append(summary, fmt.Sprintf("COMPARE latency p99_ms=%.2f", ms(l.P99))+goal(l.P99 <= GoalP99, fmt.Sprintf("p99<=%s", GoalP99), &failed))
+	}
+
+	if o.Backlog > 0 {
+		b, err := Backlog(ctx, PipelineOptions{Alg: jose.ES256, Workers: o.Workers, LogOutput: o.LogOutput}, o.Backlog, out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, b)
+		// Flat: the drain adds less than a quarter to what the process
+		// held once the backlog was stored.
+		summary = append(summary, fmt.Sprintf("COMPARE backlog rss_growth=%.2f", b.GrowthWhileDrained)+goal(b.GrowthWhileDrained <= 1.25, "rss_growth<=1.25", &failed))
+	}
+
+	fmt.Fprintf(out, "RESULT process peak_rss_kb=%d\n", procStatusKB("VmHWM"))
+	for _, s := range summary {
+		fmt.Fprintln(out, s)
+	}
+	if len(failed) > 0 {
+		fmt.Fprintf(out, "goals missed: %s (on a busy machine, check foreign_cpu_util first)\n", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func goal(ok bool, name string, failed *[]string) string {
+	if ok {
+		return " goal " + name + " met"
+	}
+	*failed = append(*failed, name)
+	return " goal " + name + " MISSED"
+}
+
+// profileName is path with the algorithm before the extension when
+// several algorithms are profiled.
+func profileName(path string, alg jose.SignatureAlgorithm, several bool) string {
+	if !several {
+		return path
+	}
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "." + string(alg) + ext
+}
+
+func median[T any](xs []T, f func(T) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	for i := 1; i < len(v); i++ { // insertion sort: a handful of values
+		for j := i; j > 0 && v[j] < v[j-1]; j-- {
+			v[j], v[j-1] = v[j-1], v[j]
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	return v[len(v)/2]
+}
+
+func maxOf[T any](xs []T, f func(T) float64) float64 {
+	m := 0.0
+	for _, x := range xs {
+		m = max(m, f(x))
+	}
+	return m
+}

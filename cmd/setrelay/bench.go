@@ -1,0 +1,85 @@
+package main
+
+import (
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/spf13/cobra"
+
+	"github.com/setrelay/setrelay/bench"
+)
+
+func newBenchCmd() *cobra.Command {
+	var (
+		o        bench.Options
+		algs     []string
+		noBase   bool
+		logFile  string
+		noLatent bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure end-to-end delivery against the hand-written baseline, in the same run",
+		Long: `Measure setrelay end to end, in this process, as 'setrelay run' assembles it
+(embedded JetStream on file storage, worker pool with validation, Prometheus
+metrics, JSON info logging, OAuth token), pushing to a loopback receiver that
+answers 202, and compare it with the plain pipeline in ../shared/bench/baseline,
+built and run as a subprocess with the same algorithm, workers and count.
+
+Prints a RESULT line per measurement (SETs/s, CPU time per delivered SET,
+foreign_cpu_util: the cores other programs took meanwhile, so a noisy run
+shows), publish-to-202 latency p50/p99 at a fixed rate, peak RSS, and with
+--backlog the RSS while a large backlog drains; then COMPARE lines with the
+ratios and goals. On a shared machine compare CPU per SET, not SETs/s.`,
+		Example: `  setrelay bench
+  setrelay bench --alg ES256 --n 50000 --repeat 3 --cpuprofile /tmp/cpu.prof
+  setrelay bench --alg ES256 --no-baseline --no-latency --backlog 1000000`,
+		Args: positional(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			for _, a := range algs {
+				switch alg := jose.SignatureAlgorithm(strings.ToUpper(a)); alg {
+				case jose.ES256, jose.ES384, jose.RS256, jose.PS256, jose.EdDSA:
+					o.Algs = append(o.Algs, alg)
+				default:
+					return usageErrorf("--alg %q: use ES256, ES384, RS256, PS256 or EdDSA", a)
+				}
+			}
+			if noBase {
+				o.BaselineDir = ""
+			}
+			if noLatent {
+				o.LatencyRate = 0
+			}
+			var w io.Writer = io.Discard
+			if logFile != "" {
+				f, err := os.Create(logFile)
+				if err != nil {
+					return usageErrorf("--log-file: %w", err)
+				}
+				defer f.Close()
+				w = f
+			}
+			o.LogOutput = w
+			return bench.Run(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&algs, "alg", []string{"ES256", "RS256"}, "signing algorithms to measure")
+	f.IntVar(&o.N, "n", 20000, "intents per throughput run (ES/EdDSA)")
+	f.IntVar(&o.RSAN, "rsa-n", 4000, "intents per throughput run for RS256/PS256")
+	f.IntVar(&o.Workers, "workers", 64, "worker.concurrency, and the baseline's -workers")
+	f.IntVar(&o.Repeat, "repeat", 1, "runs per comparison, alternating baseline and setrelay (the median is compared)")
+	f.StringVar(&o.BaselineDir, "baseline-dir", bench.DefaultBaselineDir(), "the baseline module (../shared/bench/baseline of the repository)")
+	f.BoolVar(&noBase, "no-baseline", false, "skip the baseline")
+	f.IntVar(&o.LatencyRate, "rate", 1000, "intents per second in the latency phase (ES256)")
+	f.DurationVar(&o.LatencyDuration, "duration", 10*time.Second, "length of the latency phase")
+	f.BoolVar(&noLatent, "no-latency", false, "skip the latency phase")
+	f.IntVar(&o.Backlog, "backlog", 0, "also pre-publish this many intents and report RSS while they drain (e.g. 1000000)")
+	f.BoolVar(&o.Verify, "verify", false, "push to the conformance receiver (verifies every SET; not comparable with the baseline)")
+	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of setrelay's measured phase (one file per algorithm)")
+	f.StringVar(&logFile, "log-file", "", "write setrelay's JSON logs here instead of discarding them")
+	return cmd
+}
