@@ -38,16 +38,20 @@ type Receiver struct {
 	Profile set.Profile
 	// SendKID puts the signing key's kid in the JOSE header.
 	SendKID bool
-	Signer  Signer
-	Pusher  Pusher
+	// Signer signs this receiver's SETs with its configured key.
+	Signer Signer
+	// Pusher delivers to this receiver's endpoint with its credentials.
+	Pusher Pusher
 	// Types are the event types the receiver asked for, as URIs or
 	// aliases; empty means every type.
 	Types []string
 	// Limiter, when set, bounds the push rate to this receiver. It is
 	// shared by everything in the process that pushes to the receiver.
 	Limiter *rate.Limiter
-	Retry   RetryPolicy
-	Pause   PausePolicy
+	// Retry bounds retries of this receiver's SETs.
+	Retry RetryPolicy
+	// Pause says when this receiver's consumer is paused.
+	Pause PausePolicy
 }
 
 // PausePolicy says when a failing receiver's consumer is paused. A receiver
