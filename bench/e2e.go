@@ -54,7 +54,8 @@ type Options struct {
 	Backlog int
 	Verify  bool
 	// CPUProfile, when set, profiles setrelay's measured phases: one file
-	// per algorithm (name.ES256.ext) when there are several.
+	// per algorithm (name.ES256.ext) when there are several, and the
+	// latency phase into name.latency.ext.
 	CPUProfile string
 	// LogOutput receives setrelay's JSON logs (nil: discarded).
 	LogOutput io.Writer
@@ -148,7 +149,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		if d <= 0 {
 			d = 10 * time.Second
 		}
-		l, err := Latency(ctx, PipelineOptions{Alg: jose.ES256, Workers: o.Workers, Verify: o.Verify, LogOutput: o.LogOutput}, o.LatencyRate, d)
+		l, err := Latency(ctx, PipelineOptions{Alg: jose.ES256, Workers: o.Workers, Verify: o.Verify, LogOutput: o.LogOutput}, o.LatencyRate, d, latencyProfile(o.CPUProfile))
 		if err != nil {
 			return err
 		}
@@ -217,4 +218,13 @@ func maxOf[T any](xs []T, f func(T) float64) float64 {
 		m = max(m, f(x))
 	}
 	return m
+}
+
+// latencyProfile is path with ".latency" before the extension, or "".
+func latencyProfile(path string) string {
+	if path == "" {
+		return ""
+	}
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + ".latency" + ext
 }

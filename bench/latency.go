@@ -34,10 +34,10 @@ func (r LatencyResult) String() string {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // Latency runs the pool idle, then publishes rate intents per second for
-// d, each at its scheduled time, and measures from just before the publish
+// d, each at its scheduled time (profiled into cpuprofile if set), and measures from just before the publish
 // to the receiver's 202. Publishing is asynchronous, so a slow JetStream ack
 // does not hold the schedule back.
-func Latency(ctx context.Context, opts PipelineOptions, rate int, d time.Duration) (LatencyResult, error) {
+func Latency(ctx context.Context, opts PipelineOptions, rate int, d time.Duration, cpuprofile string) (LatencyResult, error) {
 	res := LatencyResult{Alg: string(opts.Alg), Rate: rate}
 	if rate <= 0 || d <= 0 {
 		return res, fmt.Errorf("bench: latency needs a positive rate and duration")
@@ -59,6 +59,13 @@ func Latency(ctx context.Context, opts PipelineOptions, rate int, d time.Duratio
 	time.Sleep(200 * time.Millisecond)
 	runtime.GC()
 
+	if cpuprofile != "" {
+		stop, err := startProfile(cpuprofile)
+		if err != nil {
+			return res, err
+		}
+		defer stop()
+	}
 	m0 := takeMeter()
 	interval := time.Second / time.Duration(rate)
 	futures := make([]jetstream.PubAckFuture, 0, n)

@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -71,6 +72,7 @@ type Pipeline struct {
 	http  *http.Server
 	runCh chan error
 	stop  context.CancelFunc
+	polls int // stream info requests made by WaitDrained
 }
 
 // NewPipeline brings setrelay up (everything but the worker pool, which
@@ -269,6 +271,7 @@ func (p *Pipeline) Left(ctx context.Context) (uint64, error) {
 func (p *Pipeline) WaitDrained(ctx context.Context, sample func()) error {
 	last := time.Now()
 	for {
+		p.polls++
 		left, err := p.Left(ctx)
 		if err != nil {
 			return err
@@ -338,12 +341,16 @@ type ThroughputResult struct {
 	Delivered    int64
 	TokenFetches int64
 	PeakRSSKB    int64 // VmHWM after the run (whole process, cumulative)
+	// NATSMsgsPerSet is what the relay's NATS connection sent per SET
+	// during the drain: one ack each, plus pull requests and the rest. A
+	// pull request per message costs the server as much again.
+	NATSMsgsPerSet float64
 }
 
 // String is the RESULT line.
 func (r ThroughputResult) String() string {
-	return fmt.Sprintf("RESULT setrelay alg=%s workers=%d n=%d secs=%.3f msgs_per_s=%.0f total_cpu_us_per_msg=%.1f cpu_util=%.2f foreign_cpu_util=%.2f delivered=%d token_fetches=%d peak_rss_kb=%d",
-		r.Alg, r.Workers, r.N, r.Secs, r.SetsPerSec, r.CPUPerSetUS, r.CPUUtil, r.ForeignUtil, r.Delivered, r.TokenFetches, r.PeakRSSKB)
+	return fmt.Sprintf("RESULT setrelay alg=%s workers=%d n=%d secs=%.3f msgs_per_s=%.0f total_cpu_us_per_msg=%.1f cpu_util=%.2f foreign_cpu_util=%.2f delivered=%d token_fetches=%d nats_msgs_per_set=%.2f peak_rss_kb=%d",
+		r.Alg, r.Workers, r.N, r.Secs, r.SetsPerSec, r.CPUPerSetUS, r.CPUUtil, r.ForeignUtil, r.Delivered, r.TokenFetches, r.NATSMsgsPerSet, r.PeakRSSKB)
 }
 
 // Throughput pre-publishes n intents, then runs the pool and measures it
@@ -363,26 +370,24 @@ func Throughput(ctx context.Context, opts PipelineOptions, n int, cpuprofile str
 		return res, err
 	}
 	runtime.GC() // start the measurement without the publish phase's garbage
+	stopProfile := func() {}
 	if cpuprofile != "" {
-		f, err := os.Create(cpuprofile)
-		if err != nil {
-			return res, fmt.Errorf("bench: cpu profile: %w", err)
+		if stopProfile, err = startProfile(cpuprofile); err != nil {
+			return res, err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return res, fmt.Errorf("bench: cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+		defer stopProfile()
 	}
+	nc := p.js.Conn()
+	out0, polls0 := nc.Stats().OutMsgs, p.polls
 	m0 := takeMeter()
 	p.Start()
 	if err := p.WaitDrained(ctx, nil); err != nil {
 		return res, err
 	}
 	d := takeMeter().since(m0)
-	if cpuprofile != "" {
-		pprof.StopCPUProfile()
-	}
+	// Less the stream info requests of WaitDrained.
+	res.NATSMsgsPerSet = float64(nc.Stats().OutMsgs-out0-uint64(p.polls-polls0)) / float64(n)
+	stopProfile()
 	res.Secs = d.wall.Seconds()
 	res.SetsPerSec = float64(n) / res.Secs
 	res.CPUPerSetUS = d.self.Seconds() * 1e6 / float64(n)
@@ -398,4 +403,23 @@ func Throughput(ctx context.Context, opts PipelineOptions, n int, cpuprofile str
 		return res, fmt.Errorf("bench: receiver accepted %d SETs, want %d", res.Delivered, n)
 	}
 	return res, nil
+}
+
+// startProfile starts the CPU profiler into path; stop is idempotent.
+func startProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		})
+	}, nil
 }
