@@ -50,6 +50,7 @@ type benchRig struct {
 	js     jetstream.JetStream
 	stream jetstream.Stream
 	pool   *Pool
+	reg    *prometheus.Registry
 }
 
 func newBenchRig(b *testing.B, alg jose.SignatureAlgorithm, onPush func(body []byte)) *benchRig {
@@ -115,7 +116,7 @@ func newBenchRig(b *testing.B, alg jose.SignatureAlgorithm, onPush func(body []b
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &benchRig{js: js, stream: stream, pool: p}
+	return &benchRig{js: js, stream: stream, pool: p, reg: reg}
 }
 
 // benchIntent is about 500 bytes of JSON, like the baseline's.
@@ -173,6 +174,7 @@ func benchPipeline(b *testing.B, alg jose.SignatureAlgorithm) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "SETs/s")
 	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-us/SET")
+	b.ReportMetric(metricValue(b, rig.reg, "setrelay_pull_requests_total", "bench")/float64(b.N), "pulls/SET")
 }
 
 func processCPU() time.Duration {

@@ -19,6 +19,7 @@ type metrics struct {
 	paused      *prometheus.GaugeVec
 	pending     *prometheus.GaugeVec
 	pauses      *prometheus.CounterVec
+	pulls       *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -61,6 +62,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "setrelay", Name: "pauses_total",
 			Help: "Times this process paused the receiver's consumer.",
 		}, []string{"receiver"}),
+		pulls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "pull_requests_total",
+			Help: "Pull requests sent to the receiver's consumer; compare with deliveries to see the batch size.",
+		}, []string{"receiver"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -93,6 +98,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.pauses, err = register(reg, m.pauses); err != nil {
 		return nil, err
 	}
+	if m.pulls, err = register(reg, m.pulls); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -119,7 +127,7 @@ type receiverMetrics struct {
 	delivered, deadLettered, skipped prometheus.Counter
 	pubToDeliv, attempts             prometheus.Observer
 	paused, pending                  prometheus.Gauge
-	pauses                           prometheus.Counter
+	pauses, pulls                    prometheus.Counter
 	retries, deadLetters             *prometheus.CounterVec
 	name                             string
 }
@@ -134,6 +142,7 @@ func (m *metrics) forReceiver(name string) receiverMetrics {
 		paused:       m.paused.WithLabelValues(name),
 		pending:      m.pending.WithLabelValues(name),
 		pauses:       m.pauses.WithLabelValues(name),
+		pulls:        m.pulls.WithLabelValues(name),
 		retries:      m.retries,
 		deadLetters:  m.deadLetters,
 		name:         name,

@@ -294,6 +294,7 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 			held += p.tryAcquire(p.share - 1)
 			batch, err = r.Consumer.FetchNoWait(held)
 		}
+		r.m.pulls.Inc()
 		if err != nil {
 			cancel()
 			p.release(held)

@@ -275,7 +275,7 @@ func payloadOf(t *testing.T, compact []byte) []byte {
 
 // metricValue reads a counter or gauge from reg by name and label values
 // (receiver, then outcome or reason); 0 when the series does not exist.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+func metricValue(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
