@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -222,4 +223,46 @@ func TestRateLimit(t *testing.T) {
 	if el := time.Since(start); el < 400*time.Millisecond {
 		t.Errorf("%d publishes at --rate 200 took %s", sum.Published, el)
 	}
+}
+
+// A publish JetStream refuses (here: the stream is full) stops the run with
+// an error; the checkpoint stays before the refused line, so that a resume
+// after the cause is fixed publishes it and nothing after it is skipped.
+func TestBackfillStopsAtARefusedPublish(t *testing.T) {
+	_, nc, js := startJSWith(t, queue.Config{StreamMaxMsgs: 300}, "r1")
+	path, _, _ := genFile(t, 2000)
+	var progress strings.Builder
+	opts := Options{Window: 64, Checkpoint: path + ".checkpoint", Rejects: path + ".rejects.ndjson",
+		Progress: &lockedWriter{w: &progress}, ProgressEvery: time.Millisecond}
+	sum, err := Run(context.Background(), nc, fileSource(t, path), opts)
+	if !errors.Is(err, queue.ErrStreamFull) {
+		t.Fatalf("error %v, want ErrStreamFull", err)
+	}
+	if sum.Failed == 0 || sum.Published != 300 || storedCount(t, js) != 300 {
+		t.Errorf("summary %s; stream holds %d", sum, storedCount(t, js))
+	}
+	cp, err := LoadCheckpoint(opts.Checkpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 300 stored intents are lines 1..303 (lines 50, 150 and 250 are
+	// invalid); the first refused one is line 304.
+	if cp.Done || cp.Line != 303 || cp.Published != 300 {
+		t.Errorf("checkpoint %+v, want line 303, 300 published", cp)
+	}
+	if !strings.Contains(progress.String(), "lines read") {
+		t.Errorf("no plain progress lines: %q", progress.String())
+	}
+}
+
+// lockedWriter lets the test read what the reporter goroutine wrote.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *strings.Builder
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

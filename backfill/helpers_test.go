@@ -24,7 +24,13 @@ import (
 // that count stored intents provision one).
 func startJS(tb testing.TB, receivers ...string) (*server.Server, *nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	cfg := queue.Config{Listen: "127.0.0.1:-1", StoreDir: tb.TempDir()}
+	return startJSWith(tb, queue.Config{}, receivers...)
+}
+
+// startJSWith is startJS with stream limits from cfg.
+func startJSWith(tb testing.TB, cfg queue.Config, receivers ...string) (*server.Server, *nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	cfg.Listen, cfg.StoreDir = "127.0.0.1:-1", tb.TempDir()
 	srv, err := queue.StartEmbedded(cfg, zap.NewNop())
 	if err != nil {
 		tb.Fatal(err)

@@ -15,6 +15,9 @@ import (
 func (r *run) report(stop <-chan struct{}, start time.Time) {
 	var bar *progressbar.ProgressBar
 	tick := r.opts.CheckpointEvery
+	if r.opts.Progress != nil {
+		tick = min(tick, r.opts.ProgressEvery)
+	}
 	if r.opts.Progress != nil && r.opts.Terminal {
 		size := r.src.Size
 		if size <= 0 {
