@@ -59,8 +59,9 @@ func goBuild(t testing.TB, b *builtBinary, name, pkg string) string {
 	b.once.Do(func() {
 		out := filepath.Join(binDir, name)
 		cmd := exec.Command("go", "build", "-o", out, pkg)
+		// The environment's build settings as they are, so the build reuses
+		// the packages `go test` has just compiled.
 		cmd.Dir = moduleRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		msg, err := cmd.CombinedOutput()
 		if err != nil {
 			b.err = fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)

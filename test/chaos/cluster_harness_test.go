@@ -73,7 +73,7 @@ func TestClusterHarness(t *testing.T) {
 	}
 	publish(0, perPhase)
 
-	info, err := stream.Info(ctx)
+	info, err := retry(ctx, func(c context.Context) (*jetstream.StreamInfo, error) { return stream.Info(c) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestClusterHarness(t *testing.T) {
 	publish(perPhase, 2*perPhase)
 	t.Logf("published %d messages with the stream leader killed, in %v", perPhase, time.Since(killedAt).Round(time.Millisecond))
 
-	info, err = stream.Info(ctx)
+	info, err = retry(ctx, func(c context.Context) (*jetstream.StreamInfo, error) { return stream.Info(c) })
 	if err != nil {
 		t.Fatalf("stream info with one node down: %v", err)
 	}
@@ -104,7 +104,7 @@ func TestClusterHarness(t *testing.T) {
 	}
 	// Interest retention keeps everything until the receiver's consumer acks
 	// it, and the consumer (R3 too) must still answer with a node down.
-	cinfo, err := cons.Info(ctx)
+	cinfo, err := retry(ctx, cons.Info)
 	if err != nil {
 		t.Fatalf("consumer info with one node down: %v", err)
 	}
@@ -128,7 +128,7 @@ func TestClusterHarness(t *testing.T) {
 	}
 	// The restarted node must rejoin the stream's group and catch up.
 	for {
-		info, err = stream.Info(ctx)
+		info, err = retry(ctx, func(c context.Context) (*jetstream.StreamInfo, error) { return stream.Info(c) })
 		if err == nil && allReplicasCurrent(info, c.nodes[leader].serverName) {
 			break
 		}
@@ -141,6 +141,22 @@ func TestClusterHarness(t *testing.T) {
 	t.Logf("%s rejoined and caught up", c.nodes[leader].serverName)
 	if c.kills != 1 {
 		t.Fatalf("kill counter %d, want 1", c.kills)
+	}
+}
+
+// retry calls a JetStream info request until it answers, each attempt
+// bounded. Only a group's leader answers, and a request that arrives during
+// an election is dropped, not refused: one call with the test's whole
+// deadline would wait out that deadline instead of the election.
+func retry[T any](ctx context.Context, call func(context.Context) (T, error)) (T, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		v, err := call(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return v, err
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
