@@ -3,6 +3,7 @@ package config
 import (
 	"time"
 
+	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/set"
@@ -105,10 +106,14 @@ func (c *Config) WorkerSpec(r Receiver) worker.Receiver {
 		Types:   r.EventTypes(),
 		Retry:   r.RetryPolicy(),
 		Pause:   r.PausePolicy(),
+
+		AllowPrivateTypes: r.AllowPrivateTypes,
 	}
 }
 
-// Pool returns the worker pool's configuration without receivers.
+// Pool returns the worker pool's configuration without receivers. Intents
+// are decoded with private event types allowed when any receiver allows
+// them; the worker skips them for the receivers that did not.
 func (c *Config) Pool() worker.Config {
 	grace := c.Worker.GracePeriod
 	if grace == 0 {
@@ -119,5 +124,17 @@ func (c *Config) Pool() worker.Config {
 		Concurrency: c.Worker.Concurrency,
 		GracePeriod: grace,
 		AckWait:     c.NATS.AckWait,
+		Intent:      intent.Options{AllowPrivateTypes: c.AllowsPrivateTypes()},
 	}
+}
+
+// AllowsPrivateTypes reports whether any receiver accepts private event
+// types, and so whether producers and the worker must accept them.
+func (c *Config) AllowsPrivateTypes() bool {
+	for _, r := range c.Receivers {
+		if r.AllowPrivateTypes {
+			return true
+		}
+	}
+	return false
 }

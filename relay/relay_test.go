@@ -318,3 +318,104 @@ func TestQueueConfigURLPrecedence(t *testing.T) {
 		t.Errorf("Creds = %q: the other NATS_* variables still apply", q.Creds)
 	}
 }
+
+// A private event type reaches the receiver that allowed and requested it,
+// and only that one: before, the worker decoded without private types and
+// dead-lettered the intent as invalid_intent for every receiver.
+func TestPrivateEventTypeDelivered(t *testing.T) {
+	t.Parallel()
+	const custom = "https://example.com/secevent/custom"
+	priv, privSrv := newSink(t)
+	all, allSrv := newSink(t)
+	cfg, _ := testConfig(t, privSrv.URL+"/events")
+	cfg.Receivers[0].AllowPrivateTypes = true
+	cfg.Receivers[0].Events = []string{custom}
+	// A receiver asking for every type, without allow_private_types, must
+	// skip the private type rather than get it or dead-letter it.
+	other := cfg.Receivers[0]
+	other.Name, other.Endpoint, other.AllowPrivateTypes, other.Events = "all", allSrv.URL+"/events", false, nil
+	cfg.Receivers = append(cfg.Receivers, other)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := Start(ctx, cfg, zaptest.NewLogger(t), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+
+	pub := queue.NewPublisher(svc.JetStream(), intent.Options{AllowPrivateTypes: true})
+	in, err := intent.Decode([]byte(`{"id":"priv-1","type":"`+custom+`","subject":{"format":"email","email":"p@example.com"},"event":{"detail":"x"}}`), intent.Options{AllowPrivateTypes: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	// A known type afterwards reaches "all": once it has, "all" has
+	// settled the private intent before it (one consumer, in order).
+	known, err := intent.Decode([]byte(`{"id":"known-1","type":"risc.account-disabled","subject":{"format":"email","email":"k@example.com"}}`), intent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pub.Publish(ctx, known); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*sink{priv, all} {
+		select {
+		case <-s.got:
+		case <-time.After(20 * time.Second):
+			t.Fatal("a SET was not delivered")
+		}
+	}
+	// Nothing was dead-lettered.
+	dls, err := queue.NewDLQ(svc.JetStream()).List(ctx, queue.Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dl := range dls {
+		t.Errorf("dead letter for %s: %s %s", dl.Receiver, dl.Reason, dl.Description)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	priv.mu.Lock()
+	defer priv.mu.Unlock()
+	if len(priv.sets) != 1 {
+		t.Fatalf("private-type receiver got %d SETs, want 1", len(priv.sets))
+	}
+	claims := jwtClaims(t, priv.sets[0])
+	if _, ok := claims["events"].(map[string]any)[custom]; !ok {
+		t.Errorf("events = %v, want %s", claims["events"], custom)
+	}
+	all.mu.Lock()
+	defer all.mu.Unlock()
+	if len(all.sets) != 1 {
+		t.Fatalf("all-types receiver got %d SETs, want 1 (the known type only)", len(all.sets))
+	}
+	if _, ok := jwtClaims(t, all.sets[0])["events"].(map[string]any)[custom]; ok {
+		t.Error("receiver without allow_private_types got the private type")
+	}
+}
+
+// jwtClaims decodes a compact JWS's payload without verifying it (the
+// other tests verify signatures).
+func jwtClaims(t *testing.T, jws string) map[string]any {
+	t.Helper()
+	parts := strings.Split(jws, ".")
+	if len(parts) != 3 {
+		t.Fatalf("not a compact JWS: %q", jws)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

@@ -45,6 +45,13 @@ type Receiver struct {
 	// Types are the event types the receiver asked for, as URIs or
 	// aliases; empty means every type.
 	Types []string
+	// AllowPrivateTypes lets an empty Types include private event types
+	// (absolute URIs outside CAEP/RISC/SSF and the GOV.UK vocabulary).
+	// Without it such an intent, which decodes only when Config.Intent
+	// allows private types for some other receiver, is skipped for this
+	// one: a receiver never gets a private type it did not opt into. A
+	// private type listed in Types is always wanted.
+	AllowPrivateTypes bool
 	// Limiter, when set, bounds the push rate to this receiver. It is
 	// shared by everything in the process that pushes to the receiver.
 	Limiter *rate.Limiter
@@ -114,7 +121,9 @@ type Config struct {
 	// and paused gauges, and to learn of pauses made by other processes
 	// (default 5s).
 	InfoInterval time.Duration
-	// Intent is passed to intent.Decode.
+	// Intent is passed to intent.Decode. Set AllowPrivateTypes when any
+	// receiver accepts private event types; receivers that did not ask
+	// for such a type skip it (see Receiver.AllowPrivateTypes).
 	Intent    intent.Options
 	Receivers []Receiver
 }

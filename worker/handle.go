@@ -177,11 +177,15 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 }
 
 // wants reports whether r asked for this intent: its event type is one of
-// r's requested types (or r requested all), and the intent either names no
-// receivers or names r.
+// r's requested types (or r requested all, private types only if it allows
+// them), and the intent either names no receivers or names r.
 func (r *rcv) wants(in *intent.Intent) bool {
 	if r.types != nil {
 		if _, ok := r.types[in.EventType]; !ok {
+			return false
+		}
+	} else if !r.AllowPrivateTypes {
+		if _, known := intent.ResolveType(in.EventType); !known {
 			return false
 		}
 	}
