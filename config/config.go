@@ -17,11 +17,16 @@ import (
 
 // Default values. They are exported so documentation and tests can name them.
 const (
-	DefaultStoreDir         = "./data"
-	DefaultNATSListen       = "127.0.0.1:4222"
-	DefaultReplicas         = 1
-	DefaultMaxAckPending    = 1000
-	DefaultAckWait          = 30 * time.Second
+	DefaultStoreDir        = "./data"
+	DefaultNATSListen      = "127.0.0.1:4222"
+	DefaultReplicas        = 1
+	DefaultMaxAckPending   = 1000
+	DefaultAckWait         = 30 * time.Second
+	DefaultDuplicateWindow = time.Hour
+	// MaxDuplicateWindow caps nats.duplicate_window: the server keeps every
+	// intent id of the window in memory (about 100 bytes plus the id), so
+	// a week of a busy stream is already gigabytes.
+	MaxDuplicateWindow      = 7 * 24 * time.Hour
 	DefaultConcurrency      = 64
 	DefaultGracePeriod      = 20 * time.Second
 	DefaultOpsListen        = "127.0.0.1:9464"
@@ -110,6 +115,11 @@ type NATS struct {
 	MaxAckPending int `yaml:"max_ack_pending" json:"max_ack_pending"`
 	// AckWait is how long JetStream waits for an ack before redelivering.
 	AckWait time.Duration `yaml:"ack_wait" json:"ack_wait"`
+	// DuplicateWindow is how long the intents stream remembers an intent
+	// id: a publish or backfill re-run within it is acknowledged as a
+	// duplicate instead of stored again. Beyond it, receivers get the SET
+	// again with the same jti.
+	DuplicateWindow time.Duration `yaml:"duplicate_window" json:"duplicate_window"`
 }
 
 // Embedded reports whether setrelay runs its own NATS server.

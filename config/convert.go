@@ -34,6 +34,8 @@ func (c *Config) Queue() queue.Config {
 		Key:           n.TLS.Key,
 		MaxAckPending: n.MaxAckPending,
 		AckWait:       n.AckWait,
+
+		DuplicateWindow: n.DuplicateWindow,
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 )
 
 func TestConversions(t *testing.T) {
-	y := strings.Replace(issueExample, "  replicas: 1\n", "  replicas: 1\n  user: relay\n  password: ${NATS_PASSWORD}\n  max_ack_pending: 50\n  ack_wait: 45s\n", 1)
+	y := strings.Replace(issueExample, "  replicas: 1\n", "  replicas: 1\n  user: relay\n  password: ${NATS_PASSWORD}\n  max_ack_pending: 50\n  ack_wait: 45s\n  duplicate_window: 6h\n", 1)
 	y = strings.Replace(y, "    insecure_http: false\n", "    insecure_http: false\n    tls: {ca: ca.pem}\n    max_retry_after: 2m\n    pause: {threshold: -1}\n    events: [risc.account-disabled]\n", 1)
 	y = strings.Replace(y, "    events: []               # requested types, URIs or aliases; empty = all\n", "", 1)
 	y += "worker:\n  concurrency: 8\n  grace_period: 0s\n"
@@ -21,7 +21,7 @@ func TestConversions(t *testing.T) {
 	}
 
 	q := cfg.Queue()
-	if q.URL != "" || q.User != "relay" || q.Password != "npw" || q.MaxAckPending != 50 || q.AckWait != 45*time.Second || q.StoreDir != "./data" || q.Listen != "127.0.0.1:4222" || q.Replicas != 1 {
+	if q.URL != "" || q.User != "relay" || q.Password != "npw" || q.MaxAckPending != 50 || q.AckWait != 45*time.Second || q.StoreDir != "./data" || q.Listen != "127.0.0.1:4222" || q.Replicas != 1 || q.DuplicateWindow != 6*time.Hour {
 		t.Errorf("Queue() = %+v", q)
 	}
 	if got := cfg.ReceiverNames(); len(got) != 1 || got[0] != "govuk" {
@@ -49,6 +49,16 @@ func TestConversions(t *testing.T) {
 	}
 	if spec.Pause.Threshold != -1 || spec.Pause.Initial != DefaultPauseInitial {
 		t.Errorf("Pause = %+v", spec.Pause)
+	}
+
+	// Left out of the file, the window is the default rather than zero
+	// (which queue.Provision would silently turn into its own default).
+	noWindow, err := Parse([]byte(issueExample), "x.yaml", lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := noWindow.Queue().DuplicateWindow; got != DefaultDuplicateWindow {
+		t.Errorf("default duplicate window = %s, want %s", got, DefaultDuplicateWindow)
 	}
 
 	pool := cfg.Pool()

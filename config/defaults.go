@@ -13,6 +13,8 @@ func Defaults() *Config {
 			Replicas:      DefaultReplicas,
 			MaxAckPending: DefaultMaxAckPending,
 			AckWait:       DefaultAckWait,
+
+			DuplicateWindow: DefaultDuplicateWindow,
 		},
 		Worker: Worker{Concurrency: DefaultConcurrency, GracePeriod: DefaultGracePeriod},
 		Ops:    Ops{Listen: DefaultOpsListen},

@@ -118,6 +118,9 @@ func (c *Config) validateNATS(p *problems) {
 	if n.AckWait < time.Second {
 		p.add("nats.ack_wait", "must be at least 1s (got %s)", n.AckWait)
 	}
+	if n.DuplicateWindow <= 0 || n.DuplicateWindow > MaxDuplicateWindow {
+		p.add("nats.duplicate_window", "must be more than 0s and at most %s (got %s): the server keeps every intent id of the window in memory", MaxDuplicateWindow, n.DuplicateWindow)
+	}
 	methods := 0
 	for _, set := range []bool{n.User != "" || n.Password != "", n.Token != "", n.Creds != "", n.NKey != ""} {
 		if set {

@@ -58,6 +58,8 @@ func TestValidationRules(t *testing.T) {
 		{"store dir", func(c *Config) { c.NATS.StoreDir = "" }, []string{"nats.store_dir: required"}},
 		{"max ack pending", func(c *Config) { c.NATS.MaxAckPending = 0 }, []string{"nats.max_ack_pending: must be at least 1"}},
 		{"ack wait", func(c *Config) { c.NATS.AckWait = 100 * time.Millisecond }, []string{"nats.ack_wait: must be at least 1s"}},
+		{"duplicate window zero", func(c *Config) { c.NATS.DuplicateWindow = 0 }, []string{"nats.duplicate_window: must be more than 0s and at most 168h0m0s (got 0s)"}},
+		{"duplicate window too long", func(c *Config) { c.NATS.DuplicateWindow = 30 * 24 * time.Hour }, []string{"nats.duplicate_window: must be more than 0s", "(got 720h0m0s)"}},
 		{"two auth methods", func(c *Config) { c.NATS.Token = "t"; c.NATS.Creds = "x.creds" }, []string{"nats: set one authentication method"}},
 		{"user without password", func(c *Config) { c.NATS.User = "u" }, []string{"nats.password: required with nats.user"}},
 		{"password without user", func(c *Config) { c.NATS.Password = "p" }, []string{"nats.user: required with nats.password"}},
