@@ -97,7 +97,9 @@ type Summary struct {
 	Invalid     uint64
 	Elapsed     time.Duration
 	Interrupted bool
-	Checkpoint  Checkpoint
+	// DryRun reports that nothing was published (Options.DryRun).
+	DryRun     bool
+	Checkpoint Checkpoint
 }
 
 // Rate is the lines read per second.
@@ -115,6 +117,10 @@ func (s Summary) String() string {
 		state = "interrupted"
 	} else if s.Failed > 0 {
 		state = "failed"
+	}
+	if s.DryRun {
+		return fmt.Sprintf("backfill dry run %s: read %d lines, %d valid, %d invalid in %s (%.0f lines/s); nothing published",
+			state, s.Read, s.Valid, s.Invalid, s.Elapsed.Round(time.Millisecond), s.Rate())
 	}
 	return fmt.Sprintf("backfill %s: read %d lines, published %d, duplicates %d, invalid %d, failed %d in %s (%.0f lines/s); checkpoint at line %d",
 		state, s.Read, s.Published, s.Duplicates, s.Invalid, s.Failed, s.Elapsed.Round(time.Millisecond), s.Rate(), s.Checkpoint.Line)
@@ -571,6 +577,7 @@ func (r *run) summary(start time.Time, interrupted bool) Summary {
 		Invalid:     r.invalid,
 		Elapsed:     time.Since(start),
 		Interrupted: interrupted,
+		DryRun:      r.opts.DryRun,
 		Checkpoint:  r.checkpointLocked(false),
 	}
 }

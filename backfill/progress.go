@@ -56,7 +56,7 @@ func (r *run) report(stop <-chan struct{}, start time.Time) {
 			elapsed := now.Sub(start)
 			switch {
 			case bar != nil:
-				bar.Describe(fmt.Sprintf("%d intents, %.0f/s, %d invalid", r.lines.Load(), float64(r.lines.Load())/elapsed.Seconds(), r.bad.Load()))
+				bar.Describe(fmt.Sprintf("%d lines, %.0f/s, %d invalid", r.lines.Load(), float64(r.lines.Load())/elapsed.Seconds(), r.bad.Load()))
 				_ = bar.Set64(r.bytesRead.Load())
 			case r.opts.Progress != nil && now.Sub(lastPlain) >= r.opts.ProgressEvery:
 				lastPlain = now
@@ -70,8 +70,8 @@ func (r *run) report(stop <-chan struct{}, start time.Time) {
 func (r *run) progressLine(elapsed time.Duration) string {
 	lines := r.lines.Load()
 	perSec := float64(lines) / elapsed.Seconds()
-	s := fmt.Sprintf("backfill: %d lines read, %d acked, %d invalid, %.0f lines/s, %s elapsed",
-		lines, r.acked.Load(), r.bad.Load(), perSec, elapsed.Round(time.Second))
+	s := fmt.Sprintf("backfill: %d lines read, %d valid, %d acked, %d invalid, %.0f lines/s, %s elapsed",
+		lines, r.valid.Load(), r.acked.Load(), r.bad.Load(), perSec, elapsed.Round(time.Second))
 	if size := r.src.Size; size > 0 {
 		read := r.bytesRead.Load()
 		pct := 100 * float64(read) / float64(size)

@@ -78,7 +78,8 @@ func TestBackfillCommand(t *testing.T) {
 
 	// A dry run validates only.
 	code, out, stderr := runCLI(t, "", "backfill", "--dry-run", path)
-	if code != exitUsage || !strings.Contains(out, "30 invalid lines: see "+path+".rejects.ndjson") {
+	if code != exitUsage || !strings.Contains(out, "30 invalid lines: see "+path+".rejects.ndjson") || !strings.Contains(out, "2970 valid, 30 invalid") ||
+		!strings.Contains(out, "nothing published") {
 		t.Fatalf("dry run: exit %d\n%s%s", code, out, stderr)
 	}
 	if n := intentCount(t, js); n != 0 {
