@@ -218,7 +218,7 @@ func publishAll(ctx context.Context, out io.Writer, pub *queue.Publisher, opts i
 		data []byte
 	}
 	var items []item
-	if trimmed := bytes.TrimSpace(data); json.Valid(trimmed) {
+	if trimmed := bytes.TrimSpace(data); !isNDJSON(trimmed) {
 		items = []item{{0, trimmed}}
 	} else {
 		for i, l := range bytes.Split(data, []byte("\n")) {
@@ -259,6 +259,17 @@ func publishAll(ctx context.Context, out io.Writer, pub *queue.Publisher, opts i
 		return &silentError{code: exitUsage, err: fmt.Errorf("%d of %d intents invalid", invalid, len(items))}
 	}
 	return nil
+}
+
+// isNDJSON tells one document from NDJSON: the input is NDJSON when it is
+// not one JSON value but its first line is. A broken pretty-printed intent
+// is therefore reported once, as one invalid document, not line by line.
+func isNDJSON(data []byte) bool {
+	if json.Valid(data) {
+		return false
+	}
+	first, _, _ := bytes.Cut(data, []byte("\n"))
+	return json.Valid(bytes.TrimSpace(first))
 }
 
 // problems renders a validation error's problems on one line.

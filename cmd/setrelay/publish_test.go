@@ -107,6 +107,11 @@ func TestPublishStoredDuplicateInvalid(t *testing.T) {
 			t.Errorf("line %d = %q, want %s", i, lines[i], re)
 		}
 	}
+	// A broken pretty-printed intent is one invalid document.
+	code, out, _ = runCLI(t, "{\n  \"id\": \"pub-9\"\n  \"type\": \"caep.session-revoked\"\n}\n", "publish", "--nats-url", url)
+	if code != exitUsage || strings.Count(out, "invalid:") != 1 || strings.HasPrefix(out, "line") {
+		t.Errorf("broken document: exit %d, %q", code, out)
+	}
 	if n := intentCount(t, js); n != 2 {
 		t.Errorf("stream holds %d intents, want 2", n)
 	}
