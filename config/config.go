@@ -26,9 +26,15 @@ const (
 	// MaxDuplicateWindow caps nats.duplicate_window: the server keeps every
 	// intent id of the window in memory (about 100 bytes plus the id), so
 	// a week of a busy stream is already gigabytes.
-	MaxDuplicateWindow      = 7 * 24 * time.Hour
-	DefaultConcurrency      = 64
-	DefaultGracePeriod      = 20 * time.Second
+	MaxDuplicateWindow = 7 * 24 * time.Hour
+	DefaultConcurrency = 64
+	DefaultGracePeriod = 20 * time.Second
+	DefaultFetchWait   = time.Second
+	// MinFetchWait and MaxFetchWait bound worker.fetch_wait: shorter
+	// floods the server with pull requests from idle receivers, longer
+	// delays every shutdown of an idle process by as much.
+	MinFetchWait            = 100 * time.Millisecond
+	MaxFetchWait            = 30 * time.Second
 	DefaultOpsListen        = "127.0.0.1:9464"
 	DefaultLogLevel         = "info"
 	DefaultLogFormat        = "json"
@@ -140,6 +146,12 @@ type Worker struct {
 	// GracePeriod is how long in-flight pushes may run on after a shutdown
 	// signal before what is left is handed back to JetStream.
 	GracePeriod time.Duration `yaml:"grace_period" json:"grace_period"`
+	// FetchWait is how long an idle receiver's pull request waits for a
+	// message. A shutdown waits for outstanding ones (abandoning one could
+	// strand a message until ack_wait), so it bounds how long an idle
+	// process takes to stop; each idle receiver sends one request per
+	// FetchWait.
+	FetchWait time.Duration `yaml:"fetch_wait" json:"fetch_wait"`
 }
 
 // Ops configures the operations HTTP server.

@@ -126,6 +126,7 @@ func (c *Config) Pool() worker.Config {
 		Concurrency: c.Worker.Concurrency,
 		GracePeriod: grace,
 		AckWait:     c.NATS.AckWait,
+		FetchWait:   c.Worker.FetchWait,
 		Intent:      intent.Options{AllowPrivateTypes: c.AllowsPrivateTypes()},
 	}
 }

@@ -12,7 +12,7 @@ func TestConversions(t *testing.T) {
 	y := strings.Replace(issueExample, "  replicas: 1\n", "  replicas: 1\n  user: relay\n  password: ${NATS_PASSWORD}\n  max_ack_pending: 50\n  ack_wait: 45s\n  duplicate_window: 6h\n", 1)
 	y = strings.Replace(y, "    insecure_http: false\n", "    insecure_http: false\n    tls: {ca: ca.pem}\n    max_retry_after: 2m\n    pause: {threshold: -1}\n    events: [risc.account-disabled]\n", 1)
 	y = strings.Replace(y, "    events: []               # requested types, URIs or aliases; empty = all\n", "", 1)
-	y += "worker:\n  concurrency: 8\n  grace_period: 0s\n"
+	y += "worker:\n  concurrency: 8\n  grace_period: 0s\n  fetch_wait: 2s\n"
 	y = strings.Replace(y, "worker:\n  concurrency: 64\n", "", 1)
 	lookup := env(map[string]string{"GOVUK_CLIENT_ID": "cid", "GOVUK_CLIENT_SECRET": "csecret", "NATS_PASSWORD": "npw"})
 	cfg, err := Parse([]byte(y), "x.yaml", lookup)
@@ -60,9 +60,12 @@ func TestConversions(t *testing.T) {
 	if got := noWindow.Queue().DuplicateWindow; got != DefaultDuplicateWindow {
 		t.Errorf("default duplicate window = %s, want %s", got, DefaultDuplicateWindow)
 	}
+	if got := noWindow.Pool().FetchWait; got != DefaultFetchWait {
+		t.Errorf("default fetch wait = %s, want %s", got, DefaultFetchWait)
+	}
 
 	pool := cfg.Pool()
-	if pool.Concurrency != 8 || pool.GracePeriod >= 0 || pool.AckWait != 45*time.Second {
+	if pool.Concurrency != 8 || pool.GracePeriod >= 0 || pool.AckWait != 45*time.Second || pool.FetchWait != 2*time.Second {
 		t.Errorf("Pool() = %+v; an explicit grace_period: 0s must reach the worker as 'none' (negative)", pool)
 	}
 }

@@ -16,7 +16,7 @@ func Defaults() *Config {
 
 			DuplicateWindow: DefaultDuplicateWindow,
 		},
-		Worker: Worker{Concurrency: DefaultConcurrency, GracePeriod: DefaultGracePeriod},
+		Worker: Worker{Concurrency: DefaultConcurrency, GracePeriod: DefaultGracePeriod, FetchWait: DefaultFetchWait},
 		Ops:    Ops{Listen: DefaultOpsListen},
 		Log:    Log{Level: DefaultLogLevel, Format: DefaultLogFormat},
 	}

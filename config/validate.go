@@ -37,6 +37,9 @@ func (c *Config) validate(file string) error {
 	if c.Worker.GracePeriod < 0 {
 		p.add("worker.grace_period", "must not be negative")
 	}
+	if c.Worker.FetchWait < MinFetchWait || c.Worker.FetchWait > MaxFetchWait {
+		p.add("worker.fetch_wait", "must be between %s and %s (got %s)", MinFetchWait, MaxFetchWait, c.Worker.FetchWait)
+	}
 	checkHostPort(&p, "ops.listen", c.Ops.Listen)
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		p.add("log.level", "must be debug, info, warn or error (got %q)", c.Log.Level)

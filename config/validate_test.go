@@ -66,6 +66,8 @@ func TestValidationRules(t *testing.T) {
 		{"nats tls cert alone", func(c *Config) { c.NATS.TLS.Cert = "c.pem" }, []string{"nats.tls: cert and key go together"}},
 		{"concurrency", func(c *Config) { c.Worker.Concurrency = 0 }, []string{"worker.concurrency: must be at least 1"}},
 		{"grace", func(c *Config) { c.Worker.GracePeriod = -time.Second }, []string{"worker.grace_period: must not be negative"}},
+		{"fetch wait zero", func(c *Config) { c.Worker.FetchWait = 0 }, []string{"worker.fetch_wait: must be between 100ms and 30s (got 0s)"}},
+		{"fetch wait long", func(c *Config) { c.Worker.FetchWait = time.Minute }, []string{"worker.fetch_wait: must be between 100ms and 30s (got 1m0s)"}},
 		{"ops listen", func(c *Config) { c.Ops.Listen = "" }, []string{"ops.listen: must be host:port"}},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, []string{"log.level: must be debug, info, warn or error"}},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, []string{"log.format: must be json or console"}},

@@ -271,8 +271,10 @@ func Config(storeDir, keyFile, receiverURL, clientSecret string) *config.Config 
 			Replicas:      1,
 			MaxAckPending: config.DefaultMaxAckPending,
 			AckWait:       config.DefaultAckWait,
+
+			DuplicateWindow: config.DefaultDuplicateWindow,
 		},
-		Worker: config.Worker{Concurrency: 32, GracePeriod: 2 * time.Second},
+		Worker: config.Worker{Concurrency: 32, GracePeriod: 2 * time.Second, FetchWait: config.DefaultFetchWait},
 		Ops:    config.Ops{Listen: "127.0.0.1:0"},
 		Log:    config.Log{Level: "warn", Format: "console"},
 		Receivers: []config.Receiver{{

@@ -114,8 +114,11 @@ type Config struct {
 	// heartbeats. Zero reads it from each consumer's cached info.
 	AckWait time.Duration
 	// FetchWait is how long an idle receiver's pull request waits on the
-	// server for a message (default 5s). Shorter means quicker shutdown of
-	// idle loops and more pull requests.
+	// server for a message (default 1s). It bounds how long shutdown waits
+	// for an idle loop: the request is not abandoned early, because the
+	// server could still deliver into it and that message would wait out
+	// AckWait unseen. Longer means fewer idle pull requests (one per
+	// receiver per FetchWait) but a slower shutdown.
 	FetchWait time.Duration
 	// InfoInterval is how often consumer info is polled for the pending
 	// and paused gauges, and to learn of pauses made by other processes
@@ -132,7 +135,7 @@ type Config struct {
 const (
 	DefaultConcurrency  = 64
 	DefaultGracePeriod  = 20 * time.Second
-	DefaultFetchWait    = 5 * time.Second
+	DefaultFetchWait    = time.Second
 	DefaultInfoInterval = 5 * time.Second
 )
 

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"net/http"
 	"runtime"
 	"strings"
@@ -193,4 +194,57 @@ func TestTwoProcessesShareConsumers(t *testing.T) {
 			t.Errorf("process %d delivered nothing", i)
 		}
 	}
+}
+
+// TestIdleShutdownIsPrompt: an idle pool with the default FetchWait stops
+// within about a second of being cancelled (it waits out its long polls
+// rather than abandon them), and the long polls swallow nothing: a message
+// published the moment Run returned reaches the next pool at once, not
+// after AckWait (30s here).
+func TestIdleShutdownIsPrompt(t *testing.T) {
+	e := newEnv(t, 30*time.Second, "rp", "other")
+	d := e.devReceiver("rp")
+	o := e.devReceiver("other")
+	nc := e.connect()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specs := func() []Receiver {
+		return []Receiver{e.spec(js, "rp", d.endpoint()), e.spec(js, "other", o.endpoint())}
+	}
+	p, err := New(Config{Concurrency: 4, Receivers: specs()}, Deps{JS: js, Log: e.log, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	// Deliver one, so both loops have gone idle into their long polls.
+	e.publish(sessionRevoked("before"))
+	eventually(t, 5*time.Second, "first intent delivered", func() bool {
+		return d.Stats().Accepted == 1 && o.Stats().Accepted == 1
+	})
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	// About DefaultFetchWait plus scheduling slack on a loaded machine;
+	// the old 5s default fails this.
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("idle shutdown took %s with the default FetchWait (%s)", took, DefaultFetchWait)
+	}
+
+	e.publish(sessionRevoked("after"))
+	e.run(Config{Concurrency: 4, Receivers: specs()}, js, nil)
+	eventually(t, 10*time.Second, "intent published after shutdown delivered", func() bool {
+		return d.Stats().Accepted == 2 && o.Stats().Accepted == 2
+	})
 }
