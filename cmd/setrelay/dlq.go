@@ -215,7 +215,14 @@ func newDLQShowCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show SEQ [--json]",
 		Short: "Show one dead letter: intent, reason, receiver's answer, attempts",
-		Args:  positional(cobra.ExactArgs(1)),
+		Long: `Show one dead letter: the receiver, the reason, the receiver's HTTP status,
+its RFC 8935 err and description, an excerpt of its response body, the
+attempts made with the first and last attempt times, validation problems for
+an invalid intent, and the original intent exactly as it will be replayed.
+SEQ is the SEQ column of 'setrelay dlq list'.`,
+		Example: `  setrelay dlq show 42
+  setrelay dlq show 42 --json | jq .intent`,
+		Args: positional(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			seq, err := parseSeq(args[0])
 			if err != nil {
