@@ -620,3 +620,29 @@ func TestCancelledPushDoesNotWaitForTheTokenFetch(t *testing.T) {
 		t.Fatalf("result %+v", r)
 	}
 }
+
+// Every log line names the receiver exactly once: New adds the field to the
+// logger, so the token fetcher must not add it again (JSON logs with a
+// duplicate key are ambiguous to log processors).
+func TestLogsNameTheReceiverOnce(t *testing.T) {
+	ts := newTokenServer(t, true)
+	rc := newReceiver(t, true, acceptTokens(tokenValue(1)))
+	c, logs := newTestClient(t, oauthConfig(rc, ts))
+	if r := c.Push(context.Background(), []byte(testJWS)); r.Outcome != Delivered {
+		t.Fatalf("push: %v", r.Error())
+	}
+	if logs.FilterMessage("fetched access token").Len() != 1 {
+		t.Fatalf("no 'fetched access token' line in %v", logs.All())
+	}
+	for _, e := range logs.All() {
+		n := 0
+		for _, f := range e.Context {
+			if f.Key == "receiver" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%q has %d receiver fields, want 1: %v", e.Message, n, e.Context)
+		}
+	}
+}

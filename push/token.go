@@ -203,9 +203,8 @@ func (f *fetcher) Token() (*oauth2.Token, error) {
 	}
 	f.lastErr = nil
 	f.m.tokenFetch(f.receiver, "ok")
-	f.log.Info("fetched access token",
-		zap.String("receiver", f.receiver),
-		zap.Time("expiry", tok.Expiry))
+	// f.log already names the receiver (New adds it).
+	f.log.Info("fetched access token", zap.Time("expiry", tok.Expiry))
 	return tok, nil
 }
 
