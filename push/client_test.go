@@ -244,7 +244,9 @@ func TestAccessDeniedDropsTokenAndRetriesLater(t *testing.T) {
 
 func TestExpiringTokenIsRefreshedBeforeUse(t *testing.T) {
 	ts := newTokenServer(t, false)
-	ts.expiresIn.Store(61) // with RefreshBefore 60 s: usable for one second
+	// A 2 s token with a 60 s margin: the margin shrinks to a quarter of
+	// the lifetime, so the token is used for 1.5 s and then replaced.
+	ts.expiresIn.Store(2)
 	var used []string
 	var mu sync.Mutex
 	rc := newReceiver(t, false, func(w http.ResponseWriter, r *http.Request, _ []byte, _ int64) {
@@ -264,7 +266,7 @@ func TestExpiringTokenIsRefreshedBeforeUse(t *testing.T) {
 	if ts.requests.Load() != 1 {
 		t.Fatalf("token requests %d before expiry, want 1", ts.requests.Load())
 	}
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(1600 * time.Millisecond)
 	if r := c.Push(context.Background(), []byte(testJWS)); r.Outcome != Delivered {
 		t.Fatal(r.Error())
 	}
@@ -273,6 +275,27 @@ func TestExpiringTokenIsRefreshedBeforeUse(t *testing.T) {
 	want := []string{"Bearer " + tokenValue(1), "Bearer " + tokenValue(1), "Bearer " + tokenValue(2)}
 	if ts.requests.Load() != 2 || strings.Join(used, ",") != strings.Join(want, ",") {
 		t.Fatalf("token requests %d, tokens used %v; want 2, %v", ts.requests.Load(), used, want)
+	}
+}
+
+// A token whose lifetime is shorter than the refresh margin must still be
+// reused: treating it as expired on arrival would fetch a token per push.
+func TestShortLivedTokenIsReused(t *testing.T) {
+	ts := newTokenServer(t, false)
+	ts.expiresIn.Store(15)
+	rc := newReceiver(t, false, func(w http.ResponseWriter, _ *http.Request, _ []byte, _ int64) {
+		w.WriteHeader(http.StatusAccepted)
+	})
+	cfg := oauthConfig(rc, ts)
+	cfg.Auth.RefreshBefore = time.Minute
+	c, _ := newTestClient(t, cfg)
+	for range 50 {
+		if r := c.Push(context.Background(), []byte(testJWS)); r.Outcome != Delivered {
+			t.Fatal(r.Error())
+		}
+	}
+	if n := ts.requests.Load(); n != 1 {
+		t.Fatalf("50 pushes with a 15 s token made %d token requests, want 1", n)
 	}
 }
 

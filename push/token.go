@@ -144,6 +144,9 @@ type fetcher struct {
 	log      *zap.Logger
 	m        *Metrics
 	scrub    []string // secret forms to remove from descriptions
+	// refreshBefore is the ReuseTokenSource's expiry margin; Token needs it
+	// to keep short-lived tokens usable (see there).
+	refreshBefore time.Duration
 
 	// The last failure is remembered for tokenFailureHold. ReuseTokenSource
 	// caches only successes: callers queued on its mutex behind a failed
@@ -162,7 +165,8 @@ const tokenFailureHold = 2 * time.Second
 func newFetcher(receiver string, a AuthConfig, hc *http.Client, log *zap.Logger, m *Metrics) *fetcher {
 	secret := a.ClientSecret.Reveal()
 	return &fetcher{
-		receiver: receiver,
+		receiver:      receiver,
+		refreshBefore: a.RefreshBefore,
 		cc: &clientcredentials.Config{
 			ClientID:     a.ClientID,
 			ClientSecret: secret,
@@ -202,6 +206,15 @@ func (f *fetcher) Token() (*oauth2.Token, error) {
 		return nil, te
 	}
 	f.lastErr = nil
+	// A token that lives less than four refresh margins would be replaced
+	// early for most of its life, and one shorter than the margin would
+	// count as expired on arrival, so every push would fetch a new token:
+	// the first mistake in the digest's list of real transmitters'. The
+	// margin is therefore at most a quarter of the token's lifetime; the
+	// expiry is moved so that ReuseTokenSource's fixed margin lands there.
+	if life := time.Until(tok.Expiry); !tok.Expiry.IsZero() && life/4 < f.refreshBefore {
+		tok.Expiry = tok.Expiry.Add(f.refreshBefore - max(life, 0)/4)
+	}
 	f.m.tokenFetch(f.receiver, "ok")
 	// f.log already names the receiver (New adds it).
 	f.log.Info("fetched access token", zap.Time("expiry", tok.Expiry))
