@@ -1,0 +1,100 @@
+package badinput
+
+import (
+	"strconv"
+	"strings"
+)
+
+// badCase is one kind of bad intent: the bytes a broken producer sends and a
+// substring the dead letter's errors must contain, so that the operator
+// reading it learns which field is wrong and why.
+type badCase struct {
+	name string
+	data []byte
+	want string
+}
+
+// good is a valid intent body with the given id; the bad cases are mutations of it.
+func good(id string) string {
+	return `{"id":"` + id + `","type":"caep.session-revoked","subject":{"format":"email","email":"alice@example.com"}}`
+}
+
+// withSubject is a session-revoked intent with the given subject JSON.
+func withSubject(id, subject string) []byte {
+	return []byte(`{"id":"` + id + `","type":"caep.session-revoked","subject":` + subject + `}`)
+}
+
+// badCases is the catalogue. Every row must end in the dead-letter stream
+// with reason invalid_intent and an error containing want.
+func badCases() []badCase {
+	const emailSubj = `{"format":"email","email":"alice@example.com"}`
+	big := func(n int) []byte {
+		// A valid intent whose event carries one long string member, so
+		// only the size is wrong.
+		head := `{"id":"big-` + strconv.Itoa(n) + `","type":"caep.session-revoked","subject":` + emailSubj + `,"event":{"note":"`
+		tail := `"}}`
+		return []byte(head + strings.Repeat("x", n-len(head)-len(tail)) + tail)
+	}
+	deep := func(n int) []byte {
+		return []byte(`{"id":"deep","type":"caep.session-revoked","subject":` + emailSubj + `,"event":{"x":` +
+			strings.Repeat("[", n) + strings.Repeat("]", n) + `}}`)
+	}
+	return []badCase{
+		{"malformed_json", []byte(`{"id" "bad-1","type":"caep.session-revoked"}`), "invalid JSON at byte 6: expected ':'"},
+		{"truncated_json", []byte(`{"id":"bad-2","type":"caep.session-rev`), "unterminated string"},
+		{"trailing_garbage", []byte(good("bad-3") + `}`), "unexpected data after the top-level value"},
+		{"two_documents", []byte(good("bad-4") + good("bad-4b")), "unexpected data after the top-level value"},
+		{"id_number", []byte(`{"id":42,"type":"caep.session-revoked","subject":` + emailSubj + `}`), "id: must be a string, got number"},
+		{"type_array", []byte(`{"id":"bad-6","type":["caep.session-revoked"],"subject":` + emailSubj + `}`), "type: must be a string"},
+		{"subject_string", []byte(`{"id":"bad-7","type":"caep.session-revoked","subject":"alice@example.com"}`), "subject: must be an object"},
+		{"event_array", []byte(`{"id":"bad-8","type":"caep.session-revoked","subject":` + emailSubj + `,"event":[]}`), "event: must be an object, got array"},
+		{"occurred_at_number", []byte(`{"id":"bad-9","type":"caep.session-revoked","subject":` + emailSubj + `,"occurred_at":1700000000}`), "occurred_at: must be an RFC 3339 date-time string"},
+		{"receivers_object", []byte(`{"id":"bad-10","type":"caep.session-revoked","subject":` + emailSubj + `,"receivers":{"rcv":true}}`), "receivers: must be an array of receiver names, got object"},
+		{"receivers_element_number", []byte(`{"id":"bad-11","type":"caep.session-revoked","subject":` + emailSubj + `,"receivers":[7]}`), "receivers[0]: must be a receiver name string, got number"},
+		{"txn_number", []byte(`{"id":"bad-12","type":"caep.session-revoked","subject":` + emailSubj + `,"txn":12}`), "txn: must be a string, got number"},
+		{"unknown_top_level_field", []byte(`{"id":"bad-13","type":"caep.session-revoked","subject":` + emailSubj + `,"severity":"high"}`), "severity: unknown member"},
+		{"unknown_type_alias", []byte(`{"id":"bad-14","type":"caep.session-revokd","subject":` + emailSubj + `}`), "did you mean \"caep.session-revoked\""},
+		{"unknown_type_openid_uri_typo", []byte(`{"id":"bad-15","type":"https://schemas.openid.net/secevent/caep/event-type/session-revokd","subject":` + emailSubj + `}`), "is not a CAEP 1.0, RISC 1.0 or SSF 1.0 event type"},
+		{"private_type_not_allowed", []byte(`{"id":"bad-16","type":"https://events.example.com/secevent/user-moved","subject":` + emailSubj + `}`), "private types are not enabled"},
+		{"missing_type", []byte(`{"id":"bad-17","subject":` + emailSubj + `}`), "type: required"},
+		{"subject_unknown_member", withSubject("bad-18", `{"format":"email","email":"alice@example.com","phone_number":"+441234567890"}`), "subject.phone_number: unknown member for format \"email\""},
+		{"subject_missing_format", withSubject("bad-19", `{"email":"alice@example.com"}`), "subject.format: required"},
+		{"subject_unknown_format", withSubject("bad-20", `{"format":"nickname","nickname":"al"}`), "subject.format: unknown format \"nickname\""},
+		{"subject_email_without_at", withSubject("bad-21", `{"format":"email","email":"alice.example.com"}`), "subject.email: \"alice.example.com\" is not an email address"},
+		{"subject_phone_not_e164", withSubject("bad-22", `{"format":"phone_number","phone_number":"01234 567890"}`), "subject.phone_number: \"01234 567890\" is not an E.164 number"},
+		{"subject_aliases_empty", withSubject("bad-23", `{"format":"aliases","identifiers":[]}`), "subject.identifiers: must be a non-empty array"},
+		{"subject_aliases_nested", withSubject("bad-24", `{"format":"aliases","identifiers":[{"format":"aliases","identifiers":[`+emailSubj+`]}]}`), "subject.identifiers[0].format: \"aliases\" identifiers must not nest"},
+		{"subject_complex_with_format", withSubject("bad-25", `{"format":"email","user":`+emailSubj+`}`), "subject.user: unknown member for format \"email\""},
+		{"subject_iss_sub_missing_sub", withSubject("bad-26", `{"format":"iss_sub","iss":"https://idp.example.com/"}`), "subject.sub: required"},
+		{"missing_subject", []byte(`{"id":"bad-27","type":"caep.session-revoked"}`), "subject: required for this event type"},
+		{"credential_change_without_change_type", []byte(`{"id":"bad-28","type":"caep.credential-change","subject":` + emailSubj + `,"event":{"credential_type":"password"}}`), "event.change_type: required for caep.credential-change"},
+		{"bad_enum_change_type", []byte(`{"id":"bad-29","type":"caep.credential-change","subject":` + emailSubj + `,"event":{"credential_type":"password","change_type":"replace"}}`), "event.change_type: \"replace\" is not allowed"},
+		{"bad_enum_credential_type", []byte(`{"id":"bad-30","type":"caep.credential-change","subject":` + emailSubj + `,"event":{"credential_type":"magic","change_type":"update"}}`), "event.credential_type: \"magic\" is not allowed"},
+		{"payload_over_64KiB", big(65<<10 + 1), "intent is 66561 bytes; the limit is 65536"},
+		{"payload_near_1MiB", big(1<<20 - 4<<10), "intent is 1044480 bytes; the limit is 65536"},
+		{"invalid_utf8", []byte(`{"id":"bad-33","type":"caep.session-revoked","subject":{"format":"email","email":"al` + "\xff\xfe" + `@example.com"}}`), "intent is not valid UTF-8"},
+		{"empty_body", []byte{}, "invalid JSON at byte 0: unexpected end of input"},
+		{"whitespace_only", []byte(" \n\t "), "unexpected end of input"},
+		{"json_array", []byte(`[` + good("bad-36") + `]`), "intent must be a JSON object, got array"},
+		{"json_string", []byte(`"caep.session-revoked"`), "intent must be a JSON object, got string"},
+		{"json_number", []byte(`42`), "intent must be a JSON object, got number"},
+		{"json_null", []byte(`null`), "intent must be a JSON object, got null"},
+		{"json_true", []byte(`true`), "intent must be a JSON object, got boolean"},
+		{"deep_nesting_10k_arrays", deep(10000), "nested deeper than 64 levels"},
+		{"duplicate_keys", []byte(`{"id":"bad-42","id":"bad-42b","type":"caep.session-revoked","subject":` + emailSubj + `}`), "id: duplicate member"},
+		{"missing_id", []byte(`{"type":"caep.session-revoked","subject":` + emailSubj + `}`), "id: required"},
+		{"id_too_long", []byte(good(strings.Repeat("a", 129))), "id: longer than 128 characters"},
+		{"id_with_spaces", []byte(good("bad 45")), "id: must be printable ASCII without spaces"},
+		{"id_empty", []byte(good("")), "id: required"},
+		{"occurred_at_bad_format", []byte(`{"id":"bad-47","type":"caep.session-revoked","subject":` + emailSubj + `,"occurred_at":"27/11/2026 04:05"}`), "occurred_at: \"27/11/2026 04:05\" is not an RFC 3339 date-time"},
+		{"txn_empty", []byte(`{"id":"bad-48","type":"caep.session-revoked","subject":` + emailSubj + `,"txn":""}`), "txn: must not be empty"},
+		{"extra_events_repeat_main_type", []byte(`{"id":"bad-49","type":"caep.session-revoked","subject":` + emailSubj + `,"extra_events":{"https://schemas.openid.net/secevent/caep/event-type/session-revoked":{}}}`), "repeats the main event type"},
+		{"extra_events_not_object", []byte(`{"id":"bad-50","type":"caep.session-revoked","subject":` + emailSubj + `,"extra_events":{"https://vocab.account.gov.uk/secevent/v1/eventMetadata":"x"}}`), "must be an object (use {} for no members), got string"},
+		{"bom_prefixed", append([]byte("\xef\xbb\xbf"), good("bad-51")...), "invalid JSON at byte 0"},
+		{"nul_byte_inside_string", []byte(`{"id":"bad-52","type":"caep.session-revoked","subject":{"format":"email","email":"alice` + "\x00" + `@example.com"}}`), "subject.email: invalid JSON at byte 87: control character in string"},
+		{"nul_byte_after_document", append([]byte(good("bad-53")), 0), "invalid JSON at byte 102: unexpected data after the top-level value"},
+		{"control_char_in_string", []byte(`{"id":"bad-54","type":"caep.session-revoked","subject":{"format":"email","email":"al` + "\n" + `ice@example.com"}}`), "subject.email: invalid JSON at byte 84: control character in string"},
+		{"single_quotes", []byte(`{'id':'bad-55','type':'caep.session-revoked'}`), "expected a member name in double quotes"},
+		{"numbers_nan", []byte(`{"id":"bad-56","type":"caep.session-revoked","subject":` + emailSubj + `,"event":{"x":NaN}}`), "event.x: invalid JSON at byte 115: unexpected character 'N'"},
+	}
+}
