@@ -33,7 +33,7 @@ func header(t *testing.T, compact string) map[string]any {
 
 func verify(t *testing.T, compact string, alg jose.SignatureAlgorithm, pub crypto.PublicKey) []byte {
 	t.Helper()
-	jws, err := jose.ParseSigned(compact, []jose.SignatureAlgorithm{alg})
+	jws, err := jose.ParseSignedCompact(compact, []jose.SignatureAlgorithm{alg})
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
@@ -114,7 +114,7 @@ func TestSignConcurrent(t *testing.T) {
 					errs <- err
 					return
 				}
-				jws, err := jose.ParseSigned(out, []jose.SignatureAlgorithm{jose.ES256})
+				jws, err := jose.ParseSignedCompact(out, []jose.SignatureAlgorithm{jose.ES256})
 				if err == nil {
 					_, err = jws.Verify(k.Public())
 				}
