@@ -117,9 +117,7 @@ func (qf *queueFlags) intentOptions() (intent.Options, error) {
 	if err != nil {
 		return opts, err
 	}
-	for _, r := range cfg.Receivers {
-		opts.AllowPrivateTypes = opts.AllowPrivateTypes || r.AllowPrivateTypes
-	}
+	opts.AllowPrivateTypes = cfg.AllowsPrivateTypes()
 	return opts, nil
 }
 

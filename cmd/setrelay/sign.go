@@ -105,6 +105,9 @@ func runSign(cmd *cobra.Command, args []string, sf *signFlags) error {
 		}
 		profile = set.Profile{Receiver: r.Name, Issuer: cfg.Issuer, Audience: r.Audience, AudienceAsArray: r.AudienceAsArray, Placement: set.Placement(r.Subject)}
 		withKID = r.KID()
+		// The SET is for this one receiver, so its own setting decides rather
+		// than cfg.AllowsPrivateTypes (any receiver): the worker never sends a
+		// receiver a private type it did not allow.
 		allowPriv = allowPriv || r.AllowPrivateTypes
 		if len(sf.keys.paths) == 0 {
 			sf.keys = keyFlags{paths: []string{k.File}, kids: []string{k.ID}, algs: []string{k.Alg}}
