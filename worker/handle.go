@@ -193,12 +193,22 @@ func (r *rcv) wants(in *intent.Intent) bool {
 }
 
 // describe is the dead letter's description: the receiver's own, or the
-// transport error when there was no answer.
+// transport error when there was no answer. A redirect's Location is added:
+// the dead letter has no field of its own for it, and where the receiver
+// pointed is what an operator needs to fix the endpoint.
 func describe(res *push.Result) string {
-	if res.Description != "" || res.Cause == nil {
-		return res.Description
+	d := res.Description
+	if d == "" && res.Cause != nil {
+		d = res.Cause.Error()
 	}
-	return res.Cause.Error()
+	if res.Location != "" {
+		loc := "redirected to " + res.Location + " (not followed)"
+		if d == "" {
+			return loc
+		}
+		return d + "; " + loc
+	}
+	return d
 }
 
 func (p *Pool) skip(r *rcv, j *job) {
