@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/setrelay/setrelay/internal/suggest"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -137,38 +138,15 @@ func suggestKey(msg string) string {
 	if !ok {
 		return generic
 	}
-	best, bestD := "", 3
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
-		if d := editDistance(m[1], name); d < bestD {
-			best, bestD = name, d
-		}
+	names := make([]string, t.NumField())
+	for i := range names {
+		names[i], _, _ = strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
 	}
-	if best == "" {
+	best, ok := suggest.Closest(m[1], names)
+	if !ok {
 		return generic
 	}
 	return "; did you mean " + strconv.Quote(best) + "?"
-}
-
-// editDistance is the Levenshtein distance, for key suggestions.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // readSecretFiles loads client_secret_file and authorization_header_file

@@ -3,6 +3,8 @@ package intent
 import (
 	"sort"
 	"strings"
+
+	"github.com/setrelay/setrelay/internal/suggest"
 )
 
 // Event-type URI prefixes of the three OpenID Shared Signals specifications.
@@ -191,6 +193,16 @@ var byName = func() map[string]*eventType {
 	return m
 }()
 
+// aliases lists the catalogue's aliases in catalogue order, the candidates
+// for a mistyped alias.
+var aliases = func() []string {
+	out := make([]string, len(catalogue))
+	for i, t := range catalogue {
+		out[i] = t.Alias
+	}
+	return out
+}()
+
 // KnownTypes lists the catalogue in a stable order (CAEP, RISC, SSF), for
 // documentation, configuration checks and tests in other packages. The
 // returned slice is a copy.
@@ -232,36 +244,8 @@ func reservedNamespace(uri string) bool {
 // closestAlias suggests the catalogue alias nearest to a mistyped one, or ""
 // when none is close.
 func closestAlias(name string) string {
-	best, bestD := "", 4
-	for _, t := range catalogue {
-		if d := editDistance(name, t.Alias); d < bestD {
-			best, bestD = t.Alias, d
-		}
-	}
+	best, _ := suggest.Closest(name, aliases)
 	return best
-}
-
-func editDistance(a, b string) int {
-	if len(a) > 64 || len(b) > 64 {
-		return 1 << 30
-	}
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // sortedKeys returns a map's keys in order, for deterministic error lists.
