@@ -59,19 +59,15 @@ package badinput
 
 import (
 	"bytes"
+	"context"
 	"fmt"
-	_ "net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"context"
-
 	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/intent"
-	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/receiver"
 	"github.com/setrelay/setrelay/set"
 	"github.com/setrelay/setrelay/signer"
@@ -216,26 +212,3 @@ func TestBadInputCatalogue(t *testing.T) {
 	t.Logf("%d bad kinds dead-lettered, slowest %v after publish; %d good intents accepted, slowest %v",
 		len(cases), slowest, len(goodAt), slowestGood)
 }
-
-// counter counts requests to one misbehaving server.
-type counter struct {
-	mu sync.Mutex
-	n  map[string]int
-}
-
-func (c *counter) inc(path string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.n == nil {
-		c.n = map[string]int{}
-	}
-	c.n[path]++
-}
-
-func (c *counter) get(path string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.n[path]
-}
-
-var _ = queue.IntentStream
