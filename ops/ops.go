@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/setrelay/setrelay/internal/promreg"
 	"go.uber.org/zap"
 )
 
@@ -79,11 +80,8 @@ func New(cfg Config) (*Server, error) {
 		// go_build_info: which build is running, for dashboards and rollouts.
 		collectors.NewBuildInfoCollector(),
 	} {
-		if err := cfg.Registry.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if !errors.As(err, &are) {
-				return nil, fmt.Errorf("ops: register runtime collectors: %w", err)
-			}
+		if _, err := promreg.Register(cfg.Registry, c); err != nil {
+			return nil, fmt.Errorf("ops: register runtime collectors: %w", err)
 		}
 	}
 	jwks, err := encodeJWKS(cfg.JWKS)

@@ -1,10 +1,10 @@
 package push
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/setrelay/setrelay/internal/promreg"
 )
 
 // Metrics are the push package's Prometheus instruments. A nil *Metrics is
@@ -40,34 +40,19 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return m, nil
 	}
 	var err error
-	m.tokenFetches, err = register(reg, m.tokenFetches)
+	m.tokenFetches, err = promreg.Register(reg, m.tokenFetches)
 	if err != nil {
 		return nil, err
 	}
-	m.pushSeconds, err = register(reg, m.pushSeconds)
+	m.pushSeconds, err = promreg.Register(reg, m.pushSeconds)
 	if err != nil {
 		return nil, err
 	}
-	m.pushResults, err = register(reg, m.pushResults)
+	m.pushResults, err = promreg.Register(reg, m.pushResults)
 	if err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the equal collector already registered.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		var zero C
-		return zero, err
-	}
-	return c, nil
 }
 
 func (m *Metrics) tokenFetch(receiver, result string) {

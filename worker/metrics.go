@@ -1,9 +1,8 @@
 package worker
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/setrelay/setrelay/internal/promreg"
 )
 
 // metrics are the pool's instruments. Push latency and per-reason push
@@ -71,54 +70,37 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return m, nil
 	}
 	var err error
-	if m.deliveries, err = register(reg, m.deliveries); err != nil {
+	if m.deliveries, err = promreg.Register(reg, m.deliveries); err != nil {
 		return nil, err
 	}
-	if m.pubToDeliv, err = register(reg, m.pubToDeliv); err != nil {
+	if m.pubToDeliv, err = promreg.Register(reg, m.pubToDeliv); err != nil {
 		return nil, err
 	}
-	if m.attempts, err = register(reg, m.attempts); err != nil {
+	if m.attempts, err = promreg.Register(reg, m.attempts); err != nil {
 		return nil, err
 	}
-	if m.retries, err = register(reg, m.retries); err != nil {
+	if m.retries, err = promreg.Register(reg, m.retries); err != nil {
 		return nil, err
 	}
-	if m.deadLetters, err = register(reg, m.deadLetters); err != nil {
+	if m.deadLetters, err = promreg.Register(reg, m.deadLetters); err != nil {
 		return nil, err
 	}
-	if m.inflight, err = register(reg, m.inflight); err != nil {
+	if m.inflight, err = promreg.Register(reg, m.inflight); err != nil {
 		return nil, err
 	}
-	if m.paused, err = register(reg, m.paused); err != nil {
+	if m.paused, err = promreg.Register(reg, m.paused); err != nil {
 		return nil, err
 	}
-	if m.pending, err = register(reg, m.pending); err != nil {
+	if m.pending, err = promreg.Register(reg, m.pending); err != nil {
 		return nil, err
 	}
-	if m.pauses, err = register(reg, m.pauses); err != nil {
+	if m.pauses, err = promreg.Register(reg, m.pauses); err != nil {
 		return nil, err
 	}
-	if m.pulls, err = register(reg, m.pulls); err != nil {
+	if m.pulls, err = promreg.Register(reg, m.pulls); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the equal collector already registered,
-// so a process can build a second pool (after a restart of the worker, say)
-// on the same registry.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		var zero C
-		return zero, err
-	}
-	return c, nil
 }
 
 // receiverMetrics are the label-bound children for one receiver, resolved
