@@ -98,7 +98,14 @@ func (p *parser) value() (any, error) {
 	case c == '-' || c >= '0' && c <= '9':
 		return p.number()
 	default:
-		return nil, p.fail("unexpected character " + strconv.QuoteRune(rune(c)))
+		// Decode has checked the input is UTF-8: name the whole character,
+		// not its first byte, and say what a byte order mark is, since
+		// editors on Windows add one and it is invisible.
+		r, _ := utf8.DecodeRune(p.data[p.pos:])
+		if r == '\uFEFF' {
+			return nil, p.fail("unexpected byte order mark (U+FEFF); JSON must not start with one, remove it")
+		}
+		return nil, p.fail("unexpected character " + strconv.QuoteRune(r))
 	}
 }
 
