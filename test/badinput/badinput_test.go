@@ -12,9 +12,10 @@
 // accepted by the conformance receiver within 2 s of their publish.
 //
 //   - syntax: malformed JSON, truncated JSON, trailing garbage, two
-//     documents, single quotes, NaN, an empty body, whitespace only, a
-//     BOM-prefixed document, NUL bytes inside a string and after the
-//     document, a raw control character in a string;
+//     documents, single quotes, typographic quotes, NaN, an empty body,
+//     whitespace only, a BOM-prefixed document (named as such), NUL bytes
+//     inside a string and after the document, a raw control character in a
+//     string;
 //   - shape: a JSON array, string, number, null or boolean instead of an
 //     object; 10,000 nested arrays (refused past 64 levels); duplicate keys;
 //   - wrong member types: id number, type array, subject string, event

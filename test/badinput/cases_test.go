@@ -90,11 +90,12 @@ func badCases() []badCase {
 		{"txn_empty", []byte(`{"id":"bad-48","type":"caep.session-revoked","subject":` + emailSubj + `,"txn":""}`), "txn: must not be empty"},
 		{"extra_events_repeat_main_type", []byte(`{"id":"bad-49","type":"caep.session-revoked","subject":` + emailSubj + `,"extra_events":{"https://schemas.openid.net/secevent/caep/event-type/session-revoked":{}}}`), "repeats the main event type"},
 		{"extra_events_not_object", []byte(`{"id":"bad-50","type":"caep.session-revoked","subject":` + emailSubj + `,"extra_events":{"https://vocab.account.gov.uk/secevent/v1/eventMetadata":"x"}}`), "must be an object (use {} for no members), got string"},
-		{"bom_prefixed", append([]byte("\xef\xbb\xbf"), good("bad-51")...), "invalid JSON at byte 0"},
+		{"bom_prefixed", append([]byte("\xef\xbb\xbf"), good("bad-51")...), "invalid JSON at byte 0: unexpected byte order mark (U+FEFF)"},
 		{"nul_byte_inside_string", []byte(`{"id":"bad-52","type":"caep.session-revoked","subject":{"format":"email","email":"alice` + "\x00" + `@example.com"}}`), "subject.email: invalid JSON at byte 87: control character in string"},
 		{"nul_byte_after_document", append([]byte(good("bad-53")), 0), "invalid JSON at byte 102: unexpected data after the top-level value"},
 		{"control_char_in_string", []byte(`{"id":"bad-54","type":"caep.session-revoked","subject":{"format":"email","email":"al` + "\n" + `ice@example.com"}}`), "subject.email: invalid JSON at byte 84: control character in string"},
 		{"single_quotes", []byte(`{'id':'bad-55','type':'caep.session-revoked'}`), "expected a member name in double quotes"},
+		{"smart_quotes", []byte(`{"id":“bad-57”,"type":"caep.session-revoked","subject":` + emailSubj + `}`), "id: invalid JSON at byte 6: unexpected character '“'"},
 		{"numbers_nan", []byte(`{"id":"bad-56","type":"caep.session-revoked","subject":` + emailSubj + `,"event":{"x":NaN}}`), "event.x: invalid JSON at byte 115: unexpected character 'N'"},
 	}
 }

@@ -228,8 +228,7 @@ func TestMisbehavingReceivers(t *testing.T) {
 			n := cnt.get("/token")
 			fmt.Fprintf(w, `{"access_token":"tok-%d-abcdefgh","token_type":"Bearer","expires_in":3600}`, n)
 		})
-		var srv *httptest.Server
-		srv = httptest.NewUnstartedServer(mux)
+		srv := httptest.NewUnstartedServer(mux)
 		// The untrusted case makes the server log failed handshakes: expected.
 		srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 		if c.tls {
