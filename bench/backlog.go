@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"time"
 )
 
@@ -41,7 +43,12 @@ func (r BacklogResult) String() string {
 // Backlog publishes n intents (file storage) before any worker runs, then
 // drains them, sampling RSS and heap every 100 ms and printing a progress
 // line to progress (if not nil) every tenth of the backlog.
-func Backlog(ctx context.Context, opts PipelineOptions, n int, progress io.Writer) (BacklogResult, error) {
+//
+// With memprofile set, a heap profile is written when the drain ends, before
+// anything is shut down, so 'go tool pprof -sample_index=inuse_space' shows
+// what holds the memory: the embedded server's stores and duplicate window,
+// or the relay.
+func Backlog(ctx context.Context, opts PipelineOptions, n int, progress io.Writer, memprofile string) (BacklogResult, error) {
 	res := BacklogResult{Alg: string(opts.Alg), N: n}
 	p, err := NewPipeline(ctx, opts)
 	if err != nil {
@@ -81,6 +88,11 @@ func Backlog(ctx context.Context, opts PipelineOptions, n int, progress io.Write
 	}
 	dm := takeMeter().since(m0)
 	res.RSSEndKB, res.HeapEndKB = procStatusKB("VmRSS"), heap()
+	if memprofile != "" {
+		if err := writeHeapProfile(memprofile); err != nil {
+			return res, err
+		}
+	}
 	res.DrainSecs = dm.wall.Seconds()
 	res.SetsPerSec = float64(n) / res.DrainSecs
 	res.CPUPerSetUS = dm.self.Seconds() * 1e6 / float64(n)
@@ -96,4 +108,19 @@ func Backlog(ctx context.Context, opts PipelineOptions, n int, progress io.Write
 		return res, fmt.Errorf("bench: receiver accepted %d SETs, want %d", res.Delivered, n)
 	}
 	return res, nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("bench: heap profile: %w", err)
+	}
+	return nil
 }

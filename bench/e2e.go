@@ -57,6 +57,9 @@ type Options struct {
 	// per algorithm (name.ES256.ext) when there are several, and the
 	// latency phase into name.latency.ext.
 	CPUProfile string
+	// MemProfile, when set, gets a heap profile at the end of the backlog
+	// drain.
+	MemProfile string
 	// LogOutput receives setrelay's JSON logs (nil: discarded).
 	LogOutput io.Writer
 }
@@ -158,7 +161,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	}
 
 	if o.Backlog > 0 {
-		b, err := Backlog(ctx, PipelineOptions{Alg: jose.ES256, Workers: o.Workers, LogOutput: o.LogOutput}, o.Backlog, out)
+		b, err := Backlog(ctx, PipelineOptions{Alg: jose.ES256, Workers: o.Workers, LogOutput: o.LogOutput}, o.Backlog, out, o.MemProfile)
 		if err != nil {
 			return err
 		}

@@ -80,6 +80,7 @@ ratios and goals. On a shared machine compare CPU per SET, not SETs/s.`,
 	f.IntVar(&o.Backlog, "backlog", 0, "also pre-publish this many intents and report RSS while they drain (e.g. 1000000)")
 	f.BoolVar(&o.Verify, "verify", false, "push to the conformance receiver (verifies every SET; not comparable with the baseline)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of setrelay's measured phase (one file per algorithm)")
+	f.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile at the end of the --backlog drain")
 	f.StringVar(&logFile, "log-file", "", "write setrelay's JSON logs here instead of discarding them")
 	return cmd
 }
