@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -20,6 +21,10 @@ import (
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/set"
 )
+
+// intentPrefix bounds the excerpt of an intent too large to keep in its
+// dead letter.
+const intentPrefix = 200
 
 // Reasons for dead letters raised before a push.
 const (
@@ -312,7 +317,19 @@ func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, dl queue.DeadLett
 	if tp := j.msg.Headers().Get(queue.HeaderTraceparent); tp != "" {
 		dctx = queue.WithTraceparent(dctx, tp)
 	}
-	if err := queue.PublishDeadLetter(dctx, p.js, dl); err != nil {
+	err := queue.PublishDeadLetter(dctx, p.js, dl)
+	if errors.Is(err, nats.ErrMaxPayload) && len(dl.Intent) > 0 {
+		// The intent fits in a NATS message but not once wrapped in its
+		// dead letter (base64 adds a third). Only an oversized, hence
+		// invalid, intent can be that large, so replaying its bytes could
+		// never succeed; without this it would be redelivered forever.
+		// Keep the record, and a prefix to find the producer by.
+		dl.Description += fmt.Sprintf(" (the %d intent bytes are not kept: too large for a dead letter; they start %s)",
+			len(dl.Intent), push.Excerpt(dl.Intent, intentPrefix))
+		dl.Intent = nil
+		err = queue.PublishDeadLetter(dctx, p.js, dl)
+	}
+	if err != nil {
 		if ctx.Err() != nil && !j.last {
 			p.handBack(r, j)
 			return
