@@ -94,6 +94,46 @@ func TestKeysGenerate(t *testing.T) {
 	}
 }
 
+// TestKeysGenerateIfMissing: the compose stack runs key generation on
+// every start, so an existing key must survive it and the run must succeed.
+func TestKeysGenerateIfMissing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "signing.pem")
+	code, stdout, stderr := runCLI(t, "", "keys", "generate", "--alg", "ES256", "--out", path, "--if-missing")
+	if code != 0 || !strings.Contains(stdout, "wrote ES256 private key") {
+		t.Fatalf("first run: exit %d, %q, %s", code, stdout, stderr)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file after the first run: %v, %v", fi, err)
+	}
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o400); err != nil { // as an operator might lock it down
+		t.Fatal(err)
+	}
+	code, stdout, stderr = runCLI(t, "", "keys", "generate", "--alg", "RS256", "--out", path, "--if-missing")
+	if code != 0 || !strings.Contains(stdout, "already exists; left as it is") {
+		t.Fatalf("second run: exit %d, %q, %s", code, stdout, stderr)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(before, after) {
+		t.Error("--if-missing replaced an existing key")
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o400 {
+		t.Errorf("--if-missing changed the mode to %v", fi.Mode().Perm())
+	}
+	if code, _, stderr := runCLI(t, "", "keys", "generate", "--out", path, "--if-missing", "--force"); code != exitUsage || !strings.Contains(stderr, "give one of them") {
+		t.Errorf("--if-missing with --force: exit %d, %s", code, stderr)
+	}
+	// Only an existing file is left alone: a key that cannot be written
+	// (its directory is missing) is still an error.
+	dir := t.TempDir()
+	if code, _, _ := runCLI(t, "", "keys", "generate", "--out", filepath.Join(dir, "missing", "k.pem"), "--if-missing"); code == 0 {
+		t.Error("--if-missing succeeded although the key could not be written")
+	}
+}
+
 func TestKeysJWKSAndPEMRoundTrip(t *testing.T) {
 	for _, alg := range []string{"RS256", "PS256", "ES256", "ES384", "EdDSA"} {
 		t.Run(alg, func(t *testing.T) {

@@ -61,7 +61,7 @@ func parseAlg(s string) (jose.SignatureAlgorithm, error) {
 
 func newKeysGenerateCmd() *cobra.Command {
 	var alg, out, id string
-	var force bool
+	var force, ifMissing bool
 	cmd := &cobra.Command{
 		Use:   "generate --alg ALG --out FILE",
 		Short: "Generate a private signing key (PKCS#8 PEM, mode 0600)",
@@ -71,10 +71,13 @@ Algorithms: RS256 and PS256 (RSA 2048), ES256 (P-256), ES384 (P-384), EdDSA
 (Ed25519). GOV.UK One Login requires RS256. The key id (kid) defaults to the
 key's RFC 7638 thumbprint; choose a readable one with --id and use the same id
 in the configuration's keys[].id. An existing file is not overwritten unless
---force is given. The key id and the commands to hand over the public key are
-printed on stdout.`,
+--force is given; with --if-missing an existing file is left as it is and the
+command succeeds, so a container can run it on every start (docker-compose.yml's
+keygen service does). The key id and the commands to hand over the public key
+are printed on stdout.`,
 		Example: `  setrelay keys generate --alg RS256 --id rp-2026-11 --out keys/rp-2026-11.pem
-  setrelay keys generate --alg ES256 --out ssf.pem --force`,
+  setrelay keys generate --alg ES256 --out ssf.pem --force
+  setrelay keys generate --alg RS256 --out /keys/signing.pem --if-missing`,
 		Args: positional(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, err := parseAlg(alg)
@@ -83,6 +86,19 @@ printed on stdout.`,
 			}
 			if out == "" {
 				return usageErrorf("--out is required: the file to write the private key to")
+			}
+			if force && ifMissing {
+				return usageErrorf("--force replaces an existing key and --if-missing keeps it: give one of them")
+			}
+			w := cmd.OutOrStdout()
+			keep := func() error {
+				_, err := fmt.Fprintf(w, "%s already exists; left as it is (--if-missing)\n", out)
+				return err
+			}
+			// Checked before generating, so a start-up that finds the key
+			// does not pay for an RSA key it throws away.
+			if _, err := os.Lstat(out); ifMissing && err == nil {
+				return keep()
 			}
 			k, err := signer.GenerateKey(a, id)
 			if err != nil {
@@ -93,9 +109,13 @@ printed on stdout.`,
 				return err
 			}
 			if err := writePrivate(out, pemBytes, force); err != nil {
+				// Another process created the file since the check above
+				// (two containers starting at once): theirs is kept.
+				if ifMissing && errors.Is(err, fs.ErrExist) {
+					return keep()
+				}
 				return err
 			}
-			w := cmd.OutOrStdout()
 			fmt.Fprintf(w, "wrote %s private key to %s (mode 0600)\nkey id: %s\n", a, out, k.ID)
 			fmt.Fprintf(w, "public key for the receiver's operators: setrelay keys pem --key %s\n", out)
 			_, err = fmt.Fprintf(w, "configuration: keys: [{id: %s, file: %s, alg: %s}]\n", k.ID, out, a)
@@ -107,6 +127,7 @@ printed on stdout.`,
 	f.StringVar(&out, "out", "", "file to write the private key to (required)")
 	f.StringVar(&id, "id", "", "key id (kid); default: the key's thumbprint")
 	f.BoolVar(&force, "force", false, "overwrite an existing file")
+	f.BoolVar(&ifMissing, "if-missing", false, "leave an existing file as it is and exit 0 (for start-up scripts)")
 	return cmd
 }
 
@@ -120,7 +141,7 @@ func writePrivate(path string, data []byte, force bool) error {
 	}
 	f, err := os.OpenFile(path, flags, 0o600)
 	if errors.Is(err, fs.ErrExist) {
-		return usageErrorf("%s already exists; pass --force to overwrite it (a receiver that registered the old key will reject SETs signed with the new one)", path)
+		return &usageError{err: keyExistsError(path)}
 	}
 	if err != nil {
 		return fmt.Errorf("write key: %w", err)
@@ -140,6 +161,16 @@ func writePrivate(path string, data []byte, force bool) error {
 	}
 	return nil
 }
+
+// keyExistsError is writePrivate's refusal to replace a key file. It
+// matches fs.ErrExist, so --if-missing can tell it from other failures.
+type keyExistsError string
+
+func (e keyExistsError) Error() string {
+	return string(e) + " already exists; pass --force to overwrite it (a receiver that registered the old key will reject SETs signed with the new one)"
+}
+
+func (e keyExistsError) Is(target error) bool { return target == fs.ErrExist }
 
 // keyFlags are the flags of the commands that load keys: --key, with
 // optional --kid and --alg matched to the keys by position.
