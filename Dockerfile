@@ -27,7 +27,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/setrelay ./cmd/setrelay \
- && mkdir -p /out/state
+ && mkdir -p /out/state /out/keys
 
 # distroless/static has CA certificates and tzdata (needed for TLS to real
 # receivers and token endpoints) and nothing else: no shell, no package manager.
@@ -36,6 +36,10 @@ COPY --from=build /out/setrelay /usr/local/bin/setrelay
 # The working directory, owned by the runtime user so that the embedded-NATS
 # default (store_dir ./data) works when a volume is mounted here.
 COPY --from=build --chown=65532:65532 /out/state /var/lib/setrelay
+# Where docker-compose.yml's `keys` volume is mounted. A new named volume takes
+# this directory's owner, so the keygen service (this image, as 65532) can
+# write the key there and the workers (also 65532) can read it.
+COPY --from=build --chown=65532:65532 /out/keys /keys
 
 # 65532 is distroless's "nonroot" user. Keys and configs mounted into the
 # container must be readable by it.

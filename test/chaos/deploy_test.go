@@ -229,3 +229,62 @@ func TestComposeSampleIntents(t *testing.T) {
 		t.Errorf("producer command %v does not publish /intents/intents.ndjson", prod.Command)
 	}
 }
+
+// TestComposeKeygenMakesTheWorkersKey checks that the keygen service writes,
+// with setrelay's own image, the key file and algorithm the workers load,
+// into the volume they mount, and that a restart keeps the key.
+func TestComposeKeygenMakesTheWorkersKey(t *testing.T) {
+	cfg := loadComposeWorkerConfig(t)
+	f := loadCompose(t)
+	if len(cfg.Keys) != 1 {
+		t.Fatalf("compose workers have %d keys, want 1", len(cfg.Keys))
+	}
+	key := cfg.Keys[0]
+	kg := f.Services["keygen"]
+	if kg.Image != f.Services["worker-1"].Image {
+		t.Errorf("keygen runs image %q, the workers %q: it must be setrelay's own, which runs as the workers' user", kg.Image, f.Services["worker-1"].Image)
+	}
+	arg := func(name string) string {
+		i := slices.Index(kg.Command, "--"+name)
+		if i < 0 || i+1 >= len(kg.Command) {
+			return ""
+		}
+		return kg.Command[i+1]
+	}
+	if !slices.Equal(kg.Command[:min(2, len(kg.Command))], []string{"keys", "generate"}) {
+		t.Fatalf("keygen command %v is not 'keys generate'", kg.Command)
+	}
+	if got := arg("out"); got != key.File {
+		t.Errorf("keygen writes %q, workers load %q", got, key.File)
+	}
+	if got := arg("alg"); got != key.Alg {
+		t.Errorf("keygen makes a %s key, workers sign with %s", got, key.Alg)
+	}
+	if !slices.Contains(kg.Command, "--if-missing") {
+		t.Error("keygen runs on every start without --if-missing: a restart would fail or replace the key")
+	}
+	// The key's directory must be the same volume in keygen (writable) and
+	// in the workers (read-only is enough).
+	volumeAt := func(vols []string, dir string) (name string, readOnly bool) {
+		for _, v := range vols {
+			parts := strings.Split(v, ":")
+			if len(parts) >= 2 && parts[1] == dir {
+				return parts[0], len(parts) == 3 && parts[2] == "ro"
+			}
+		}
+		return "", false
+	}
+	dir := filepath.Dir(key.File)
+	kgVol, kgRO := volumeAt(kg.Volumes, dir)
+	if kgVol == "" || kgRO {
+		t.Errorf("keygen does not mount a writable volume at %s: %v", dir, kg.Volumes)
+	}
+	for _, name := range []string{"worker-1", "worker-2"} {
+		if v, _ := volumeAt(f.Services[name].Volumes, dir); v != kgVol {
+			t.Errorf("%s mounts %q at %s, keygen writes to %q", name, v, dir, kgVol)
+		}
+	}
+	if _, ok := f.Volumes[kgVol]; !ok {
+		t.Errorf("the key volume %q is not a named volume", kgVol)
+	}
+}
