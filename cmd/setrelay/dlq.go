@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
@@ -54,7 +53,7 @@ type dlqFilterFlags struct {
 func (ff *dlqFilterFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&ff.receiver, "receiver", "", "only this receiver's dead letters")
-	f.StringVar(&ff.reason, "reason", "", "only this reason (http_5xx, invalid_audience, max_attempts, invalid_intent ...)")
+	f.StringVar(&ff.reason, "reason", "", "only this reason (http_5xx, invalid_audience, attempts_exhausted, invalid_intent ...)")
 	f.StringVar(&ff.since, "since", "", "stored at or after: RFC 3339 time or a duration ago (24h)")
 	f.StringVar(&ff.until, "until", "", "stored before: RFC 3339 time or a duration ago")
 	f.IntVar(&ff.limit, "limit", 0, "at most this many (0: all)")
@@ -99,16 +98,30 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 }
 
 // dlqConnect connects for a dlq subcommand.
-func dlqConnect(cmd *cobra.Command, qf *queueFlags) (*nats.Conn, *queue.DLQ, jetstream.JetStream, error) {
+func dlqConnect(cmd *cobra.Command, qf *queueFlags) (*nats.Conn, *queue.DLQ, error) {
 	log, err := consoleLogger(cmd)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	nc, js, _, err := qf.connect(cmd.Context(), log)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return nc, queue.NewDLQ(js), js, nil
+	return nc, queue.NewDLQ(js), nil
+}
+
+// noMatch is what list, replay --all and purge print when the filters
+// select nothing; scripts and tests look for it.
+const noMatch = "no dead letters match"
+
+// getDeadLetter fetches one dead letter by SEQ; a missing one is the
+// caller's mistake (a wrong or stale SEQ), so a usage error.
+func getDeadLetter(ctx context.Context, dlq *queue.DLQ, seq uint64) (queue.StoredDeadLetter, error) {
+	sdl, err := dlq.Get(ctx, seq)
+	if errors.Is(err, queue.ErrDeadLetterNotFound) {
+		return sdl, usageErrorf("dead letter %d not found (replayed, purged, or never stored)", seq)
+	}
+	return sdl, err
 }
 
 func parseSeq(s string) (uint64, error) {
@@ -138,7 +151,7 @@ per line (the full dead letter, with seq and stored time), for jq.`,
 			if err != nil {
 				return err
 			}
-			nc, dlq, _, err := dlqConnect(cmd, &qf)
+			nc, dlq, err := dlqConnect(cmd, &qf)
 			if err != nil {
 				return err
 			}
@@ -185,7 +198,7 @@ func listDeadLetters(ctx context.Context, out io.Writer, dlq *queue.DLQ, f queue
 		return err
 	}
 	if n == 0 {
-		fmt.Fprintln(out, "no dead letters match")
+		fmt.Fprintln(out, noMatch)
 	}
 	return nil
 }
@@ -228,16 +241,13 @@ SEQ is the SEQ column of 'setrelay dlq list'.`,
 			if err != nil {
 				return err
 			}
-			nc, dlq, _, err := dlqConnect(cmd, &qf)
+			nc, dlq, err := dlqConnect(cmd, &qf)
 			if err != nil {
 				return err
 			}
 			defer closeConn(nc)
-			sdl, err := dlq.Get(cmd.Context(), seq)
+			sdl, err := getDeadLetter(cmd.Context(), dlq, seq)
 			if err != nil {
-				if errors.Is(err, queue.ErrDeadLetterNotFound) {
-					return usageErrorf("dead letter %d not found (replayed, purged, or never stored)", seq)
-				}
 				return err
 			}
 			if asJSON {
@@ -348,7 +358,7 @@ With --all, every dead letter matching the filters is replayed, oldest first.
 			if err != nil {
 				return err
 			}
-			nc, dlq, _, err := dlqConnect(cmd, &qf)
+			nc, dlq, err := dlqConnect(cmd, &qf)
 			if err != nil {
 				return err
 			}
@@ -374,17 +384,14 @@ func replayDeadLetters(ctx context.Context, out io.Writer, dlq *queue.DLQ, seqs 
 		}
 		targets = list
 	} else {
-		sdl, err := dlq.Get(ctx, seqs[0])
+		sdl, err := getDeadLetter(ctx, dlq, seqs[0])
 		if err != nil {
-			if errors.Is(err, queue.ErrDeadLetterNotFound) {
-				return usageErrorf("dead letter %d not found (replayed, purged, or never stored)", seqs[0])
-			}
 			return err
 		}
 		targets = []queue.StoredDeadLetter{sdl}
 	}
 	if len(targets) == 0 {
-		fmt.Fprintln(out, "no dead letters match")
+		fmt.Fprintln(out, noMatch)
 		return nil
 	}
 	var failed []error
@@ -448,7 +455,7 @@ It asks for confirmation on the terminal unless --yes; without a terminal
 			if !yes && !isTerminal(in) {
 				return usageErrorf("purge deletes dead letters for good: confirm with --yes (standard input is not a terminal to ask on)")
 			}
-			nc, dlq, _, err := dlqConnect(cmd, &qf)
+			nc, dlq, err := dlqConnect(cmd, &qf)
 			if err != nil {
 				return err
 			}
@@ -459,7 +466,7 @@ It asks for confirmation on the terminal unless --yes; without a terminal
 					return err
 				}
 				if n == 0 {
-					fmt.Fprintln(cmd.OutOrStdout(), "no dead letters match")
+					fmt.Fprintln(cmd.OutOrStdout(), noMatch)
 					return nil
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "Delete %d dead letters for good? Type 'yes' to confirm: ", n)
