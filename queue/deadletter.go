@@ -19,8 +19,9 @@ import (
 // be inspected and replayed once the problem is fixed.
 type DeadLetter struct {
 	Receiver string
-	// Reason is the stable reason code: push.Result.Reason, "invalid_intent",
-	// "max_attempts", "max_age" ...
+	// Reason is the stable reason code: a permanent push.Result.Reason, or
+	// one of the worker's ("invalid_intent", "attempts_exhausted",
+	// "max_age_exceeded", "max_deliveries" ...).
 	Reason string
 	// Status is the receiver's HTTP status (0 when no response was had).
 	Status int
