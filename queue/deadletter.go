@@ -23,6 +23,10 @@ type DeadLetter struct {
 	// one of the worker's ("invalid_intent", "attempts_exhausted",
 	// "max_age_exceeded", "max_deliveries" ...).
 	Reason string
+	// LastReason is the last push result's reason code ("http_5xx",
+	// "timeout", "tls" ...) when Reason is the worker's own, so an operator
+	// reading "attempts_exhausted" also sees what kept failing.
+	LastReason string
 	// Status is the receiver's HTTP status (0 when no response was had).
 	Status int
 	// Err and Description are the receiver's RFC 8935 error, if any.
@@ -52,6 +56,7 @@ type DeadLetter struct {
 type deadLetterJSON struct {
 	Receiver     string    `json:"receiver"`
 	Reason       string    `json:"reason"`
+	LastReason   string    `json:"last_reason,omitempty"`
 	Status       int       `json:"status,omitempty"`
 	Err          string    `json:"err,omitempty"`
 	Description  string    `json:"description,omitempty"`
@@ -73,7 +78,7 @@ type deadLetterJSON struct {
 // intent is appended verbatim instead.
 func (dl DeadLetter) MarshalJSON() ([]byte, error) {
 	w := deadLetterJSON{
-		Receiver: dl.Receiver, Reason: dl.Reason, Status: dl.Status, Err: dl.Err,
+		Receiver: dl.Receiver, Reason: dl.Reason, LastReason: dl.LastReason, Status: dl.Status, Err: dl.Err,
 		Description: dl.Description, Body: dl.Body, Attempts: dl.Attempts,
 		FirstAttempt: dl.FirstAttempt, LastAttempt: dl.LastAttempt, StreamSeq: dl.StreamSeq,
 		IntentID: dl.IntentID, Errors: dl.Errors, ReplayOf: dl.ReplayOf,
@@ -103,7 +108,7 @@ func (dl *DeadLetter) UnmarshalJSON(data []byte) error {
 		return err
 	}
 	*dl = DeadLetter{
-		Receiver: w.Receiver, Reason: w.Reason, Status: w.Status, Err: w.Err,
+		Receiver: w.Receiver, Reason: w.Reason, LastReason: w.LastReason, Status: w.Status, Err: w.Err,
 		Description: w.Description, Body: w.Body, Attempts: w.Attempts,
 		FirstAttempt: w.FirstAttempt, LastAttempt: w.LastAttempt, StreamSeq: w.StreamSeq,
 		IntentID: w.IntentID, Errors: w.Errors, ReplayOf: w.ReplayOf,

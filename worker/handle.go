@@ -174,10 +174,14 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 	case NakDelay:
 		p.retry(r, &j, &res, act)
 	default:
-		p.deadLetter(ctx, r, &j, queue.DeadLetter{
+		dl := queue.DeadLetter{
 			Reason: act.Reason, Status: res.Status, Err: res.Err,
 			Description: describe(&res), Body: res.Body,
-		})
+		}
+		if act.Reason != res.Reason {
+			dl.LastReason = res.Reason
+		}
+		p.deadLetter(ctx, r, &j, dl)
 	}
 }
 

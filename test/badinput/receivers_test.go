@@ -43,15 +43,16 @@ type misbehaving struct {
 	oauth   bool // the receiver has a /token endpoint and wants a bearer token
 
 	// Expected outcome: delivered, or a dead letter with these fields.
-	delivered bool
-	reason    string
-	status    int
-	attempts  int
-	body      string // substring of the body excerpt
-	desc      string // substring of the description
-	requests  int    // exact requests to /events; -1 = do not check
-	tokens    int    // exact requests to /token when oauth
-	within    time.Duration
+	delivered  bool
+	reason     string
+	lastReason string // the last push reason, when reason is the worker's own
+	status     int
+	attempts   int
+	body       string // substring of the body excerpt
+	desc       string // substring of the description
+	requests   int    // exact requests to /events; -1 = do not check
+	tokens     int    // exact requests to /token when oauth
+	within     time.Duration
 }
 
 // dribble writes one byte every 50ms until the client goes away.
@@ -115,7 +116,7 @@ func misbehavingCases(written500, written200 *atomic.Int64) []misbehaving {
 		{name: "json-array-400", handler: simple(400, "application/json", `[{"err":"invalid_request","description":"in an array"}]`),
 			reason: push.ReasonHTTP4xx, status: 400, attempts: 1, body: `[{"err":"invalid_request"`, requests: 1, within: 2 * time.Second},
 		{name: "huge-500", handler: huge(500, written500),
-			reason: worker.ReasonAttemptsExhausted, status: 500, attempts: maxAttempts, body: "AAAA", requests: maxAttempts, within: 4 * time.Second},
+			reason: worker.ReasonAttemptsExhausted, lastReason: push.ReasonHTTP5xx, status: 500, attempts: maxAttempts, body: "AAAA", requests: maxAttempts, within: 4 * time.Second},
 		{name: "huge-200", handler: huge(200, written200), delivered: true, requests: 1, within: 2 * time.Second},
 		{name: "redirect-loop", handler: func(c *counter) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
@@ -132,7 +133,7 @@ func misbehavingCases(written500, written200 *atomic.Int64) []misbehaving {
 				w.WriteHeader(503)
 				dribble(w, r)
 			}
-		}, reason: worker.ReasonAttemptsExhausted, status: 503, attempts: maxAttempts, requests: maxAttempts, within: 4 * time.Second},
+		}, reason: worker.ReasonAttemptsExhausted, lastReason: push.ReasonHTTP5xx, status: 503, attempts: maxAttempts, requests: maxAttempts, within: 4 * time.Second},
 		{name: "slowloris-body-202", handler: func(c *counter) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
 				c.inc(r.URL.Path)
@@ -162,17 +163,17 @@ func misbehavingCases(written500, written200 *atomic.Int64) []misbehaving {
 					}
 				}
 			}
-		}, reason: worker.ReasonAttemptsExhausted, status: 0, attempts: maxAttempts, desc: "deadline exceeded", requests: maxAttempts, within: 4 * time.Second},
+		}, reason: worker.ReasonAttemptsExhausted, lastReason: push.ReasonTimeout, status: 0, attempts: maxAttempts, desc: "deadline exceeded", requests: maxAttempts, within: 4 * time.Second},
 		{name: "tls-untrusted", tls: true, handler: simple(202, "text/plain", ""),
-			reason: worker.ReasonAttemptsExhausted, status: 0, attempts: maxAttempts, desc: "certificate", requests: 0, within: 4 * time.Second},
+			reason: worker.ReasonAttemptsExhausted, lastReason: push.ReasonTLS, status: 0, attempts: maxAttempts, desc: "certificate", requests: 0, within: 4 * time.Second},
 		{name: "tls-trusted-ca", tls: true, trustCA: true, handler: simple(202, "text/plain", ""),
 			delivered: true, requests: 1, within: 2 * time.Second},
 		{name: "unauthorized-forever", oauth: true, handler: simple(401, "application/json", `{"err":"authentication_failed","description":"token not recognised"}`,
 			"WWW-Authenticate", `Bearer error="invalid_token"`),
-			reason: worker.ReasonAttemptsExhausted, status: 401, attempts: maxAttempts, body: "token not recognised", desc: "token not recognised",
+			reason: worker.ReasonAttemptsExhausted, lastReason: push.ReasonAuthenticationFailed, status: 401, attempts: maxAttempts, body: "token not recognised", desc: "token not recognised",
 			requests: 2 * maxAttempts, tokens: 1 + maxAttempts, within: 4 * time.Second},
 		{name: "retry-after-a-day", handler: simple(429, "text/plain", "slow down", "Retry-After", "86400"),
-			reason: worker.ReasonAttemptsExhausted, status: 429, attempts: maxAttempts, body: "slow down", requests: maxAttempts, within: 4 * time.Second},
+			reason: worker.ReasonAttemptsExhausted, lastReason: push.ReasonHTTP429, status: 429, attempts: maxAttempts, body: "slow down", requests: maxAttempts, within: 4 * time.Second},
 	}
 }
 
@@ -315,6 +316,9 @@ func TestMisbehavingReceivers(t *testing.T) {
 				dl.Reason, dl.Status, dl.Attempts, dl.Err, dl.Description, dl.Body, dl.Stored.Sub(published))
 			if dl.Reason != c.reason {
 				t.Errorf("reason %q, want %q", dl.Reason, c.reason)
+			}
+			if dl.LastReason != c.lastReason {
+				t.Errorf("last reason %q, want %q", dl.LastReason, c.lastReason)
 			}
 			if dl.Status != c.status {
 				t.Errorf("status %d, want %d", dl.Status, c.status)
