@@ -3,23 +3,19 @@ package backfill
 import (
 	"context"
 	"flag"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/internal/testenv"
 	"github.com/setrelay/setrelay/relay"
 	"github.com/setrelay/setrelay/signer"
 )
@@ -75,39 +71,15 @@ func (s *jtiSink) counts() (unique, total, bad int) {
 // and every valid intent reaches the receiver once.
 func TestBackfillDeliversEveryValidIntentOnce(t *testing.T) {
 	n := *deliveryN
-	dir := t.TempDir()
-	key, err := signer.GenerateKey(jose.ES256, "k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pem, err := key.PrivatePEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(dir, "k1.pem")
-	if err := os.WriteFile(keyFile, pem, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sink := &jtiSink{key: key, jtis: map[string]int{}}
-	rcv := httptest.NewServer(sink)
+	// The receiver needs the relay's key and the relay needs the receiver's
+	// address: bind first, serve once the key is set.
+	sink := &jtiSink{jtis: map[string]int{}}
+	rcv := httptest.NewUnstartedServer(sink)
+	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: "http://" + rcv.Listener.Addr().String() + "/events", Concurrency: 32})
+	sink.key = rc.Key
+	rcv.Start()
 	defer rcv.Close()
-	y := fmt.Sprintf(`
-issuer: https://issuer.example/
-keys: [{id: k1, file: %s, alg: ES256}]
-nats: {listen: "127.0.0.1:-1", store_dir: %s}
-ops: {listen: "127.0.0.1:0"}
-worker: {concurrency: 32, grace_period: 5s}
-receivers:
-  - name: local
-    endpoint: %s/events
-    audience: https://rcv.example/
-    key: k1
-    insecure_http: true
-`, keyFile, filepath.Join(dir, "js"), rcv.URL)
-	cfg, err := config.Parse([]byte(y), "test.yaml", func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := rc.Config
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	svc, err := relay.Start(ctx, cfg, zap.NewNop(), prometheus.NewRegistry())

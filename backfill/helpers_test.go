@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/internal/testenv"
 	"github.com/setrelay/setrelay/queue"
 )
 
@@ -30,27 +30,8 @@ func startJS(tb testing.TB, receivers ...string) (*server.Server, *nats.Conn, je
 // startJSWith is startJS with stream limits from cfg.
 func startJSWith(tb testing.TB, cfg queue.Config, receivers ...string) (*server.Server, *nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	cfg.Listen, cfg.StoreDir = "127.0.0.1:-1", tb.TempDir()
-	srv, err := queue.StartEmbedded(cfg, zap.NewNop())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := queue.Provision(ctx, js, cfg, receivers); err != nil {
-		tb.Fatal(err)
-	}
-	return srv, nc, js
+	j := testenv.StartJetStream(tb, cfg, receivers...)
+	return j.Server, j.Conn, j.JS
 }
 
 // validLine is intent number i as one NDJSON line.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,27 +24,10 @@ import (
 
 	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/internal/testenv"
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/signer"
 )
-
-// writeKey generates a key and writes it as PEM, as `setrelay keys generate` does.
-func writeKey(t *testing.T, dir string, alg jose.SignatureAlgorithm, id string) (string, *signer.Key) {
-	t.Helper()
-	k, err := signer.GenerateKey(alg, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := k.PrivatePEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, id+".pem")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, k
-}
 
 // sink is a receiver answering 202 and keeping every SET it gets.
 type sink struct {
@@ -74,27 +56,8 @@ func newSink(t *testing.T) (*sink, *httptest.Server) {
 
 func testConfig(t *testing.T, endpoint string) (*config.Config, *signer.Key) {
 	t.Helper()
-	dir := t.TempDir()
-	keyFile, key := writeKey(t, dir, jose.ES256, "k1")
-	y := fmt.Sprintf(`
-issuer: https://issuer.example/
-keys: [{id: k1, file: %s, alg: ES256}]
-nats: {listen: "127.0.0.1:-1", store_dir: %s}
-ops: {listen: "127.0.0.1:0"}
-worker: {concurrency: 4, grace_period: 5s}
-receivers:
-  - name: local
-    endpoint: %s
-    audience: https://rcv.example/
-    key: k1
-    insecure_http: true
-    events: [risc.account-disabled]
-`, keyFile, filepath.Join(dir, "js"), endpoint)
-	cfg, err := config.Parse([]byte(y), "test.yaml", func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg, key
+	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: endpoint, Events: []string{"risc.account-disabled"}})
+	return rc.Config, rc.Key
 }
 
 func TestRunDeliversAndShutsDown(t *testing.T) {

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -19,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/internal/testenv"
 	"github.com/setrelay/setrelay/relay"
 )
 
@@ -69,29 +66,7 @@ func TestDLQReplayDeliversAfterTheFix(t *testing.T) {
 	rcv := &faultyReceiver{}
 	srv := httptest.NewServer(rcv)
 	defer srv.Close()
-	dir := t.TempDir()
-	key := generate(t, "ES256", "k1")
-	y := fmt.Sprintf(`
-issuer: https://issuer.example/
-keys: [{id: k1, file: %s, alg: ES256}]
-nats: {listen: "127.0.0.1:-1", store_dir: %s}
-ops: {listen: "127.0.0.1:0"}
-worker: {concurrency: 2, grace_period: 2s}
-receivers:
-  - name: local
-    endpoint: %s/events
-    audience: https://rcv.example/
-    key: k1
-    insecure_http: true
-`, key, filepath.Join(dir, "js"), srv.URL)
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(y), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Parse([]byte(y), cfgPath, func(string) (string, bool) { return "", false })
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: srv.URL + "/events", Concurrency: 2, GracePeriod: 2 * time.Second}).Config
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	svc, err := relay.Start(ctx, cfg, zap.NewNop(), prometheus.NewRegistry())

@@ -8,12 +8,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 
+	"github.com/setrelay/setrelay/internal/testenv"
 	"github.com/setrelay/setrelay/queue"
 )
 
@@ -21,27 +19,8 @@ import (
 // and returns its client URL, for the commands' --nats-url.
 func startQueueForCLI(t *testing.T, receivers ...string) (string, jetstream.JetStream) {
 	t.Helper()
-	cfg := queue.Config{Listen: "127.0.0.1:-1", StoreDir: t.TempDir()}
-	srv, err := queue.StartEmbedded(cfg, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := queue.Provision(ctx, js, cfg, receivers); err != nil {
-		t.Fatal(err)
-	}
-	return srv.ClientURL(), js
+	j := testenv.StartJetStream(t, queue.Config{}, receivers...)
+	return j.URL(), j.JS
 }
 
 // intentCount is how many messages the intents stream holds.
