@@ -23,12 +23,15 @@ type LatencyResult struct {
 	Max         time.Duration
 	CPUPerSetUS float64
 	ForeignUtil float64
+	// NATSMsgsPerSet is what the relay's connection sent per SET besides
+	// the publishes: one ack each, plus pull requests.
+	NATSMsgsPerSet float64
 }
 
 // String is the RESULT line.
 func (r LatencyResult) String() string {
-	return fmt.Sprintf("RESULT latency alg=%s rate=%d achieved_rate=%.0f sent=%d delivered=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f total_cpu_us_per_msg=%.1f foreign_cpu_util=%.2f",
-		r.Alg, r.Rate, r.AchievedPS, r.Sent, r.Got, ms(r.P50), ms(r.P99), ms(r.Max), r.CPUPerSetUS, r.ForeignUtil)
+	return fmt.Sprintf("RESULT latency alg=%s rate=%d achieved_rate=%.0f sent=%d delivered=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f total_cpu_us_per_msg=%.1f foreign_cpu_util=%.2f nats_msgs_per_set=%.2f",
+		r.Alg, r.Rate, r.AchievedPS, r.Sent, r.Got, ms(r.P50), ms(r.P99), ms(r.Max), r.CPUPerSetUS, r.ForeignUtil, r.NATSMsgsPerSet)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -66,6 +69,8 @@ func Latency(ctx context.Context, opts PipelineOptions, rate int, d time.Duratio
 		}
 		defer stop()
 	}
+	nc := p.js.Conn()
+	out0, polls0 := nc.Stats().OutMsgs, p.polls
 	m0 := takeMeter()
 	interval := time.Second / time.Duration(rate)
 	futures := make([]jetstream.PubAckFuture, 0, n)
@@ -97,6 +102,7 @@ func Latency(ctx context.Context, opts PipelineOptions, rate int, d time.Duratio
 		return res, err
 	}
 	dm := takeMeter().since(m0)
+	res.NATSMsgsPerSet = float64(nc.Stats().OutMsgs-out0-uint64(p.polls-polls0)-uint64(n)) / float64(n)
 	res.Sent = n
 	lat := t.latencies()
 	res.Got = len(lat)
