@@ -97,15 +97,7 @@ func fileSource(tb testing.TB, path string) Source {
 // storedCount is how many messages the intents stream holds.
 func storedCount(tb testing.TB, js jetstream.JetStream) uint64 {
 	tb.Helper()
-	s, err := js.Stream(context.Background(), queue.IntentStream)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return info.State.Msgs
+	return testenv.StreamMsgs(tb, js, queue.IntentStream)
 }
 
 // storedIDs reads every stored message's Nats-Msg-Id and counts each.

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/internal/testenv"
 	"github.com/setrelay/setrelay/queue"
 )
 
@@ -113,15 +114,7 @@ func fetchAll(t testing.TB, js jetstream.JetStream, receiver string, n int, wait
 
 func streamMsgs(t testing.TB, js jetstream.JetStream, name string) uint64 {
 	t.Helper()
-	s, err := js.Stream(ctxT(t), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return testenv.StreamMsgs(t, js, name)
 }
 
 // eventually polls cond until it holds or 5 s pass; JetStream applies

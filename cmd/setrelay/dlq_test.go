@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/setrelay/setrelay/internal/testenv"
 	"github.com/setrelay/setrelay/queue"
 )
 
@@ -35,15 +36,7 @@ func deadLetter(t *testing.T, js jetstream.JetStream, receiver, reason string, s
 
 func dlqCount(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
-	s, err := js.Stream(context.Background(), queue.DLQStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return testenv.StreamMsgs(t, js, queue.DLQStream)
 }
 
 func TestDLQListShowFilters(t *testing.T) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -26,15 +25,7 @@ func startQueueForCLI(t *testing.T, receivers ...string) (string, jetstream.JetS
 // intentCount is how many messages the intents stream holds.
 func intentCount(t *testing.T, js jetstream.JetStream) uint64 {
 	t.Helper()
-	s, err := js.Stream(context.Background(), queue.IntentStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Msgs
+	return testenv.StreamMsgs(t, js, queue.IntentStream)
 }
 
 const (

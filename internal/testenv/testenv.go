@@ -146,3 +146,21 @@ receivers:
 	}
 	return RelayConfig{Config: cfg, File: path, Key: key}
 }
+
+// StreamMsgs is how many messages the named stream holds now. With the
+// intents stream's Interest retention, 0 means every consumer has settled
+// every intent.
+func StreamMsgs(tb testing.TB, js jetstream.JetStream, stream string) uint64 {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return info.State.Msgs
+}

@@ -29,6 +29,15 @@ func TestStartJetStreamProvisions(t *testing.T) {
 	if j.URL() == "" || !j.Conn.IsConnected() {
 		t.Errorf("not connected to %q", j.URL())
 	}
+	if n := StreamMsgs(t, j.JS, queue.IntentStream); n != 0 {
+		t.Fatalf("a new intents stream holds %d messages", n)
+	}
+	if _, err := j.JS.Publish(ctx, queue.IntentSubject, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if n := StreamMsgs(t, j.JS, queue.IntentStream); n != 1 {
+		t.Errorf("after one publish the intents stream holds %d messages, want 1", n)
+	}
 }
 
 func TestWriteRelayConfigLoads(t *testing.T) {
