@@ -279,6 +279,7 @@ func showDeadLetter(out io.Writer, sdl queue.StoredDeadLetter) {
 	row("stored", when(sdl.Stored))
 	row("receiver", sdl.Receiver)
 	row("reason", sdl.Reason)
+	row("last failure", sdl.LastReason)
 	if sdl.Status != 0 {
 		row("status", strconv.Itoa(sdl.Status))
 	}

@@ -27,7 +27,7 @@ func deadLetter(t *testing.T, js jetstream.JetStream, receiver, reason string, s
 		Intent: []byte(`{"id":"` + id + `","type":"risc.account-disabled","subject":{"format":"email","email":"a@example.com"}}`),
 	}
 	if reason != "invalid_audience" {
-		dl.Status, dl.Err, dl.Description, dl.Body = 503, "", "", "busy"
+		dl.Status, dl.Err, dl.Description, dl.Body, dl.LastReason = 503, "", "", "busy", "http_5xx"
 	}
 	if err := queue.PublishDeadLetter(context.Background(), js, dl); err != nil {
 		t.Fatal(err)
@@ -102,6 +102,13 @@ func TestDLQListShowFilters(t *testing.T) {
 	}
 	if code != 0 {
 		t.Errorf("show: exit %d", code)
+	}
+	if strings.Contains(out, "last failure:") {
+		t.Errorf("show prints a last failure for a permanent rejection:\n%s", out)
+	}
+	code, out, _ = runCLI(t, "", "dlq", "show", "2", "--nats-url", url)
+	if code != 0 || !strings.Contains(out, "last failure:") || !strings.Contains(out, "http_5xx") {
+		t.Errorf("show of a retried dead letter lacks its last failure: %d\n%s", code, out)
 	}
 	code, out, _ = runCLI(t, "", "dlq", "show", "2", "--json", "--nats-url", url)
 	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.Seq != 2 || string(got.Intent) == "" {
