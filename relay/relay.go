@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"strings"
@@ -166,7 +167,13 @@ func loadKeys(cfg *config.Config, log *zap.Logger) ([]*signer.Key, map[string]*s
 		path := fmt.Sprintf("keys[%d].file", i)
 		k, err := signer.LoadKey(kc.File, kc.ID, jose.SignatureAlgorithm(kc.Alg))
 		if err != nil {
-			problems = append(problems, config.Problem{Path: path, Message: err.Error()})
+			msg := err.Error()
+			if errors.Is(err, fs.ErrNotExist) {
+				// The usual first-run mistake: say how to make the key
+				// the configuration expects, with its id and algorithm.
+				msg += fmt.Sprintf("; create it with `setrelay keys generate --alg %s --id %s --out %s`", kc.Alg, kc.ID, kc.File)
+			}
+			problems = append(problems, config.Problem{Path: path, Message: msg})
 			continue
 		}
 		for _, w := range k.Warnings {

@@ -196,6 +196,11 @@ func TestStartReportsEveryBadKey(t *testing.T) {
 	if !errors.As(err, &ce) || len(ce.Problems) != 2 || ce.Problems[0].Path != "keys[0].file" || ce.Problems[1].Path != "keys[1].file" {
 		t.Fatalf("Start with two missing keys: %v", err)
 	}
+	// A first run without the key must say how to create it.
+	want := "setrelay keys generate --alg " + cfg.Keys[0].Alg + " --id " + cfg.Keys[0].ID + " --out " + cfg.Keys[0].File
+	if !strings.Contains(ce.Problems[0].Message, want) {
+		t.Errorf("missing key problem %q does not say %q", ce.Problems[0].Message, want)
+	}
 }
 
 func TestStartFailsCleanlyOnTakenOpsPort(t *testing.T) {
