@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -190,9 +192,7 @@ func (c *Client) attempt(ctx context.Context, jws []byte) (Result, any) {
 	// reading megabytes from a misbehaving receiver.
 	_ = resp.Body.Close()
 	r := Classify(resp.StatusCode, resp.Header, body, nil, c.now(), c.maxRetryAfter)
-	if r.Location != "" {
-		r.Location = string(scrubCredential([]byte(r.Location), authz))
-	}
+	scrubResult(&r, authz)
 	r.Attempts = 1
 	return r, handle
 }
@@ -204,15 +204,64 @@ func scrubCredential(body []byte, authzHeader []string) []byte {
 	if len(authzHeader) == 0 || authzHeader[0] == "" || len(body) == 0 {
 		return body
 	}
-	authz := authzHeader[0]
-	forms := []string{authz}
-	if _, cred, ok := strings.Cut(authz, " "); ok && len(cred) >= 8 {
-		forms = append(forms, cred)
-	}
-	for _, f := range forms {
+	for _, f := range credentialForms(authzHeader[0]) {
 		if bytes.Contains(body, []byte(f)) {
 			body = bytes.ReplaceAll(body, []byte(f), []byte(redacted))
 		}
 	}
 	return body
+}
+
+// scrubResult scrubs the fields of r that are decoded from or copied out of
+// the response: a JSON description is unescaped by Classify, so a credential
+// the body carried escaped ("\u002f") is only recognisable after decoding.
+func scrubResult(r *Result, authzHeader []string) {
+	for _, f := range []*string{&r.Description, &r.Err, &r.Location} {
+		if *f != "" {
+			*f = string(scrubCredential([]byte(*f), authzHeader))
+		}
+	}
+}
+
+// credentialForms lists what an echoed Authorization value can look like,
+// longest first: the header and its bare credential as sent, with "/"
+// escaped as JSON encoders in PHP and Java write it, with every non-ASCII-
+// alphanumeric escaped as \u00XX, and URL-encoded (a redirect's query). Last
+// come the credential's runs of at least 8 characters that no escaping
+// changes, so an echo in an escaping not listed here still loses the bulk
+// of the secret.
+func credentialForms(authz string) []string {
+	bases := []string{authz}
+	if _, cred, ok := strings.Cut(authz, " "); ok && len(cred) >= 8 {
+		bases = append(bases, cred)
+	}
+	forms := make([]string, 0, 6*len(bases)+4)
+	for _, b := range bases {
+		forms = append(forms, b, strings.ReplaceAll(b, "/", `\/`), unicodeEscape(b), url.QueryEscape(b), url.PathEscape(b))
+	}
+	for _, run := range strings.FieldsFunc(authz, func(r rune) bool { return !unreserved(r) }) {
+		if len(run) >= 8 {
+			forms = append(forms, run)
+		}
+	}
+	slices.SortStableFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return slices.Compact(forms)
+}
+
+// unreserved: the characters no JSON or URL escaping rewrites.
+func unreserved(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' || r == '~'
+}
+
+// unicodeEscape writes every character but the unreserved ones as \u00XX.
+func unicodeEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if unreserved(r) || r > 0x7f {
+			b.WriteRune(r)
+			continue
+		}
+		fmt.Fprintf(&b, `\u%04x`, r)
+	}
+	return b.String()
 }
