@@ -53,6 +53,15 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 		log = zap.NewNop()
 	}
 	log = log.With(zap.String("receiver", cfg.Name))
+	for _, raw := range []string{cfg.Endpoint, cfg.Auth.TokenURL} {
+		if host, ok := cleartextHost(raw); ok {
+			// insecure_http is meant for a receiver on this machine; to
+			// any other host the client secret, the bearer token and the
+			// SETs cross the network readable by anyone on the path.
+			log.Warn("insecure_http: credentials and SETs are sent unencrypted to a host that is not loopback; use https outside local development",
+				zap.String("host", host))
+		}
+	}
 
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
@@ -195,6 +204,20 @@ func (c *Client) attempt(ctx context.Context, jws []byte) (Result, any) {
 	scrubResult(&r, authz)
 	r.Attempts = 1
 	return r, handle
+}
+
+// cleartextHost returns the host of an http:// URL that is not a loopback
+// address or "localhost".
+func cleartextHost(raw string) (string, bool) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" {
+		return "", false
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); (ip != nil && ip.IsLoopback()) || strings.EqualFold(host, "localhost") {
+		return "", false
+	}
+	return host, true
 }
 
 // scrubCredential removes the Authorization value (and its bare credential)

@@ -63,3 +63,32 @@ func TestEscapedCredentialEchoScrubbed(t *testing.T) {
 		})
 	}
 }
+
+// TestInsecureHTTPWarnsOffLoopback: insecure_http is accepted for any host
+// (a compose network's receiver has a name, not 127.0.0.1), but sending
+// the credentials unencrypted anywhere but loopback is worth a warning.
+func TestInsecureHTTPWarnsOffLoopback(t *testing.T) {
+	cases := []struct {
+		endpoint, tokenURL string
+		warn               bool
+	}{
+		{"http://127.0.0.1:8080/events", "http://localhost:8080/token", false},
+		{"http://[::1]:8080/events", "", false},
+		{"https://rcv.example/events", "https://idp.example/token", false},
+		{"http://receiver:8080/events", "http://127.0.0.1/token", true},
+		{"https://rcv.example/events", "http://idp.example/token", true},
+	}
+	for _, tc := range cases {
+		cfg := Config{Name: "r", Endpoint: tc.endpoint, InsecureHTTP: true}
+		if tc.tokenURL != "" {
+			cfg.Auth = AuthConfig{TokenURL: tc.tokenURL, ClientID: "id", ClientSecret: "s3cret-value"}
+		} else {
+			cfg.Auth = AuthConfig{AuthorizationHeader: "Bearer abc"}
+		}
+		_, logs := newTestClient(t, cfg)
+		n := logs.FilterMessageSnippet("unencrypted").Len()
+		if (n > 0) != tc.warn {
+			t.Errorf("endpoint %s, token_url %s: %d warnings, want warning %v", tc.endpoint, tc.tokenURL, n, tc.warn)
+		}
+	}
+}
