@@ -43,6 +43,11 @@ const (
 // stored comes back. It must not be Termed: that would lose it.
 const deadLetterRetry = 5 * time.Second
 
+// lastDeliveryRetry is the first pause before storing a dead letter again
+// on a message's last delivery, which cannot be handed back; it doubles up
+// to deadLetterRetry.
+const lastDeliveryRetry = 100 * time.Millisecond
+
 // job is what handle knows about one message.
 type job struct {
 	msg      jetstream.Msg
@@ -316,29 +321,29 @@ func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, dl queue.DeadLett
 	if j.replayOf != "" {
 		dl.ReplayOf, _ = strconv.ParseUint(j.replayOf, 10, 64)
 	}
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if tp := j.msg.Headers().Get(queue.HeaderTraceparent); tp != "" {
-		dctx = queue.WithTraceparent(dctx, tp)
-	}
-	err := queue.PublishDeadLetter(dctx, p.js, dl)
-	if errors.Is(err, nats.ErrMaxPayload) && len(dl.Intent) > 0 {
-		// The intent fits in a NATS message but not once wrapped in its
-		// dead letter (base64 adds a third). Only an oversized, hence
-		// invalid, intent can be that large, so replaying its bytes could
-		// never succeed; without this it would be redelivered forever.
-		// Keep the record, and a prefix to find the producer by.
-		dl.Description += fmt.Sprintf(" (the %d intent bytes are not kept: too large for a dead letter; they start %s)",
-			len(dl.Intent), push.Excerpt(dl.Intent, intentPrefix))
-		dl.Intent = nil
-		err = queue.PublishDeadLetter(dctx, p.js, dl)
+	err := p.storeDeadLetter(ctx, j, &dl)
+	if err != nil && j.last && ctx.Err() == nil {
+		// JetStream will not deliver this message again (MaxDeliver), so
+		// a Nak would strand it unseen in the stream. Keep trying in place
+		// while the beat keeps the message ours: the dead-letter stream
+		// is back within seconds after a leader election or a restart.
+		p.log.Warn("storing a dead letter failed on the message's last delivery; retrying until it is stored",
+			zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.String("reason", dl.Reason), zap.Error(err))
+		for delay := lastDeliveryRetry; err != nil && waitOrDone(ctx, delay); delay = min(2*delay, deadLetterRetry) {
+			err = p.storeDeadLetter(ctx, j, &dl)
+		}
 	}
 	if err != nil {
 		if ctx.Err() != nil && !j.last {
 			p.handBack(r, j)
 			return
 		}
-		p.log.Warn("storing a dead letter failed; the message will come back", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.String("reason", dl.Reason), zap.Error(err))
+		if j.last {
+			p.log.Error("dead letter not stored on the message's last delivery; JetStream will not redeliver it, so it stays in the intents stream at this sequence until an operator recovers it",
+				zap.String("receiver", r.Name), zap.String("consumer", r.consumer), zap.Uint64("stream_seq", j.seq), zap.String("reason", dl.Reason), zap.Error(err))
+		} else {
+			p.log.Warn("storing a dead letter failed; the message will come back", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.String("reason", dl.Reason), zap.Error(err))
+		}
 		_ = j.msg.NakWithDelay(deadLetterRetry)
 		return
 	}
@@ -361,6 +366,42 @@ func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, dl queue.DeadLett
 		zap.Uint64("stream_seq", j.seq),
 		zap.Duration("latency", now.Sub(j.stored)),
 	)
+}
+
+// storeDeadLetter publishes dl and waits for the stream's ack. An intent
+// too large to be kept in its dead letter is dropped from it (dl is updated)
+// and the dead letter published again without it.
+func (p *Pool) storeDeadLetter(ctx context.Context, j *job, dl *queue.DeadLetter) error {
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if tp := j.msg.Headers().Get(queue.HeaderTraceparent); tp != "" {
+		dctx = queue.WithTraceparent(dctx, tp)
+	}
+	err := queue.PublishDeadLetter(dctx, p.js, *dl)
+	if errors.Is(err, nats.ErrMaxPayload) && len(dl.Intent) > 0 {
+		// The intent fits in a NATS message but not once wrapped in its
+		// dead letter (base64 adds a third). Only an oversized, hence
+		// invalid, intent can be that large, so replaying its bytes could
+		// never succeed; without this it would be redelivered forever.
+		// Keep the record, and a prefix to find the producer by.
+		dl.Description += fmt.Sprintf(" (the %d intent bytes are not kept: too large for a dead letter; they start %s)",
+			len(dl.Intent), push.Excerpt(dl.Intent, intentPrefix))
+		dl.Intent = nil
+		err = queue.PublishDeadLetter(dctx, p.js, *dl)
+	}
+	return err
+}
+
+// waitOrDone waits for d and reports whether ctx is still live.
+func waitOrDone(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
 
 func jtiOf(j *job, r *rcv) string {
