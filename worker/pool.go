@@ -253,14 +253,24 @@ func (p *Pool) release(n int) {
 	}
 }
 
-// fetchLoop pulls r's messages, never more than the slots it holds. While
-// messages are waiting it asks with no_wait for up to its fair share of the
-// free slots, so a short batch returns at once and frees the rest. When the
-// consumer is idle it holds a single slot in a long-poll pull request. The
-// loop returns when ctx is cancelled; messages already received are still
-// handed to the workers.
+// fetchLoop pulls r's messages, never more than the slots it holds. Each
+// pull request is a long poll of up to FetchWait that asks for as many
+// messages as the loop holds slots, and each message is handed to a worker
+// as soon as it streams in, not when the batch completes; the slots a batch
+// ended short of are released when it ends. So a backlog is drained with
+// full batches that return at once, and a steady trickle costs one pull
+// request per batch rather than two per message (an empty no-wait pull,
+// then a long poll of one).
+//
+// The request size follows what the last one brought: twice as many, up
+// to the receiver's fair share of the free slots, and a single slot after
+// an empty one. An idle receiver so ties up one slot, not its share, and a
+// busy one soon asks for all it may take.
+//
+// The loop returns when ctx is cancelled, after its outstanding request
+// ends; messages that request brings are still handed to the workers.
 func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
-	idle := false
+	want := 1
 	var errDelay time.Duration
 	for ctx.Err() == nil {
 		// A paused consumer delivers nothing, so do not tie up a slot in
@@ -277,23 +287,15 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 		// one gets through, so a half-recovered receiver is probed, not
 		// flooded, and few attempts are spent on it.
 		probing := r.failing()
-		var (
-			batch  jetstream.MessageBatch
-			err    error
-			cancel context.CancelFunc = func() {}
-		)
-		if idle || probing {
-			// The long poll is not cut short by shutdown: the server
-			// would still deliver into the abandoned request, and that
-			// message would wait out AckWait unseen. Shutdown waits at
-			// most FetchWait for it instead, and works on what it brings.
-			var fctx context.Context
-			fctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FetchWait)
-			batch, err = r.Consumer.Fetch(1, jetstream.FetchContext(fctx))
-		} else {
-			held += p.tryAcquire(p.share - 1)
-			batch, err = r.Consumer.FetchNoWait(held)
+		if !probing {
+			held += p.tryAcquire(min(want, p.share) - 1)
 		}
+		// The long poll is not cut short by shutdown: the server would
+		// still deliver into the abandoned request, and that message would
+		// wait out AckWait unseen. Shutdown waits at most FetchWait for it
+		// instead, and works on what it brings.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FetchWait)
+		batch, err := r.Consumer.Fetch(held, jetstream.FetchContext(fctx))
 		r.m.pulls.Inc()
 		if err != nil {
 			cancel()
@@ -322,7 +324,7 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 			continue
 		}
 		errDelay = 0
-		idle = got == 0
+		want = max(1, 2*got)
 	}
 }
 
