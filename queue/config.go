@@ -122,11 +122,12 @@ func redact(s string) string {
 	return redacted
 }
 
-// String describes the configuration with secrets redacted, so that a Config
-// can be logged or printed in an error without leaking the password or token.
+// String describes the configuration with secrets redacted, including a
+// user:password in the URL, so that a Config can be logged or printed in an
+// error without leaking the password or token.
 func (c Config) String() string {
 	return fmt.Sprintf("queue.Config{URL:%q StoreDir:%q Listen:%q Replicas:%d Creds:%q NKey:%q User:%q Password:%q Token:%q CA:%q Cert:%q Key:%q MaxAckPending:%d AckWait:%s MaxDeliver:%d StreamMaxBytes:%d StreamMaxMsgs:%d DuplicateWindow:%s}",
-		c.URL, c.StoreDir, c.Listen, c.Replicas, c.Creds, c.NKey, c.User, redact(c.Password), redact(c.Token),
+		redactURL(c.URL), c.StoreDir, c.Listen, c.Replicas, c.Creds, c.NKey, c.User, redact(c.Password), redact(c.Token),
 		c.CA, c.Cert, c.Key, c.MaxAckPending, c.AckWait, c.MaxDeliver, c.StreamMaxBytes, c.StreamMaxMsgs, c.DuplicateWindow)
 }
 
@@ -137,9 +138,9 @@ func (c Config) GoString() string { return c.String() }
 func (c Config) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String())) }
 
 // MarshalLogObject lets zap.Object / zap.Any log the configuration without
-// secrets; zap would otherwise reflect over the fields.
+// secrets (the URL's too); zap would otherwise reflect over the fields.
 func (c Config) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddString("url", c.URL)
+	enc.AddString("url", redactURL(c.URL))
 	enc.AddString("store_dir", c.StoreDir)
 	enc.AddString("listen", c.Listen)
 	enc.AddInt("replicas", c.Replicas)

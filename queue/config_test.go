@@ -32,7 +32,8 @@ func TestApplyEnvOverridesConfig(t *testing.T) {
 }
 
 func TestConfigNeverPrintsSecrets(t *testing.T) {
-	cfg := queue.Config{User: "relay", Password: "hunter2-secret", Token: "tok-secret-42"}
+	// A NATS URL may carry user:password (nats://relay:pw@host) too.
+	cfg := queue.Config{URL: "nats://relay:url-hunter2@n1:4222,nats://relay:url-hunter2@n2:4222", User: "relay", Password: "hunter2-secret", Token: "tok-secret-42"}
 	core, logs := observer.New(zap.DebugLevel)
 	zap.New(core).Info("config", zap.Any("nats", cfg), zap.Object("nats2", cfg))
 	outputs := map[string]string{
@@ -47,8 +48,8 @@ func TestConfigNeverPrintsSecrets(t *testing.T) {
 		if strings.Contains(out, "hunter2") || strings.Contains(out, "tok-secret") {
 			t.Errorf("%s leaks a secret: %s", verb, out)
 		}
-		if !strings.Contains(out, "relay") {
-			t.Errorf("%s hides the non-secret user: %s", verb, out)
+		if !strings.Contains(out, "relay") || !strings.Contains(out, "@n2:4222") {
+			t.Errorf("%s hides the non-secret user or servers: %s", verb, out)
 		}
 	}
 }
