@@ -113,12 +113,13 @@ type Config struct {
 	// AckWait is the consumers' AckWait, used to time InProgress
 	// heartbeats. Zero reads it from each consumer's cached info.
 	AckWait time.Duration
-	// FetchWait is how long an idle receiver's pull request waits on the
-	// server for a message (default 1s). It bounds how long shutdown waits
-	// for an idle loop: the request is not abandoned early, because the
-	// server could still deliver into it and that message would wait out
-	// AckWait unseen. Longer means fewer idle pull requests (one per
-	// receiver per FetchWait) but a slower shutdown.
+	// FetchWait is how long a pull request waits on the server for the
+	// messages it asked for (default 1s); those that arrive meanwhile are
+	// worked on at once. It bounds how long shutdown waits for a fetch
+	// loop: the request is not abandoned early, because the server could
+	// still deliver into it and that message would wait out AckWait
+	// unseen. Longer means fewer idle pull requests (one per receiver per
+	// FetchWait) but a slower shutdown.
 	FetchWait time.Duration
 	// InfoInterval is how often consumer info is polled for the pending
 	// and paused gauges, and to learn of pauses made by other processes

@@ -10,13 +10,16 @@
 //
 // The pool has Concurrency slots shared by all receivers. Each receiver has
 // one fetch loop that takes a slot before it asks the server for anything,
-// grabs up to its fair share of the other free slots without waiting, and
-// pulls exactly that many messages with no_wait (or, when the consumer is
-// idle, long-polls for one). Each message goes straight to a worker that
-// holds its slot, and slots a short batch did not use are released at once.
-// So no message sits in a client-side buffer while its AckWait runs down,
-// unlike Consume's default 500-message pre-fetch. Slow pushes send
-// InProgress every AckWait/3.
+// grabs more of the free slots without waiting (twice what its last request
+// brought, up to its fair share; none after an empty one), and asks for
+// exactly that many messages in one pull request that waits up to
+// FetchWait. Each message goes to a worker, which holds its slot, as soon
+// as it arrives, not when the batch is complete, and the slots a batch
+// ended short of are released when it ends. So a backlog drains in full
+// batches, a steady trickle costs one pull request per batch rather than
+// per message, an idle receiver ties up one slot, and no message sits in a
+// client-side buffer while its AckWait runs down (unlike Consume's default
+// 500-message pre-fetch). Slow pushes send InProgress every AckWait/3.
 //
 // # Per message
 //
