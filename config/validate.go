@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/queue"
 )
 
 // algorithms setrelay signs with; the signer package enforces the same list
@@ -221,6 +222,13 @@ func (r *Receiver) validate(p *problems, path string, keyIDs map[string]bool, na
 	}
 	if r.Retry.MaxAttempts < 1 {
 		p.add(path+".retry.max_attempts", "must be at least 1 (got %d)", r.Retry.MaxAttempts)
+	}
+	if r.Retry.MaxAttempts >= queue.DefaultMaxDeliver {
+		// The consumer's MaxDeliver is a safety net below which the worker
+		// must reach its own limit; at or above it, intents would be
+		// dead-lettered as max_deliveries, not after max_attempts.
+		p.add(path+".retry.max_attempts", "must be below the queue's delivery limit %d (got %d): beyond it intents are dead-lettered as max_deliveries; use retry.max_age for long retrying",
+			queue.DefaultMaxDeliver, r.Retry.MaxAttempts)
 	}
 	positive("retry.max_age", r.Retry.MaxAge)
 	if r.Pause.Threshold < 1 && r.Pause.Threshold != -1 {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/setrelay/setrelay/queue"
 )
 
 // validConfig returns a complete, valid configuration with two keys and an
@@ -122,6 +124,7 @@ func TestValidationRules(t *testing.T) {
 		{"retry initial", func(c *Config) { c.Receivers[0].Retry.Initial = -time.Second }, []string{"receivers[0].retry.initial: must be a positive duration"}},
 		{"retry max below initial", func(c *Config) { c.Receivers[0].Retry.Max = time.Millisecond }, []string{"receivers[0].retry.max: must be at least retry.initial"}},
 		{"retry attempts", func(c *Config) { c.Receivers[0].Retry.MaxAttempts = -1 }, []string{"receivers[0].retry.max_attempts: must be at least 1"}},
+		{"retry attempts above max deliver", func(c *Config) { c.Receivers[0].Retry.MaxAttempts = queue.DefaultMaxDeliver }, []string{"receivers[0].retry.max_attempts: must be below", "max_deliveries"}},
 		{"retry age", func(c *Config) { c.Receivers[0].Retry.MaxAge = -1 }, []string{"receivers[0].retry.max_age: must be a positive duration"}},
 		{"pause threshold", func(c *Config) { c.Receivers[0].Pause.Threshold = -2 }, []string{"receivers[0].pause.threshold: must be at least 1"}},
 		{"pause initial", func(c *Config) { c.Receivers[0].Pause.Initial = -1 }, []string{"receivers[0].pause.initial: must be a positive duration"}},
