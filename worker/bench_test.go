@@ -185,7 +185,8 @@ func processCPU() time.Duration {
 
 // BenchmarkLatency publishes at a fixed 1,000 intents/s for 5 s and reports
 // the p50, p99 and max time from the publish call to the receiver answering
-// 202 (ES256). b.N is ignored: run it with -benchtime 1x.
+// 202 (ES256), and the pull requests per SET. b.N is ignored: run it with
+// -benchtime 1x.
 //
 //	go test -run '^$' -bench Latency -benchtime 1x ./worker/
 func BenchmarkLatency(b *testing.B) {
@@ -257,6 +258,7 @@ func BenchmarkLatency(b *testing.B) {
 	b.ReportMetric(pct(0.50), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(pct(1), "max-ms")
+	b.ReportMetric(metricValue(b, rig.reg, "setrelay_pull_requests_total", "bench")/float64(total), "pulls/SET")
 }
 
 // jtiOfCompact pulls the jti out of a compact JWS without verifying it (the
