@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -138,6 +139,12 @@ func TestRetryKeepsJTIAndClaims(t *testing.T) {
 	e := newEnv(t, 30*time.Second, "flaky")
 	s := newScripted(t, func(n int, w http.ResponseWriter, _ *http.Request) {
 		if n <= 3 {
+			if n == 3 {
+				// The last retry comes over a second later, so claims
+				// stamped with the time of the push (not the stored
+				// time) would differ in iat.
+				w.Header().Set("Retry-After", "2")
+			}
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
@@ -146,8 +153,19 @@ func TestRetryKeepsJTIAndClaims(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e.run(Config{Concurrency: 4, Receivers: []Receiver{e.spec(e.js, "flaky", s.endpoint())}}, e.js, reg)
 	e.publish(sessionRevoked("retry-1"))
+	stream, err := e.js.Stream(context.Background(), queue.IntentStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := stream.GetMsg(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	eventually(t, 10*time.Second, "the intent acked", func() bool { return s.requests() >= 4 && e.intentsLeft() == 0 })
+	if gap := s.times[3].Sub(s.times[0]); gap < time.Second {
+		t.Fatalf("attempts span %v; the test needs them over a second apart", gap)
+	}
 	if got := s.requests(); got != 4 {
 		t.Fatalf("%d requests, want 4", got)
 	}
@@ -156,6 +174,9 @@ func TestRetryKeepsJTIAndClaims(t *testing.T) {
 		claims := verifiedClaims(t, e.key, body)
 		if claims["jti"] != set.JTI("retry-1", "flaky", "") {
 			t.Errorf("attempt %d: jti %v", i+1, claims["jti"])
+		}
+		if iat, _ := claims["iat"].(float64); int64(iat) != stored.Time.Unix() {
+			t.Errorf("attempt %d: iat %v, want the intent's stored time %d", i+1, claims["iat"], stored.Time.Unix())
 		}
 		payload := payloadOf(t, body)
 		if i == 0 {
