@@ -44,7 +44,7 @@ const (
 	DefaultRetryMax         = 10 * time.Minute
 	DefaultRetryMaxAttempts = 12
 	DefaultRetryMaxAge      = 72 * time.Hour
-	DefaultPauseThreshold   = 20
+	DefaultPauseThreshold   = 5
 	DefaultPauseInitial     = 30 * time.Second
 	DefaultPauseMax         = 10 * time.Minute
 	DefaultAuthStyle        = AuthStyleBasic

@@ -394,3 +394,28 @@ func TestConfigInCode(t *testing.T) {
 		t.Errorf("receiver defaults not filled: %+v", cfg.Receivers[0])
 	}
 }
+
+// A receiver that sets few attempts but no pause threshold gets a threshold
+// below its attempts, so an outage pauses it before intents run out.
+func TestPauseThresholdDefaultsBelowMaxAttempts(t *testing.T) {
+	for _, tc := range []struct {
+		attempts, want int
+	}{{12, DefaultPauseThreshold}, {4, 3}, {2, 1}, {1, 1}} {
+		y := minimal + fmt.Sprintf("    retry: {max_attempts: %d}\n", tc.attempts)
+		cfg, err := Parse([]byte(y), "min.yaml", env(nil))
+		if tc.attempts == 1 {
+			// One attempt leaves no room for a pause before the dead
+			// letter: the threshold cannot be below it, and Validate says so.
+			if err == nil || !strings.Contains(err.Error(), "pause.threshold: must be below retry.max_attempts") {
+				t.Errorf("max_attempts 1: error %v, want the pause threshold problem", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("max_attempts %d: %v", tc.attempts, err)
+		}
+		if got := cfg.Receivers[0].Pause.Threshold; got != tc.want {
+			t.Errorf("max_attempts %d: pause threshold %d, want %d", tc.attempts, got, tc.want)
+		}
+	}
+}

@@ -58,7 +58,9 @@ func (c *Config) FillDefaults() {
 			r.MaxRetryAfter = r.Retry.Max
 		}
 		if r.Pause.Threshold == 0 {
-			r.Pause.Threshold = DefaultPauseThreshold
+			// Below max_attempts, so that an outage pauses the receiver
+			// before one intent's attempts run out (see Validate).
+			r.Pause.Threshold = max(1, min(DefaultPauseThreshold, r.Retry.MaxAttempts-1))
 		}
 		if r.Pause.Initial == 0 {
 			r.Pause.Initial = DefaultPauseInitial

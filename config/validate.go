@@ -233,6 +233,13 @@ func (r *Receiver) validate(p *problems, path string, keyIDs map[string]bool, na
 	positive("retry.max_age", r.Retry.MaxAge)
 	if r.Pause.Threshold < 1 && r.Pause.Threshold != -1 {
 		p.add(path+".pause.threshold", "must be at least 1 consecutive failure, or -1 to never pause (got %d)", r.Pause.Threshold)
+	} else if r.Pause.Threshold >= r.Retry.MaxAttempts && r.Retry.MaxAttempts > 0 {
+		// A receiver that is down for a quiet feed fails one intent's
+		// attempts in a row: unless the pause comes first, that intent is
+		// dead-lettered as attempts_exhausted instead of waiting out the
+		// outage, and pauses are what keep outages from burning attempts.
+		p.add(path+".pause.threshold", "must be below retry.max_attempts (%d >= %d), or an outage dead-letters intents before the receiver is paused; use -1 to never pause",
+			r.Pause.Threshold, r.Retry.MaxAttempts)
 	}
 	positive("pause.initial", r.Pause.Initial)
 	positive("pause.max", r.Pause.Max)

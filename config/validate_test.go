@@ -127,6 +127,7 @@ func TestValidationRules(t *testing.T) {
 		{"retry attempts above max deliver", func(c *Config) { c.Receivers[0].Retry.MaxAttempts = queue.DefaultMaxDeliver }, []string{"receivers[0].retry.max_attempts: must be below", "max_deliveries"}},
 		{"retry age", func(c *Config) { c.Receivers[0].Retry.MaxAge = -1 }, []string{"receivers[0].retry.max_age: must be a positive duration"}},
 		{"pause threshold", func(c *Config) { c.Receivers[0].Pause.Threshold = -2 }, []string{"receivers[0].pause.threshold: must be at least 1"}},
+		{"pause threshold not below max_attempts", func(c *Config) { c.Receivers[0].Pause.Threshold = 12; c.Receivers[0].Retry.MaxAttempts = 12 }, []string{"receivers[0].pause.threshold: must be below retry.max_attempts (12 >= 12)"}},
 		{"pause initial", func(c *Config) { c.Receivers[0].Pause.Initial = -1 }, []string{"receivers[0].pause.initial: must be a positive duration"}},
 		{"pause max below initial", func(c *Config) { c.Receivers[0].Pause.Max = time.Second }, []string{"receivers[0].pause.max: must be at least pause.initial"}},
 		{"receiver tls", func(c *Config) { c.Receivers[1].TLS.Key = "k.pem" }, []string{"receivers[1].tls: cert and key go together"}},

@@ -68,7 +68,9 @@ type Receiver struct {
 // process, and deliveries resume by themselves when the pause ends.
 type PausePolicy struct {
 	// Threshold is the number of consecutive retryable failures that
-	// pauses the consumer (default 20; negative disables pausing).
+	// pauses the consumer (default 5, below RetryPolicy's default 12
+	// attempts so an outage pauses before it dead-letters; negative disables
+	// pausing).
 	Threshold int
 	// Initial is the first cool-down (default 30s). Each pause that
 	// follows without a delivery in between doubles it, up to Max.
@@ -79,7 +81,7 @@ type PausePolicy struct {
 
 // Defaults for PausePolicy.
 const (
-	DefaultPauseThreshold = 20
+	DefaultPauseThreshold = 5
 	DefaultPauseInitial   = 30 * time.Second
 	DefaultPauseMax       = 10 * time.Minute
 )

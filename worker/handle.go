@@ -160,8 +160,11 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 		if failing && res.Outcome != push.Delivered && res.Outcome != push.Permanent {
 			// A probe of a receiver already known to be down: the
 			// failure is the outage's, not this message's, so it does
-			// not count towards MaxAttempts (see outage.go).
+			// not count towards MaxAttempts (see outage.go), neither
+			// for later deliveries nor for this decision: otherwise a
+			// probe on an intent's last attempt would dead-letter it.
 			r.notePauseNak(j.seq)
+			j.attempt = max(j.attempt-1, 1)
 		}
 	}
 
