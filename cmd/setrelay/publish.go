@@ -106,8 +106,8 @@ func closeConn(nc *nats.Conn) {
 }
 
 // intentOptions validates as the relay would: private event types are
-// accepted when asked, or when some configured receiver accepts them (a
-// receiver that does not will dead-letter such an intent as invalid).
+// accepted when asked, or when some configured receiver accepts them (the
+// receivers that did not ask for such a type skip it).
 func (qf *queueFlags) intentOptions() (intent.Options, error) {
 	opts := intent.Options{AllowPrivateTypes: qf.allowPrivate}
 	if qf.config == "" || opts.AllowPrivateTypes {
