@@ -82,6 +82,15 @@ func TestKeysGenerate(t *testing.T) {
 	if !strings.Contains(stdout, "key id: ") || !strings.Contains(stdout, "setrelay keys pem --key") {
 		t.Errorf("stdout does not say what to do next: %s", stdout)
 	}
+	// The key is written to a temporary file and put in place whole: none
+	// of those is left behind, whether the write succeeded or was refused.
+	if ents, err := os.ReadDir(filepath.Dir(path)); err != nil || len(ents) != 1 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("directory holds %v (%v), want only the key", names, err)
+	}
 
 	for _, args := range [][]string{
 		{"keys", "generate", "--alg", "HS256", "--out", filepath.Join(t.TempDir(), "x")},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -134,29 +135,45 @@ are printed on stdout.`,
 // writePrivate writes a private key readable only by its owner. Without
 // force it refuses to replace a file: overwriting a key that a receiver has
 // registered breaks delivery until the new public key is handed over.
+//
+// The key is written whole to a temporary file beside path and only then
+// put in place (renamed over it with force, hard-linked without, which fails
+// if path exists), so a crash never leaves a truncated key that
+// --if-missing would then keep for good.
 func writePrivate(path string, data []byte, force bool) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write key: %w", err)
 	}
-	f, err := os.OpenFile(path, flags, 0o600)
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	// CreateTemp makes the file 0600 already; set it explicitly anyway, as
+	// the mode is the point of this function.
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write key: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write key: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write key: %w", err)
+	}
+	if force {
+		if err := os.Rename(tmp.Name(), path); err != nil {
+			return fmt.Errorf("write key: %w", err)
+		}
+		return nil
+	}
+	err = os.Link(tmp.Name(), path)
 	if errors.Is(err, fs.ErrExist) {
 		return &usageError{err: keyExistsError(path)}
 	}
 	if err != nil {
-		return fmt.Errorf("write key: %w", err)
-	}
-	// O_CREATE's mode does not apply to an existing file, and the umask may
-	// have narrowed it: set it explicitly.
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("write key: %w", err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write key: %w", err)
-	}
-	if err := f.Close(); err != nil {
 		return fmt.Errorf("write key: %w", err)
 	}
 	return nil
