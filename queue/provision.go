@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -144,19 +147,78 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 	// The intents stream and its consumers are created back to back: with
 	// Interest retention, a message stored while no consumer matches it is
 	// deleted at once.
-	stream, err := js.CreateOrUpdateStream(ctx, IntentStreamConfig(cfg))
+	var stream jetstream.Stream
+	err := retryProvision(ctx, func(ctx context.Context) (err error) {
+		stream, err = js.CreateOrUpdateStream(ctx, IntentStreamConfig(cfg))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("queue: provision stream %s: %w", IntentStream, err)
 	}
 	for _, r := range receivers {
-		if _, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig(cfg, r)); err != nil {
+		err := retryProvision(ctx, func(ctx context.Context) error {
+			_, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig(cfg, r))
+			return err
+		})
+		if err != nil {
 			return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", ConsumerName(r), r, err)
 		}
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, DLQStreamConfig(cfg)); err != nil {
+	err = retryProvision(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, DLQStreamConfig(cfg))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("queue: provision stream %s: %w", DLQStream, err)
 	}
 	return nil
+}
+
+// provisionAttemptTimeout bounds one JetStream API request while
+// provisioning; the caller's ctx bounds all of them.
+const provisionAttemptTimeout = 10 * time.Second
+
+// retryProvision runs one idempotent provisioning step until it succeeds,
+// fails for good, or ctx ends. A JetStream cluster that has just formed, or
+// has just lost a node, can take several seconds to place a replicated
+// stream: meanwhile requests time out or the servers answer with a 5xx API
+// error ("no suitable peers", "temporarily unavailable"). Those are
+// retried; anything else (a 4xx such as a config the server refuses) is
+// returned at once, since asking again cannot change the answer.
+func retryProvision(ctx context.Context, step func(context.Context) error) error {
+	b := backoff.WithContext(backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(200*time.Millisecond),
+		backoff.WithMaxInterval(2*time.Second),
+		backoff.WithMaxElapsedTime(0), // ctx is the limit
+	), ctx)
+	var last error
+	err := backoff.Retry(func() error {
+		actx, cancel := context.WithTimeout(ctx, provisionAttemptTimeout)
+		defer cancel()
+		err := step(actx)
+		if err == nil || ctx.Err() != nil || !transientJSError(err) {
+			return backoff.Permanent(err)
+		}
+		last = err
+		return err
+	}, b)
+	if err != nil && ctx.Err() != nil && last != nil {
+		// The caller's deadline ended a run of transient failures: say
+		// what kept failing, not only that time ran out.
+		return fmt.Errorf("%w (still failing when time ran out: %v)", ctx.Err(), last)
+	}
+	return err
+}
+
+// transientJSError reports whether a JetStream API call may succeed if
+// asked again: a request that timed out or found no JetStream server, or a
+// server-side (5xx) API error.
+func transientJSError(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code >= 500
 }
 
 // tokens maps each receiver's Token to its name, rejecting empty names and

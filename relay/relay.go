@@ -36,8 +36,10 @@ const (
 	OpsShutdownTimeout = 5 * time.Second
 	// DrainTimeout bounds flushing the last acks and naks to NATS.
 	DrainTimeout = 30 * time.Second
-	// provisionTimeout bounds creating streams and consumers at start-up.
-	provisionTimeout = 30 * time.Second
+	// provisionTimeout bounds creating streams and consumers. A cluster
+	// that is still forming can take a while to place replicated streams;
+	// queue.Provision retries until then.
+	provisionTimeout = 60 * time.Second
 )
 
 // Service is the assembled relay. Start builds it and brings everything up
@@ -417,7 +419,9 @@ func Provision(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	}
 	defer nc.Close()
 	qcfg := queueConfig(cfg)
-	if err := queue.Provision(ctx, js, qcfg, cfg.ReceiverNames()); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, provisionTimeout)
+	defer cancel()
+	if err := queue.Provision(pctx, js, qcfg, cfg.ReceiverNames()); err != nil {
 		return err
 	}
 	orphans, err := queue.OrphanConsumers(ctx, js, cfg.ReceiverNames())

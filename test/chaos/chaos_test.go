@@ -261,7 +261,7 @@ receivers:
 
 	prov := newProc("provision", r.bin, r.dir, env, "provision", "--config", r.configPath)
 	prov.start(t)
-	if exited, err := prov.wait(60 * time.Second); !exited || err != nil {
+	if exited, err := prov.wait(90 * time.Second); !exited || err != nil {
 		prov.kill(t)
 		t.Fatalf("setrelay provision: exited=%v err=%v\n%s", exited, err, tail(prov.logFiles()))
 	}
