@@ -113,6 +113,7 @@ type run struct {
 	receiverURL string
 	receiver    *proc
 	workers     []*proc
+	readyURLs   []string // each worker's /readyz, by index in workers
 	configPath  string
 
 	goodIDs   []string
@@ -283,7 +284,8 @@ receivers:
 	wctx, wcancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer wcancel()
 	for i, w := range r.workers {
-		if err := waitHTTP(wctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1+i])); err != nil {
+		r.readyURLs = append(r.readyURLs, fmt.Sprintf("http://127.0.0.1:%d/readyz", ports[1+i]))
+		if err := waitHTTP(wctx, r.readyURLs[i]); err != nil {
 			t.Fatalf("%s not ready: %v\n%s", w.name, err, tail(w.logFiles()))
 		}
 	}
@@ -451,10 +453,23 @@ func (r *run) killRandomWorker() {
 // gracefulRestart sends SIGTERM to a worker, which must finish or hand back
 // its in-flight work within its grace period and exit 0, then restarts it.
 func (r *run) gracefulRestart() {
-	w := r.workers[r.rng.IntN(len(r.workers))]
+	i := r.rng.IntN(len(r.workers))
+	w := r.workers[i]
+	// The worker may have just been restarted after a SIGKILL. A process
+	// that has not yet reached main dies of SIGTERM like any Go program
+	// before its handler is installed (with nothing in flight, so nothing
+	// to shut down gracefully); wait until it serves /readyz, so the
+	// signal tests the graceful path.
+	rctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	err := waitHTTP(rctx, r.readyURLs[i])
+	cancel()
+	if err != nil {
+		r.sigtermErr = fmt.Errorf("%s never became ready for the SIGTERM: %w", w.name, err)
+		return
+	}
 	r.sigterms++
 	begin := time.Now()
-	err := w.stop(r.t, gracePeriod+10*time.Second)
+	err = w.stop(r.t, gracePeriod+10*time.Second)
 	if err != nil {
 		r.sigtermErr = fmt.Errorf("%s after SIGTERM: %w", w.name, err)
 	}
