@@ -84,13 +84,17 @@ const (
 	clientID     = "badinput-client"
 	clientSecret = "badinput-secret-0123456789"
 	audience     = "https://receiver.example.org/"
+)
 
-	// deadLetterBound is how soon after its publish a bad intent must be
-	// in the dead-letter stream.
-	deadLetterBound = time.Second
-	// deliveryBound is how soon after its publish a good intent must be
-	// accepted: bad ones around it must not delay it.
-	deliveryBound = 2 * time.Second
+// deadLetterBound is how soon after its publish a bad intent must be in the
+// dead-letter stream (issue 7: under 1 s). deliveryBound is how soon after
+// its publish a good intent must be accepted: bad ones around it must not
+// delay it. Under the race detector, which slows the ~1 MiB cases' encoding
+// several times over, both are widened: that run looks for races, the
+// plain run measures the bounds.
+var (
+	deadLetterBound = time.Second * raceSlowdown
+	deliveryBound   = 2 * time.Second * raceSlowdown
 )
 
 func TestBadInputCatalogue(t *testing.T) {
