@@ -1,0 +1,364 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/internal/testenv"
+	"github.com/setrelay/setrelay/queue"
+)
+
+// shippedAccounts is the accounts and permissions file the README tells
+// operators to deploy; docker-compose's cluster.conf and embedded.conf
+// include it.
+const shippedAccounts = "../configs/nats/accounts.conf"
+
+// natsPasswords are the passwords accounts.conf reads from nats-server's
+// environment, one per user.
+var natsPasswords = map[string]string{
+	"relay":    "relay-test-password",
+	"operator": "operator-test-password",
+	"producer": "producer-test-password",
+}
+
+// setNATSPasswords puts the passwords where nats-server's config parser
+// looks for $SETRELAY_NATS_<USER>_PASSWORD. It uses t.Setenv, so callers
+// cannot run in parallel.
+func setNATSPasswords(t *testing.T) {
+	for user, pw := range natsPasswords {
+		t.Setenv("SETRELAY_NATS_"+strings.ToUpper(user)+"_PASSWORD", pw)
+	}
+}
+
+// startShippedNATS starts a real nats-server whose accounts, users and
+// permissions are exactly those of the shipped accounts.conf; only the
+// port and the store directory are the test's.
+func startShippedNATS(t *testing.T) *server.Server {
+	t.Helper()
+	setNATSPasswords(t)
+	opts, err := server.ProcessConfigFile(shippedAccounts)
+	if err != nil {
+		t.Fatalf("%s does not load: %v", shippedAccounts, err)
+	}
+	opts.Host, opts.Port = "127.0.0.1", -1
+	opts.JetStream, opts.StoreDir = true, t.TempDir()
+	opts.NoSigs, opts.NoLog = true, true
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server not ready")
+	}
+	return srv
+}
+
+// permErrors collects the permission violations the server reports on one
+// connection, so a test can tell "denied" from "nothing answered".
+type permErrors struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func (p *permErrors) handler(_ *nats.Conn, _ *nats.Subscription, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.errs = append(p.errs, err.Error())
+}
+
+// denied waits until the server has reported a permission violation for
+// the operation ("Publish" or "Subscription") on subject.
+func (p *permErrors) denied(t *testing.T, op, subject string) {
+	t.Helper()
+	want := strings.ToLower(fmt.Sprintf("permissions violation for %s to %q", op, subject))
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		for _, e := range p.errs {
+			if strings.Contains(strings.ToLower(e), want) {
+				p.mu.Unlock()
+				return
+			}
+		}
+		p.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t.Errorf("no %s reported; the connection's errors: %q", want, p.errs)
+}
+
+func connectAs(t *testing.T, url, user string, perr *permErrors) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	opts := []nats.Option{nats.UserInfo(user, natsPasswords[user])}
+	if perr != nil {
+		opts = append(opts, nats.ErrorHandler(perr.handler))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", user, err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// TestShippedNATSPermissions runs a relay, a producer and an operator
+// against a nats-server configured from configs/nats/accounts.conf. The
+// relay provisions, delivers, dead-letters and pauses a failing receiver;
+// the operator reads and purges dead letters; the producer publishes
+// intents and can do nothing else: no replays, no dead letters, no JetStream
+// API. Every denial is checked twice: the operation fails, and the server
+// reports a permission violation for exactly that subject (or, for the
+// replay, the stream is shown not to have stored it).
+func TestShippedNATSPermissions(t *testing.T) {
+	srv := startShippedNATS(t)
+	url := srv.ClientURL()
+
+	// Three receivers: one accepts, one refuses (dead letters), one is down
+	// (the worker pauses its consumer, a JetStream API call of its own).
+	handler := func(status int, body string, got chan<- struct{}) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_, _ = w.Write([]byte(body))
+			select {
+			case got <- struct{}{}:
+			default:
+			}
+		}
+	}
+	delivered := make(chan struct{}, 10)
+	good := httptest.NewServer(handler(http.StatusAccepted, "", delivered))
+	defer good.Close()
+	bad := httptest.NewServer(handler(http.StatusBadRequest, `{"err":"invalid_request","description":"no"}`, nil))
+	defer bad.Close()
+	down := httptest.NewServer(handler(http.StatusServiceUnavailable, "", nil))
+	defer down.Close()
+
+	dir := t.TempDir()
+	keyFile, _ := testenv.WriteKey(t, dir, jose.ES256, "k1")
+	y := fmt.Sprintf(`
+issuer: https://issuer.example/
+keys: [{id: k1, file: %s, alg: ES256}]
+nats: {url: %q, user: relay, password: "${RELAY_PASSWORD}"}
+ops: {listen: "127.0.0.1:0"}
+worker: {concurrency: 4, grace_period: 2s}
+receivers:
+  - {name: good, endpoint: %s, audience: https://rcv.example/, key: k1, insecure_http: true}
+  - {name: bad, endpoint: %s, audience: https://rcv.example/, key: k1, insecure_http: true}
+  - name: down
+    endpoint: %s
+    audience: https://rcv.example/
+    key: k1
+    insecure_http: true
+    retry: {initial: 100ms, max: 200ms}
+    pause: {threshold: 1, initial: 1m, max: 1m}
+`, keyFile, url, good.URL, bad.URL, down.URL)
+	cfg, err := config.Parse([]byte(y), filepath.Join(dir, "config.yaml"), func(k string) (string, bool) {
+		return natsPasswords["relay"], k == "RELAY_PASSWORD"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The relay logs the NATS client's async errors (permission
+	// violations among them) as warnings; it must log none.
+	core, logs := observer.New(zapcore.WarnLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := Start(ctx, cfg, zap.New(core), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatalf("relay user cannot start the relay: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay Run: %v", err)
+		}
+	}()
+
+	// The producer publishes an intent through setrelay's own publisher,
+	// and JetStream's ack comes back across the account import.
+	pperr := &permErrors{}
+	pnc, pjs := connectAs(t, url, "producer", pperr)
+	in, err := intent.Decode([]byte(`{"id":"perm-1","type":"risc.account-disabled","subject":{"format":"email","email":"a@example.com"}}`), intent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	ack, err := queue.NewPublisher(pjs, intent.Options{}).Publish(pctx, in)
+	pcancel()
+	if err != nil {
+		t.Fatalf("producer cannot publish an intent: %v", err)
+	}
+	if ack.Sequence == 0 || ack.Duplicate {
+		t.Fatalf("intent publish ack %+v, want a new stored message", ack)
+	}
+
+	// The relay user did its job: delivered to good, dead-lettered for bad,
+	// paused down.
+	select {
+	case <-delivered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the relay user did not deliver the intent")
+	}
+	_, rjs := connectAs(t, url, "relay", nil)
+	waitFor(t, 20*time.Second, "a dead letter for receiver bad", func() bool {
+		s, err := rjs.Stream(ctx, queue.DLQStream)
+		if err != nil {
+			return false
+		}
+		info, err := s.Info(ctx)
+		return err == nil && info.State.Msgs == 1
+	})
+	waitFor(t, 20*time.Second, "the down receiver's consumer paused", func() bool {
+		c, err := rjs.Consumer(ctx, queue.IntentStream, queue.ConsumerName("down"))
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.Paused
+	})
+
+	// The producer cannot publish a replay. The permission denies it, and
+	// the intents stream (seen by the relay) stores nothing more: its last
+	// sequence counts every message stored, even one Interest retention
+	// removes at once.
+	is, err := rjs.Stream(ctx, queue.IntentStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := is.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := queue.ReplaySubject("good")
+	if err := pnc.Publish(replay, []byte(`{"id":"forged","type":"risc.account-disabled","subject":{"format":"email","email":"a@example.com"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	pperr.denied(t, "Publish", replay)
+	jctx, jcancel := context.WithTimeout(ctx, 2*time.Second)
+	_, err = pjs.Publish(jctx, replay, []byte(`{}`))
+	jcancel()
+	if err == nil {
+		t.Errorf("producer's JetStream publish to %s was acknowledged", replay)
+	}
+	after, err := is.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.State.LastSeq != before.State.LastSeq {
+		t.Errorf("intents stream last sequence %d -> %d after the producer's replay attempts", before.State.LastSeq, after.State.LastSeq)
+	}
+
+	// The producer cannot see dead letters: no stream info, no consumer, no
+	// direct or stored-message get, no core subscription to the subject.
+	short := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, time.Second) }
+	c1, x1 := short()
+	if _, err := pjs.Stream(c1, queue.DLQStream); err == nil {
+		t.Error("producer got stream info of " + queue.DLQStream)
+	}
+	x1()
+	pperr.denied(t, "Publish", "$JS.API.STREAM.INFO."+queue.DLQStream)
+	c2, x2 := short()
+	if _, err := pjs.CreateOrUpdateConsumer(c2, queue.DLQStream, jetstream.ConsumerConfig{Name: "peek", AckPolicy: jetstream.AckNonePolicy}); err == nil {
+		t.Error("producer created a consumer on " + queue.DLQStream)
+	}
+	x2()
+	pperr.denied(t, "Publish", "$JS.API.CONSUMER.CREATE."+queue.DLQStream+".peek")
+	for _, subj := range []string{"$JS.API.DIRECT.GET." + queue.DLQStream, "$JS.API.STREAM.MSG.GET." + queue.DLQStream} {
+		if msg, err := pnc.Request(subj, []byte(`{"seq":1}`), time.Second); err == nil {
+			t.Errorf("producer's %s answered: %q", subj, msg.Data)
+		}
+		pperr.denied(t, "Publish", subj)
+	}
+	sub, err := pnc.SubscribeSync("setrelay.dlq.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pperr.denied(t, "Subscription", "setrelay.dlq.>")
+	if msg, err := sub.NextMsg(200 * time.Millisecond); err == nil {
+		t.Errorf("producer received a dead letter on %s", msg.Subject)
+	}
+
+	// The operator reads and purges dead letters with setrelay's own DLQ
+	// code, and cannot publish replays or intents.
+	operr := &permErrors{}
+	onc, ojs := connectAs(t, url, "operator", operr)
+	dlq := queue.NewDLQ(ojs)
+	dls, err := dlq.List(ctx, queue.Filter{})
+	if err != nil || len(dls) != 1 || dls[0].Receiver != "bad" || dls[0].IntentID != "perm-1" {
+		t.Fatalf("operator's dlq list: %+v, %v", dls, err)
+	}
+	if _, err := dlq.Get(ctx, dls[0].Seq); err != nil {
+		t.Errorf("operator's dlq show: %v", err)
+	}
+	if err := onc.Publish(replay, []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	operr.denied(t, "Publish", replay)
+
+	// The relay's credentials replay a dead letter (dlq replay).
+	res, err := queue.NewDLQ(rjs).Replay(ctx, dls[0].Seq)
+	if err != nil {
+		t.Fatalf("relay user's dlq replay: %v", err)
+	}
+	if res.Receiver != "bad" {
+		t.Errorf("replay result %+v", res)
+	}
+	// The replay fails again (the receiver still refuses) and is
+	// dead-lettered again, which the operator then purges.
+	waitFor(t, 20*time.Second, "the replay dead-lettered again", func() bool {
+		dls, err := dlq.List(ctx, queue.Filter{})
+		return err == nil && len(dls) == 1
+	})
+	n, err := dlq.Purge(ctx, queue.Filter{})
+	if err != nil || n != 1 {
+		t.Fatalf("operator's dlq purge: %d, %v", n, err)
+	}
+
+	for _, e := range logs.All() {
+		if b, _ := json.Marshal(e.ContextMap()); bytes.Contains(bytes.ToLower(append([]byte(e.Message), b...)), []byte("permission")) {
+			t.Errorf("relay logged a permission problem: %s %s", e.Message, b)
+		}
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
