@@ -104,6 +104,12 @@ type NATS struct {
 	// Listen is the embedded server's client address, so that producers and
 	// the publish/dlq commands can reach it.
 	Listen string `yaml:"listen" json:"listen"`
+	// ServerConfig is a nats-server configuration file for the embedded
+	// server: accounts, users, subject permissions and TLS (see
+	// configs/nats/embedded.conf). A listen address beyond loopback is
+	// refused unless this file makes clients authenticate and use TLS.
+	// Its own listen, port and store_dir are replaced by the settings here.
+	ServerConfig string `yaml:"server_config" json:"server_config"`
 	// User and Password authenticate with a user name.
 	User     string `yaml:"user" json:"user"`
 	Password Secret `yaml:"password" json:"password"`

@@ -23,6 +23,7 @@ func (c *Config) Queue() queue.Config {
 		URL:           n.URL,
 		StoreDir:      n.StoreDir,
 		Listen:        n.Listen,
+		ServerConfig:  n.ServerConfig,
 		Replicas:      n.Replicas,
 		Creds:         n.Creds,
 		NKey:          n.NKey,

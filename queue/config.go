@@ -44,6 +44,12 @@ type Config struct {
 	Listen string
 	// Replicas for both streams and the consumers: 1 embedded, 3 in a cluster.
 	Replicas int
+	// ServerConfig is a nats-server configuration file for the embedded
+	// server: accounts, users, permissions and TLS. Its listen address,
+	// store directory and JetStream settings are replaced by Listen and
+	// StoreDir. A Listen beyond loopback requires it, with authentication
+	// and TLS.
+	ServerConfig string
 
 	// Authentication; at most one of Creds, NKey, User/Password, Token.
 	Creds    string // path of a .creds file

@@ -140,3 +140,13 @@ func TestConnectNKeySeed(t *testing.T) {
 		t.Fatal("server requiring an nkey accepted a connection without one")
 	}
 }
+
+// serverCert writes a CA-issued server certificate for 127.0.0.1 into dir.
+func serverCert(t *testing.T, dir string) (certPath, keyPath string) {
+	t.Helper()
+	ca := issue(t, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}, nil)
+	srv := issue(t, &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, ca)
+	return srv.write(t, dir, "server")
+}

@@ -48,16 +48,12 @@ func StartEmbedded(cfg Config, log *zap.Logger) (*server.Server, error) {
 		_ = ln.Close()
 	}
 
-	opts := &server.Options{
-		ServerName: "setrelay-embedded",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   cfg.StoreDir,
-		// The process owns signal handling (signal.NotifyContext in main).
-		NoSigs: true,
-		// No HTTP monitoring, no cluster: a single-binary default.
-		HTTPPort: 0,
+	opts, err := embeddedOptions(cfg, host, port)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkExposure(cfg.Listen, host, opts); err != nil {
+		return nil, err
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -1,12 +1,23 @@
 package relay
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	neturl "net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -360,5 +371,171 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// writeServerCert writes a CA and a server certificate for 127.0.0.1 into
+// dir and returns the paths of the CA, the certificate and its key.
+func writeServerCert(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	write := func(name string, block *pem.Block) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	caKey, srvKey := newKey(), newKey()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caTmpl, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return write("ca.pem", &pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		write("server.pem", &pem.Block{Type: "CERTIFICATE", Bytes: srvDER}),
+		write("server-key.pem", &pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// TestEmbeddedExposedWithShippedConfig runs the relay's embedded server on
+// all interfaces with configs/nats/embedded.conf (copied with only the
+// certificate paths changed, so accounts.conf's permissions are the
+// shipped ones): the relay connects in-process as its own user, a producer
+// publishes over TLS with its credentials and the SET is delivered, and
+// clients without TLS or without credentials are turned away.
+func TestEmbeddedExposedWithShippedConfig(t *testing.T) {
+	setNATSPasswords(t)
+	dir := t.TempDir()
+	caFile, certFile, keyFile := writeServerCert(t, dir)
+	conf, err := os.ReadFile("../configs/nats/embedded.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	confs := strings.NewReplacer("/etc/setrelay/nats/server.pem", certFile, "/etc/setrelay/nats/server-key.pem", keyFile).Replace(string(conf))
+	if confs == string(conf) {
+		t.Fatal("embedded.conf no longer names /etc/setrelay/nats/server.pem; update this test")
+	}
+	accounts, err := os.ReadFile(shippedAccounts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	embedded := filepath.Join(dir, "embedded.conf")
+	if err := os.WriteFile(embedded, []byte(confs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "accounts.conf"), accounts, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	delivered := make(chan struct{}, 1)
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		select {
+		case delivered <- struct{}{}:
+		default:
+		}
+	}))
+	defer rcv.Close()
+	keyPath, _ := testenv.WriteKey(t, dir, jose.ES256, "k1")
+	y := fmt.Sprintf(`
+issuer: https://issuer.example/
+keys: [{id: k1, file: %s, alg: ES256}]
+nats: {listen: "0.0.0.0:-1", store_dir: %s, server_config: %s, user: relay, password: "${RELAY_PASSWORD}"}
+ops: {listen: "127.0.0.1:0"}
+worker: {concurrency: 2, grace_period: 2s}
+receivers:
+  - {name: local, endpoint: %s, audience: https://rcv.example/, key: k1, insecure_http: true}
+`, keyPath, filepath.Join(dir, "js"), embedded, rcv.URL)
+	cfg, err := config.Parse([]byte(y), filepath.Join(dir, "config.yaml"), func(k string) (string, bool) {
+		return natsPasswords["relay"], k == "RELAY_PASSWORD"
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := Start(ctx, cfg, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatalf("relay with the shipped embedded.conf: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay Run: %v", err)
+		}
+	}()
+
+	u, err := neturl.Parse(svc.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + u.Port()
+	nc, err := nats.Connect("tls://"+addr, nats.RootCAs(caFile), nats.UserInfo("producer", natsPasswords["producer"]))
+	if err != nil {
+		t.Fatalf("producer over TLS: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := intent.Decode([]byte(`{"id":"tls-1","type":"risc.account-disabled","subject":{"format":"email","email":"a@example.com"}}`), intent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer pcancel()
+	if _, err := queue.NewPublisher(js, intent.Options{}).Publish(pctx, in); err != nil {
+		t.Fatalf("producer publish: %v", err)
+	}
+	select {
+	case <-delivered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("intent not delivered")
+	}
+
+	// Turned away: no credentials; right credentials without TLS.
+	if c, err := nats.Connect("tls://"+addr, nats.RootCAs(caFile), nats.MaxReconnects(0)); err == nil {
+		c.Close()
+		t.Error("a client without credentials connected")
+	}
+	// nats.go upgrades to TLS whenever the server asks, so speak the
+	// protocol by hand, as a client without TLS would.
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	info, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(info, `"tls_required":true`) {
+		t.Errorf("server INFO %q (%v) does not require TLS", info, err)
+	}
+	fmt.Fprintf(conn, "CONNECT {\"user\":\"producer\",\"pass\":%q,\"verbose\":false}\r\nPING\r\n", natsPasswords["producer"])
+	line, _ := br.ReadString('\n')
+	if strings.HasPrefix(line, "PONG") {
+		t.Error("a client without TLS was accepted")
 	}
 }

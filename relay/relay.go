@@ -200,7 +200,7 @@ func (s *Service) connect(ctx context.Context, qcfg queue.Config) error {
 	if qcfg.URL == "" {
 		srv, err := queue.StartEmbedded(qcfg, s.log)
 		if err != nil {
-			return err
+			return embeddedConfigError(err)
 		}
 		s.srv = srv
 		s.url = srv.ClientURL()
@@ -209,9 +209,9 @@ func (s *Service) connect(ctx context.Context, qcfg queue.Config) error {
 			srv.WaitForShutdown()
 			return nil
 		})
-		nc, err := queue.ConnectInProcess(srv, s.log)
+		nc, err := queue.ConnectInProcessAs(srv, qcfg, s.log)
 		if err != nil {
-			return err
+			return embeddedConfigError(err)
 		}
 		s.nc = nc
 	} else {

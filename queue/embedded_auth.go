@@ -1,0 +1,130 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+)
+
+// ExposedError is returned by StartEmbedded when the embedded server would
+// listen beyond loopback without authentication or without TLS. Anyone who
+// can reach such a listener could have SETs signed with the organisation's
+// key and read or purge dead letters, so setrelay refuses to start.
+type ExposedError struct {
+	// Listen is the configured client address.
+	Listen string
+	// Missing says what the server configuration lacks, each entry naming
+	// the setting that fixes it.
+	Missing []string
+}
+
+func (e *ExposedError) Error() string {
+	return fmt.Sprintf("queue: the embedded NATS server would listen on %s, which is not a loopback address, without %s",
+		e.Listen, strings.Join(e.Missing, " and "))
+}
+
+// embeddedOptions builds the embedded server's options: those of
+// cfg.ServerConfig (a nats-server configuration file: accounts, users,
+// permissions, TLS) when set, with setrelay's own listen address, store
+// directory and JetStream on top, since those are configured in setrelay's
+// file and must not be set in two places.
+func embeddedOptions(cfg Config, host string, port int) (*server.Options, error) {
+	opts := &server.Options{}
+	if cfg.ServerConfig != "" {
+		o, err := server.ProcessConfigFile(cfg.ServerConfig)
+		if err != nil {
+			return nil, fmt.Errorf("%w %s: %w", ErrServerConfig, cfg.ServerConfig, err)
+		}
+		opts = o
+	}
+	if opts.ServerName == "" {
+		opts.ServerName = "setrelay-embedded"
+	}
+	opts.Host, opts.Port = host, port
+	opts.JetStream = true
+	opts.StoreDir = cfg.StoreDir
+	// The process owns signal handling (signal.NotifyContext in main).
+	opts.NoSigs = true
+	return opts, nil
+}
+
+// checkExposure refuses a non-loopback listener unless clients must
+// authenticate and use TLS. Loopback stays open without either: it is the
+// single-binary default, reachable only from this machine.
+func checkExposure(listen, host string, opts *server.Options) error {
+	if isLoopback(host) {
+		return nil
+	}
+	var missing []string
+	switch {
+	case !hasClientAuth(opts):
+		missing = append(missing, "authentication: set nats.server_config to a nats-server configuration with users, nkeys or a token "+
+			"(configs/nats/embedded.conf with configs/nats/accounts.conf), and the relay's own nats.user and nats.password (or nats.token, nats.nkey, nats.creds)")
+	case opts.NoAuthUser != "":
+		missing = append(missing, fmt.Sprintf("authentication: nats.server_config sets no_auth_user %q, which lets anyone connect unauthenticated; remove it", opts.NoAuthUser))
+	}
+	switch {
+	case opts.TLSConfig == nil:
+		missing = append(missing, "TLS: add a tls { cert_file, key_file } block to the file nats.server_config names (see configs/nats/embedded.conf)")
+	case opts.AllowNonTLS:
+		missing = append(missing, "TLS: nats.server_config sets allow_non_tls, which accepts plain-text clients; remove it")
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	missing[len(missing)-1] += fmt.Sprintf("; or keep nats.listen on loopback (%s)", DefaultListen)
+	return &ExposedError{Listen: listen, Missing: missing}
+}
+
+// hasClientAuth reports whether the options make clients authenticate, in
+// any of the ways nats-server supports.
+func hasClientAuth(o *server.Options) bool {
+	return o.Username != "" || o.Authorization != "" || len(o.Users) > 0 || len(o.Nkeys) > 0 ||
+		len(o.TrustedOperators) > 0 || len(o.TrustedKeys) > 0 || o.AuthCallout != nil || o.CustomClientAuthentication != nil
+}
+
+// isLoopback reports whether host, as written in a listen address, binds
+// only the loopback interface. An empty host binds every interface.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// ErrServerConfig is returned (wrapped) by StartEmbedded when the
+// nats-server configuration file (ServerConfig) cannot be read or parsed.
+var ErrServerConfig = errors.New("queue: embedded NATS server configuration")
+
+// ErrEmbeddedAuth is returned (wrapped) by ConnectInProcessAs when the
+// embedded server refuses the relay's own credentials.
+var ErrEmbeddedAuth = errors.New("queue: the embedded NATS server (nats.server_config) requires authentication the relay's nats.user/nats.password, nats.token, nats.nkey or nats.creds do not give")
+
+// ConnectInProcessAs connects to an embedded server without a socket, as
+// ConnectInProcess does, authenticating with cfg's credentials: with
+// nats.server_config the embedded server has users like any other. TLS is
+// left out: in-process connections never leave the process, and
+// nats-server does not require TLS of them.
+func ConnectInProcessAs(srv *server.Server, cfg Config, log *zap.Logger) (*nats.Conn, error) {
+	cfg.CA, cfg.Cert, cfg.Key = "", "", ""
+	opts, err := connectOptions(context.Background(), cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, nats.InProcessServer(srv))
+	nc, err := nats.Connect("", opts...)
+	if err != nil {
+		if errors.Is(err, nats.ErrAuthorization) {
+			return nil, fmt.Errorf("%w: %w", ErrEmbeddedAuth, err)
+		}
+		return nil, fmt.Errorf("queue: connect in-process: %w", err)
+	}
+	return nc, nil
+}

@@ -1,0 +1,107 @@
+package queue_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap"
+
+	"github.com/setrelay/setrelay/queue"
+)
+
+// TestStartEmbeddedRefusesExposedListener checks the rule that keeps the
+// embedded server from being reachable by anyone: beyond loopback, clients
+// must authenticate and use TLS, and the error names what to set. Each case
+// is refused before anything listens.
+func TestStartEmbeddedRefusesExposedListener(t *testing.T) {
+	dir := t.TempDir()
+	conf := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	certPath, keyPath := serverCert(t, dir)
+	tlsBlock := "tls { cert_file: \"" + certPath + "\", key_file: \"" + keyPath + "\" }\n"
+	users := "authorization { users: [{user: relay, password: s3cret-pass}] }\n"
+	for _, tc := range []struct {
+		name, listen, file string
+		want, notWant      []string
+	}{
+		{"all interfaces, no server_config", "0.0.0.0:-1", "",
+			[]string{"0.0.0.0:-1", "not a loopback", "nats.server_config", "nats.user", "TLS", "nats.listen on loopback"}, nil},
+		{"empty host binds everything", ":-1", "",
+			[]string{"authentication", "TLS"}, nil},
+		{"auth but no TLS", "0.0.0.0:-1", conf("auth.conf", users),
+			[]string{"TLS: add a tls"}, []string{"authentication"}},
+		{"TLS but no auth", "0.0.0.0:-1", conf("tls.conf", tlsBlock),
+			[]string{"authentication: set nats.server_config"}, []string{"TLS:"}},
+		{"no_auth_user defeats auth", "0.0.0.0:-1", conf("noauth.conf", users+tlsBlock+"no_auth_user: relay\n"),
+			[]string{`no_auth_user "relay"`}, []string{"TLS:"}},
+		{"allow_non_tls defeats TLS", "0.0.0.0:-1", conf("nontls.conf", users+"tls { cert_file: \""+certPath+"\", key_file: \""+keyPath+"\" }\nallow_non_tls: true\n"),
+			[]string{"allow_non_tls"}, []string{"authentication"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := queue.StartEmbedded(queue.Config{StoreDir: t.TempDir(), Listen: tc.listen, ServerConfig: tc.file}, zap.NewNop())
+			var exposed *queue.ExposedError
+			if !errors.As(err, &exposed) {
+				t.Fatalf("StartEmbedded(%s) = %v, want *ExposedError", tc.listen, err)
+			}
+			msg := err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("error lacks %q:\n%s", w, msg)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(msg, w) {
+					t.Errorf("error mentions %q, which is configured:\n%s", w, msg)
+				}
+			}
+			if strings.Contains(msg, "s3cret-pass") {
+				t.Errorf("error leaks the password: %s", msg)
+			}
+		})
+	}
+
+	// Authentication and TLS together are enough; loopback needs neither.
+	for _, c := range []queue.Config{
+		{Listen: "0.0.0.0:-1", ServerConfig: conf("ok.conf", users+tlsBlock)},
+		{Listen: "127.0.0.1:-1"},
+		{Listen: "[::1]:-1"},
+		{Listen: "localhost:-1"},
+	} {
+		c.StoreDir = t.TempDir()
+		srv, err := queue.StartEmbedded(c, zap.NewNop())
+		if err != nil {
+			if strings.Contains(c.Listen, "::1") && strings.Contains(err.Error(), "not ready") {
+				continue // no IPv6 loopback on this machine
+			}
+			t.Errorf("StartEmbedded(%s, %q): %v", c.Listen, c.ServerConfig, err)
+			continue
+		}
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}
+}
+
+// TestStartEmbeddedServerConfigErrors checks that a server_config that does
+// not parse is reported as such, naming the file, without its contents.
+func TestStartEmbeddedServerConfigErrors(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.conf")
+	if err := os.WriteFile(p, []byte("authorization { token: $NOT_SET_ANYWHERE_X }\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := queue.StartEmbedded(queue.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", ServerConfig: p}, zap.NewNop())
+	if !errors.Is(err, queue.ErrServerConfig) || !strings.Contains(err.Error(), p) {
+		t.Fatalf("StartEmbedded with a broken server_config: %v", err)
+	}
+	_, err = queue.StartEmbedded(queue.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", ServerConfig: p + ".missing"}, zap.NewNop())
+	if !errors.Is(err, queue.ErrServerConfig) {
+		t.Fatalf("StartEmbedded with a missing server_config: %v", err)
+	}
+}
