@@ -204,7 +204,10 @@ func TestComposeNATSConfig(t *testing.T) {
 	bin := natsServerBinary(t)
 	conf := filepath.Join(moduleRoot(t), "configs", "nats", "cluster.conf")
 	cmd := exec.Command(bin, "-c", conf, "-t")
-	cmd.Env = append(cmd.Environ(), "NATS_SERVER_NAME=nats-1")
+	// cluster.conf includes accounts.conf, whose passwords nats-server reads
+	// from the environment (docker-compose.yml sets them).
+	cmd.Env = append(cmd.Environ(), "NATS_SERVER_NAME=nats-1",
+		"SETRELAY_NATS_RELAY_PASSWORD=a", "SETRELAY_NATS_PRODUCER_PASSWORD=b", "SETRELAY_NATS_OPERATOR_PASSWORD=c")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("nats-server -t %s: %v\n%s", conf, err, out)

@@ -28,7 +28,8 @@ func loadComposeWorkerConfig(t *testing.T) *config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"RECEIVER_CLIENT_ID": "compose-dev-client", "RECEIVER_CLIENT_SECRET": "dev-only-not-a-secret"}
+	env := map[string]string{"RECEIVER_CLIENT_ID": "compose-dev-client", "RECEIVER_CLIENT_SECRET": "dev-only-not-a-secret",
+		"SETRELAY_NATS_USER": "relay", "SETRELAY_NATS_PASSWORD": "dev-only-relay"}
 	cfg, err := config.Parse(data, path, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatalf("configs/compose/setrelay.yaml does not load: %v", err)
@@ -127,6 +128,26 @@ func TestComposeFileAgreesWithConfigs(t *testing.T) {
 	for _, name := range []string{"worker-1", "worker-2"} {
 		if got := f.Services[name].Command; !slices.Equal(got, []string{"run", "--config", "/etc/setrelay/config.yaml"}) {
 			t.Errorf("%s command %v, want setrelay run with the mounted config", name, got)
+		}
+	}
+	// The cluster authenticates with configs/nats/accounts.conf, and each
+	// setrelay service connects as its own user of it.
+	for _, name := range []string{"nats-1", "nats-2", "nats-3"} {
+		if !slices.Contains(f.Services[name].Volumes, "./configs/nats/accounts.conf:/etc/nats/accounts.conf:ro") {
+			t.Errorf("%s does not mount configs/nats/accounts.conf beside cluster.conf", name)
+		}
+		for _, v := range []string{"SETRELAY_NATS_RELAY_PASSWORD", "SETRELAY_NATS_PRODUCER_PASSWORD", "SETRELAY_NATS_OPERATOR_PASSWORD"} {
+			if _, ok := f.Services[name].Environment[v]; !ok {
+				t.Errorf("%s has no %s, which accounts.conf reads", name, v)
+			}
+		}
+	}
+	if cfg.NATS.User != "relay" {
+		t.Errorf("compose workers connect as NATS user %q, want relay", cfg.NATS.User)
+	}
+	for name, user := range map[string]string{"worker-1": "relay", "worker-2": "relay", "provision": "relay", "producer": "producer"} {
+		if got := f.Services[name].Environment["SETRELAY_NATS_USER"]; got != user {
+			t.Errorf("%s connects as NATS user %v, want %s", name, got, user)
 		}
 	}
 	if p := f.Services["prometheus"].Profiles; !slices.Contains(p, "metrics") {
