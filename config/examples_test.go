@@ -53,7 +53,8 @@ func TestExampleConfigs(t *testing.T) {
 		}},
 		// Owned by the deployment (docker-compose.yml); validated here so
 		// the compose stack's config cannot drift from the loader either.
-		{"compose/setrelay.yaml", map[string]string{"RECEIVER_CLIENT_ID": "id", "RECEIVER_CLIENT_SECRET": "secret"}, func(t *testing.T, c *Config) {
+		{"compose/setrelay.yaml", map[string]string{"RECEIVER_CLIENT_ID": "id", "RECEIVER_CLIENT_SECRET": "secret",
+			"SETRELAY_NATS_USER": "relay", "SETRELAY_NATS_PASSWORD": "pw"}, func(t *testing.T, c *Config) {
 			if c.NATS.Replicas != 3 {
 				t.Errorf("compose: replicas = %d", c.NATS.Replicas)
 			}
