@@ -105,7 +105,7 @@ var ErrServerConfig = errors.New("queue: embedded NATS server configuration")
 
 // ErrEmbeddedAuth is returned (wrapped) by ConnectInProcessAs when the
 // embedded server refuses the relay's own credentials.
-var ErrEmbeddedAuth = errors.New("queue: the embedded NATS server (nats.server_config) requires authentication the relay's nats.user/nats.password, nats.token, nats.nkey or nats.creds do not give")
+var ErrEmbeddedAuth = errors.New("queue: the embedded NATS server (nats.server_config) requires authentication that the relay's nats.user/nats.password, nats.token, nats.nkey or nats.creds do not give")
 
 // ConnectInProcessAs connects to an embedded server without a socket, as
 // ConnectInProcess does, authenticating with cfg's credentials: with
@@ -114,6 +114,16 @@ var ErrEmbeddedAuth = errors.New("queue: the embedded NATS server (nats.server_c
 // nats-server does not require TLS of them.
 func ConnectInProcessAs(srv *server.Server, cfg Config, log *zap.Logger) (*nats.Conn, error) {
 	cfg.CA, cfg.Cert, cfg.Key = "", "", ""
+	// A refused in-process client sees only a closed pipe, so say up front
+	// what is missing when the server wants credentials and none are set.
+	authRequired := false
+	if v, err := srv.Varz(nil); err == nil {
+		authRequired = v.AuthRequired
+	}
+	hasCreds := cfg.Creds != "" || cfg.NKey != "" || cfg.User != "" || cfg.Token != ""
+	if authRequired && !hasCreds {
+		return nil, ErrEmbeddedAuth
+	}
 	opts, err := connectOptions(context.Background(), cfg, log)
 	if err != nil {
 		return nil, err
@@ -121,7 +131,7 @@ func ConnectInProcessAs(srv *server.Server, cfg Config, log *zap.Logger) (*nats.
 	opts = append(opts, nats.InProcessServer(srv))
 	nc, err := nats.Connect("", opts...)
 	if err != nil {
-		if errors.Is(err, nats.ErrAuthorization) {
+		if authRequired {
 			return nil, fmt.Errorf("%w: %w", ErrEmbeddedAuth, err)
 		}
 		return nil, fmt.Errorf("queue: connect in-process: %w", err)

@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -539,3 +540,26 @@ receivers:
 		t.Error("a client without TLS was accepted")
 	}
 }
+
+// TestEmbeddedServerConfigNeedsRelayCredentials checks that a relay whose
+// embedded server has users (nats.server_config) but which has none of its
+// own is told, as a configuration problem, which settings to add.
+func TestEmbeddedServerConfigNeedsRelayCredentials(t *testing.T) {
+	setNATSPasswords(t)
+	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: "http://127.0.0.1:1/"})
+	cfg := rc.Config
+	cfg.NATS.ServerConfig = shippedAccounts
+	_, err := Start(context.Background(), cfg, zap.NewNop(), prometheus.NewRegistry())
+	var ce *config.Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 1 || ce.Problems[0].Path != "nats.user" ||
+		!strings.Contains(ce.Problems[0].Message, "nats.password") {
+		t.Fatalf("Start without relay credentials: %v, want a config problem at nats.user", err)
+	}
+
+	cfg.NATS.ServerConfig = filepath.Join(t.TempDir(), "missing.conf")
+	_, err = Start(context.Background(), cfg, zap.NewNop(), prometheus.NewRegistry())
+	if !errors.As(err, &ce) || ce.Problems[0].Path != "nats.server_config" {
+		t.Fatalf("Start with a missing server_config: %v, want a config problem at nats.server_config", err)
+	}
+}
+
