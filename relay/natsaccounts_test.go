@@ -562,4 +562,3 @@ func TestEmbeddedServerConfigNeedsRelayCredentials(t *testing.T) {
 		t.Fatalf("Start with a missing server_config: %v, want a config problem at nats.server_config", err)
 	}
 }
-
