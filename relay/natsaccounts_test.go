@@ -562,3 +562,86 @@ func TestEmbeddedServerConfigNeedsRelayCredentials(t *testing.T) {
 		t.Fatalf("Start with a missing server_config: %v, want a config problem at nats.server_config", err)
 	}
 }
+
+// TestShippedClusterConfig runs three nats-servers from
+// configs/nats/cluster.conf, the file docker-compose mounts (only the
+// addresses, ports and store directories are the test's), and checks that
+// the relay user provisions the replicated streams and a producer's intent
+// reaches them across the account import, from another node, while the
+// producer still cannot reach the dead letters.
+func TestShippedClusterConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-node cluster; skipped with -short")
+	}
+	setNATSPasswords(t)
+	ports := make([]int, 3)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = ln.Addr().(*net.TCPAddr).Port
+		_ = ln.Close()
+	}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+	}
+	var urls []string
+	for i := range ports {
+		t.Setenv("NATS_SERVER_NAME", fmt.Sprintf("nats-%d", i+1))
+		opts, err := server.ProcessConfigFile("../configs/nats/cluster.conf")
+		if err != nil {
+			t.Fatalf("cluster.conf does not load: %v", err)
+		}
+		opts.Host, opts.Port, opts.HTTPPort = "127.0.0.1", -1, 0
+		opts.StoreDir = t.TempDir()
+		opts.Cluster.Host, opts.Cluster.Port = "127.0.0.1", ports[i]
+		opts.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		opts.NoSigs, opts.NoLog = true, true
+		srv, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Start()
+		t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+		if !srv.ReadyForConnections(20 * time.Second) {
+			t.Fatalf("nats-%d not ready", i+1)
+		}
+		urls = append(urls, srv.ClientURL())
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, rjs := connectAs(t, urls[0], "relay", nil)
+	if err := queue.Provision(ctx, rjs, queue.Config{Replicas: 3}, []string{"r"}); err != nil {
+		t.Fatalf("relay user provisions R3 streams: %v", err)
+	}
+
+	pperr := &permErrors{}
+	_, pjs := connectAs(t, urls[2], "producer", pperr)
+	in, err := intent.Decode([]byte(`{"id":"cluster-1","type":"risc.account-disabled","subject":{"format":"email","email":"a@example.com"}}`), intent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ack queue.PubAck
+	waitFor(t, 30*time.Second, "the producer's publish to be acknowledged", func() bool {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		defer pcancel()
+		ack, err = queue.NewPublisher(pjs, intent.Options{}).Publish(pctx, in)
+		return err == nil
+	})
+	if ack.Sequence == 0 {
+		t.Fatalf("publish ack %+v", ack)
+	}
+	if n := testenv.StreamMsgs(t, rjs, queue.IntentStream); n != 1 {
+		t.Errorf("intents stream holds %d messages, want the producer's 1", n)
+	}
+
+	c, x := context.WithTimeout(ctx, time.Second)
+	defer x()
+	if _, err := pjs.Stream(c, queue.DLQStream); err == nil {
+		t.Error("producer got stream info of " + queue.DLQStream)
+	}
+	pperr.denied(t, "Publish", "$JS.API.STREAM.INFO."+queue.DLQStream)
+}
