@@ -515,6 +515,28 @@ receivers:
 	case <-time.After(20 * time.Second):
 		t.Fatal("intent not delivered")
 	}
+	// The backfill's batch publisher, with many acks in flight at once
+	// across the import, works with the producer's permissions too.
+	bp, err := queue.NewBatchPublisher(nc, queue.BatchOptions{Window: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const batch = 50
+	for i := range batch {
+		in, err := intent.Decode(fmt.Appendf(nil, `{"id":"tls-batch-%d","type":"risc.account-disabled","subject":{"format":"email","email":"a@example.com"}}`, i), intent.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := bp.Publish(pctx, in, int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := bp.Close(pctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := bp.Stats(); st.Stored != batch || st.Failed != 0 {
+		t.Errorf("batch publish as producer: %+v, want %d stored", st, batch)
+	}
 
 	// Turned away: no credentials; right credentials without TLS.
 	if c, err := nats.Connect("tls://"+addr, nats.RootCAs(caFile), nats.MaxReconnects(0)); err == nil {
