@@ -345,12 +345,12 @@ func TestQueriesNameExportedMetrics(t *testing.T) {
 	// The checker itself must be able to fail, or the passes below mean
 	// nothing.
 	for expr, want := range map[string]string{
-		`rate(setrelay_deliveries_total[5m]`:                           "does not parse",
-		`setrelay_no_such_metric_total`:                                "not a metric setrelay exports",
-		`setrelay_deliveries_total{reciever="a"}`:                      `no label "reciever"`,
-		`sum by (reson) (setrelay_dead_letters_total)`:                 `groups by "reson"`,
-		`rate(setrelay_deliveries_total_bucket[5m])`:                   "not a metric setrelay exports",
-		`histogram_quantile(0.9, rate(setrelay_inflight_pushes[5m]))`:  "",
+		`rate(setrelay_deliveries_total[5m]`:                            "does not parse",
+		`setrelay_no_such_metric_total`:                                 "not a metric setrelay exports",
+		`setrelay_deliveries_total{reciever="a"}`:                       `no label "reciever"`,
+		`sum by (reson) (setrelay_dead_letters_total)`:                  `groups by "reson"`,
+		`rate(setrelay_deliveries_total_bucket[5m])`:                    "not a metric setrelay exports",
+		`histogram_quantile(0.9, rate(setrelay_inflight_pushes[5m]))`:   "",
 		`sum by (le) (rate(setrelay_push_duration_seconds_bucket[1m]))`: "",
 	} {
 		problems := strings.Join(c.check(expr), "; ")
