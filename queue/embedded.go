@@ -52,6 +52,9 @@ func StartEmbedded(cfg Config, log *zap.Logger) (*server.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkListeners(cfg, host, opts); err != nil {
+		return nil, err
+	}
 	if err := checkExposure(cfg.Listen, host, opts); err != nil {
 		return nil, err
 	}

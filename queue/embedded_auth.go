@@ -54,6 +54,40 @@ func embeddedOptions(cfg Config, host string, port int) (*server.Options, error)
 	return opts, nil
 }
 
+// checkListeners refuses a server_config that opens listeners besides the
+// client port: the exposure rule below covers only that one, and the
+// embedded server is a single node with no use for routes, gateways, leaf
+// nodes, WebSocket or MQTT. HTTP monitoring (which lists connections,
+// subscriptions and accounts) may stay on loopback.
+func checkListeners(cfg Config, host string, o *server.Options) error {
+	var open []string
+	for _, l := range []struct {
+		name string
+		port int
+	}{
+		{"cluster", o.Cluster.Port}, {"gateway", o.Gateway.Port}, {"leafnodes", o.LeafNode.Port},
+		{"websocket", o.Websocket.Port}, {"mqtt", o.MQTT.Port},
+	} {
+		if l.port != 0 {
+			open = append(open, l.name)
+		}
+	}
+	if len(open) > 0 {
+		return fmt.Errorf("%w %s: opens %s listeners; the embedded server is a single node listening only on nats.listen: remove them, or run a NATS cluster and set nats.url",
+			ErrServerConfig, cfg.ServerConfig, strings.Join(open, ", "))
+	}
+	httpHost := o.HTTPHost
+	if httpHost == "" {
+		// nats-server puts monitoring on the client host unless told otherwise.
+		httpHost = host
+	}
+	if (o.HTTPPort != 0 || o.HTTPSPort != 0) && !isLoopback(httpHost) {
+		return fmt.Errorf("%w %s: HTTP monitoring on %q would show connections, subscriptions and accounts to anyone who reaches it; set http: 127.0.0.1:PORT or remove it",
+			ErrServerConfig, cfg.ServerConfig, httpHost)
+	}
+	return nil
+}
+
 // checkExposure refuses a non-loopback listener unless clients must
 // authenticate and use TLS. Loopback stays open without either: it is the
 // single-binary default, reachable only from this machine.

@@ -89,6 +89,48 @@ func TestStartEmbeddedRefusesExposedListener(t *testing.T) {
 	}
 }
 
+// TestStartEmbeddedRefusesOtherListeners: the exposure rule covers the
+// client port, so server_config may not open any other listener beyond
+// loopback, whatever nats.listen is.
+func TestStartEmbeddedRefusesOtherListeners(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"websocket":  "websocket { port: 18443, no_tls: true }\n",
+		"leafnodes":  "leafnodes { port: 17422 }\n",
+		"cluster":    "cluster { name: x, port: 16222 }\n",
+		"monitoring": "http_port: 18222\n",
+	} {
+		p := filepath.Join(dir, name+".conf")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for _, listen := range []string{"127.0.0.1:-1", "0.0.0.0:-1"} {
+			if name == "monitoring" && listen == "127.0.0.1:-1" {
+				continue // monitoring follows the client host: loopback here
+			}
+			srv, err := queue.StartEmbedded(queue.Config{StoreDir: t.TempDir(), Listen: listen, ServerConfig: p}, zap.NewNop())
+			if err == nil {
+				srv.Shutdown()
+				srv.WaitForShutdown()
+			}
+			if !errors.Is(err, queue.ErrServerConfig) || !strings.Contains(err.Error(), name[:4]) {
+				t.Errorf("%s with listen %s: %v, want ErrServerConfig naming it", name, listen, err)
+			}
+		}
+	}
+	// Monitoring on loopback is allowed.
+	p := filepath.Join(dir, "loopback-monitoring.conf")
+	if err := os.WriteFile(p, []byte("http: \"127.0.0.1:-1\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := queue.StartEmbedded(queue.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", ServerConfig: p}, zap.NewNop())
+	if err != nil {
+		t.Fatalf("loopback monitoring refused: %v", err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+}
+
 // TestStartEmbeddedServerConfigErrors checks that a server_config that does
 // not parse is reported as such, naming the file, without its contents.
 func TestStartEmbeddedServerConfigErrors(t *testing.T) {
