@@ -20,7 +20,8 @@ const (
 	// SubjectInEvent is the RISC and GOV.UK form: a "subject" object inside
 	// an event of the events claim.
 	SubjectInEvent SubjectMode = "in_event"
-	// SubjectEither accepts either placement (or both).
+	// SubjectEither accepts either placement (or both); a SET with only
+	// the in-event subject gets warning "sub_id_absent".
 	SubjectEither SubjectMode = "either"
 )
 
@@ -76,12 +77,24 @@ type Config struct {
 	// Algorithms is the JWS alg allow-list; default DefaultAlgorithms.
 	Algorithms []jose.SignatureAlgorithm
 	// SubjectMode is where the subject must be; default SubjectEither.
+	// SubjectSubID is the SSF 1.0 profile; the others relax SSF 1.0 §3.1
+	// for receivers that read the subject inside the event.
 	SubjectMode SubjectMode
 	// ClockSkew is how far in the future iat may be; default 60s.
 	ClockSkew time.Duration
-	// RequireAccept rejects requests without an Accept header instead of only
-	// recording violation "accept_missing".
+	// RequireAccept is ignored: a push without an Accept header is always
+	// rejected, since RFC 8935 §2.1 says the header MUST be sent.
+	//
+	// Deprecated: the check is always on.
 	RequireAccept bool
+	// Strict turns every warning (a broken SHOULD, an event that does not
+	// match its CAEP/RISC/SSF definition) into a rejection, 400
+	// invalid_request, for those who want to fail fast.
+	Strict bool
+	// SubjectFormats are proprietary subject identifier formats agreed with
+	// the transmitter (SSF 1.0 §3.4). A subject in another format that is
+	// neither registered by RFC 9493 nor defined by SSF 1.0 is rejected.
+	SubjectFormats []string
 	// MaxBodyBytes bounds a request body; default 64 KiB.
 	MaxBodyBytes int64
 	// MaxRecords bounds how many accepted SETs are kept for duplicate
