@@ -98,7 +98,7 @@ func (r *Receiver) check(ctx context.Context, jws string) (Verdict, *verifiedSET
 		// Strict: every warning is a rejection.
 		strict := make([]violation, len(warns))
 		for i, w := range warns {
-			strict[i] = violation{kind: w.kind, code: ErrInvalidRequest, desc: "(strict) " + w.desc, fatal: true}
+			strict[i] = violation{kind: w.kind, code: ErrInvalidRequest, desc: w.desc + " (a warning, rejected because this receiver is strict)", fatal: true}
 		}
 		rv := r.rejected(strict, set)
 		rv.Warnings = v.Warnings
