@@ -193,6 +193,9 @@ func (v *verifier) checkSubject(c map[string]any, events map[string]map[string]a
 			continue
 		}
 		inEvent = true
+		if legacySubject(s) {
+			f.add(WSubjectTypeLegacy, "events[%q].subject uses \"subject_type\"; new transmitters must name the format with \"format\"", t)
+		}
 		if p := v.eventSubjectProblem(s); p != "" {
 			f.add(VSubjectInvalid, "events[%q].subject: %s", t, p)
 		}

@@ -208,6 +208,11 @@ func TestEveryRule(t *testing.T) {
 		{kind: WEventMemberType, claims: credentialChange(map[string]any{"event_timestamp": "yesterday"})},
 		{kind: WEventMemberType, name: "reason_admin a plain string", claims: credentialChange(map[string]any{"reason_admin": "a string, not an object"})},
 		{kind: WEventMemberValue, claims: credentialChange(map[string]any{"credential_type": "bogus"})},
+		{kind: WSubjectTypeLegacy, cfg: inEvent, claims: func(c map[string]any) {
+			delete(c, "sub_id")
+			c["events"] = map[string]any{riscAccountDisabled: map[string]any{
+				"subject": map[string]any{"subject_type": "iss-sub", "iss": testIssuer, "sub": "7375626A656374"}, "reason": "hijacking"}}
+		}},
 		{kind: WSubjectFormat, claims: func(c map[string]any) {
 			c["events"] = map[string]any{riscIdentifierChange: map[string]any{"new-value": "b@example.com"}}
 			c["sub_id"] = map[string]any{"format": "iss_sub", "iss": testIssuer, "sub": "123"}

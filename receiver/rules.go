@@ -91,6 +91,7 @@ var rules = []Rule{
 	{WEventMemberMissing, Warn, 400, ErrInvalidRequest, "CAEP 1.0 §3, RISC 1.0 §2, SSF 1.0 §8.1.5", "an event should carry the members its specification requires"},
 	{WEventMemberType, Warn, 400, ErrInvalidRequest, "CAEP 1.0 §2–§3, RISC 1.0 §2, SSF 1.0 §8.1.4–§8.1.5", "an event member should have the JSON type its specification gives"},
 	{WEventMemberValue, Warn, 400, ErrInvalidRequest, "CAEP 1.0 §2–§3, RISC 1.0 §2, SSF 1.0 §8.1.5", "an enumerated event member should take one of its specification's values"},
+	{WSubjectTypeLegacy, Warn, 400, ErrInvalidRequest, "RISC 1.0 §3.1", "a subject names its format with \"format\"; the legacy \"subject_type\" is deprecated"},
 	{WSubjectFormat, Warn, 400, ErrInvalidRequest, "RISC 1.0 §2.5–§2.6", "identifier-changed and identifier-recycled should name an email or phone_number subject"},
 }
 
@@ -112,6 +113,7 @@ const (
 	WEventMemberType    = "event_member_type"
 	WEventMemberValue   = "event_member_value"
 	WSubjectFormat      = "subject_format"
+	WSubjectTypeLegacy  = "subject_type_legacy"
 )
 
 var rulesByKind = func() map[string]Rule {

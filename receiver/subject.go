@@ -30,19 +30,28 @@ var namedComplexMembers = []string{"user", "device", "session", "application", "
 
 // eventSubjectProblem checks a "subject" inside an event. Besides an
 // identifier it accepts the legacy RISC form {"subject_type": ...}, which
-// GOV.UK's own documentation uses.
+// GOV.UK's own documentation uses and RISC 1.0 §3.1 asks receivers to
+// tolerate (it is a warning, subject_type_legacy).
 func (v *verifier) eventSubjectProblem(x any) string {
-	if m, ok := x.(map[string]any); ok {
-		if st, ok := m["subject_type"]; ok {
-			if _, hasFormat := m["format"]; !hasFormat {
-				if s, _ := st.(string); s == "" {
-					return "subject_type must be a non-empty string"
-				}
-				return ""
-			}
+	if legacySubject(x) {
+		if s, _ := x.(map[string]any)["subject_type"].(string); s == "" {
+			return "subject_type must be a non-empty string"
 		}
+		return ""
 	}
 	return v.identifierProblem(x, true, true)
+}
+
+// legacySubject reports a subject in the deprecated {"subject_type": ...}
+// form, without "format".
+func legacySubject(x any) bool {
+	m, ok := x.(map[string]any)
+	if !ok {
+		return false
+	}
+	_, hasType := m["subject_type"]
+	_, hasFormat := m["format"]
+	return hasType && !hasFormat
 }
 
 // identifierProblem returns what is wrong with a subject identifier, or "".
