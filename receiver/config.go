@@ -178,13 +178,13 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	var errs []error
 	if !c.NoAuth && (c.ClientID == "" || c.ClientSecret == "") {
-		errs = append(errs, errors.New("client id and client secret are required (or set NoAuth)"))
+		errs = append(errs, errors.New("--client-id and --client-secret are required, or --no-auth to accept pushes without a bearer token (Config.ClientID, ClientSecret, NoAuth)"))
 	}
 	if c.Issuer == "" {
-		errs = append(errs, errors.New("issuer is required"))
+		errs = append(errs, errors.New("--issuer is required: the iss every SET must carry (Config.Issuer)"))
 	}
 	if c.Audience == "" {
-		errs = append(errs, errors.New("audience is required"))
+		errs = append(errs, errors.New("--audience is required: the aud every SET must carry or contain (Config.Audience)"))
 	}
 	n := 0
 	for _, set := range []bool{c.JWKSFile != "", c.JWKSURL != "", c.PEMFile != "", c.Keys != nil} {
@@ -193,7 +193,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if n != 1 {
-		errs = append(errs, fmt.Errorf("exactly one of JWKS file, JWKS URL, PEM file or in-memory keys is required, got %d", n))
+		errs = append(errs, fmt.Errorf("give exactly one source of verification keys: --jwks-file, --jwks-url or --pem (Config.JWKSFile, JWKSURL, PEMFile or Keys); got %d", n))
 	}
 	for _, a := range c.Algorithms {
 		switch a {

@@ -46,7 +46,7 @@ var rules = []Rule{
 	{VContentType, Reject, 400, ErrInvalidRequest, "RFC 8935 §2.1", "Content-Type must be application/secevent+jwt"},
 	{VAcceptMissing, Reject, 400, ErrInvalidRequest, "RFC 8935 §2.1", "the Accept header must be sent, as application/json"},
 	{VAcceptUnacceptable, Reject, 400, ErrInvalidRequest, "RFC 8935 §2.1", "Accept must admit application/json"},
-	{VBodyTooLarge, Reject, 400, ErrInvalidRequest, "RFC 8935 §2.1 (--max-body)", "the body must be one SET within the size limit"},
+	{VBodyTooLarge, Reject, 400, ErrInvalidRequest, "RFC 8935 §2.1 (--max-body)", "the body must be one SET, at most --max-body bytes"},
 
 	// The JWS (RFC 8417 §2.3, RFC 7515, SSF 1.0 §4.1.1).
 	{VJWSMalformed, Reject, 400, ErrInvalidRequest, "RFC 8935 §2.1, RFC 7515 §7.1", "the body must be one SET in JWS compact serialization"},
