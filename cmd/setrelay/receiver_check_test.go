@@ -30,8 +30,11 @@ func TestReceiverCheck(t *testing.T) {
 		t.Fatalf("sign: %d %s", code, stderr)
 	}
 	good = strings.TrimSpace(good)
-	noTxn := write("no-txn.json", `{"id":"no-txn-1","type":"caep.session-revoked","subject":{"format":"opaque","id":"s1"}}`)
-	code, warned, stderr := runCLI(t, "", "sign", "--key", key, "--kid", "rk", "--iss", "https://rp.example/", "--aud", "aud", noTxn)
+	// GOV.UK puts an eventMetadata event beside the main one: two events,
+	// which SSF 1.0 §4.2.1 says a SET should not hold.
+	twoEvents := write("two-events.json", `{"id":"two-1","type":"caep.session-revoked","subject":{"format":"opaque","id":"s1"},
+		"extra_events":{"https://vocab.account.gov.uk/secevent/v1/eventMetadata":{"source":"test"}}}`)
+	code, warned, stderr := runCLI(t, "", "sign", "--key", key, "--kid", "rk", "--iss", "https://rp.example/", "--aud", "aud", twoEvents)
 	if code != 0 {
 		t.Fatalf("sign: %d %s", code, stderr)
 	}
@@ -48,7 +51,7 @@ func TestReceiverCheck(t *testing.T) {
 		"line 4: REJECTED 400 invalid_request\n  - jws_malformed (RFC 8935 §2.1, RFC 7515 §7.1): ",
 		"line 5: accepted (identical retransmission of an earlier SET)",
 		"line 6: accepted jti=",
-		"  warning: txn_missing (SSF 1.0 §4.1.9): ",
+		"  warning: events_multiple (SSF 1.0 §4.2.1, RFC 8417 §2.2): 2 events",
 		"4 SETs: 3 accepted (1 with warnings), 1 rejected",
 	} {
 		if !strings.Contains(out, want) {
@@ -61,8 +64,8 @@ func TestReceiverCheck(t *testing.T) {
 		t.Errorf("warnings only: exit %d, want 0: %s %s", code, out, stderr)
 	}
 	code, out, _ = runCLI(t, "", append(flags, "--check", clean, "--strict")...)
-	if code != exitFailure || !strings.Contains(out, "line 2: REJECTED 400 invalid_request jti=") || !strings.Contains(out, "\n  - txn_missing (SSF 1.0 §4.1.9): ") {
-		t.Errorf("strict: exit %d, want 1 with txn_missing rejected:\n%s", code, out)
+	if code != exitFailure || !strings.Contains(out, "line 2: REJECTED 400 invalid_request jti=") || !strings.Contains(out, "\n  - events_multiple (SSF 1.0 §4.2.1, RFC 8417 §2.2): ") {
+		t.Errorf("strict: exit %d, want 1 with events_multiple rejected:\n%s", code, out)
 	}
 
 	code, out, stderr = runCLI(t, good+"\n", append(flags, "--check", "-", "--json")...)
