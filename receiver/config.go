@@ -82,11 +82,6 @@ type Config struct {
 	SubjectMode SubjectMode
 	// ClockSkew is how far in the future iat may be; default 60s.
 	ClockSkew time.Duration
-	// RequireAccept is ignored: a push without an Accept header is always
-	// rejected, since RFC 8935 §2.1 says the header MUST be sent.
-	//
-	// Deprecated: the check is always on.
-	RequireAccept bool
 	// Strict turns every warning (a broken SHOULD, an event that does not
 	// match its CAEP/RISC/SSF definition) into a rejection, 400
 	// invalid_request, for those who want to fail fast.

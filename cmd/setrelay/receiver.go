@@ -110,7 +110,9 @@ The client secret can come from --client-secret, --client-secret-file or the
 	f.StringArrayVar(&rf.algs, "alg", nil, "allowed JWS algorithm (repeat; default RS256, PS256, ES256, ES384, EdDSA)")
 	f.StringVar(&rf.mode, "mode", string(receiver.SubjectEither), "where the subject must be: sub_id (SSF 1.0), in_event (RISC, GOV.UK) or either")
 	f.DurationVar(&c.ClockSkew, "clock-skew", time.Minute, "how far in the future iat may be")
-	f.BoolVar(&c.RequireAccept, "require-accept", false, "no effect: a push without Accept is always rejected (RFC 8935 §2.1)")
+	// --require-accept is kept so that existing scripts still run; the check
+	// it switched on is now always made.
+	f.Bool("require-accept", false, "no effect: a push without Accept is always rejected (RFC 8935 §2.1)")
 	_ = f.MarkDeprecated("require-accept", "a push without an Accept header is now always rejected (RFC 8935 §2.1 says MUST)")
 	f.Int64Var(&c.MaxBodyBytes, "max-body", 64<<10, "largest request body (one SET) accepted, in bytes")
 	f.BoolVar(&c.Strict, "strict", false, "turn every warning (SHOULD rules, event catalogue) into a rejection, 400 invalid_request")
