@@ -88,7 +88,6 @@ func TestEveryRule(t *testing.T) {
 		payload func(b []byte) []byte   // edits the encoded claims
 		jws     func(h *harness) string // replaces the SET entirely
 		req     func(r *http.Request)   // edits the request
-		also    []string                // other kinds the SET breaks, if any
 	}
 	small, err := rsa.GenerateKey(rand.Reader, 1024)
 	if err != nil {
