@@ -47,6 +47,9 @@ func (r *Receiver) Check(ctx context.Context, jws string) Verdict {
 }
 
 func (r *Receiver) check(ctx context.Context, jws string) (Verdict, *verifiedSET) {
+	if int64(len(jws)) > r.cfg.MaxBodyBytes {
+		return r.rejected([]violation{finding(VBodyTooLarge, fmt.Sprintf("the SET has %d bytes, more than %d", len(jws), r.cfg.MaxBodyBytes))}, nil), nil
+	}
 	set, viols, warns, err := r.verifier.verify(ctx, jws)
 	if err != nil {
 		r.log.Warn("cannot verify SET", zap.Error(err))

@@ -362,3 +362,65 @@ func TestIssueProbes(t *testing.T) {
 		})
 	}
 }
+
+// TestAlternativeEventURIs: SSF 1.0 §4.2.1 allows several events only as
+// alternative URIs of one event type, such as RISC's deprecated
+// sessions-revoked beside CAEP's session-revoked; those draw no warning.
+func TestAlternativeEventURIs(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.Strict = true })
+	c := claims(h.clock.Now(), "alternatives")
+	c["events"] = map[string]any{
+		eventType: map[string]any{},
+		"https://schemas.openid.net/secevent/risc/event-type/sessions-revoked": map[string]any{},
+	}
+	if resp, body := h.push(h.token(), h.jwxSET(mustJSON(t, c)), nil); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if st := h.r.Stats(); len(st.Warnings) != 0 || st.Accepted != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestAgreedSubjectFormat: a proprietary subject identifier format is
+// rejected unless it is agreed with the receiver (SSF 1.0 §3.4), and then
+// its members are not checked.
+func TestAgreedSubjectFormat(t *testing.T) {
+	for _, agreed := range []bool{false, true} {
+		h := newHarness(t, func(c *Config) {
+			if agreed {
+				c.SubjectFormats = []string{"catalog_item"}
+			}
+		})
+		c := claims(h.clock.Now(), "proprietary")
+		c["sub_id"] = map[string]any{"format": "catalog_item", "catalog_id": "c0384/winter/2354122"}
+		resp, body := h.push(h.token(), h.jwxSET(mustJSON(t, c)), nil)
+		switch {
+		case agreed && resp.StatusCode != http.StatusAccepted:
+			t.Fatalf("agreed format: %d %s", resp.StatusCode, body)
+		case !agreed && (resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "--subject-format")):
+			t.Fatalf("format not agreed: %d %s", resp.StatusCode, body)
+		}
+	}
+}
+
+// TestCheckWithoutHTTP: Check judges a SET like the endpoint, records it
+// for duplicate detection, and applies the size limit itself.
+func TestCheckWithoutHTTP(t *testing.T) {
+	h := newHarness(t, nil)
+	set := h.jwxSET(mustJSON(t, claims(h.clock.Now(), "offline")))
+	ctx := t.Context()
+	if v := h.r.Check(ctx, set); !v.Accepted() || v.JTI != "offline" || v.Duplicate || len(v.Warnings) != 0 {
+		t.Fatalf("first: %+v", v)
+	}
+	if v := h.r.Check(ctx, set); !v.Accepted() || !v.Duplicate {
+		t.Fatalf("retransmission: %+v", v)
+	}
+	c := claims(h.clock.Now(), "offline")
+	c["txn"] = "changed"
+	if v := h.r.Check(ctx, h.jwxSET(mustJSON(t, c))); v.Accepted() || v.Err != ErrInvalidRequest || v.Violations[0].Kind != VJTIReuseMismatch {
+		t.Fatalf("same jti, other claims: %+v", v)
+	}
+	if v := h.r.Check(ctx, strings.Repeat("a", 70<<10)); v.Status != http.StatusBadRequest || v.Violations[0].Kind != VBodyTooLarge {
+		t.Fatalf("oversized: %+v", v)
+	}
+}

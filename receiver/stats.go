@@ -32,7 +32,7 @@ type Stats struct {
 	// Violations counts problems by kind (the V* constants). One rejected
 	// SET may count several.
 	Violations map[string]int64 `json:"violations"`
-	// Warnings counts, by kind (the W* constants), what accepted SETs did
+	// Warnings counts, by kind (the W* constants), what unique SETs did
 	// that a specification says they should not, or that does not match the
 	// CAEP, RISC or SSF event catalogue. Under Config.Strict the same
 	// findings are rejections and are counted here and in Rejections.
