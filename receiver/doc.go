@@ -52,7 +52,7 @@
 //  10. RejectTxnPrefix: a valid SET whose txn starts with the prefix is
 //     answered 400 invalid_request, to exercise dead-lettering.
 //  11. Duplicates by jti: byte-identical claims are a duplicate and answered
-//     202 like the first time (RFC 8935 §2.3); different claims under a jti
+//     202 like the first time (RFC 8935 §2); different claims under a jti
 //     already accepted are violation "jti_reuse_mismatch", answered 400
 //     invalid_request, because a corrected SET must carry a new jti.
 //  12. Accepted: 202. RevokeTokenEvery revokes the current token after every
