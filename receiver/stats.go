@@ -34,8 +34,8 @@ type Stats struct {
 	Violations map[string]int64 `json:"violations"`
 	// Warnings counts, by kind (the W* constants), what unique SETs did
 	// that a specification says they should not, or that does not match the
-	// CAEP, RISC or SSF event catalogue. Under Config.Strict the same
-	// findings are rejections and are counted here and in Rejections.
+	// CAEP, RISC or SSF event catalogue. Under Config.Strict such a SET is
+	// rejected, and its warnings are counted here and in Violations.
 	Warnings map[string]int64 `json:"warnings"`
 	// Rejections counts error answers carrying an RFC 8935 err, by err code.
 	Rejections map[string]int64 `json:"rejections"`
