@@ -113,7 +113,7 @@ func NewPipeline(ctx context.Context, opts PipelineOptions) (_ *Pipeline, err er
 		rc, err := receiver.New(receiver.Config{
 			ClientID: clientID, ClientSecret: clientSecret,
 			Issuer: issuer, Audience: audience, Keys: &jwks,
-			Quiet: true, RequireAccept: true,
+			Quiet: true,
 		}, zap.NewNop())
 		if err != nil {
 			return nil, fmt.Errorf("bench: conformance receiver: %w", err)

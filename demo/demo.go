@@ -229,7 +229,6 @@ func start(ctx context.Context, opts Options, dir string) (*env, error) {
 		Audience:        Audience,
 		JWKSURL:         "http://" + e.svc.OpsAddr().String() + "/jwks.json",
 		SubjectMode:     receiver.SubjectSubID,
-		RequireAccept:   true,
 		Quiet:           true,
 		Seed:            opts.Seed,
 		FailRate:        half,

@@ -39,6 +39,10 @@ type Summary struct {
 	// Violations are the receiver's findings by kind; empty when every SET
 	// passed every check.
 	Violations map[string]int64 `json:"violations"`
+	// Warnings are the receiver's warnings by kind (a broken SHOULD, an
+	// event not as its specification defines it). They do not fail the
+	// demo; they show what a strict receiver (--strict) would refuse.
+	Warnings map[string]int64 `json:"warnings"`
 	// Retried counts messages handed back with a delay, by reason in
 	// RetriedBy (setrelay_retries_total).
 	Retried   int            `json:"retried"`
@@ -97,6 +101,7 @@ func (e *env) summarize(ctx context.Context, p *published) (Summary, error) {
 		ReceiverAccepted: st.Accepted,
 		Duplicates:       st.Duplicates,
 		Violations:       st.Violations,
+		Warnings:         st.Warnings,
 		Retried:          c.retried(),
 		RetriedBy:        c.retries,
 		DeadLetters:      []DeadLetter{},
@@ -230,8 +235,8 @@ func printSummary(out io.Writer, s Summary) {
 	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  delivered\t%d / %d\tSETs the receiver answered 202 to\n", s.Delivered, s.Intents)
-	fmt.Fprintf(tw, "  verified by the receiver\t%d / %d\tsignature (via /jwks.json), typ, alg, iss, aud, iat, jti, events, sub_id; %d violations\n",
-		s.Verified, s.Intents, sum(s.Violations))
+	fmt.Fprintf(tw, "  verified by the receiver\t%d / %d\tthe SSF 1.0 profile (setrelay receiver --help lists the rules); %d violations, %d warnings%s\n",
+		s.Verified, s.Intents, sum(s.Violations), sum(s.Warnings), warningList(s.Warnings))
 	fmt.Fprintf(tw, "  retried\t%d\t%s\n", s.Retried, byReason(s.RetriedBy))
 	fmt.Fprintf(tw, "  dead-lettered\t%d / %d\texpected: the bad intents\n", len(s.DeadLetters), s.BadIntents)
 	fmt.Fprintf(tw, "  duplicates at receiver\t%d\tat-least-once: a re-sent SET keeps its jti and claims\n", s.Duplicates)
@@ -304,4 +309,21 @@ func firstLine(s string, limit int) string {
 		return s[:limit-3] + "..."
 	}
 	return s
+}
+
+// warningList is " (kind n, ...)" for a non-empty map of warning counts.
+func warningList(w map[string]int64) string {
+	if len(w) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(w))
+	for k := range w {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, w[k])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }

@@ -20,7 +20,8 @@ const (
 	// SubjectInEvent is the RISC and GOV.UK form: a "subject" object inside
 	// an event of the events claim.
 	SubjectInEvent SubjectMode = "in_event"
-	// SubjectEither accepts either placement (or both).
+	// SubjectEither accepts either placement (or both); a SET with only
+	// the in-event subject gets warning "sub_id_absent".
 	SubjectEither SubjectMode = "either"
 )
 
@@ -76,12 +77,19 @@ type Config struct {
 	// Algorithms is the JWS alg allow-list; default DefaultAlgorithms.
 	Algorithms []jose.SignatureAlgorithm
 	// SubjectMode is where the subject must be; default SubjectEither.
+	// SubjectSubID is the SSF 1.0 profile; the others relax SSF 1.0 §3.1
+	// for receivers that read the subject inside the event.
 	SubjectMode SubjectMode
 	// ClockSkew is how far in the future iat may be; default 60s.
 	ClockSkew time.Duration
-	// RequireAccept rejects requests without an Accept header instead of only
-	// recording violation "accept_missing".
-	RequireAccept bool
+	// Strict turns every warning (a broken SHOULD, an event that does not
+	// match its CAEP/RISC/SSF definition) into a rejection, 400
+	// invalid_request, for those who want to fail fast.
+	Strict bool
+	// SubjectFormats are proprietary subject identifier formats agreed with
+	// the transmitter (SSF 1.0 §3.4). A subject in another format that is
+	// neither registered by RFC 9493 nor defined by SSF 1.0 is rejected.
+	SubjectFormats []string
 	// MaxBodyBytes bounds a request body; default 64 KiB.
 	MaxBodyBytes int64
 	// MaxRecords bounds how many accepted SETs are kept for duplicate
@@ -165,13 +173,13 @@ func (c *Config) setDefaults() {
 func (c *Config) validate() error {
 	var errs []error
 	if !c.NoAuth && (c.ClientID == "" || c.ClientSecret == "") {
-		errs = append(errs, errors.New("client id and client secret are required (or set NoAuth)"))
+		errs = append(errs, errors.New("--client-id and --client-secret are required, or --no-auth to accept pushes without a bearer token (Config.ClientID, ClientSecret, NoAuth)"))
 	}
 	if c.Issuer == "" {
-		errs = append(errs, errors.New("issuer is required"))
+		errs = append(errs, errors.New("--issuer is required: the iss every SET must carry (Config.Issuer)"))
 	}
 	if c.Audience == "" {
-		errs = append(errs, errors.New("audience is required"))
+		errs = append(errs, errors.New("--audience is required: the aud every SET must carry or contain (Config.Audience)"))
 	}
 	n := 0
 	for _, set := range []bool{c.JWKSFile != "", c.JWKSURL != "", c.PEMFile != "", c.Keys != nil} {
@@ -180,7 +188,7 @@ func (c *Config) validate() error {
 		}
 	}
 	if n != 1 {
-		errs = append(errs, fmt.Errorf("exactly one of JWKS file, JWKS URL, PEM file or in-memory keys is required, got %d", n))
+		errs = append(errs, fmt.Errorf("give exactly one source of verification keys: --jwks-file, --jwks-url or --pem (Config.JWKSFile, JWKSURL, PEMFile or Keys); got %d", n))
 	}
 	for _, a := range c.Algorithms {
 		switch a {

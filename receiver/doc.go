@@ -2,7 +2,10 @@
 // OAuth 2.0 client-credentials token endpoint and an RFC 8935 push endpoint
 // that checks every Security Event Token as strictly as a real receiver would
 // (GOV.UK One Login's is the model). Teams point setrelay at it before they
-// talk to the real receiver; setrelay's own tests and demo use it too.
+// talk to the real receiver; setrelay's own tests and demo use it too. It
+// checks the full SET profile of RFC 8417, RFC 8935 and OpenID SSF 1.0:
+// every MUST is a rejection, every SHOULD (and the CAEP, RISC and SSF event
+// definitions) a warning.
 //
 // # Routes
 //
@@ -27,27 +30,45 @@
 //  5. Bearer token: a token in the URL is 400 invalid_request; a missing,
 //     unknown, expired or revoked token is 401 with a WWW-Authenticate
 //     challenge (RFC 6750) and the RFC 8935 body {"err":"authentication_failed"}.
-//  6. Content-Type application/secevent+jwt and Accept: 400 invalid_request.
-//     A missing Accept header is recorded as violation "accept_missing" but
-//     accepted, because RFC 8935 only says the transmitter SHOULD send it;
-//     RequireAccept makes it a rejection.
+//  6. Content-Type application/secevent+jwt and Accept admitting
+//     application/json (RFC 8935 §2.1: both MUST): 400 invalid_request.
 //  7. JWS: compact form, alg in the allow-list, typ exactly secevent+jwt
 //     (invalid_request), then the signature against the configured keys
 //     (invalid_key when no key matches, the signature does not verify or the
 //     RSA key is under 2048 bits). If a JWKS URL has never answered, the
 //     receiver says 503: its own failure, not the transmitter's.
-//  8. Claims, only once the signature holds: iss (invalid_issuer), aud
-//     (invalid_audience), then iat, jti, events, subject placement, sub/exp,
-//     txn and toe (invalid_request). All violations found are counted and
-//     listed in the description; the err code is that of the first.
-//  9. RejectTxnPrefix: a valid SET whose txn starts with the prefix is
+//  8. Claims, only once the signature holds: repeated member names, iss
+//     (invalid_issuer), aud (invalid_audience), then iat, jti, sub and exp
+//     (never allowed), events, the subject (sub_id and in-event subjects,
+//     simple and complex, per RFC 9493 and SSF 1.0 §3), txn and toe
+//     (invalid_request). Every violation found is counted and described;
+//     the err code is that of the first.
+//  9. Warnings, once every MUST holds: SHOULD rules (txn, one event per
+//     SET, the top-level sub_id in mode either) and the CAEP 1.0, RISC 1.0
+//     and SSF 1.0 event catalogue (EventTypes: required members, types,
+//     enumerated values). The SET is accepted; each warning is counted in
+//     Stats.Warnings and logged once per kind with an example jti. Strict
+//     turns them into 400 invalid_request.
+//  10. RejectTxnPrefix: a valid SET whose txn starts with the prefix is
 //     answered 400 invalid_request, to exercise dead-lettering.
-//  10. Duplicates by jti: byte-identical claims are a duplicate and answered
-//     202 like the first time (RFC 8935 §2.3); different claims under a jti
+//  11. Duplicates by jti: byte-identical claims are a duplicate and answered
+//     202 like the first time (RFC 8935 §2); different claims under a jti
 //     already accepted are violation "jti_reuse_mismatch", answered 400
 //     invalid_request, because a corrected SET must carry a new jti.
-//  11. Accepted: 202. RevokeTokenEvery revokes the current token after every
+//  12. Accepted: 202. RevokeTokenEvery revokes the current token after every
 //     N unique accepted SETs, so the next push gets a 401.
+//
+// Rules lists every check with the section of the standard that states it;
+// each error description starts with the rule's kind and section, so a
+// transmitter's operator can look it up. Check runs steps 7 to 12 on one
+// SET without HTTP, for offline checking (setrelay receiver --check).
+//
+// # Independence
+//
+// The receiver imports nothing of setrelay's transmitter side (set, signer,
+// intent): its rules and its event catalogue are its own reading of the
+// standards, so that a misreading cannot hide in both. A test compares its
+// catalogue with intent's and lists every difference.
 //
 // # Determinism
 //

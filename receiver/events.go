@@ -34,15 +34,15 @@ func (r *Receiver) serveEvents(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodPost {
 		r.count(VMethod)
 		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "method not allowed: SETs are delivered with POST (RFC 8935 §2)", http.StatusMethodNotAllowed)
+		http.Error(w, "method not allowed: SETs are delivered with POST (RFC 8935 §2.1)", http.StatusMethodNotAllowed)
 		return
 	}
 	if len(r.cfg.AllowFrom) > 0 && !r.sourceAllowed(req.RemoteAddr) {
-		r.fail(w, http.StatusForbidden, reject(VSourceDenied, ErrAccessDenied, "source address is not on this receiver's allow-list"))
+		r.fail(w, http.StatusForbidden, finding(VSourceDenied, "source address is not on this receiver's allow-list"))
 		return
 	}
 	if req.URL.Query().Has("access_token") {
-		r.fail(w, http.StatusBadRequest, reject(VTokenInURL, ErrInvalidRequest, "the access token must be sent in the Authorization header, never in the URL"))
+		r.fail(w, http.StatusBadRequest, finding(VTokenInURL, "the access token must be sent in the Authorization header, never in the URL"))
 		return
 	}
 	if !r.cfg.NoAuth {
@@ -52,28 +52,20 @@ func (r *Receiver) serveEvents(w http.ResponseWriter, req *http.Request) {
 				challenge += fmt.Sprintf(`, error="invalid_token", error_description=%q`, desc)
 			}
 			w.Header().Set("WWW-Authenticate", challenge)
-			r.fail(w, http.StatusUnauthorized, reject(kind, ErrAuthenticationFailed, desc))
+			r.fail(w, http.StatusUnauthorized, finding(kind, desc))
 			return
 		}
 	}
 	if mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); mt != "application/secevent+jwt" {
-		r.fail(w, http.StatusBadRequest, reject(VContentType, ErrInvalidRequest,
-			fmt.Sprintf("Content-Type is %q, want application/secevent+jwt (RFC 8935 §2)", req.Header.Get("Content-Type"))))
+		r.fail(w, http.StatusBadRequest, finding(VContentType, fmt.Sprintf("Content-Type is %q, want application/secevent+jwt", req.Header.Get("Content-Type"))))
 		return
 	}
-	var warnings []violation
 	switch accept := req.Header.Values("Accept"); {
 	case len(accept) == 0:
-		v := violation{kind: VAcceptMissing, code: ErrInvalidRequest, desc: "no Accept header; RFC 8935 §2 says to send Accept: application/json", fatal: r.cfg.RequireAccept}
-		if v.fatal {
-			r.fail(w, http.StatusBadRequest, v)
-			return
-		}
-		r.count(VAcceptMissing)
-		warnings = append(warnings, v)
+		r.fail(w, http.StatusBadRequest, finding(VAcceptMissing, "no Accept header; send Accept: application/json"))
+		return
 	case !acceptsJSON(accept):
-		r.fail(w, http.StatusBadRequest, reject(VAcceptUnacceptable, ErrInvalidRequest,
-			fmt.Sprintf("Accept %q excludes application/json, the type of this receiver's error answers", strings.Join(accept, ", "))))
+		r.fail(w, http.StatusBadRequest, finding(VAcceptUnacceptable, fmt.Sprintf("Accept %q excludes application/json, the type of this receiver's error answers", strings.Join(accept, ", "))))
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, r.cfg.MaxBodyBytes+1))
@@ -83,95 +75,45 @@ func (r *Receiver) serveEvents(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if int64(len(body)) > r.cfg.MaxBodyBytes {
-		r.fail(w, http.StatusBadRequest, reject(VBodyTooLarge, ErrInvalidRequest, fmt.Sprintf("body exceeds %d bytes", r.cfg.MaxBodyBytes)))
+		r.fail(w, http.StatusBadRequest, finding(VBodyTooLarge, fmt.Sprintf("body exceeds %d bytes", r.cfg.MaxBodyBytes)))
 		return
 	}
 
-	set, viols, err := r.verifier.verify(req.Context(), string(body))
-	if err != nil {
+	v, set := r.check(req.Context(), string(body))
+	switch {
+	case v.Status == http.StatusServiceUnavailable:
 		// Our own key source is down: a temporary failure, not the
 		// transmitter's fault, so it is neither a violation nor a 400.
-		r.log.Warn("cannot verify SET", zap.Error(err))
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "verification keys unavailable", http.StatusServiceUnavailable)
-		return
+	case !v.Accepted():
+		r.answer(w, v.Status, v.Err, v.Description, kinds(v.Violations), set)
+	default:
+		r.logAccepted(v, set)
+		w.WriteHeader(http.StatusAccepted)
 	}
-	if len(viols) > 0 {
-		r.fail(w, http.StatusBadRequest, viols...)
-		return
-	}
-	if p := r.cfg.RejectTxnPrefix; p != "" && strings.HasPrefix(set.txn, p) {
-		r.stats.fault(FaultRejectTxn)
-		r.answer(w, http.StatusBadRequest, ErrInvalidRequest,
-			fmt.Sprintf("txn %q starts with %q: rejected on purpose (--reject-txn-prefix)", set.txn, p), nil, set)
-		return
-	}
-	r.accept(w, set, warnings)
 }
 
-// accept records a verified SET and answers 202, or 400 for a jti re-used
-// with different claims.
-func (r *Receiver) accept(w http.ResponseWriter, set *verifiedSET, warnings []violation) {
-	r.mu.Lock()
-	prev, seen := r.records[set.jti]
-	var mismatch bool
-	switch {
-	case seen && bytes.Equal(prev.Claims, set.claims):
-		prev.Duplicates++
-	case seen:
-		mismatch = true
-	default:
-		r.records[set.jti] = &Record{
-			JTI: set.jti, Claims: set.claims, Alg: set.alg, KeyID: set.kid,
-			Events: set.events, Txn: set.txn, ReceivedAt: r.cfg.Now(),
-		}
-		r.order = append(r.order, set.jti)
-		if len(r.order) > r.cfg.MaxRecords {
-			delete(r.records, r.order[0])
-			r.order = r.order[1:]
-			r.stats.update(func(s *Stats) { s.RecordsEvicted++ })
-		}
-	}
-	r.mu.Unlock()
-
-	if mismatch {
-		r.fail(w, http.StatusBadRequest, reject(VJTIReuseMismatch, ErrInvalidRequest,
-			fmt.Sprintf("jti %q was already accepted with different claims; a retransmission must be identical and a corrected SET needs a new jti", set.jti)))
+// logAccepted writes the log line of an accepted SET.
+func (r *Receiver) logAccepted(v Verdict, set *verifiedSET) {
+	if r.cfg.Quiet {
 		return
 	}
-	var revoke bool
-	r.stats.update(func(s *Stats) {
-		if seen {
-			s.Duplicates++
-			return
-		}
-		s.Accepted++
-		for _, e := range set.events {
-			s.Events[e]++
-		}
-		revoke = r.cfg.RevokeTokenEvery > 0 && s.Accepted%int64(r.cfg.RevokeTokenEvery) == 0
-	})
-	if revoke {
-		r.RevokeToken()
+	msg := "SET accepted"
+	if v.Duplicate {
+		msg = "SET duplicate (accepted again)"
 	}
-	if !r.cfg.Quiet {
-		msg := "SET accepted"
-		if seen {
-			msg = "SET duplicate (accepted again)"
-		}
-		fields := []zap.Field{zap.String("jti", set.jti), zap.Strings("events", set.events), zap.String("iss", set.iss), zap.String("alg", set.alg)}
-		if set.txn != "" {
-			fields = append(fields, zap.String("txn", set.txn))
-		}
-		if set.kid != "" {
-			fields = append(fields, zap.String("kid", set.kid))
-		}
-		for _, v := range warnings {
-			fields = append(fields, zap.String("warning", v.desc))
-		}
-		r.log.Info(msg, fields...)
+	fields := []zap.Field{zap.String("jti", set.jti), zap.Strings("events", set.events), zap.String("iss", set.iss), zap.String("alg", set.alg)}
+	if set.txn != "" {
+		fields = append(fields, zap.String("txn", set.txn))
 	}
-	w.WriteHeader(http.StatusAccepted)
+	if set.kid != "" {
+		fields = append(fields, zap.String("kid", set.kid))
+	}
+	if len(v.Warnings) > 0 {
+		fields = append(fields, zap.Strings("warnings", kinds(v.Warnings)))
+	}
+	r.log.Info(msg, fields...)
 }
 
 // injectFaults applies latency, hang, 429 and 500; it returns false when

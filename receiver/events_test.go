@@ -43,6 +43,7 @@ func TestViolations(t *testing.T) {
 		status int                     // want
 		err    string                  // want RFC 8935 err ("" for no body)
 		kind   string                  // want violation counted
+		warn   string                  // want warning counted
 	}
 	other := newKey(t, jose.ES256, "k1") // same kid, different key
 	cases := []tc{
@@ -59,8 +60,7 @@ func TestViolations(t *testing.T) {
 		{name: "token invalid", req: func(r *http.Request) { r.Header.Set("Authorization", "Bearer forged") }, status: 401, err: ErrAuthenticationFailed, kind: VTokenInvalid},
 		{name: "content type jwt", req: func(r *http.Request) { r.Header.Set("Content-Type", "application/jwt") }, status: 400, err: ErrInvalidRequest, kind: VContentType},
 		{name: "content type missing", req: func(r *http.Request) { r.Header.Del("Content-Type") }, status: 400, err: ErrInvalidRequest, kind: VContentType},
-		{name: "accept missing is recorded only", req: func(r *http.Request) { r.Header.Del("Accept") }, status: 202, kind: VAcceptMissing},
-		{name: "accept missing when required", cfg: func(c *Config) { c.RequireAccept = true }, req: func(r *http.Request) { r.Header.Del("Accept") }, status: 400, err: ErrInvalidRequest, kind: VAcceptMissing},
+		{name: "accept missing", req: func(r *http.Request) { r.Header.Del("Accept") }, status: 400, err: ErrInvalidRequest, kind: VAcceptMissing},
 		{name: "accept html", req: func(r *http.Request) { r.Header.Set("Accept", "text/html, application/json;q=0") }, status: 400, err: ErrInvalidRequest, kind: VAcceptUnacceptable},
 		{name: "body too large", cfg: func(c *Config) { c.MaxBodyBytes = 100 }, status: 400, err: ErrInvalidRequest, kind: VBodyTooLarge},
 		{name: "not a jws", jws: func(*harness) string { return "hello" }, status: 400, err: ErrInvalidRequest, kind: VJWSMalformed},
@@ -146,8 +146,11 @@ func TestViolations(t *testing.T) {
 		{name: "sub_id ip-addresses", claims: func(c map[string]any) {
 			c["sub_id"] = map[string]any{"format": "ip-addresses", "ip-addresses": []any{"192.0.2.1"}}
 		}, status: 202},
-		{name: "sub_id complex with unknown member", claims: func(c map[string]any) {
+		{name: "sub_id complex with another member name (SSF 1.0 §3.3 allows it)", claims: func(c map[string]any) {
 			c["sub_id"] = map[string]any{"format": "complex", "planet": map[string]any{"format": "opaque", "id": "x"}}
+		}, status: 202},
+		{name: "sub_id complex member not an identifier", claims: func(c map[string]any) {
+			c["sub_id"] = map[string]any{"format": "complex", "user": "alice"}
 		}, status: 400, err: ErrInvalidRequest, kind: VSubIDInvalid},
 		{name: "in_event: subject missing", cfg: inEventMode, claims: func(c map[string]any) {
 			c["events"] = map[string]any{eventType: map[string]any{"reason": "x"}}
@@ -157,7 +160,7 @@ func TestViolations(t *testing.T) {
 			c["events"] = map[string]any{"https://schemas.openid.net/secevent/risc/event-type/account-disabled": map[string]any{
 				"subject": map[string]any{"subject_type": "iss-sub", "iss": testIssuer, "sub": "7375626A656374"},
 				"reason":  "hijacking"}}
-		}, status: 202},
+		}, status: 202, warn: WSubjectTypeLegacy},
 		{name: "in_event: subject extra member", cfg: inEventMode, claims: func(c map[string]any) {
 			c["events"] = map[string]any{eventType: map[string]any{"subject": map[string]any{"format": "opaque", "id": "x", "extra": 1}}}
 		}, status: 400, err: ErrInvalidRequest, kind: VSubjectInvalid},
@@ -207,6 +210,9 @@ func TestViolations(t *testing.T) {
 			}
 			if c.kind == "" && len(st.Violations) != 0 {
 				t.Fatalf("unexpected violations %v", st.Violations)
+			}
+			if (c.warn == "" && len(st.Warnings) != 0) || (c.warn != "" && (len(st.Warnings) != 1 || st.Warnings[c.warn] != 1)) {
+				t.Fatalf("warnings %v, want %q", st.Warnings, c.warn)
 			}
 			if c.status == http.StatusUnauthorized && !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer ") {
 				t.Fatalf("401 without a Bearer challenge: %v", resp.Header)

@@ -53,3 +53,39 @@ func TestLogLinePerSET(t *testing.T) {
 		t.Fatalf("quiet receiver logged %d lines, accepted %d", logs.Len(), q.r.Stats().Accepted)
 	}
 }
+
+// TestWarningsAreLoggedOncePerKind: the first SET to draw a warning of a
+// kind is logged with its jti as an example; later ones are only counted,
+// even by a quiet receiver, so a transmitter's systematic mistake is one
+// line in the log and a counter in /stats.
+func TestWarningsAreLoggedOncePerKind(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	h := newLoggedHarness(t, nil, zap.New(core)) // Quiet: no line per SET
+	tok := h.token()
+	for _, jti := range []string{"w-1", "w-2", "w-3"} {
+		c := claims(h.clock.Now(), jti)
+		delete(c, "txn")
+		if jti == "w-2" {
+			c["events"] = map[string]any{caepCredentialChange: map[string]any{"credential_type": "bogus", "change_type": "update"}}
+		}
+		if resp, body := h.push(tok, h.set(c), nil); resp.StatusCode != 202 {
+			t.Fatalf("%s: %d %s", jti, resp.StatusCode, body)
+		}
+	}
+	if st := h.r.Stats(); st.Warnings[WTxnMissing] != 3 || st.Warnings[WEventMemberValue] != 1 {
+		t.Fatalf("warnings %v", st.Warnings)
+	}
+	entries := logs.All()
+	if len(entries) != 2 {
+		t.Fatalf("%d warning lines, want 2 (one per kind): %v", len(entries), entries)
+	}
+	want := map[string]string{WTxnMissing: "w-1", WEventMemberValue: "w-2"}
+	for _, e := range entries {
+		f := e.ContextMap()
+		kind, _ := f["kind"].(string)
+		if want[kind] == "" || f["example_jti"] != want[kind] || !strings.HasPrefix(f["description"].(string), kind+" (") {
+			t.Errorf("warning line %v", f)
+		}
+		delete(want, kind)
+	}
+}

@@ -47,7 +47,9 @@ func TestSetrelayOutputPassesStrictChecks(t *testing.T) {
 			const iss, aud = "https://rp.example/", "https://receiver.example/"
 			cfg := receiver.Config{
 				ClientID: "rp", ClientSecret: "secret", Scopes: c.scopes, Issuer: iss, Audience: aud,
-				SubjectMode: c.mode, Algorithms: []jose.SignatureAlgorithm{c.alg}, RequireAccept: true, Quiet: true,
+				SubjectMode: c.mode, Algorithms: []jose.SignatureAlgorithm{c.alg}, Quiet: true,
+				// Strict: setrelay's output must not even draw a warning.
+				Strict: true,
 			}
 			if c.pem {
 				pub, err := key.PublicPEM()
@@ -75,32 +77,42 @@ func TestSetrelayOutputPassesStrictChecks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			in, err := intent.Decode([]byte(`{"id":"i-1","type":"caep.session-revoked","subject":{"format":"email","email":"alice@example.com"},"txn":"t-1"}`), intent.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			claims, err := set.Build(in, set.Profile{Receiver: c.name, Issuer: iss, Audience: []string{aud}, Placement: c.placement},
-				set.Options{IssuedAt: time.Now()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			jws, err := sg.Sign(claims, c.withKID)
-			if err != nil {
-				t.Fatal(err)
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			for i := range 2 { // the second is a retransmission: a duplicate
-				if res := client.Push(ctx, []byte(jws)); res.Error() != nil {
-					t.Fatalf("push %d: %v (%s: %s)", i, res.Error(), res.Err, res.Description)
+			intents := []string{
+				`{"id":"i-1","type":"caep.session-revoked","subject":{"format":"email","email":"alice@example.com"},"txn":"t-1",
+				  "event":{"initiating_entity":"policy","reason_admin":{"en":"Landspeed policy violation"},"event_timestamp":1700000000}}`,
+				`{"id":"i-2","type":"caep.credential-change","subject":{"format":"iss_sub","iss":"https://idp.example.com/","sub":"u-2"},"txn":"t-2",
+				  "event":{"credential_type":"fido2-roaming","change_type":"create","friendly_name":"key"}}`,
+				`{"id":"i-3","type":"risc.account-disabled","subject":{"format":"phone_number","phone_number":"+447700900123"},"txn":"t-3",
+				  "event":{"reason":"hijacking"},"occurred_at":"2026-11-27T04:00:00Z"}`,
+			}
+			for n, doc := range intents {
+				in, err := intent.Decode([]byte(doc), intent.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				claims, err := set.Build(in, set.Profile{Receiver: c.name, Issuer: iss, Audience: []string{aud}, Placement: c.placement},
+					set.Options{IssuedAt: time.Now()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				jws, err := sg.Sign(claims, c.withKID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for i := range 2 { // the second is a retransmission: a duplicate
+					if res := client.Push(ctx, []byte(jws)); res.Error() != nil {
+						t.Fatalf("intent %d, push %d: %v (%s: %s)", n, i, res.Error(), res.Err, res.Description)
+					}
+				}
+				if rec, ok := rcv.Lookup(set.JTI(in.ID, c.name, "")); !ok || string(rec.Claims) != string(claims) {
+					t.Fatalf("record %+v %v", rec, ok)
 				}
 			}
 			st := rcv.Stats()
-			if st.Accepted != 1 || st.Duplicates != 1 || len(st.Violations) != 0 || st.TokensIssued != 1 {
+			if st.Accepted != int64(len(intents)) || st.Duplicates != int64(len(intents)) || len(st.Violations) != 0 || len(st.Warnings) != 0 || st.TokensIssued != 1 {
 				t.Fatalf("stats %+v", st)
-			}
-			if rec, ok := rcv.Lookup(set.JTI("i-1", c.name, "")); !ok || string(rec.Claims) != string(claims) {
-				t.Fatalf("record %+v %v", rec, ok)
 			}
 		})
 	}

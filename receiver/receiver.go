@@ -27,7 +27,8 @@ type Receiver struct {
 
 	mu      sync.Mutex
 	records map[string]*Record
-	order   []string // jtis in arrival order, for eviction and Accepted
+	order   []string        // jtis in arrival order, for eviction and Accepted
+	warned  map[string]bool // warning kinds already logged
 }
 
 // New checks cfg, loads the verification keys (a JWKS URL is fetched on
@@ -55,6 +56,7 @@ func New(cfg Config, log *zap.Logger) (*Receiver, error) {
 		dice:     newFaultDice(cfg.Seed),
 		stats:    newCounters(start),
 		records:  make(map[string]*Record),
+		warned:   make(map[string]bool),
 		closing:  make(chan struct{}),
 	}, nil
 }

@@ -32,6 +32,11 @@ type Stats struct {
 	// Violations counts problems by kind (the V* constants). One rejected
 	// SET may count several.
 	Violations map[string]int64 `json:"violations"`
+	// Warnings counts, by kind (the W* constants), what unique SETs did
+	// that a specification says they should not, or that does not match the
+	// CAEP, RISC or SSF event catalogue. Under Config.Strict such a SET is
+	// rejected, and its warnings are counted here and in Violations.
+	Warnings map[string]int64 `json:"warnings"`
 	// Rejections counts error answers carrying an RFC 8935 err, by err code.
 	Rejections map[string]int64 `json:"rejections"`
 	// Responses counts /events answers by HTTP status.
@@ -63,6 +68,7 @@ type counters struct {
 func newCounters(since time.Time) *counters {
 	return &counters{s: Stats{
 		Violations:  map[string]int64{},
+		Warnings:    map[string]int64{},
 		Rejections:  map[string]int64{},
 		Responses:   map[string]int64{},
 		Events:      map[string]int64{},
@@ -94,6 +100,7 @@ func (c *counters) snapshot() Stats {
 	defer c.mu.Unlock()
 	out := c.s
 	out.Violations = maps.Clone(c.s.Violations)
+	out.Warnings = maps.Clone(c.s.Warnings)
 	out.Rejections = maps.Clone(c.s.Rejections)
 	out.Responses = maps.Clone(c.s.Responses)
 	out.Events = maps.Clone(c.s.Events)

@@ -11,7 +11,8 @@ const (
 )
 
 // Violation kinds, the keys of Stats.Violations. Each names one way a
-// transmitter got the protocol wrong; the comment says how it is answered.
+// transmitter got the protocol wrong; the comment says how it is answered,
+// and Rules says where the standards state it.
 const (
 	VMethod             = "method_not_allowed"  // 405
 	VSourceDenied       = "source_denied"       // 403 access_denied
@@ -21,7 +22,7 @@ const (
 	VTokenExpired       = "token_expired"       // 401
 	VTokenRevoked       = "token_revoked"       // 401
 	VContentType        = "content_type"        // 400 invalid_request
-	VAcceptMissing      = "accept_missing"      // recorded only, unless RequireAccept
+	VAcceptMissing      = "accept_missing"      // 400 invalid_request: RFC 8935 §2.1 says MUST
 	VAcceptUnacceptable = "accept_unacceptable" // 400 invalid_request: Accept excludes application/json
 	VBodyTooLarge       = "body_too_large"      // 400 invalid_request
 	VJWSMalformed       = "jws_malformed"       // 400 invalid_request
@@ -43,27 +44,22 @@ const (
 	VEventsMissing      = "events_missing"      // 400 invalid_request
 	VEventsInvalid      = "events_invalid"      // 400 invalid_request: not an object, or empty
 	VEventNotObject     = "event_not_object"    // 400 invalid_request
-	VSubIDMissing       = "sub_id_missing"      // 400 invalid_request (SSF mode)
+	VSubIDMissing       = "sub_id_missing"      // 400 invalid_request (mode sub_id)
 	VSubIDInvalid       = "sub_id_invalid"      // 400 invalid_request
 	VSubjectMissing     = "subject_missing"     // 400 invalid_request (in_event mode, or neither placement)
 	VSubjectInvalid     = "subject_invalid"     // 400 invalid_request
-	VSubPresent         = "sub_present"         // 400 invalid_request (SSF mode)
-	VExpPresent         = "exp_present"         // 400 invalid_request (SSF mode)
+	VSubPresent         = "sub_present"         // 400 invalid_request
+	VExpPresent         = "exp_present"         // 400 invalid_request
 	VTxnInvalid         = "txn_invalid"         // 400 invalid_request
 	VToeInvalid         = "toe_invalid"         // 400 invalid_request
 	VJTIReuseMismatch   = "jti_reuse_mismatch"  // 400 invalid_request: same jti, different claims
 )
 
 // violation is one problem found in a request, with the RFC 8935 code it is
-// answered with. fatal is false only for problems that are recorded but not
-// rejected (a missing Accept header).
+// answered with. fatal is false for warnings (Severity Warn).
 type violation struct {
 	kind  string
 	code  string
 	desc  string
 	fatal bool
-}
-
-func reject(kind, code, desc string) violation {
-	return violation{kind: kind, code: code, desc: desc, fatal: true}
 }

@@ -32,5 +32,5 @@ func ExampleBuild() {
 	}
 	fmt.Println(string(claims))
 	// Output:
-	// {"iss":"https://idp.example.com/","iat":1508184845,"jti":"e633a0f0912a92a1d9a3e9db09601b87","aud":"636C69656E745F6964","events":{"https://schemas.openid.net/secevent/risc/event-type/account-disabled":{"reason":"hijacking","subject":{"format":"iss_sub","iss":"https://idp.example.com/","sub":"7375626A656374"}}}}
+	// {"iss":"https://idp.example.com/","iat":1508184845,"jti":"e633a0f0912a92a1d9a3e9db09601b87","aud":"636C69656E745F6964","txn":"seed-page-account-disabled","events":{"https://schemas.openid.net/secevent/risc/event-type/account-disabled":{"reason":"hijacking","subject":{"format":"iss_sub","iss":"https://idp.example.com/","sub":"7375626A656374"}}}}
 }

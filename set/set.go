@@ -4,9 +4,14 @@
 // The claims are deterministic: the same intent, profile and Options give
 // the same bytes, so a redelivered intent is re-signed with the same jti
 // and identical claims, as RFC 8417 and SSF ask of a retransmission. The
-// top-level members are always, in this order: iss, iat, jti, aud, txn
-// (if set), toe (if set), sub_id (if placed there), events. "sub" and "exp"
-// are never written (SSF 1.0 forbids them).
+// top-level members are always, in this order: iss, iat, jti, aud, txn,
+// toe (if set), sub_id (if placed there), events. "sub" and "exp" are never
+// written (SSF 1.0 forbids them).
+//
+// txn is always written, because SSF 1.0 §4.1.9 says transmitters SHOULD
+// set it: the intent's txn, or else the intent's id. The id names the
+// underlying event (producers deduplicate on it), so every receiver and
+// every replay of one intent carry the same txn, as §4.1.9 asks.
 package set
 
 import (
@@ -141,9 +146,11 @@ func Build(in *intent.Intent, p Profile, o Options) ([]byte, error) {
 	} else {
 		b = appendString(b, p.Audience[0])
 	}
+	b = append(b, `,"txn":`...)
 	if in.Txn != "" {
-		b = append(b, `,"txn":`...)
 		b = appendString(b, in.Txn)
+	} else {
+		b = appendString(b, in.ID)
 	}
 	if in.OccurredAt != nil {
 		b = append(b, `,"toe":`...)

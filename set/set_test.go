@@ -116,13 +116,16 @@ func TestBuildClaims(t *testing.T) {
 			},
 		},
 		{
-			name: "no txn or toe when the intent has none",
+			// SSF 1.0 §4.1.9: transmitters SHOULD set txn; the intent id
+			// names the underlying event when the producer gave no txn.
+			name: "no toe, and the intent id as txn, when the intent has neither",
 			in:   func(in *intent.Intent) { in.Txn = ""; in.OccurredAt = nil },
 			checks: func(t *testing.T, c map[string]any) {
-				for _, k := range []string{"txn", "toe"} {
-					if _, ok := c[k]; ok {
-						t.Errorf("%s present", k)
-					}
+				if _, ok := c["toe"]; ok {
+					t.Error("toe present")
+				}
+				if c["txn"] != "01JDX7Q2-user-42-revoked" {
+					t.Errorf("txn = %#v, want the intent id", c["txn"])
 				}
 			},
 		},

@@ -263,7 +263,7 @@ func (e *env) devReceiver(name string) *devReceiver {
 	jwks := signer.JWKS(e.key)
 	rc, err := receiver.New(receiver.Config{
 		NoAuth: true, Issuer: testIssuer, Audience: "https://" + name + ".example.org/",
-		Keys: &jwks, Quiet: true, RequireAccept: true,
+		Keys: &jwks, Quiet: true,
 	}, e.log)
 	if err != nil {
 		e.t.Fatal(err)

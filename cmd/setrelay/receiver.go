@@ -30,28 +30,43 @@ type receiverFlags struct {
 	algs       []string
 	mode       string
 	allowFrom  []string
+	check      string // --check FILE: verify SETs offline instead of serving
+	jsonOut    bool   // --json: one JSON verdict per line with --check
 }
 
 func newReceiverCmd() *cobra.Command {
 	var rf receiverFlags
 	cmd := &cobra.Command{
-		Use:   "receiver --issuer URL --audience AUD (--jwks-url URL | --jwks-file FILE | --pem FILE) [flags]",
-		Short: "Run a strict development SSF receiver, with fault injection",
+		Use:   "receiver --issuer URL --audience AUD (--jwks-url URL | --jwks-file FILE | --pem FILE) [--check FILE] [flags]",
+		Short: "Run a strict development SSF receiver, with fault injection, or check SETs offline",
 		Long: `Run a development Shared Signals receiver that checks what a strict real one
 checks, so a setup can be tested before it talks to the real receiver.
 
 It serves:
   POST /token    OAuth 2.0 client credentials (Basic or form client auth); the
                  same token is returned within its lifetime, as GOV.UK's does
-  POST /events   RFC 8935 push: verifies method, Content-Type, Accept, the
-                 bearer token, the signature (JWKS file or URL, or PEM), typ,
-                 alg, iss, aud, iat (seconds, not in the future), jti, events,
-                 subject placement, no sub/exp; flags a duplicate jti with
-                 different claims. Answers 202, or 400 with an RFC 8935 err
-  GET  /stats    counters as JSON: accepted, duplicates, violations by kind,
-                 rejections by code, token requests
+  POST /events   RFC 8935 push: checks the request, the JWS and the claims
+                 against the rules below. Answers 202, or 400 (401 for the
+                 bearer token, 403 for --allow-from) with an RFC 8935 JSON
+                 body {"err": ..., "description": ...} whose description
+                 names each broken rule and its section
+  GET  /stats    counters as JSON: accepted, duplicates, violations and
+                 warnings by rule, rejections by err code, token requests
   GET  /healthz
 
+With --check FILE it serves nothing: it reads compact SETs from FILE (one per
+line; "-" is standard input; blank lines and lines starting with # are
+skipped), runs the same checks (all but the HTTP-level ones) and prints one
+verdict per SET. A jti seen twice is checked as a retransmission would be.
+Exit status: 0 when every SET was accepted (warnings do not count unless
+--strict), 1 when any was rejected, 2 for bad flags or an unreadable file.
+
+Rules. MUST rules are rejections; SHOULD rules and the CAEP 1.0, RISC 1.0 and
+SSF 1.0 event definitions are warnings: the SET is accepted, the warning
+counted in /stats and logged once per kind with an example jti. --strict makes
+every warning a rejection, 400 invalid_request.
+
+` + rulesHelp() + `
 Faults for testing retries and dead letters are deterministic for a given
 --seed. When it stops (Ctrl-C) it prints the final /stats on stdout.
 
@@ -68,7 +83,11 @@ The client secret can come from --client-secret, --client-secret-file or the
 
   # Reject SETs whose txn starts with "bad-" (to see dead letters), down for 30s after 1m:
   setrelay receiver --issuer https://rp.example/ --audience aud --no-auth --jwks-file jwks.json \
-      --reject-txn-prefix bad- --down-after 1m --down-for 30s --quiet`,
+      --reject-txn-prefix bad- --down-after 1m --down-for 30s --quiet
+
+  # Check offline what a transmitter produced, strictly, one verdict per line:
+  setrelay receiver --check sets.txt --strict --mode sub_id \
+      --issuer https://rp.example/ --audience https://rcv.example/ --jwks-file jwks.json`,
 		Args: positional(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runReceiver(cmd, &rf)
@@ -91,7 +110,15 @@ The client secret can come from --client-secret, --client-secret-file or the
 	f.StringArrayVar(&rf.algs, "alg", nil, "allowed JWS algorithm (repeat; default RS256, PS256, ES256, ES384, EdDSA)")
 	f.StringVar(&rf.mode, "mode", string(receiver.SubjectEither), "where the subject must be: sub_id (SSF 1.0), in_event (RISC, GOV.UK) or either")
 	f.DurationVar(&c.ClockSkew, "clock-skew", time.Minute, "how far in the future iat may be")
-	f.BoolVar(&c.RequireAccept, "require-accept", false, "reject pushes without an Accept header (default: only count them)")
+	// --require-accept is kept so that existing scripts still run; the check
+	// it switched on is now always made.
+	f.Bool("require-accept", false, "no effect: a push without Accept is always rejected (RFC 8935 §2.1)")
+	_ = f.MarkDeprecated("require-accept", "a push without an Accept header is now always rejected (RFC 8935 §2.1 says MUST)")
+	f.Int64Var(&c.MaxBodyBytes, "max-body", 64<<10, "largest request body (one SET) accepted, in bytes")
+	f.BoolVar(&c.Strict, "strict", false, "turn every warning (SHOULD rules, event catalogue) into a rejection, 400 invalid_request")
+	f.StringArrayVar(&c.SubjectFormats, "subject-format", nil, "a proprietary subject identifier format agreed with the transmitter (SSF 1.0 §3.4; repeat for several)")
+	f.StringVar(&rf.check, "check", "", `check the compact SETs in this file ("-" for stdin) offline, print one verdict per SET, and exit`)
+	f.BoolVar(&rf.jsonOut, "json", false, "with --check: print each verdict as one JSON object per line")
 	f.StringArrayVar(&rf.allowFrom, "allow-from", nil, "source address or CIDR allowed to push (repeat); others get 403")
 	f.BoolVar(&c.Quiet, "quiet", false, "do not log a line per SET")
 	f.Uint64Var(&c.Seed, "seed", 1, "seed of the fault generator: equal seeds give equal faults")
@@ -144,8 +171,14 @@ func runReceiver(cmd *cobra.Command, rf *receiverFlags) error {
 		}
 		c.AllowFrom = append(c.AllowFrom, p)
 	}
+	if rf.jsonOut && rf.check == "" {
+		problems = append(problems, "--json only applies with --check")
+	}
 	if len(problems) > 0 {
 		return usageErrorf("%d problem%s with the flags:\n  %s", len(problems), plural(len(problems)), strings.Join(problems, "\n  "))
+	}
+	if rf.check != "" {
+		return runReceiverCheck(cmd, c, rf.check, rf.jsonOut)
 	}
 	log, err := consoleLogger(cmd)
 	if err != nil {
@@ -187,4 +220,23 @@ func runReceiver(cmd *cobra.Command, rf *receiverFlags) error {
 	}
 	_, err = fmt.Fprintf(cmd.OutOrStdout(), "%s\n", stats)
 	return err
+}
+
+// rulesHelp lists the receiver's rules for --help, from the receiver's own
+// table, so the help cannot drift from what is checked.
+func rulesHelp() string {
+	var b strings.Builder
+	for _, sev := range []receiver.Severity{receiver.Reject, receiver.Warn} {
+		if sev == receiver.Reject {
+			b.WriteString("Rejections (rule, where it is stated: what it says):\n")
+		} else {
+			b.WriteString("Warnings:\n")
+		}
+		for _, r := range receiver.Rules() {
+			if r.Severity == sev {
+				fmt.Fprintf(&b, "  %-22s %s: %s\n", r.Kind, r.Section, r.Summary)
+			}
+		}
+	}
+	return b.String()
 }

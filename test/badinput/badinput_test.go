@@ -107,7 +107,7 @@ func TestBadInputCatalogue(t *testing.T) {
 	rcv, err := receiver.New(receiver.Config{
 		ClientID: clientID, ClientSecret: clientSecret,
 		Issuer: issuer, Audience: audience, Keys: &jwks,
-		SubjectMode: receiver.SubjectSubID, RequireAccept: true, Quiet: true,
+		SubjectMode: receiver.SubjectSubID, Quiet: true,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
