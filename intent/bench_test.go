@@ -12,6 +12,7 @@ var benchIntent = []byte(`{
   "id": "01JDQ8K6Z3W9V4X2N7M5P1R0TA",
   "type": "caep.credential-change",
   "subject": {
+    "format": "complex",
     "user": {"format": "email", "email": "alice@example.com"},
     "tenant": {"format": "opaque", "id": "tenant-8f3a2c"}
   },

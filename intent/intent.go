@@ -24,8 +24,9 @@
 // are free-form objects.
 //
 // The subject is an RFC 9493 / SSF 1.0 subject identifier (format plus
-// exactly that format's members), an SSF complex subject (members user,
-// device, session, application, tenant, org_unit, group; no format), or,
+// exactly that format's members), an SSF 1.0 complex subject ("format":
+// "complex" plus members such as user, device, session, application,
+// tenant, org_unit and group, each a simple identifier), or,
 // deprecated and only so the GOV.UK seed example can be reproduced, the
 // legacy RISC form {"subject_type": "iss-sub", "iss": ..., "sub": ...}.
 // SSF stream events (ssf.verification, ssf.stream-updated) need no subject.

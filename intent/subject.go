@@ -33,10 +33,21 @@ var subjectFormats = map[string]subjectFormat{
 	"ip-addresses":      {members: []string{"ip-addresses"}},
 }
 
+// A note on sources, checked against the final texts: RFC 9493 section 3.2
+// defines account, email, iss_sub, opaque, phone_number, did, uri and
+// aliases; SSF 1.0 section 3.5 adds jwt_id (iss, jti), saml_assertion_id
+// (issuer, assertion_id) and ip-addresses (an array of RFC 4001 address
+// strings). RFC 9493 section 3 forbids members a format does not describe.
+// Proprietary formats, which SSF 1.0 section 3.4 allows "agreed to between
+// parties", are refused: setrelay cannot know what each receiver agreed to,
+// and a typo in a format name would otherwise be signed and sent.
+
 // formatNames is the list shown in errors.
 const formatNames = "account, email, phone_number, iss_sub, opaque, aliases, did, uri, jwt_id, saml_assertion_id, ip-addresses"
 
-// complexMembers are the members of an SSF 1.0 complex subject (section 3.3).
+// complexMembers are the member names SSF 1.0 section 3.3 defines for a
+// complex subject. The section also lets a complex subject use other member
+// names, so these are the documented ones, not the only ones allowed.
 var complexMembers = []string{"user", "device", "session", "application", "tenant", "org_unit", "group"}
 
 func isComplexMember(k string) bool {
@@ -48,11 +59,18 @@ func isComplexMember(k string) bool {
 	return false
 }
 
+// formatComplex is the format of an SSF 1.0 complex subject (section 3.3).
+const formatComplex = "complex"
+
 // validateSubject checks the intent's subject: a simple identifier with a
-// format, a complex subject, or the legacy RISC form that the seed page
-// uses ("subject_type": "iss-sub").
+// format, a complex subject ("format": "complex"), or the legacy RISC form
+// that the seed page uses ("subject_type": "iss-sub").
 func validateSubject(s map[string]any, path string, p *problems) {
-	if _, ok := s["format"]; ok {
+	if fv, ok := s["format"]; ok {
+		if f, _ := fv.(string); f == formatComplex {
+			validateComplex(s, path, p)
+			return
+		}
 		validateIdentifier(s, path, true, p)
 		return
 	}
@@ -62,12 +80,28 @@ func validateSubject(s map[string]any, path string, p *problems) {
 	}
 	for k := range s {
 		if isComplexMember(k) {
-			validateComplex(s, path, p)
+			// The SSF drafts told a complex subject by the absence of
+			// "format"; the final text (section 3.3) gives it
+			// "format": "complex", and receivers written to it look for
+			// that value, so the draft form is refused rather than
+			// signed as something they may misread.
+			p.add(join(path, "format"), `required: a complex subject needs "format": "complex" (SSF 1.0 section 3.3); add it beside `+
+				strings.Join(sortedMemberNames(s), ", "))
 			return
 		}
 	}
 	p.add(join(path, "format"), "required: a subject identifier needs a format ("+formatNames+
-		"), or members "+strings.Join(complexMembers, ", ")+" for a complex subject")
+		`), or "format": "complex" with members such as `+strings.Join(complexMembers, ", ")+" for a complex subject")
+}
+
+// sortedMemberNames returns the member names of m in sorted order, at most
+// eight of them, for an error message.
+func sortedMemberNames(m map[string]any) []string {
+	names := unknownKeys(m, func(string) bool { return false })
+	if len(names) > 8 {
+		names = append(names[:8:8], "...")
+	}
+	return names
 }
 
 // validateLegacySubject accepts the RISC draft form {"subject_type":
@@ -88,22 +122,33 @@ func validateLegacySubject(st any, s map[string]any, path string, p *problems) {
 	requireString(s, "sub", path, p)
 }
 
+// validateComplex checks an SSF 1.0 complex subject (section 3.3): "format":
+// "complex" and one or more members, each a simple subject identifier. The
+// seven names of section 3.3 are the usual ones; section 3.3 also allows
+// others ("Additional Subject Member names MAY be used"), so any name is
+// accepted whose value is a valid identifier. A name appears at most once:
+// Decode refuses repeated member names everywhere. A member may not itself
+// be a complex subject, because section 3.3 makes every member a simple
+// subject.
 func validateComplex(s map[string]any, path string, p *problems) {
-	for _, k := range unknownKeys(s, isComplexMember) {
-		p.add(join(path, k), "unknown member of a complex subject; allowed: "+strings.Join(complexMembers, ", ")+
-			` (a complex subject has no "format")`)
+	if len(s) == 1 {
+		p.add(path, `a complex subject needs at least one member besides "format", such as `+strings.Join(complexMembers, ", ")+
+			` (SSF 1.0 section 3.3)`)
+		return
 	}
-	for _, k := range complexMembers {
-		v, ok := s[k]
-		if !ok {
-			continue
-		}
+	for _, k := range unknownKeys(s, func(k string) bool { return k == "format" }) {
+		mp := join(path, k)
+		v := s[k]
 		id, ok := asMap(v)
 		if !ok {
-			p.add(join(path, k), "must be a subject identifier object, got "+jsonKind(v))
+			p.add(mp, "must be a subject identifier object like {\"format\": \"opaque\", \"id\": \"...\"}, got "+jsonKind(v))
 			continue
 		}
-		validateIdentifier(id, join(path, k), true, p)
+		if f, _ := id["format"].(string); f == formatComplex {
+			p.add(join(mp, "format"), `a complex subject's members are simple subject identifiers; "complex" cannot nest (SSF 1.0 section 3.3)`)
+			continue
+		}
+		validateIdentifier(id, mp, true, p)
 	}
 }
 
@@ -123,8 +168,8 @@ func validateIdentifier(id map[string]any, path string, allowAliases bool, p *pr
 	f, ok := subjectFormats[format]
 	if !ok {
 		hint := ""
-		if isComplexMember(format) || format == "complex" {
-			hint = `; a complex subject has no "format", only members ` + strings.Join(complexMembers, ", ")
+		if isComplexMember(format) {
+			hint = `; for a complex subject use "format": "complex" with a ` + quote(format) + ` member`
 		}
 		p.add(join(path, "format"), "unknown format "+quote(format)+"; use one of "+formatNames+hint)
 		return
@@ -248,7 +293,7 @@ func checkPhone(m map[string]any, path string, p *problems) {
 		ok = s[i] >= '0' && s[i] <= '9'
 	}
 	if !ok {
-		p.add(join(path, "phone_number"), quote(s)+` is not an E.164 number like "+12065550100" ("+", then up to 15 digits)`)
+		p.add(join(path, "phone_number"), quote(s)+` is not an E.164 number like "+12065550100" ("+", then up to 15 digits, no spaces or punctuation)`)
 	}
 }
 
