@@ -23,6 +23,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		f.Add(b, true)
 	}
+	f.Add(manyProblems(), false)
 	f.Fuzz(func(t *testing.T, data []byte, allowPrivate bool) {
 		opts := Options{AllowPrivateTypes: allowPrivate}
 		in, err := Decode(data, opts)
@@ -30,6 +31,19 @@ func FuzzDecode(f *testing.F) {
 			var ve *ValidationError
 			if !errors.As(err, &ve) || len(ve.Errors) == 0 {
 				t.Fatalf("rejection is not a non-empty *ValidationError: %#v", err)
+			}
+			// The error is bounded whatever the input: it goes into logs
+			// and dead letters.
+			if n := len(err.Error()); n > MaxErrorLength {
+				t.Fatalf("error is %d bytes, over MaxErrorLength %d", n, MaxErrorLength)
+			}
+			if len(ve.Errors) > MaxProblems {
+				t.Fatalf("%d problems listed, over MaxProblems", len(ve.Errors))
+			}
+			for _, fe := range ve.Errors {
+				if len(fe.Field) > MaxFieldLength || len(fe.Problem) > MaxProblemLength {
+					t.Fatalf("problem too long: field %d bytes, problem %d bytes", len(fe.Field), len(fe.Problem))
+				}
 			}
 			if in != nil {
 				t.Fatal("Decode returned an intent with an error")

@@ -50,6 +50,12 @@ type DeadLetter struct {
 	// ReplayOf is the DLQ sequence this intent was replayed from, when a
 	// replay failed again; it links the chain of dead letters.
 	ReplayOf uint64
+	// IntentSize is the length of the intent when its bytes were dropped
+	// to fit the dead letter in a NATS message (see FitDeadLetter).
+	IntentSize int
+	// Trimmed names the fields cut to fit the dead letter in a NATS
+	// message, in the order they were cut (see FitDeadLetter).
+	Trimmed []string
 }
 
 // deadLetterJSON is the wire form; the intent is spliced in by MarshalJSON.
@@ -68,6 +74,8 @@ type deadLetterJSON struct {
 	IntentID     string    `json:"intent_id,omitempty"`
 	Errors       []string  `json:"errors,omitempty"`
 	ReplayOf     uint64    `json:"replay_of,omitempty"`
+	IntentSize   int       `json:"intent_size,omitempty"`
+	Trimmed      []string  `json:"trimmed,omitempty"`
 	IntentB64    []byte    `json:"intent_b64,omitempty"`
 	// Intent is only used when decoding; encoding splices the raw bytes.
 	Intent json.RawMessage `json:"intent,omitempty"`
@@ -82,6 +90,7 @@ func (dl DeadLetter) MarshalJSON() ([]byte, error) {
 		Description: dl.Description, Body: dl.Body, Attempts: dl.Attempts,
 		FirstAttempt: dl.FirstAttempt, LastAttempt: dl.LastAttempt, StreamSeq: dl.StreamSeq,
 		IntentID: dl.IntentID, Errors: dl.Errors, ReplayOf: dl.ReplayOf,
+		IntentSize: dl.IntentSize, Trimmed: dl.Trimmed,
 	}
 	inline := len(dl.Intent) > 0 && inlineJSON(dl.Intent)
 	if len(dl.Intent) > 0 && !inline {
@@ -112,6 +121,7 @@ func (dl *DeadLetter) UnmarshalJSON(data []byte) error {
 		Description: w.Description, Body: w.Body, Attempts: w.Attempts,
 		FirstAttempt: w.FirstAttempt, LastAttempt: w.LastAttempt, StreamSeq: w.StreamSeq,
 		IntentID: w.IntentID, Errors: w.Errors, ReplayOf: w.ReplayOf,
+		IntentSize: w.IntentSize, Trimmed: w.Trimmed,
 	}
 	switch {
 	case len(w.IntentB64) > 0:
@@ -150,22 +160,26 @@ func DeadLetterMsgID(receiver string, streamSeq uint64) string {
 // PublishDeadLetter stores dl on setrelay.dlq.<receiver> and waits for the
 // ack. Only after it returns nil may the worker Term the original message:
 // a crash in between duplicates a dead letter (deduplicated within the
-// window) but never loses one.
+// window) but never loses one. The record is fitted to the connection's
+// real maximum payload first (FitDeadLetter), so an oversized dead letter
+// is trimmed rather than refused by the server on every attempt; only a
+// budget too small for the untrimmable fields gives ErrDeadLetterTooLarge.
 func PublishDeadLetter(ctx context.Context, js jetstream.JetStream, dl DeadLetter) error {
 	if dl.Receiver == "" || dl.Reason == "" {
 		return errors.New("queue: dead letter needs a receiver and a reason")
 	}
-	data, err := json.Marshal(dl)
-	if err != nil {
-		return err
-	}
-	msg := &nats.Msg{Subject: DLQSubject(dl.Receiver), Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: DLQSubject(dl.Receiver), Header: nats.Header{}}
 	if dl.StreamSeq > 0 {
 		msg.Header.Set(jetstream.MsgIDHeader, DeadLetterMsgID(dl.Receiver, dl.StreamSeq))
 	}
 	if tp := Traceparent(ctx); tp != "" {
 		msg.Header.Set(HeaderTraceparent, tp)
 	}
+	data, _, err := FitDeadLetter(dl, payloadBudget(js.Conn(), msg.Header))
+	if err != nil {
+		return err
+	}
+	msg.Data = data
 	if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectStream(DLQStream)); err != nil {
 		return fmt.Errorf("queue: store dead letter for intent %q (receiver %q, seq %d): %w", dl.IntentID, dl.Receiver, dl.StreamSeq, err)
 	}

@@ -103,7 +103,7 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 		dl := queue.DeadLetter{Reason: ReasonInvalidIntent, Description: err.Error()}
 		var ve *intent.ValidationError
 		if errors.As(err, &ve) {
-			dl.Errors = ve.Problems()
+			dl.Description, dl.Errors = ve.Summary(), ve.Problems() // the list is stored once, in errors
 		}
 		p.deadLetter(ctx, r, &j, dl)
 		return
