@@ -184,6 +184,14 @@ func TestBadInputCatalogue(t *testing.T) {
 			if !strings.Contains(dl.Description, c.want) {
 				t.Errorf("description %q does not contain %q", dl.Description, c.want)
 			}
+			// The list is stored once, in errors; the description names
+			// the first problem and counts the rest.
+			if len(dl.Errors) > 1 && strings.Contains(dl.Description, dl.Errors[1]) {
+				t.Errorf("description %.200q repeats the errors list", dl.Description)
+			}
+			if len(dl.Errors) > intent.MaxProblems+1 {
+				t.Errorf("%d errors kept, over intent.MaxProblems", len(dl.Errors))
+			}
 			if lat > deadLetterBound {
 				t.Errorf("dead-lettered %v after publish, want under %v", lat, deadLetterBound)
 			}

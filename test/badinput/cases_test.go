@@ -27,6 +27,13 @@ func withSubject(id, subject string) []byte {
 	return []byte(`{"id":"` + id + `","type":"caep.session-revoked","subject":` + subject + `}`)
 }
 
+// manyReceivers is the 65,534-byte intent of issue 11: every receiver a
+// number, so every element is a problem.
+func manyReceivers() []byte {
+	head := `{"id":"x","type":"caep.session-revoked","receivers":[`
+	return []byte(head + strings.Repeat("0,", (65534-len(head)-2-1)/2) + `0]}`)
+}
+
 // badCases is the catalogue. Every row must end in the dead-letter stream
 // with reason invalid_intent and an error containing want.
 func badCases() []badCase {
@@ -104,6 +111,9 @@ func badCases() []badCase {
 		{"control_char_in_string", []byte(`{"id":"bad-54","type":"caep.session-revoked","subject":{"format":"email","email":"al` + "\n" + `ice@example.com"}}`), "subject.email: invalid JSON at byte 84: control character in string", false},
 		{"single_quotes", []byte(`{'id':'bad-55','type':'caep.session-revoked'}`), "expected a member name in double quotes", false},
 		{"smart_quotes", []byte(`{"id":“bad-57”,"type":"caep.session-revoked","subject":` + emailSubj + `}`), "id: invalid JSON at byte 6: unexpected character '“'", false},
+		// Issue 11: 32,718 problems in 65,534 bytes. The dead letter keeps
+		// the first 50 (in errors only) and the bytes, and fits.
+		{"receivers_32718_numbers", manyReceivers(), "receivers[0]: must be a receiver name string, got number", false},
 		{"numbers_nan", []byte(`{"id":"bad-56","type":"caep.session-revoked","subject":` + emailSubj + `,"event":{"x":NaN}}`), "event.x: invalid JSON at byte 115: unexpected character 'N'", false},
 	}
 }
