@@ -156,6 +156,13 @@ func TestDecodeRules(t *testing.T) {
 		{"extra_events array", withSubject("caep.session-revoked", `"extra_events":[]`), Options{}, "extra_events", "must be an object"},
 		{"extra_events relative key", withSubject("caep.session-revoked", `"extra_events":{"eventMetadata":{}}`), Options{}, "extra_events.eventMetadata", "absolute event-type URI"},
 		{"extra_events value", withSubject("caep.session-revoked", `"extra_events":{"https://e.example/x":1}`), Options{}, `extra_events["https://e.example/x"]`, "must be an object"},
+		{"extra_events catalogue type members checked", withSubject("caep.session-revoked", `"extra_events":{"`+CAEPPrefix+`credential-change":{"credential_type":"password"}}`), Options{}, `extra_events["` + CAEPPrefix + `credential-change"].change_type`, "required for caep.credential-change"},
+		{"extra_events catalogue enum checked", withSubject("caep.session-revoked", `"extra_events":{"`+RISCPrefix+`account-disabled":{"reason":"boredom"}}`), Options{}, `extra_events["` + RISCPrefix + `account-disabled"].reason`, `"boredom" is not allowed`},
+		{"extra_events OpenID typo", withSubject("caep.session-revoked", `"extra_events":{"`+CAEPPrefix+`credential-chang":{}}`), Options{}, `extra_events["` + CAEPPrefix + `credential-chang"]`, "is not a CAEP 1.0, RISC 1.0 or SSF 1.0 event type"},
+		{"extra_events private type not enabled", withSubject("caep.session-revoked", `"extra_events":{"https://e.example/x":{}}`), Options{}, `extra_events["https://e.example/x"]`, "private types are not enabled"},
+		{"extra_events alias key", withSubject("caep.session-revoked", `"extra_events":{"caep.credential-change":{}}`), Options{}, `extra_events["caep.credential-change"]`, `use "` + CAEPPrefix + `credential-change"`},
+		{"extra_events subject in catalogue type", withSubject("caep.session-revoked", `"extra_events":{"`+RISCPrefix+`account-purged":{"subject":{"format":"opaque","id":"x"}}}`), Options{}, `extra_events["` + RISCPrefix + `account-purged"].subject`, "not allowed"},
+		{"extra_events subject in GOV.UK type", withSubject("caep.session-revoked", `"extra_events":{"`+GOVUKPrefix+`eventMetadata":{"subject":{"format":"opaque","id":"x"}}}`), Options{}, `extra_events["` + GOVUKPrefix + `eventMetadata"].subject`, "not allowed"},
 		{"extra_events repeats main", withSubject("caep.session-revoked", `"extra_events":{"`+CAEPPrefix+`session-revoked":{}}`), Options{}, `extra_events["` + CAEPPrefix + `session-revoked"]`, "repeats the main event type"},
 
 		// document level

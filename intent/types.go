@@ -234,6 +234,20 @@ func ResolveType(name string) (uri string, known bool) {
 	return name, false
 }
 
+// companionTypes are extra-event types that describe the main event rather
+// than being events of their own: GOV.UK One Login puts eventMetadata next
+// to the event it is about. A receiver that takes the main event takes
+// these with it; any other extra event must pass the receiver's own event
+// filter, as a main event would.
+var companionTypes = map[string]bool{
+	GOVUKPrefix + "eventMetadata": true,
+}
+
+// IsCompanionType reports whether uri is a companion extra-event type (see
+// companionTypes): metadata sent beside a main event, which every receiver
+// of the main event accepts.
+func IsCompanionType(uri string) bool { return companionTypes[uri] }
+
 // reservedNamespace reports whether uri lies in a namespace the OpenID
 // specifications own. An unknown type there is almost surely a typo of a
 // real one, so it is rejected rather than sent as a private type.

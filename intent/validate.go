@@ -94,7 +94,7 @@ func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
 		}
 	}
 	if !skip.has("event") && et != nil {
-		validateEvent(et, in.Event, p)
+		validateEvent(et, in.Event, "event", p)
 	}
 	if !skip.has("occurred_at") && in.OccurredAt != nil && (in.OccurredAt.Year() < 0 || in.OccurredAt.Year() > 9999) {
 		// RFC 3339 has four-digit years, and time.Time refuses to marshal others.
@@ -108,16 +108,55 @@ func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
 	}
 	if !skip.has("extra_events") {
 		for _, k := range sortedKeys(in.ExtraEvents) {
-			switch {
-			case !isAbsoluteURI(k):
-				p.add(join("extra_events", k), "key must be an absolute event-type URI like "+quote(GOVUKPrefix+"eventMetadata"))
-			case in.EventType != "" && k == in.EventType:
-				p.add(join("extra_events", k), "repeats the main event type; put its members in event instead")
-			case in.ExtraEvents[k] == nil:
-				p.add(join("extra_events", k), "must be an object (use {} for no members)")
-			}
+			validateExtra(k, in.ExtraEvents[k], in.EventType, opts, p)
 		}
 	}
+}
+
+// validateExtra checks one extra_events entry like a main event: its key is
+// resolved as a type (a catalogue type has its members checked; an unknown
+// type in the OpenID namespaces is a typo; a private type needs private
+// types enabled), and it may not carry a subject, which setrelay places per
+// receiver. Which receivers get it is decided per receiver when the SET is
+// built (see AcceptsExtra).
+func validateExtra(k string, ev map[string]any, mainType string, opts Options, p *problems) {
+	path := join("extra_events", k)
+	switch {
+	case !isAbsoluteURI(k):
+		msg := "key must be an absolute event-type URI like " + quote(GOVUKPrefix+"eventMetadata")
+		if t, ok := byName[k]; ok {
+			msg += "; for " + quote(k) + " use " + quote(t.URI)
+		}
+		p.add(path, msg)
+		return
+	case mainType != "" && k == mainType:
+		p.add(path, "repeats the main event type; put its members in event instead")
+		return
+	case ev == nil:
+		p.add(path, "must be an object (use {} for no members)")
+		return
+	}
+	if et, ok := byName[k]; ok {
+		validateEvent(et, ev, path, p)
+		return
+	}
+	switch {
+	case reservedNamespace(k):
+		p.add(path, quote(k)+" is not a CAEP 1.0, RISC 1.0 or SSF 1.0 event type; check the spelling")
+		return
+	case isGOVUK(k):
+	case !opts.AllowPrivateTypes:
+		p.add(path, quote(k)+" is a private event type, and private types are not enabled; use a CAEP/RISC/SSF or GOV.UK type or enable private types")
+		return
+	}
+	if _, ok := ev["subject"]; ok {
+		p.add(join(path, "subject"), "not allowed: the SET's subject is the top-level subject, placed per receiver")
+	}
+}
+
+// isGOVUK reports whether uri is in GOV.UK One Login's event vocabulary.
+func isGOVUK(uri string) bool {
+	return strings.HasPrefix(uri, GOVUKPrefix) && len(uri) > len(GOVUKPrefix)
 }
 
 func validateID(id string, p *problems) {
@@ -163,7 +202,7 @@ func (in *Intent) resolveType(opts Options, p *problems) *eventType {
 		p.add("type", quote(name)+" is not a CAEP 1.0, RISC 1.0 or SSF 1.0 event type; check the spelling")
 		return nil
 	}
-	if strings.HasPrefix(name, GOVUKPrefix) && len(name) > len(GOVUKPrefix) {
+	if isGOVUK(name) {
 		in.EventType = name
 		return nil
 	}
@@ -175,19 +214,25 @@ func (in *Intent) resolveType(opts Options, p *problems) *eventType {
 	return nil
 }
 
-func validateEvent(et *eventType, ev map[string]any, p *problems) {
+// validateEvent checks an event object of a catalogue type at path
+// ("event", or an extra_events entry).
+func validateEvent(et *eventType, ev map[string]any, path string, p *problems) {
 	if _, ok := ev["subject"]; ok {
-		p.add("event.subject", "not allowed: put the subject in the top-level subject; setrelay places it per receiver")
+		p.add(join(path, "subject"), "not allowed: put the subject in the top-level subject; setrelay places it per receiver")
 	}
 	for _, m := range et.members {
+		mp := m.path // precomputed for the main event, so valid intents build no paths
+		if path != "event" {
+			mp = join(path, m.name)
+		}
 		v, ok := ev[m.name]
 		if !ok {
 			if m.required {
-				p.add(join("event", m.name), "required for "+et.Alias+describeKind(m))
+				p.add(mp, "required for "+et.Alias+describeKind(m))
 			}
 			continue
 		}
-		checkMember(m, v, m.path, p)
+		checkMember(m, v, mp, p)
 	}
 }
 

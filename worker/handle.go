@@ -129,6 +129,7 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 		return
 	}
 
+	in = p.acceptedExtras(r, &j, in) // extra events follow r's filter too (extras.go)
 	// iat is the time JetStream stored the intent, so a redelivery
 	// re-signs byte-identical claims with the same jti.
 	claims, err := set.Build(in, r.Profile, set.Options{IssuedAt: j.stored, ReplayOf: j.replayOf})

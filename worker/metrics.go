@@ -19,6 +19,9 @@ type metrics struct {
 	pending     *prometheus.GaugeVec
 	pauses      *prometheus.CounterVec
 	pulls       *prometheus.CounterVec
+	// extraOmitted counts extra events left out of a receiver's SETs
+	// because the receiver did not ask for their types (see extras.go).
+	extraOmitted *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -65,6 +68,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "setrelay", Name: "pull_requests_total",
 			Help: "Pull requests sent to the receiver's consumer; compare with deliveries to see the batch size.",
 		}, []string{"receiver"}),
+		extraOmitted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "extra_events_omitted_total",
+			Help: "Extra events (an intent's extra_events) left out of the receiver's SETs because it did not ask for their types.",
+		}, []string{"receiver"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -100,6 +107,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.pulls, err = promreg.Register(reg, m.pulls); err != nil {
 		return nil, err
 	}
+	if m.extraOmitted, err = promreg.Register(reg, m.extraOmitted); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -109,7 +119,7 @@ type receiverMetrics struct {
 	delivered, deadLettered, skipped prometheus.Counter
 	pubToDeliv, attempts             prometheus.Observer
 	paused, pending                  prometheus.Gauge
-	pauses, pulls                    prometheus.Counter
+	pauses, pulls, extraOmitted      prometheus.Counter
 	retries, deadLetters             *prometheus.CounterVec
 	name                             string
 }
@@ -125,6 +135,7 @@ func (m *metrics) forReceiver(name string) receiverMetrics {
 		pending:      m.pending.WithLabelValues(name),
 		pauses:       m.pauses.WithLabelValues(name),
 		pulls:        m.pulls.WithLabelValues(name),
+		extraOmitted: m.extraOmitted.WithLabelValues(name),
 		retries:      m.retries,
 		deadLetters:  m.deadLetters,
 		name:         name,
