@@ -101,11 +101,12 @@ type ReplayResult struct {
 // uses ordered (ephemeral) consumers and direct gets on SETRELAY_DLQ, so it
 // never touches the receivers' consumers.
 type DLQ struct {
-	js jetstream.JetStream
+	js   jetstream.JetStream
+	keys *ReplayKeys
 }
 
 // NewDLQ returns the dead-letter operations on js.
-func NewDLQ(js jetstream.JetStream) *DLQ { return &DLQ{js: js} }
+func NewDLQ(js jetstream.JetStream) *DLQ { return &DLQ{js: js, keys: NewReplayKeys(js)} }
 
 // List returns the dead letters matching f, oldest first.
 func (d *DLQ) List(ctx context.Context, f Filter) ([]StoredDeadLetter, error) {
@@ -219,8 +220,9 @@ func (d *DLQ) Get(ctx context.Context, seq uint64) (StoredDeadLetter, error) {
 }
 
 // Replay re-queues the dead letter's original intent bytes for its receiver
-// only, on setrelay.replay.<receiver>, with Setrelay-Replay-Of = seq and a
-// Nats-Msg-Id derived from (receiver, seq). It waits for the publish ack and
+// only, on setrelay.replay.<receiver>, with Setrelay-Replay-Of = seq, its
+// Setrelay-Replay-Mac (see ReplayKeys) and a Nats-Msg-Id derived from
+// (receiver, seq). It waits for the publish ack and
 // only then deletes the dead letter, so a crash in between can duplicate the
 // replay (deduplicated within the window) but never lose the dead letter.
 func (d *DLQ) Replay(ctx context.Context, seq uint64) (ReplayResult, error) {
@@ -242,8 +244,15 @@ func (d *DLQ) Replay(ctx context.Context, seq uint64) (ReplayResult, error) {
 		return res, fmt.Errorf("queue: replay %d: receiver %q has no consumer %s (is it still configured and provisioned?): %w",
 			seq, sdl.Receiver, ConsumerName(sdl.Receiver), err)
 	}
+	// The MAC proves to the worker that this replay was made here, from
+	// this dead letter of this receiver, with these bytes (replayauth.go).
+	mac, err := d.keys.Sign(ctx, sdl.Receiver, seq, sdl.Intent)
+	if err != nil {
+		return res, fmt.Errorf("queue: replay %d: %w", seq, err)
+	}
 	hdr := nats.Header{}
 	hdr.Set(HeaderReplayOf, strconv.FormatUint(seq, 10))
+	hdr.Set(HeaderReplayMAC, mac)
 	msg, err := intentMsg(ctx, ReplaySubject(sdl.Receiver), ReplayMsgID(sdl.Receiver, seq), sdl.Intent, hdr)
 	if err != nil {
 		return res, err

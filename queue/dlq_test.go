@@ -209,6 +209,26 @@ func TestDLQReplayRequeuesForItsReceiverThenDeletes(t *testing.T) {
 	if of, ok := queue.ReplayOf(m.Headers()); !ok || of != dlqSeq {
 		t.Errorf("ReplayOf = %d, %v; want %d", of, ok, dlqSeq)
 	}
+	// The replay is signed for acme, this dead letter and these bytes, and
+	// for nothing else.
+	keys := queue.NewReplayKeys(env.js)
+	if seq, err := keys.Verify(ctxT(t), "acme", m.Headers(), m.Data()); err != nil || seq != dlqSeq {
+		t.Errorf("Verify(acme) = %d, %v; want %d", seq, err, dlqSeq)
+	}
+	if _, err := keys.Verify(ctxT(t), "govuk", m.Headers(), m.Data()); !errors.Is(err, queue.ErrInvalidReplay) {
+		t.Errorf("Verify(govuk) = %v, want ErrInvalidReplay", err)
+	}
+	if _, err := keys.Verify(ctxT(t), "acme", m.Headers(), append([]byte(" "), m.Data()...)); !errors.Is(err, queue.ErrInvalidReplay) {
+		t.Errorf("Verify(other bytes) = %v, want ErrInvalidReplay", err)
+	}
+	steered := nats.Header{}
+	for k, v := range m.Headers() {
+		steered[k] = v
+	}
+	steered.Set(queue.HeaderReplayOf, strconv.FormatUint(dlqSeq+1, 10))
+	if _, err := keys.Verify(ctxT(t), "acme", steered, m.Data()); !errors.Is(err, queue.ErrInvalidReplay) {
+		t.Errorf("Verify(other Replay-Of) = %v, want ErrInvalidReplay", err)
+	}
 	if msgs := fetchAll(t, env.js, "govuk", 1, 300*time.Millisecond); len(msgs) != 0 {
 		t.Error("replay for acme reached govuk")
 	}
@@ -328,5 +348,24 @@ func TestReplayOfHeader(t *testing.T) {
 		if got, ok := queue.ReplayOf(h); got != tt.want || ok != tt.wantOK {
 			t.Errorf("ReplayOf(%q) = %d, %v", tt.value, got, ok)
 		}
+	}
+}
+
+// TestReplayKeyProvisionedOnce: every Provision keeps the first key, so
+// processes provisioning side by side and restarts agree on it, and replays
+// signed before a restart still verify.
+func TestReplayKeyProvisionedOnce(t *testing.T) {
+	cfg := testConfig(t)
+	env := startEnv(t, cfg, "acme")
+	before, err := queue.NewReplayKeys(env.js).Sign(ctxT(t), "acme", 1, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"acme"}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := queue.NewReplayKeys(env.js).Sign(ctxT(t), "acme", 1, []byte("x"))
+	if err != nil || after != before {
+		t.Fatalf("key changed on provisioning again: %q then %q (%v)", before, after, err)
 	}
 }

@@ -171,7 +171,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 	if err != nil {
 		return fmt.Errorf("queue: provision stream %s: %w", DLQStream, err)
 	}
-	return nil
+	return provisionReplayKey(ctx, js, cfg)
 }
 
 // provisionAttemptTimeout bounds one JetStream API request while

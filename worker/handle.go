@@ -113,12 +113,14 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 	if subj := msg.Subject(); strings.HasPrefix(subj, queue.ReplaySubjectPrefix) {
 		// A replay is addressed to one receiver by an operator: it
 		// bypasses the type and receivers filters, which let it through
-		// the first time anyway.
+		// the first time anyway. So it must be authentic (replay.go).
 		if subj != r.replaySubject {
 			p.skip(r, &j)
 			return
 		}
-		j.replayOf = msg.Headers().Get(queue.HeaderReplayOf)
+		if !p.authenticReplay(ctx, r, &j) {
+			return
+		}
 	} else if !r.wants(in) {
 		p.skip(r, &j)
 		return

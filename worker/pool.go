@@ -25,6 +25,8 @@ type Pool struct {
 	jitter func() float64
 	m      *metrics
 	rcvs   []*rcv
+	// replayKeys checks that replays are what `dlq replay` made (replay.go).
+	replayKeys *queue.ReplayKeys
 
 	// sem holds one token per message being worked on. A fetch loop takes
 	// a token before it asks the server for a message, so the process never
@@ -59,7 +61,7 @@ func New(cfg Config, d Deps) (*Pool, error) {
 	if cfg.InfoInterval <= 0 {
 		cfg.InfoInterval = DefaultInfoInterval
 	}
-	p := &Pool{cfg: cfg, js: d.JS, log: d.Log, now: d.Now, jitter: d.Jitter}
+	p := &Pool{cfg: cfg, js: d.JS, log: d.Log, now: d.Now, jitter: d.Jitter, replayKeys: queue.NewReplayKeys(d.JS)}
 	if p.log == nil {
 		p.log = zap.NewNop()
 	}
