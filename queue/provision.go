@@ -135,8 +135,10 @@ func limit(n int64) int64 {
 	return n
 }
 
-// Provision creates or updates both streams and one durable consumer per
-// receiver. It is idempotent and safe to run from every process at start-up.
+// Provision creates or updates both streams, one durable consumer per
+// receiver, and the replay key bucket with its key (created once; see
+// ReplayKeys). It is idempotent and safe to run from every process at
+// start-up.
 // Consumers of receivers no longer configured are left in place, because
 // deleting one would drop that receiver's backlog: callers report them with
 // OrphanConsumers and remove them with DeleteReceiver once truly gone.
