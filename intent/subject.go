@@ -138,6 +138,10 @@ func validateComplex(s map[string]any, path string, p *problems) {
 	}
 	for _, k := range unknownKeys(s, func(k string) bool { return k == "format" }) {
 		mp := join(path, k)
+		if k == "" {
+			p.add(mp, "a complex subject member needs a name, such as "+strings.Join(complexMembers, ", "))
+			continue
+		}
 		v := s[k]
 		id, ok := asMap(v)
 		if !ok {

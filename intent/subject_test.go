@@ -62,6 +62,7 @@ func TestSubjectFormats(t *testing.T) {
 		{"complex ip member", `{"format":"complex","device":{"format":"ip-addresses","ip-addresses":["192.0.2.1"]}}`, "", ""},
 		{"complex draft form without format", `{"user":{"format":"opaque","id":"u"},"tenant":{"format":"opaque","id":"t"}}`, "subject.format", `needs "format": "complex"`},
 		{"complex repeated member name", `{"format":"complex","user":{"format":"opaque","id":"u"},"user":{"format":"opaque","id":"v"}}`, "subject.user", "duplicate member"},
+		{"complex empty member name", `{"format":"complex","":{"format":"opaque","id":"u"}}`, `subject[""]`, "needs a name"},
 		{"complex no members", `{"format":"complex"}`, "subject", "at least one member"},
 		{"complex nested complex", `{"format":"complex","user":{"format":"complex","device":{"format":"opaque","id":"d"}}}`, "subject.user.format", "cannot nest"},
 		{"complex member not identifier", `{"format":"complex","user":"alice@example.com"}`, "subject.user", "must be a subject identifier object"},
