@@ -352,6 +352,20 @@ receivers:
 		dls, err := dlq.List(ctx, queue.Filter{})
 		return err == nil && len(dls) == 1
 	})
+	// It was taken as a real replay (its MAC verified with the key the
+	// relay user provisioned), not refused as invalid_replay.
+	if again, err := dlq.List(ctx, queue.Filter{}); err != nil || again[0].Reason == "invalid_replay" || again[0].ReplayOf != res.DLQSeq {
+		t.Errorf("replay dead-lettered again as %+v (%v); want the receiver's reason, linked to %d", again, err, res.DLQSeq)
+	}
+	// Neither the operator nor a producer can read the replay key, so
+	// neither can forge a replay.
+	for who, js := range map[string]jetstream.JetStream{"operator": ojs, "producer": pjs} {
+		c, x := short()
+		if _, err := queue.NewReplayKeys(js).Sign(c, "good", 1, []byte("{}")); err == nil {
+			t.Errorf("%s read the replay key", who)
+		}
+		x()
+	}
 	n, err := dlq.Purge(ctx, queue.Filter{})
 	if err != nil || n != 1 {
 		t.Fatalf("operator's dlq purge: %d, %v", n, err)
