@@ -89,9 +89,19 @@ type Key struct {
 	// ID is the JWK "kid", and the name receivers use to pick this key.
 	ID string `yaml:"id" json:"id"`
 	// File is a PEM (PKCS#1, PKCS#8, SEC1) or JWK file holding the private key.
+	// Exactly one of File, PKCS11 and KMS is set.
 	File string `yaml:"file" json:"file"`
-	// Alg is the JWS algorithm: RS256, PS256, ES256, ES384 or EdDSA.
+	// PKCS11 is a key that never leaves a PKCS#11 token (an HSM, SoftHSM,
+	// YubiHSM, CloudHSM ...).
+	PKCS11 *PKCS11Key `yaml:"pkcs11,omitempty" json:"pkcs11,omitempty"`
+	// KMS is a key that never leaves a cloud KMS (AWS KMS).
+	KMS *KMSKey `yaml:"kms,omitempty" json:"kms,omitempty"`
+	// Alg is the JWS algorithm: RS256, PS256, ES256, ES384 or EdDSA (file
+	// keys only). It is checked against the key's real type at start-up.
 	Alg string `yaml:"alg" json:"alg"`
+	// MaxSignRate caps signatures per second with this key, to stay under a
+	// KMS account's request quota; 0 is no cap.
+	MaxSignRate float64 `yaml:"max_sign_rate,omitempty" json:"max_sign_rate,omitempty"`
 }
 
 // NATS configures the connection to JetStream, or the embedded server.

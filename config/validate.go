@@ -85,10 +85,11 @@ func (c *Config) validateKeys(p *problems) map[string]bool {
 		default:
 			ids[k.ID] = true
 		}
-		if k.File == "" {
-			p.add(path+".file", "required: the PEM or JWK file holding the private key")
-		}
-		if !slices.Contains(algorithms, k.Alg) {
+		k.validateSource(p, path)
+		// A remote key's algorithm may be left out: it defaults from the
+		// key type, read from the device at start-up.
+		remoteDefault := k.Source() != "file" && k.Alg == ""
+		if !remoteDefault && !slices.Contains(algorithms, k.Alg) {
 			p.add(path+".alg", "must be one of %s (got %q)", strings.Join(algorithms, ", "), k.Alg)
 		}
 	}

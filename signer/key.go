@@ -25,6 +25,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -68,6 +69,11 @@ type Key struct {
 	Warnings []string
 
 	priv crypto.Signer
+	// remote is set for keys held by an HSM or KMS (NewRemoteKey): priv
+	// is then the device's crypto.Signer and go-jose reaches it through
+	// the OpaqueSigner seam.
+	remote bool
+	closer io.Closer
 }
 
 // Public returns the public half of the key.
@@ -237,6 +243,9 @@ func GenerateKey(alg jose.SignatureAlgorithm, id string) (*Key, error) {
 func (k *Key) PrivatePEM() ([]byte, error) {
 	if k == nil || k.priv == nil {
 		return nil, errors.New("signer: empty key")
+	}
+	if k.remote {
+		return nil, fmt.Errorf("key %q is held by an HSM or KMS and cannot be exported", k.ID)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(k.priv)
 	if err != nil {

@@ -1,10 +1,15 @@
 package signer
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"math"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 )
 
 // MediaType is the JOSE "typ" header of every SET (RFC 8417 section 2.3):
@@ -28,11 +33,51 @@ type Signer struct {
 	kid     string
 	withKID jose.Signer
 	noKID   jose.Signer
+
+	metrics  *Metrics
+	limiter  *rate.Limiter
+	maxWait  time.Duration
+	duration prometheus.Observer
+}
+
+// Option adjusts a Signer built by New or NewOpaque.
+type Option func(*Signer)
+
+// WithMetrics records every signature's duration and every failure's
+// reason in m, labelled with the key id.
+func WithMetrics(m *Metrics) Option { return func(s *Signer) { s.metrics = m } }
+
+// WithRateLimit caps signatures per second (keys[].max_sign_rate), to stay
+// under a KMS account's request quota. A burst of one second's worth is
+// allowed. A Sign that would wait longer than maxWait for its turn fails at
+// once with an ErrTransient error, so the worker retries it later instead
+// of holding a message past its ack deadline. perSecond <= 0 is no limit.
+func WithRateLimit(perSecond float64, maxWait time.Duration) Option {
+	return func(s *Signer) {
+		if perSecond <= 0 {
+			return
+		}
+		s.limiter = rate.NewLimiter(rate.Limit(perSecond), max(1, int(math.Ceil(perSecond))))
+		s.maxWait = maxWait
+	}
+}
+
+func (s *Signer) apply(opts []Option) *Signer {
+	for _, o := range opts {
+		o(s)
+	}
+	if s.metrics != nil {
+		s.duration = s.metrics.duration.WithLabelValues(s.kid)
+	}
+	return s
 }
 
 // New builds the Signer for k. The algorithm and key id are fixed here, so a
-// misconfigured key fails at start-up, not on the first SET.
-func New(k *Key) (*Signer, error) {
+// misconfigured key fails at start-up, not on the first SET. A remote key
+// (NewRemoteKey) is signed with through go-jose's OpaqueSigner seam; its
+// calls run in parallel, with no lock around them, so an HSM's session
+// pool or KMS's request concurrency is the only bound.
+func New(k *Key, opts ...Option) (*Signer, error) {
 	if k == nil || k.priv == nil {
 		return nil, errors.New("signer: empty key")
 	}
@@ -41,6 +86,17 @@ func New(k *Key) (*Signer, error) {
 	}
 	if k.ID == "" {
 		return nil, errors.New("signer: key has no id")
+	}
+	if k.remote {
+		if _, err := SignerOpts(k.Alg); err != nil {
+			return nil, fmt.Errorf("key %q: %w", k.ID, err)
+		}
+		pub := jose.JSONWebKey{Key: k.priv.Public(), KeyID: k.ID, Algorithm: string(k.Alg), Use: "sig"}
+		s, err := NewOpaque(remoteOpaque{priv: k.priv, alg: k.Alg, pub: &pub}, opts...)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	}
 	// go-jose puts "kid" in the header when the signing key is a JWK with a
 	// KeyID; with the bare private key it sends none. Some receivers (GOV.UK's
@@ -53,7 +109,7 @@ func New(k *Key) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", k.ID, err)
 	}
-	return &Signer{alg: k.Alg, kid: k.ID, withKID: with, noKID: without}, nil
+	return (&Signer{alg: k.Alg, kid: k.ID, withKID: with, noKID: without}).apply(opts), nil
 }
 
 // NewOpaque builds a Signer around a key that never leaves its KMS or HSM.
@@ -63,7 +119,7 @@ func New(k *Key) (*Signer, error) {
 // thumbprint. Both are read once: an OpaqueSigner that rotates keys behind
 // the scenes must be wrapped in a new Signer when its key id changes, or
 // receivers would be told the wrong kid.
-func NewOpaque(s jose.OpaqueSigner) (*Signer, error) {
+func NewOpaque(s jose.OpaqueSigner, opts ...Option) (*Signer, error) {
 	if s == nil {
 		return nil, errors.New("signer: nil opaque signer")
 	}
@@ -103,7 +159,7 @@ func NewOpaque(s jose.OpaqueSigner) (*Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opaque key %q: %w", kid, err)
 	}
-	return &Signer{alg: alg, kid: kid, withKID: with, noKID: without}, nil
+	return (&Signer{alg: alg, kid: kid, withKID: with, noKID: without}).apply(opts), nil
 }
 
 // fixedPublic answers Public() with a fixed JWK so the header's kid is the
@@ -128,14 +184,30 @@ func newJoseSigner(alg jose.SignatureAlgorithm, key any) (jose.Signer, error) {
 // alg, and kid unless withKID is false. payload is signed as given: pass
 // the exact claims bytes (set.Build) so a redelivery re-signs identical
 // claims.
+//
+// A failure of the key rather than of the SET wraps ErrTransient (worth
+// retrying soon: throttled, busy, over max_sign_rate) or ErrKeyUnusable
+// (disabled, deleted, denied: an operator must act).
 func (s *Signer) Sign(payload []byte, withKID bool) (string, error) {
 	js := s.noKID
 	if withKID {
 		js = s.withKID
 	}
+	if s.limiter != nil {
+		if err := s.wait(); err != nil {
+			s.failed(err)
+			return "", err
+		}
+	}
+	start := time.Now()
 	obj, err := js.Sign(payload)
 	if err != nil {
-		return "", fmt.Errorf("sign with key %q: %w", s.kid, err)
+		err = fmt.Errorf("sign with key %q: %w", s.kid, err)
+		s.failed(err)
+		return "", err
+	}
+	if s.duration != nil {
+		s.duration.Observe(time.Since(start).Seconds())
 	}
 	out, err := obj.CompactSerialize()
 	if err != nil {
@@ -149,3 +221,26 @@ func (s *Signer) KeyID() string { return s.kid }
 
 // Algorithm is the alg this Signer signs with.
 func (s *Signer) Algorithm() jose.SignatureAlgorithm { return s.alg }
+
+// wait takes a turn from the rate limiter, or fails with a transient error
+// when the turn is further away than maxWait.
+func (s *Signer) wait() error {
+	ctx := context.Background()
+	if s.maxWait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.maxWait)
+		defer cancel()
+	}
+	// Wait refuses at once, without sleeping, when the deadline comes
+	// before the turn would.
+	if err := s.limiter.Wait(ctx); err != nil {
+		return &rateLimitedError{kid: s.kid}
+	}
+	return nil
+}
+
+func (s *Signer) failed(err error) {
+	if s.metrics != nil {
+		s.metrics.errors.WithLabelValues(s.kid, reason(err)).Inc()
+	}
+}

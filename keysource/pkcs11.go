@@ -1,0 +1,236 @@
+//go:build cgo
+
+package keysource
+
+import (
+	"context"
+	"crypto"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ThalesGroup/crypto11"
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/miekg/pkcs11"
+
+	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/signer"
+)
+
+// PKCS11Supported reports whether this build can use PKCS#11 tokens. It
+// needs cgo: crypto11 loads the vendor's module with dlopen at run time, so
+// a cgo build links only libc and runs without any PKCS#11 library
+// installed until a pkcs11 key is configured.
+const PKCS11Supported = true
+
+// pkcs11Key is a key pair on a token as a crypto.Signer. crypto11 takes a
+// session from its pool per call, so signatures run in parallel up to the
+// pool size (Options.Sessions).
+type pkcs11Key struct {
+	s crypto11.Signer
+}
+
+func (k pkcs11Key) Public() crypto.PublicKey { return k.s.Public() }
+
+func (k pkcs11Key) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := k.s.Sign(r, digest, opts)
+	if err != nil {
+		return nil, classifyPKCS11(err)
+	}
+	return sig, nil
+}
+
+// classifyPKCS11 wraps a token error with the class the worker acts on.
+func classifyPKCS11(err error) error {
+	var code pkcs11.Error
+	if errors.As(err, &code) {
+		switch code {
+		case pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_SESSION_COUNT,
+			pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_DEVICE_MEMORY, pkcs11.CKR_HOST_MEMORY,
+			pkcs11.CKR_FUNCTION_FAILED, pkcs11.CKR_FUNCTION_CANCELED, pkcs11.CKR_OPERATION_ACTIVE,
+			pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_CANT_LOCK:
+			return fmt.Errorf("%w: %w", signer.ErrTransient, err)
+		case pkcs11.CKR_KEY_HANDLE_INVALID, pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED,
+			pkcs11.CKR_KEY_TYPE_INCONSISTENT, pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_PIN_EXPIRED,
+			pkcs11.CKR_PIN_LOCKED, pkcs11.CKR_TOKEN_NOT_RECOGNIZED, pkcs11.CKR_MECHANISM_INVALID:
+			return fmt.Errorf("%w: %w", signer.ErrKeyUnusable, err)
+		}
+	}
+	// Waiting for a free session past the call timeout: the token is busy.
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: no PKCS#11 session free: %w", signer.ErrTransient, err)
+	}
+	return err
+}
+
+// configurePKCS11 opens the module, finds the token and logs in. The pool
+// gets Sessions sessions for signing plus the one crypto11 keeps logged in.
+func configurePKCS11(h *config.PKCS11Key, o Options) (*crypto11.Context, error) {
+	pin, err := readPIN(h, o)
+	if err != nil {
+		return nil, err
+	}
+	ctx, err := crypto11.Configure(&crypto11.Config{
+		Path:            h.Module,
+		TokenLabel:      h.TokenLabel,
+		SlotNumber:      h.Slot,
+		Pin:             pin,
+		MaxSessions:     max(2, o.Sessions+1),
+		PoolWaitTimeout: o.CallTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11 module %s, token %s: %w", h.Module, tokenName(h), err)
+	}
+	return ctx, nil
+}
+
+func tokenName(h *config.PKCS11Key) string {
+	if h.Slot != nil {
+		return fmt.Sprintf("in slot %d", *h.Slot)
+	}
+	return fmt.Sprintf("%q", h.TokenLabel)
+}
+
+func keyName(h *config.PKCS11Key) string {
+	switch {
+	case h.KeyLabel != "" && h.KeyID != "":
+		return fmt.Sprintf("label %q, id %s", h.KeyLabel, h.KeyID)
+	case h.KeyID != "":
+		return "id " + h.KeyID
+	default:
+		return fmt.Sprintf("label %q", h.KeyLabel)
+	}
+}
+
+func openPKCS11(_ context.Context, kc config.Key, o Options) (*signer.Key, error) {
+	h := kc.PKCS11
+	id, err := hex.DecodeString(h.KeyID)
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11 key_id %q is not hex", h.KeyID)
+	}
+	c11, err := configurePKCS11(h, o)
+	if err != nil {
+		return nil, err
+	}
+	var label []byte
+	if h.KeyLabel != "" {
+		label = []byte(h.KeyLabel)
+	}
+	if len(id) == 0 {
+		id = nil
+	}
+	pair, err := c11.FindKeyPair(id, label)
+	if err != nil {
+		c11.Close()
+		return nil, fmt.Errorf("pkcs11 token %s: find key pair %s: %w", tokenName(h), keyName(h), err)
+	}
+	if pair == nil {
+		c11.Close()
+		return nil, fmt.Errorf("pkcs11 token %s has no key pair with %s; create one with `setrelay keys generate --pkcs11`", tokenName(h), keyName(h))
+	}
+	k, err := signer.NewRemoteKey(pkcs11Key{s: pair}, kc.ID, jose.SignatureAlgorithm(kc.Alg), c11)
+	if err != nil {
+		c11.Close()
+		return nil, fmt.Errorf("pkcs11 key %s: %w", keyName(h), err)
+	}
+	return k, nil
+}
+
+// GeneratePKCS11Request describes a new key pair on a token.
+type GeneratePKCS11Request struct {
+	Alg jose.SignatureAlgorithm
+	// Token selects the token and holds the PIN source; KeyLabel is the new
+	// key's CKA_LABEL, KeyID its CKA_ID in hex (random if empty).
+	Token config.PKCS11Key
+}
+
+// GeneratePKCS11 creates a key pair for alg on the token: RSA 2048 for
+// RS256 and PS256, P-256 for ES256, P-384 for ES384. The private key is
+// created sensitive and not extractable (CKA_SENSITIVE true,
+// CKA_EXTRACTABLE false), so it can sign but never leave the token. It
+// refuses a label or id that is already taken. It returns the CKA_ID in hex.
+func GeneratePKCS11(r GeneratePKCS11Request, o Options) (keyID string, err error) {
+	o = o.withDefaults()
+	h := r.Token
+	if h.KeyLabel == "" {
+		return "", errors.New("pkcs11: give the new key a label (--key-label)")
+	}
+	id, err := hex.DecodeString(h.KeyID)
+	if err != nil {
+		return "", fmt.Errorf("pkcs11 key id %q is not hex", h.KeyID)
+	}
+	if len(id) == 0 {
+		id = make([]byte, 8)
+		if _, err := rand.Read(id); err != nil {
+			return "", err
+		}
+	}
+	c11, err := configurePKCS11(&h, o)
+	if err != nil {
+		return "", err
+	}
+	defer c11.Close()
+	for _, probe := range []struct{ id, label []byte }{{nil, []byte(h.KeyLabel)}, {id, nil}} {
+		existing, err := c11.FindKeyPair(probe.id, probe.label)
+		if err != nil {
+			return "", fmt.Errorf("pkcs11 token %s: %w", tokenName(&h), err)
+		}
+		if existing != nil {
+			return "", fmt.Errorf("pkcs11 token %s already holds a key pair with label %q or id %x; choose another --key-label/--key-id", tokenName(&h), h.KeyLabel, id)
+		}
+	}
+	label := []byte(h.KeyLabel)
+	switch r.Alg {
+	case jose.RS256, jose.PS256:
+		_, err = c11.GenerateRSAKeyPairWithLabel(id, label, signer.MinRSABits)
+	case jose.ES256:
+		_, err = c11.GenerateECDSAKeyPairWithLabel(id, label, elliptic.P256())
+	case jose.ES384:
+		_, err = c11.GenerateECDSAKeyPairWithLabel(id, label, elliptic.P384())
+	default:
+		return "", fmt.Errorf("%w: %s cannot be generated on a PKCS#11 token (use RS256, PS256, ES256 or ES384)", signer.ErrUnsupportedAlgorithm, r.Alg)
+	}
+	if err != nil {
+		return "", fmt.Errorf("pkcs11 token %s: generate %s key pair: %w", tokenName(&h), r.Alg, err)
+	}
+	return hex.EncodeToString(id), nil
+}
+
+// PrivateKeyAttributes reads CKA_SENSITIVE and CKA_EXTRACTABLE of a key
+// pair's private key, to show it cannot leave the token.
+func PrivateKeyAttributes(kc config.Key, o Options) (sensitive, extractable bool, err error) {
+	o = o.withDefaults()
+	h := kc.PKCS11
+	if h == nil {
+		return false, false, errors.New("not a pkcs11 key")
+	}
+	id, err := hex.DecodeString(h.KeyID)
+	if err != nil || len(id) == 0 {
+		id = nil
+	}
+	var label []byte
+	if h.KeyLabel != "" {
+		label = []byte(h.KeyLabel)
+	}
+	c11, err := configurePKCS11(h, o)
+	if err != nil {
+		return false, false, err
+	}
+	defer c11.Close()
+	pair, err := c11.FindKeyPair(id, label)
+	if err != nil || pair == nil {
+		return false, false, fmt.Errorf("pkcs11: key pair %s not found (%v)", keyName(h), err)
+	}
+	attrs, err := c11.GetAttributes(pair, []crypto11.AttributeType{crypto11.CkaSensitive, crypto11.CkaExtractable})
+	if err != nil {
+		return false, false, err
+	}
+	flag := func(t crypto11.AttributeType) bool {
+		a := attrs[t]
+		return a != nil && len(a.Value) == 1 && a.Value[0] == 1
+	}
+	return flag(crypto11.CkaSensitive), flag(crypto11.CkaExtractable), nil
+}
