@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	jose "github.com/go-jose/go-jose/v4"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/keysource"
 	"github.com/setrelay/setrelay/ops"
 	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/queue"
@@ -91,11 +91,18 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 		}
 	}()
 
-	keys, signers, err := loadKeys(cfg, log)
+	sm, err := signer.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	keys, signers, err := loadKeys(ctx, cfg, log, sm)
 	if err != nil {
 		return nil, err
 	}
 	s.keys = keys
+	// Closed last: in-flight signatures end with the worker pool, before
+	// any shutdown step runs.
+	s.steps = append(s.steps, func(context.Context) error { return closeKeys(keys) })
 
 	qcfg := queueConfig(cfg)
 	if err := s.connect(ctx, qcfg); err != nil {
@@ -159,18 +166,23 @@ func queueConfig(cfg *config.Config) queue.Config {
 	return q
 }
 
-// loadKeys loads every configured key and builds its signer once. Every
-// unusable key is reported, with its configuration path, in one error.
-func loadKeys(cfg *config.Config, log *zap.Logger) ([]*signer.Key, map[string]*signer.Signer, error) {
+// loadKeys opens every configured key (a file, a PKCS#11 token, a KMS) and
+// builds its signer once. A remote key's public half is read here, once, and
+// its alg checked against its real type. Every unusable key is reported,
+// with its configuration path, in one error. PKCS#11 session pools are sized
+// to the worker concurrency, so signing never waits for a session while a
+// worker is free.
+func loadKeys(ctx context.Context, cfg *config.Config, log *zap.Logger, m *signer.Metrics) ([]*signer.Key, map[string]*signer.Signer, error) {
 	var problems []config.Problem
 	keys := make([]*signer.Key, 0, len(cfg.Keys))
 	signers := make(map[string]*signer.Signer, len(cfg.Keys))
+	opts := keysource.Options{Sessions: cfg.Worker.Concurrency}
 	for i, kc := range cfg.Keys {
-		path := fmt.Sprintf("keys[%d].file", i)
-		k, err := signer.LoadKey(kc.File, kc.ID, jose.SignatureAlgorithm(kc.Alg))
+		path := fmt.Sprintf("keys[%d].%s", i, kc.Source())
+		k, err := keysource.Open(ctx, kc, opts)
 		if err != nil {
 			msg := err.Error()
-			if errors.Is(err, fs.ErrNotExist) {
+			if kc.Source() == "file" && errors.Is(err, fs.ErrNotExist) {
 				// The usual first-run mistake: say how to make the key
 				// the configuration expects, with its id and algorithm.
 				msg += fmt.Sprintf("; create it with `setrelay keys generate --alg %s --id %s --out %s`", kc.Alg, kc.ID, kc.File)
@@ -181,18 +193,34 @@ func loadKeys(cfg *config.Config, log *zap.Logger) ([]*signer.Key, map[string]*s
 		for _, w := range k.Warnings {
 			log.Warn(w, zap.String("key", kc.ID))
 		}
-		sg, err := signer.New(k)
+		sg, err := keysource.Signer(k, kc, m, opts)
 		if err != nil {
+			_ = k.Close()
 			problems = append(problems, config.Problem{Path: path, Message: err.Error()})
 			continue
+		}
+		if k.Remote() {
+			log.Info("signing key held remotely", zap.String("key", k.ID), zap.String("source", kc.Source()), zap.String("alg", string(k.Alg)))
 		}
 		keys = append(keys, k)
 		signers[kc.ID] = sg
 	}
 	if len(problems) > 0 {
+		closeKeys(keys)
 		return nil, nil, &config.Error{Problems: problems}
 	}
 	return keys, signers, nil
+}
+
+// closeKeys releases remote keys' sessions.
+func closeKeys(keys []*signer.Key) error {
+	var errs []error
+	for _, k := range keys {
+		if err := k.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close key %q: %w", k.ID, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // connect starts the embedded server or connects to the configured one.

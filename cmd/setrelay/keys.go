@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/keysource"
 	"github.com/setrelay/setrelay/signer"
 )
 
@@ -63,9 +64,10 @@ func parseAlg(s string) (jose.SignatureAlgorithm, error) {
 func newKeysGenerateCmd() *cobra.Command {
 	var alg, out, id string
 	var force, ifMissing bool
+	var remote remoteGenFlags
 	cmd := &cobra.Command{
-		Use:   "generate --alg ALG --out FILE",
-		Short: "Generate a private signing key (PKCS#8 PEM, mode 0600)",
+		Use:   "generate --alg ALG (--out FILE | --pkcs11 ... | --kms ...)",
+		Short: "Generate a private signing key (a PEM file, or in an HSM or KMS)",
 		Long: `Generate a new private key and write it as PKCS#8 PEM with mode 0600.
 
 Algorithms: RS256 and PS256 (RSA 2048), ES256 (P-256), ES384 (P-384), EdDSA
@@ -75,8 +77,18 @@ in the configuration's keys[].id. An existing file is not overwritten unless
 --force is given; with --if-missing an existing file is left as it is and the
 command succeeds, so a container can run it on every start (docker-compose.yml's
 keygen service does). The key id and the commands to hand over the public key
-are printed on stdout.`,
+are printed on stdout.
+
+With --pkcs11 the key pair is created on a PKCS#11 token (an HSM, SoftHSM) as
+sensitive and not extractable: it can sign but never leave the token. With --kms
+an asymmetric SIGN_VERIFY key is created in AWS KMS (RSA_2048 for RS256 and
+PS256, ECC_NIST_P256 for ES256, ECC_NIST_P384 for ES384) and its ARN printed;
+credentials come from the standard AWS chain. Both print the keys[] entry to
+put in the configuration.`,
 		Example: `  setrelay keys generate --alg RS256 --id rp-2026-11 --out keys/rp-2026-11.pem
+  setrelay keys generate --alg RS256 --id rp-2026-11 --kms --region eu-west-2 --alias setrelay-rp-2026-11
+  setrelay keys generate --alg ES256 --id ssf-1 --pkcs11 --module /usr/lib/softhsm/libsofthsm2.so \
+      --token-label setrelay --pin-env SETRELAY_PKCS11_PIN
   setrelay keys generate --alg ES256 --out ssf.pem --force
   setrelay keys generate --alg RS256 --out /keys/signing.pem --if-missing`,
 		Args: positional(cobra.NoArgs),
@@ -84,6 +96,9 @@ are printed on stdout.`,
 			a, err := parseAlg(alg)
 			if err != nil {
 				return err
+			}
+			if remote.set() {
+				return remote.run(cmd, a, id, out)
 			}
 			if out == "" {
 				return usageErrorf("--out is required: the file to write the private key to")
@@ -129,6 +144,7 @@ are printed on stdout.`,
 	f.StringVar(&id, "id", "", "key id (kid); default: the key's thumbprint")
 	f.BoolVar(&force, "force", false, "overwrite an existing file")
 	f.BoolVar(&ifMissing, "if-missing", false, "leave an existing file as it is and exit 0 (for start-up scripts)")
+	remote.register(cmd)
 	return cmd
 }
 
@@ -280,6 +296,7 @@ During a key rotation, publish both the old and the new key.`,
 				return usageErrorf("give either --config or --key, not both")
 			case configFile != "":
 				keys, err = keysFromConfig(cmd, configFile)
+				defer closeAll(keys)
 			default:
 				keys, err = kf.load(cmd, 0)
 			}
@@ -299,39 +316,103 @@ During a key rotation, publish both the old and the new key.`,
 	return cmd
 }
 
-// keysFromConfig loads every key of a configuration with its id and alg.
+// keysFromConfig opens every key of a configuration with its id and alg,
+// wherever it lives (file, PKCS#11 token, KMS): what `setrelay run` would
+// sign with. The caller closes the keys (closeAll).
 func keysFromConfig(cmd *cobra.Command, file string) ([]*signer.Key, error) {
 	cfg, err := config.Load(file)
 	if err != nil {
 		return nil, err
 	}
-	kf := keyFlags{}
-	for _, k := range cfg.Keys {
-		kf.paths = append(kf.paths, k.File)
-		kf.kids = append(kf.kids, k.ID)
-		kf.algs = append(kf.algs, k.Alg)
+	var (
+		keys     []*signer.Key
+		problems []config.Problem
+	)
+	for i, kc := range cfg.Keys {
+		k, err := keysource.Open(cmd.Context(), kc, keysource.Options{Sessions: 2})
+		if err != nil {
+			problems = append(problems, config.Problem{Path: fmt.Sprintf("keys[%d].%s", i, kc.Source()), Message: err.Error()})
+			continue
+		}
+		for _, w := range k.Warnings {
+			fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+w)
+		}
+		keys = append(keys, k)
 	}
-	return kf.load(cmd, 0)
+	if len(problems) > 0 {
+		closeAll(keys)
+		return nil, &config.Error{File: file, Problems: problems}
+	}
+	return keys, nil
+}
+
+// closeAll releases remote keys' sessions; a command that only read public
+// keys has nothing to report about it.
+func closeAll(keys []*signer.Key) {
+	for _, k := range keys {
+		_ = k.Close()
+	}
 }
 
 func newKeysPEMCmd() *cobra.Command {
 	var kf keyFlags
+	var configFile, keyID string
 	cmd := &cobra.Command{
-		Use:   "pem --key FILE",
+		Use:   "pem (--key FILE | --config FILE --key-id ID)",
 		Short: "Print the public key (SPKI PEM) to hand to a receiver's operators",
 		Long: `Print the public half of a private key as an SPKI "PUBLIC KEY" PEM block.
 
 This is what GOV.UK One Login's SSF team asks for ("the public key that
 corresponds with the private key used to sign the SET"). Send it together with
-the IP address setrelay sends from.`,
-		Example: `  setrelay keys pem --key keys/rp-2026-11.pem > rp-2026-11.pub.pem`,
-		Args:    positional(cobra.NoArgs),
+the IP address setrelay sends from.
+
+With --config and --key-id, the key is the configuration's keys[] entry with
+that id, wherever it lives: for a key in an HSM or KMS the public key is read
+from the token or with kms:GetPublicKey; the private key never leaves it.`,
+		Example: `  setrelay keys pem --key keys/rp-2026-11.pem > rp-2026-11.pub.pem
+  setrelay keys pem --config configs/govuk-kms.yaml --key-id rp-2026-11 > rp-2026-11.pub.pem`,
+		Args: positional(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			keys, err := kf.load(cmd, 1)
-			if err != nil {
-				return err
+			var key *signer.Key
+			switch {
+			case configFile != "" && len(kf.paths) > 0:
+				return usageErrorf("give either --config or --key, not both")
+			case configFile != "":
+				if keyID == "" {
+					return usageErrorf("--key-id is required with --config: the keys[].id whose public key to print")
+				}
+				cfg, err := config.Load(configFile)
+				if err != nil {
+					return err
+				}
+				var kc *config.Key
+				var ids []string
+				for i := range cfg.Keys {
+					ids = append(ids, cfg.Keys[i].ID)
+					if cfg.Keys[i].ID == keyID {
+						kc = &cfg.Keys[i]
+					}
+				}
+				if kc == nil {
+					return usageErrorf("%s has no key with id %q (it has: %s)", configFile, keyID, strings.Join(ids, ", "))
+				}
+				k, err := keysource.Open(cmd.Context(), *kc, keysource.Options{Sessions: 2})
+				if err != nil {
+					return usageErrorf("key %q: %w", keyID, err)
+				}
+				defer k.Close()
+				key = k
+			default:
+				if keyID != "" {
+					return usageErrorf("--key-id selects a key of --config; with --key, use --kid")
+				}
+				keys, err := kf.load(cmd, 1)
+				if err != nil {
+					return err
+				}
+				key = keys[0]
 			}
-			b, err := keys[0].PublicPEM()
+			b, err := key.PublicPEM()
 			if err != nil {
 				return err
 			}
@@ -340,5 +421,7 @@ the IP address setrelay sends from.`,
 		},
 	}
 	kf.register(cmd, false)
+	cmd.Flags().StringVar(&configFile, "config", "", "take the key from this configuration file (with --key-id)")
+	cmd.Flags().StringVar(&keyID, "key-id", "", "the keys[].id of the key to print, with --config")
 	return cmd
 }

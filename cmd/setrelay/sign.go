@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/keysource"
 	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/set"
 	"github.com/setrelay/setrelay/signer"
@@ -110,7 +111,14 @@ func runSign(cmd *cobra.Command, args []string, sf *signFlags) error {
 		// receiver a private type it did not allow.
 		allowPriv = allowPriv || r.AllowPrivateTypes
 		if len(sf.keys.paths) == 0 {
-			sf.keys = keyFlags{paths: []string{k.File}, kids: []string{k.ID}, algs: []string{k.Alg}}
+			// The receiver's key wherever it lives (file, HSM, KMS),
+			// as `setrelay run` would sign with it.
+			rk, err := keysource.Open(cmd.Context(), *k, keysource.Options{Sessions: 2})
+			if err != nil {
+				return usageErrorf("key %q: %w", k.ID, err)
+			}
+			defer rk.Close()
+			key = rk
 		}
 	} else {
 		profile.Receiver = sf.receiver
@@ -148,17 +156,19 @@ func runSign(cmd *cobra.Command, args []string, sf *signFlags) error {
 	if sf.at < 0 {
 		problems = append(problems, "--at must be Unix seconds, not negative")
 	}
-	if len(sf.keys.paths) == 0 {
+	if key == nil && len(sf.keys.paths) == 0 {
 		problems = append(problems, "--key is required: the private key file (create one with 'setrelay keys generate')")
 	}
 	if len(problems) > 0 {
 		return usageErrorf("%d problem%s with the flags:\n  %s", len(problems), plural(len(problems)), strings.Join(problems, "\n  "))
 	}
-	keys, err := sf.keys.load(cmd, 1)
-	if err != nil {
-		return err
+	if key == nil {
+		keys, err := sf.keys.load(cmd, 1)
+		if err != nil {
+			return err
+		}
+		key = keys[0]
 	}
-	key = keys[0]
 
 	src := "stdin"
 	var in io.Reader = cmd.InOrStdin()
