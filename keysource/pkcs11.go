@@ -122,14 +122,10 @@ func openPKCS11(_ context.Context, kc config.Key, o Options) (*signer.Key, error
 	if len(id) == 0 {
 		id = nil
 	}
-	pair, err := c11.FindKeyPair(id, label)
+	pair, err := findPair(c11, h, id, label)
 	if err != nil {
 		c11.Close()
-		return nil, fmt.Errorf("pkcs11 token %s: find key pair %s: %w", tokenName(h), keyName(h), err)
-	}
-	if pair == nil {
-		c11.Close()
-		return nil, fmt.Errorf("pkcs11 token %s has no key pair with %s; create one with `setrelay keys generate --pkcs11`", tokenName(h), keyName(h))
+		return nil, err
 	}
 	k, err := signer.NewRemoteKey(pkcs11Key{s: pair}, kc.ID, jose.SignatureAlgorithm(kc.Alg), c11)
 	if err != nil {
@@ -137,6 +133,24 @@ func openPKCS11(_ context.Context, kc config.Key, o Options) (*signer.Key, error
 		return nil, fmt.Errorf("pkcs11 key %s: %w", keyName(h), err)
 	}
 	return k, nil
+}
+
+// findPair finds exactly one key pair by id and/or label. Two matches is
+// an error rather than a guess: signing with the wrong one of two keys
+// labelled alike would have every SET rejected.
+func findPair(c11 *crypto11.Context, h *config.PKCS11Key, id, label []byte) (crypto11.Signer, error) {
+	pairs, err := c11.FindKeyPairs(id, label)
+	if err != nil {
+		return nil, fmt.Errorf("pkcs11 token %s: find key pair %s: %w", tokenName(h), keyName(h), err)
+	}
+	switch len(pairs) {
+	case 0:
+		return nil, fmt.Errorf("pkcs11 token %s has no key pair with %s (a private key with a CKA_ID and its public key); create one with `setrelay keys generate --pkcs11`", tokenName(h), keyName(h))
+	case 1:
+		return pairs[0], nil
+	default:
+		return nil, fmt.Errorf("pkcs11 token %s has %d key pairs with %s; give key_id as well to choose one", tokenName(h), len(pairs), keyName(h))
+	}
 }
 
 // GeneratePKCS11Request describes a new key pair on a token.
@@ -174,11 +188,11 @@ func GeneratePKCS11(r GeneratePKCS11Request, o Options) (keyID string, err error
 	}
 	defer c11.Close()
 	for _, probe := range []struct{ id, label []byte }{{nil, []byte(h.KeyLabel)}, {id, nil}} {
-		existing, err := c11.FindKeyPair(probe.id, probe.label)
+		existing, err := c11.FindKeyPairs(probe.id, probe.label)
 		if err != nil {
 			return "", fmt.Errorf("pkcs11 token %s: %w", tokenName(&h), err)
 		}
-		if existing != nil {
+		if len(existing) > 0 {
 			return "", fmt.Errorf("pkcs11 token %s already holds a key pair with label %q or id %x; choose another --key-label/--key-id", tokenName(&h), h.KeyLabel, id)
 		}
 	}
@@ -220,9 +234,9 @@ func PrivateKeyAttributes(kc config.Key, o Options) (sensitive, extractable bool
 		return false, false, err
 	}
 	defer c11.Close()
-	pair, err := c11.FindKeyPair(id, label)
-	if err != nil || pair == nil {
-		return false, false, fmt.Errorf("pkcs11: key pair %s not found (%v)", keyName(h), err)
+	pair, err := findPair(c11, h, id, label)
+	if err != nil {
+		return false, false, err
 	}
 	attrs, err := c11.GetAttributes(pair, []crypto11.AttributeType{crypto11.CkaSensitive, crypto11.CkaExtractable})
 	if err != nil {

@@ -70,3 +70,6 @@ func (e *rateLimitedError) Error() string {
 }
 
 func (e *rateLimitedError) Unwrap() error { return ErrTransient }
+
+// Errors is setrelay_sign_errors_total, for tests and dashboards' tests.
+func (m *Metrics) Errors() *prometheus.CounterVec { return m.errors }

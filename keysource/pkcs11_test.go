@@ -1,0 +1,158 @@
+//go:build cgo
+
+package keysource
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/miekg/pkcs11"
+
+	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/internal/testenv"
+	"github.com/setrelay/setrelay/signer"
+)
+
+// softhsmKey creates a key pair for alg on the test token and returns its
+// configuration entry.
+func softhsmKey(t *testing.T, alg jose.SignatureAlgorithm) config.Key {
+	t.Helper()
+	h := testenv.StartSoftHSM(t)
+	label := fmt.Sprintf("%s-%s", strings.ReplaceAll(t.Name(), "/", "-"), alg)
+	tok := config.PKCS11Key{Module: h.Module, TokenLabel: h.TokenLabel, KeyLabel: label, PinFile: h.PINFile}
+	id, err := GeneratePKCS11(GeneratePKCS11Request{Alg: alg, Token: tok}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok.KeyID = id
+	return config.Key{ID: "hsm-" + string(alg), Alg: string(alg), PKCS11: &tok}
+}
+
+// TestPKCS11SignsEveryAlgorithm signs with RS256, PS256, ES256 and ES384
+// keys made on SoftHSM and verifies each JWS with jwx, an independent JOSE
+// library: in particular the ECDSA signatures, which the token returns as
+// DER, must arrive as JWS's R||S.
+func TestPKCS11SignsEveryAlgorithm(t *testing.T) {
+	for _, alg := range []jose.SignatureAlgorithm{jose.RS256, jose.PS256, jose.ES256, jose.ES384} {
+		t.Run(string(alg), func(t *testing.T) {
+			kc := softhsmKey(t, alg)
+			k, err := Open(context.Background(), kc, Options{Sessions: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer k.Close()
+			if !k.Remote() || k.Alg != alg || k.ID != kc.ID {
+				t.Fatalf("key = %v remote=%v", k, k.Remote())
+			}
+			if _, err := k.PrivatePEM(); err == nil {
+				t.Error("PrivatePEM of an HSM key succeeded")
+			}
+			sg, err := Signer(k, kc, nil, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Several at once, through the session pool.
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					payload := fmt.Appendf(nil, `{"jti":"%d"}`, i)
+					compact, err := sg.Sign(payload, true)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					got, err := jws.Verify([]byte(compact), jws.WithKey(jwa.SignatureAlgorithm(mustJWXAlg(t, alg)), k.Public()))
+					if err != nil || string(got) != string(payload) {
+						t.Errorf("jwx does not verify the %s JWS: %v", alg, err)
+					}
+				}()
+			}
+			wg.Wait()
+		})
+	}
+}
+
+func mustJWXAlg(t *testing.T, alg jose.SignatureAlgorithm) jwa.SignatureAlgorithm {
+	a, ok := jwa.LookupSignatureAlgorithm(string(alg))
+	if !ok {
+		t.Fatalf("jwx has no %s", alg)
+	}
+	return a
+}
+
+// TestPKCS11KeyIsNotExtractable shows the private key made by
+// GeneratePKCS11 (what `keys generate --pkcs11` runs) cannot leave the
+// token.
+func TestPKCS11KeyIsNotExtractable(t *testing.T) {
+	for _, alg := range []jose.SignatureAlgorithm{jose.RS256, jose.ES256} {
+		kc := softhsmKey(t, alg)
+		sensitive, extractable, err := PrivateKeyAttributes(kc, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !sensitive || extractable {
+			t.Errorf("%s private key: CKA_SENSITIVE=%v CKA_EXTRACTABLE=%v, want true/false", alg, sensitive, extractable)
+		}
+	}
+}
+
+// TestPKCS11AlgMismatch: an EC key configured as RS256 fails at open with
+// a message naming both, and never signs.
+func TestPKCS11AlgMismatch(t *testing.T) {
+	kc := softhsmKey(t, jose.ES256)
+	kc.Alg = "RS256"
+	_, err := Open(context.Background(), kc, Options{})
+	if !errors.Is(err, signer.ErrKeyMismatch) || !strings.Contains(err.Error(), "RS256 needs an RSA key, got EC P-256") {
+		t.Fatalf("err = %v, want a key mismatch naming RS256 and EC P-256", err)
+	}
+}
+
+// TestPKCS11OpenErrors: a wrong PIN, a missing key and a missing PIN
+// variable each say what is wrong without echoing the PIN.
+func TestPKCS11OpenErrors(t *testing.T) {
+	h := testenv.StartSoftHSM(t)
+	base := config.PKCS11Key{Module: h.Module, TokenLabel: h.TokenLabel, KeyLabel: "no-such-key", PinFile: h.PINFile}
+	if _, err := Open(context.Background(), config.Key{ID: "x", PKCS11: &base}, Options{}); err == nil || !strings.Contains(err.Error(), "no key pair") {
+		t.Errorf("missing key: %v", err)
+	}
+	env := base
+	env.PinFile, env.PinEnv = "", "SETRELAY_TEST_PIN_UNSET"
+	if _, err := Open(context.Background(), config.Key{ID: "x", PKCS11: &env}, Options{LookupEnv: func(string) (string, bool) { return "", false }}); err == nil || !strings.Contains(err.Error(), "SETRELAY_TEST_PIN_UNSET is not set") {
+		t.Errorf("missing PIN variable: %v", err)
+	}
+	wrong := base
+	wrong.PinFile, wrong.PinEnv = "", "PIN"
+	_, err := Open(context.Background(), config.Key{ID: "x", PKCS11: &wrong}, Options{LookupEnv: func(string) (string, bool) { return "9999-wrong-pin", true }})
+	if err == nil || !strings.Contains(err.Error(), "CKR_PIN_INCORRECT") || strings.Contains(err.Error(), "9999-wrong-pin") {
+		t.Errorf("wrong PIN: %v", err)
+	}
+}
+
+// TestClassifyPKCS11 maps token return values to the worker's classes.
+func TestClassifyPKCS11(t *testing.T) {
+	for code, want := range map[pkcs11.Error]error{
+		pkcs11.CKR_SESSION_HANDLE_INVALID:     signer.ErrTransient,
+		pkcs11.CKR_DEVICE_ERROR:               signer.ErrTransient,
+		pkcs11.CKR_FUNCTION_FAILED:            signer.ErrTransient,
+		pkcs11.CKR_KEY_HANDLE_INVALID:         signer.ErrKeyUnusable,
+		pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED: signer.ErrKeyUnusable,
+		pkcs11.CKR_USER_NOT_LOGGED_IN:         signer.ErrKeyUnusable,
+	} {
+		err := classifyPKCS11(fmt.Errorf("sign: %w", code))
+		if !errors.Is(err, want) {
+			t.Errorf("%v classified as %v, want %v", code, err, want)
+		}
+	}
+	if err := classifyPKCS11(errors.New("odd")); errors.Is(err, signer.ErrTransient) || errors.Is(err, signer.ErrKeyUnusable) {
+		t.Errorf("an unknown error was classified: %v", err)
+	}
+}
