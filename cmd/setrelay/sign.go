@@ -15,8 +15,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/setrelay/setrelay/config"
-	"github.com/setrelay/setrelay/keysource"
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/keysource"
 	"github.com/setrelay/setrelay/set"
 	"github.com/setrelay/setrelay/signer"
 )
