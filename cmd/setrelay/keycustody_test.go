@@ -27,8 +27,8 @@ import (
 
 	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/intent"
-	"github.com/setrelay/setrelay/keysource"
 	"github.com/setrelay/setrelay/internal/testenv"
+	"github.com/setrelay/setrelay/keysource"
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/receiver"
 	"github.com/setrelay/setrelay/relay"
@@ -587,4 +587,25 @@ var collectorDesc = prometheus.NewDesc("setrelay_test_probe", "probe", nil, nil)
 func (f collectorFunc) Describe(ch chan<- *prometheus.Desc) { ch <- collectorDesc }
 func (f collectorFunc) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(collectorDesc, prometheus.GaugeValue, f())
+}
+
+// TestRemoteKeyAlgMismatchExits2: an alg that does not fit the KMS key's
+// real type stops `run` (and `keys jwks`) at start-up with status 2 and a
+// message naming the key, the alg and the key's type.
+func TestRemoteKeyAlgMismatchExits2(t *testing.T) {
+	lk := testenv.StartLocalKMS(t)
+	dir := t.TempDir()
+	key, _ := generateKMS(t, lk, lk.URL, "ES256", "kms-es")
+	key = strings.Replace(key, "alg: ES256", "alg: RS256", 1)
+	rcv := newDevReceiver(t, "rcv")
+	cfgFile := custodyConfig(t, dir, "127.0.0.1:0", []string{key}, map[string]*devReceiver{"rcv": rcv}, map[string]string{"rcv": "kms-es"})
+	for _, args := range [][]string{{"run", "--config", cfgFile}, {"keys", "jwks", "--config", cfgFile}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var out, errb strings.Builder
+		code := execute(ctx, args, strings.NewReader(""), &out, &errb)
+		cancel()
+		if code != exitUsage || !strings.Contains(errb.String(), "keys[0].kms") || !strings.Contains(errb.String(), "RS256 needs an RSA key, got EC P-256") {
+			t.Errorf("%v: exit %d, stderr %s", args, code, errb.String())
+		}
+	}
 }
