@@ -84,6 +84,10 @@ type Options struct {
 	Quiet bool
 	// Log receives the relay's and the receiver's logs (default none).
 	Log *zap.Logger
+	// Key, if set, is the key the demo signs with instead of a generated
+	// ES256 file key: a keys[] entry of a configuration, so a key in an
+	// HSM or KMS can be tried end to end (`setrelay demo --key-config`).
+	Key *config.Key
 }
 
 func (o Options) withDefaults() Options {
@@ -132,8 +136,12 @@ func Run(ctx context.Context, opts Options, out io.Writer) (Summary, error) {
 	}
 	defer env.stop()
 
-	fmt.Fprintf(out, "setrelay demo: embedded JetStream %s, receiver %s, ES256 key %q\n",
-		env.svc.ClientURL(), env.baseURL, KeyID)
+	keyDesc := fmt.Sprintf("ES256 key %q", KeyID)
+	if opts.Key != nil {
+		keyDesc = fmt.Sprintf("%s key %q (%s)", opts.Key.Alg, opts.Key.ID, opts.Key.Source())
+	}
+	fmt.Fprintf(out, "setrelay demo: embedded JetStream %s, receiver %s, %s\n",
+		env.svc.ClientURL(), env.baseURL, keyDesc)
 	fmt.Fprintf(out, "publishing %d intents (4 event types) and %d bad ones...\n", opts.Count, len(badIntents()))
 
 	pub, err := env.publish(ctx, opts.Count)
@@ -185,17 +193,20 @@ type env struct {
 // (its URL is in the configuration) but the receiver itself is built after,
 // because it verifies against the relay's /jwks.json.
 func start(ctx context.Context, opts Options, dir string) (*env, error) {
-	key, err := signer.GenerateKey(jose.ES256, KeyID)
-	if err != nil {
-		return nil, fmt.Errorf("demo: generate key: %w", err)
-	}
-	pemBytes, err := key.PrivatePEM()
-	if err != nil {
-		return nil, fmt.Errorf("demo: encode key: %w", err)
-	}
-	keyFile := filepath.Join(dir, KeyID+".pem")
-	if err := os.WriteFile(keyFile, pemBytes, 0o600); err != nil {
-		return nil, fmt.Errorf("demo: write key: %w", err)
+	var keyFile string
+	if opts.Key == nil {
+		key, err := signer.GenerateKey(jose.ES256, KeyID)
+		if err != nil {
+			return nil, fmt.Errorf("demo: generate key: %w", err)
+		}
+		pemBytes, err := key.PrivatePEM()
+		if err != nil {
+			return nil, fmt.Errorf("demo: encode key: %w", err)
+		}
+		keyFile = filepath.Join(dir, KeyID+".pem")
+		if err := os.WriteFile(keyFile, pemBytes, 0o600); err != nil {
+			return nil, fmt.Errorf("demo: write key: %w", err)
+		}
 	}
 	secret, err := randomSecret()
 	if err != nil {
@@ -208,6 +219,10 @@ func start(ctx context.Context, opts Options, dir string) (*env, error) {
 	}
 	base := "http://" + ln.Addr().String()
 	cfg := Config(filepath.Join(dir, "jetstream"), keyFile, base, secret)
+	if opts.Key != nil {
+		cfg.Keys = []config.Key{*opts.Key}
+		cfg.Receivers[0].Key = opts.Key.ID
+	}
 	if err := cfg.Validate(); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("demo: configuration: %w", err)

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"golang.org/x/term"
 
+	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/demo"
 )
 
@@ -16,6 +18,8 @@ func newDemoCmd() *cobra.Command {
 	var (
 		opts   demo.Options
 		asJSON bool
+
+		keyConfig, keyID string
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -24,7 +28,8 @@ func newDemoCmd() *cobra.Command {
 
   - an embedded NATS JetStream in a temporary directory, on a random loopback
     port (never 4222, so it does not clash with anything running);
-  - a freshly generated ES256 signing key;
+  - a freshly generated ES256 signing key, or with --key-config and --key-id
+    a key of your configuration: a file, a PKCS#11 token or a KMS key;
   - the relay, assembled from a configuration as 'setrelay run' does;
   - the strict development receiver ('setrelay receiver'), with an OAuth
     client-credentials token endpoint, verifying every SET against the
@@ -44,7 +49,8 @@ otherwise.`,
 		Example: `  go run ./cmd/setrelay demo
   setrelay demo --count 1000
   setrelay demo --keep        # then curl the printed /metrics and /jwks.json
-  setrelay demo --json | jq .latency_p99_ms`,
+  setrelay demo --json | jq .latency_p99_ms
+  setrelay demo --key-config configs/govuk-kms.yaml --key-id rp-2026-11   # sign with a KMS or HSM key`,
 		Args: positional(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Count < 1 {
@@ -67,6 +73,13 @@ otherwise.`,
 			}
 			opts.Log = log
 			opts.Quiet = asJSON
+			if keyConfig != "" || keyID != "" {
+				kc, err := demoKey(keyConfig, keyID)
+				if err != nil {
+					return err
+				}
+				opts.Key = kc
+			}
 			if f, ok := cmd.OutOrStdout().(*os.File); ok {
 				opts.TTY = term.IsTerminal(int(f.Fd()))
 			}
@@ -91,5 +104,26 @@ otherwise.`,
 	f.DurationVar(&opts.Timeout, "timeout", demo.DefaultTimeout, "how long to wait for every intent to be delivered or dead-lettered")
 	f.Float64Var(&opts.FaultRate, "fault-rate", demo.DefaultFaults, "share of pushes the receiver answers with 500 or 429 (negative: none)")
 	f.BoolVar(&asJSON, "json", false, "print only the summary, as JSON")
+	f.StringVar(&keyConfig, "key-config", "", "sign with a key of this configuration instead of a generated file key: try a key in an HSM or KMS end to end (with --key-id)")
+	f.StringVar(&keyID, "key-id", "", "the keys[].id of --key-config to sign with")
 	return cmd
+}
+
+// demoKey finds the --key-id entry of --key-config.
+func demoKey(file, id string) (*config.Key, error) {
+	if file == "" || id == "" {
+		return nil, usageErrorf("give --key-config and --key-id together: the configuration and the id of the key to sign with")
+	}
+	cfg, err := config.Load(file)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for i := range cfg.Keys {
+		if cfg.Keys[i].ID == id {
+			return &cfg.Keys[i], nil
+		}
+		ids = append(ids, cfg.Keys[i].ID)
+	}
+	return nil, usageErrorf("%s has no key with id %q (it has: %s)", file, id, strings.Join(ids, ", "))
 }

@@ -609,3 +609,34 @@ func TestRemoteKeyAlgMismatchExits2(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoWithKMSKey: `demo --key-config --key-id` runs the whole demo
+// signing with a KMS key, and its checks (every good intent delivered and
+// verified against /jwks.json by the receiver) pass.
+func TestDemoWithKMSKey(t *testing.T) {
+	lk := testenv.StartLocalKMS(t)
+	dir := t.TempDir()
+	key, _ := generateKMS(t, lk, lk.URL, "RS256", "demo-kms")
+	rcv := newDevReceiver(t, "rcv")
+	cfgFile := custodyConfig(t, dir, "127.0.0.1:0", []string{key}, map[string]*devReceiver{"rcv": rcv}, map[string]string{"rcv": "demo-kms"})
+	code, out, stderr := runCLI(t, "", "demo", "--key-config", cfgFile, "--key-id", "demo-kms", "--count", "40", "--fault-rate", "-1", "--json")
+	if code != 0 {
+		t.Fatalf("demo --key-config: exit %d\n%s\n%s", code, out, stderr)
+	}
+	var sum struct {
+		OK       bool `json:"ok"`
+		Verified int  `json:"verified"`
+		SET      struct {
+			Header struct {
+				Alg string `json:"alg"`
+				Kid string `json:"kid"`
+			} `json:"header"`
+		} `json:"set"`
+	}
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatalf("summary: %v\n%s", err, out)
+	}
+	if !sum.OK || sum.Verified < 40 || sum.SET.Header.Alg != "RS256" || sum.SET.Header.Kid != "demo-kms" {
+		t.Errorf("demo with a KMS key: %s", out)
+	}
+}
