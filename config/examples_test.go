@@ -42,6 +42,20 @@ func TestExampleConfigs(t *testing.T) {
 				t.Errorf("GOV.UK event types = %v", r.EventTypes())
 			}
 		}},
+		{"govuk-kms.yaml", map[string]string{
+			"GOVUK_SSF_ENDPOINT":  "https://inbound-ssf.build.account.gov.uk/v1/events",
+			"GOVUK_TOKEN_URL":     "https://example.auth.eu-west-2.amazoncognito.com/oauth2/token",
+			"GOVUK_CLIENT_ID":     "client-id",
+			"GOVUK_CLIENT_SECRET": "client-secret",
+		}, func(t *testing.T, c *Config) {
+			k := c.Keys[0]
+			if k.Source() != "kms" || k.File != "" || k.Alg != "RS256" || k.KMS.Provider != "aws" || k.KMS.KeyID != "alias/setrelay-rp-2026-11" || k.KMS.Region != "eu-west-2" || k.MaxSignRate != 200 {
+				t.Errorf("GOV.UK with KMS: an RS256 AWS KMS key by alias: %+v %+v", k, k.KMS)
+			}
+			if r := c.Receivers[0]; r.Key != "rp-2026-11" || r.KID() || r.Subject != PlacementInEvent {
+				t.Errorf("GOV.UK profile: %+v", r)
+			}
+		}},
 		{"ssf.yaml", map[string]string{"SSF_RECEIVER_TOKEN": "tok"}, func(t *testing.T, c *Config) {
 			r := c.Receivers[0]
 			if c.Keys[0].Alg != "ES256" || !r.KID() || r.Subject != PlacementSubID || c.NATS.Replicas != 3 || c.NATS.Embedded() {
