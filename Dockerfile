@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# setrelay: a static, non-root image whose default command is the worker
-# (`setrelay run`). Build with:
+# setrelay: a non-root image whose default command is the worker
+# (`setrelay run`). It signs with file keys, AWS KMS keys and PKCS#11 (HSM)
+# keys: PKCS#11 modules are C libraries, so the binary is a cgo build that
+# links only glibc and dlopens the vendor's module (mount it into the
+# container and point keys[].pkcs11.module at it). Build with:
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t setrelay .
 #
@@ -10,7 +13,8 @@
 
 ARG GO_VERSION=1.26
 
-FROM golang:${GO_VERSION} AS build
+# bookworm, to match the glibc of distroless/base-debian12 below.
+FROM golang:${GO_VERSION}-bookworm AS build
 WORKDIR /src
 
 # Dependencies first: this layer only changes when go.mod/go.sum do.
@@ -20,18 +24,20 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 
 COPY . .
 ARG VERSION=dev
-# CGO off gives a fully static binary that runs on distroless/static;
-# -trimpath keeps build paths out of the binary; -s -w drops symbol tables.
+# CGO on for PKCS#11 (crypto11 dlopens the module at run time, so only libc
+# is linked); -trimpath keeps build paths out of the binary; -s -w drops
+# symbol tables.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath \
+    CGO_ENABLED=1 go build -trimpath \
       -ldflags "-s -w -X main.version=${VERSION}" \
       -o /out/setrelay ./cmd/setrelay \
  && mkdir -p /out/state /out/keys
 
-# distroless/static has CA certificates and tzdata (needed for TLS to real
-# receivers and token endpoints) and nothing else: no shell, no package manager.
-FROM gcr.io/distroless/static-debian12:nonroot
+# distroless/base has glibc (for the cgo build), CA certificates and tzdata
+# (needed for TLS to real receivers, token endpoints and KMS) and nothing
+# else: no shell, no package manager.
+FROM gcr.io/distroless/base-debian12:nonroot
 COPY --from=build /out/setrelay /usr/local/bin/setrelay
 # The working directory, owned by the runtime user so that the embedded-NATS
 # default (store_dir ./data) works when a volume is mounted here.
