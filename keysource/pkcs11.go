@@ -15,6 +15,7 @@ import (
 	"github.com/ThalesGroup/crypto11"
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/miekg/pkcs11"
+	"github.com/thales-e-security/pool"
 
 	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/signer"
@@ -60,7 +61,7 @@ func classifyPKCS11(err error) error {
 		}
 	}
 	// Waiting for a free session past the call timeout: the token is busy.
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, pool.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("%w: no PKCS#11 session free: %w", signer.ErrTransient, err)
 	}
 	return err

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -134,6 +136,46 @@ func TestPKCS11OpenErrors(t *testing.T) {
 	_, err := Open(context.Background(), config.Key{ID: "x", PKCS11: &wrong}, Options{LookupEnv: func(string) (string, bool) { return "9999-wrong-pin", true }})
 	if err == nil || !strings.Contains(err.Error(), "CKR_PIN_INCORRECT") || strings.Contains(err.Error(), "9999-wrong-pin") {
 		t.Errorf("wrong PIN: %v", err)
+	}
+}
+
+// TestPKCS11BusyIsTransient: with one session and a wait bound far below
+// a signature's time, callers that find no free session get ErrTransient
+// (the worker retries them), never a hang or an unclassified error.
+func TestPKCS11BusyIsTransient(t *testing.T) {
+	kc := softhsmKey(t, jose.RS256)
+	o := Options{Sessions: 1, CallTimeout: 5 * time.Millisecond}
+	k, err := Open(context.Background(), kc, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	sg, err := Signer(k, kc, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ok, busy atomic.Int64
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 10 {
+				_, err := sg.Sign([]byte(`{}`), true)
+				switch {
+				case err == nil:
+					ok.Add(1)
+				case errors.Is(err, signer.ErrTransient):
+					busy.Add(1)
+				default:
+					t.Errorf("unclassified: %v", err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if busy.Load() == 0 || ok.Load() == 0 {
+		t.Errorf("%d signed, %d busy: want both", ok.Load(), busy.Load())
 	}
 }
 

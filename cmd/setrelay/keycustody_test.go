@@ -473,9 +473,11 @@ func TestKeyRotationFileToKMS(t *testing.T) {
 // classified transient and counted in setrelay_sign_errors_total, the
 // intents are retried, and every one is delivered: no dead letter.
 //
-// That a transient failure counts no receiver attempt is the worker's
-// settle logic (signer.ErrTransient, handled on the i10core branch); here
-// the throttling window is shorter than the retry budget.
+// No push reaches the receiver for a SET that could not be signed, so the
+// receiver is never blamed. That a transient failure also counts no attempt
+// of the intent is the worker's settle logic (signer.ErrTransient, on the
+// i10core branch); here the throttling window is shorter than the retry
+// budget.
 func TestKMSThrottlingRetried(t *testing.T) {
 	lk := testenv.StartLocalKMS(t)
 	proxy := testenv.StartKMSProxy(t, lk.URL)
@@ -499,6 +501,11 @@ func TestKMSThrottlingRetried(t *testing.T) {
 	}
 	if dl := run.deadLetters(t); dl != 0 {
 		t.Errorf("%d dead letters after throttling", dl)
+	}
+	// A SET that could not be signed is never pushed: the receiver saw one
+	// request per intent, none of them failed.
+	if st := rcv.rcv.Load().Stats(); st.Requests != n {
+		t.Errorf("receiver got %d requests for %d intents: %+v", st.Requests, n, st)
 	}
 	verifyWithJWX(t, httpBody(t, "http://"+run.svc.OpsAddr().String()+"/jwks.json"), "kms-es", rcv)
 	t.Logf("%d Sign calls throttled, %v transient sign errors, %d SETs delivered", proxy.Throttled.Load(), transient, rcv.accepted())
