@@ -180,6 +180,13 @@ func loadKeys(ctx context.Context, cfg *config.Config, log *zap.Logger, m *signe
 	for i, kc := range cfg.Keys {
 		path := fmt.Sprintf("keys[%d].%s", i, kc.Source())
 		k, err := keysource.Open(ctx, kc, opts)
+		if errors.Is(err, signer.ErrTransient) {
+			// KMS unreachable or throttled, an HSM busy: not a mistake
+			// in the configuration (status 2) but a failure to start
+			// that a restart may cure.
+			closeKeys(keys)
+			return nil, nil, fmt.Errorf("keys[%d] %q: %w", i, kc.ID, err)
+		}
 		if err != nil {
 			msg := err.Error()
 			if kc.Source() == "file" && errors.Is(err, fs.ErrNotExist) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/setrelay/setrelay/internal/promreg"
 )
 
 // Sign error reasons, the values of setrelay_sign_errors_total's reason
@@ -38,10 +40,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: []float64{0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
 		}, []string{"key"}),
 	}
-	for _, c := range []prometheus.Collector{m.errors, m.duration} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register signing metrics: %w", err)
-		}
+	// Shared with an earlier registration on the same registry (a second
+	// relay started in one process, as tests and the demo do).
+	var err error
+	if m.errors, err = promreg.Register(reg, m.errors); err != nil {
+		return nil, fmt.Errorf("register signing metrics: %w", err)
+	}
+	if m.duration, err = promreg.Register(reg, m.duration); err != nil {
+		return nil, fmt.Errorf("register signing metrics: %w", err)
 	}
 	return m, nil
 }
