@@ -647,3 +647,22 @@ func TestDemoWithKMSKey(t *testing.T) {
 		t.Errorf("demo with a KMS key: %s", out)
 	}
 }
+
+// TestUnreachableKMSExits1: a KMS that cannot be reached at start-up is a
+// failure a restart may cure (status 1), not a configuration mistake (2).
+func TestUnreachableKMSExits1(t *testing.T) {
+	testenv.StartLocalKMS(t) // the test credentials in the environment
+	dir := t.TempDir()
+	rcv := newDevReceiver(t, "rcv")
+	key := "{id: kms-x, alg: RS256, kms: {provider: aws, key_id: alias/x, region: eu-west-2, endpoint: \"http://127.0.0.1:1\"}}"
+	cfgFile := custodyConfig(t, dir, "127.0.0.1:0", []string{key}, map[string]*devReceiver{"rcv": rcv}, map[string]string{"rcv": "kms-x"})
+	for _, args := range [][]string{{"run", "--config", cfgFile}, {"keys", "pem", "--config", cfgFile, "--key-id", "kms-x"}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var out, errb strings.Builder
+		code := execute(ctx, args, strings.NewReader(""), &out, &errb)
+		cancel()
+		if code != exitFailure || !strings.Contains(errb.String(), "transient") {
+			t.Errorf("%v: exit %d, stderr %s", args, code, errb.String())
+		}
+	}
+}

@@ -330,6 +330,10 @@ func keysFromConfig(cmd *cobra.Command, file string) ([]*signer.Key, error) {
 	)
 	for i, kc := range cfg.Keys {
 		k, err := keysource.Open(cmd.Context(), kc, keysource.Options{Sessions: 2})
+		if errors.Is(err, signer.ErrTransient) {
+			closeAll(keys)
+			return nil, keyOpenError(kc.ID, err)
+		}
 		if err != nil {
 			problems = append(problems, config.Problem{Path: fmt.Sprintf("keys[%d].%s", i, kc.Source()), Message: err.Error()})
 			continue
@@ -398,7 +402,7 @@ from the token or with kms:GetPublicKey; the private key never leaves it.`,
 				}
 				k, err := keysource.Open(cmd.Context(), *kc, keysource.Options{Sessions: 2})
 				if err != nil {
-					return usageErrorf("key %q: %w", keyID, err)
+					return keyOpenError(keyID, err)
 				}
 				defer k.Close()
 				key = k

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/keysource"
+	"github.com/setrelay/setrelay/signer"
 )
 
 // remoteGenFlags are `keys generate`'s flags for a key created inside a
@@ -128,4 +130,14 @@ func (r *remoteGenFlags) run(cmd *cobra.Command, alg jose.SignatureAlgorithm, id
 	_, err = fmt.Fprintf(w, "configuration: keys: [{id: %s, alg: %s, pkcs11: {module: %s, %s, key_label: %s, key_id: %s, %s}}]\n",
 		id, alg, tok.Module, token, strconv.Quote(tok.KeyLabel), hexID, pin)
 	return err
+}
+
+// keyOpenError is the error of a key that would not open: a usage error
+// (status 2) for a mistake in the configuration, a plain failure (status 1)
+// when the HSM or KMS was only unreachable or busy, as a retry may work.
+func keyOpenError(id string, err error) error {
+	if errors.Is(err, signer.ErrTransient) {
+		return fmt.Errorf("key %q: %w", id, err)
+	}
+	return usageErrorf("key %q: %w", id, err)
 }

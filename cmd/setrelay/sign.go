@@ -115,7 +115,7 @@ func runSign(cmd *cobra.Command, args []string, sf *signFlags) error {
 			// as `setrelay run` would sign with it.
 			rk, err := keysource.Open(cmd.Context(), *k, keysource.Options{Sessions: 2})
 			if err != nil {
-				return usageErrorf("key %q: %w", k.ID, err)
+				return keyOpenError(k.ID, err)
 			}
 			defer rk.Close()
 			key = rk
