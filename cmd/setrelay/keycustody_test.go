@@ -319,6 +319,12 @@ func TestKeyCustodyPKCS11EndToEnd(t *testing.T) {
 		}
 		keys = append(keys, generatedSnippet(t, out))
 	}
+	// A label already on the token is refused, not duplicated.
+	code, _, stderr := runCLI(t, "", "keys", "generate", "--pkcs11", "--alg", "ES256", "--id", "again",
+		"--module", h.Module, "--token-label", h.TokenLabel, "--key-label", t.Name()+"-hsm-es256", "--pin-file", h.PINFile)
+	if code == 0 || !strings.Contains(stderr, "already holds a key pair") {
+		t.Errorf("generating over an existing label: exit %d, %s", code, stderr)
+	}
 	rs, es := newDevReceiver(t, "rs"), newDevReceiver(t, "es")
 	cfgFile := custodyConfig(t, dir, "127.0.0.1:0", keys, map[string]*devReceiver{"rs": rs, "es": es}, map[string]string{"rs": "hsm-rs256", "es": "hsm-es256"})
 
@@ -351,13 +357,13 @@ func TestKeyCustodyPKCS11EndToEnd(t *testing.T) {
 	}
 	checkKeyCommands(t, cfgFile, served, "hsm-rs256", "hsm-es256")
 	// sign --config signs with the HSM key as run does.
-	code, out, stderr := runCLI(t, `{"id":"one","type":"risc.account-disabled","subject":{"format":"email","email":"a@example.com"}}`,
+	code, signed, stderr := runCLI(t, `{"id":"one","type":"risc.account-disabled","subject":{"format":"email","email":"a@example.com"}}`,
 		"sign", "--config", cfgFile, "--receiver", "es")
 	if code != 0 {
 		t.Fatalf("sign --config: %d %s", code, stderr)
 	}
 	set, _ := jwk.Parse(served)
-	if _, err := jws.Verify([]byte(strings.TrimSpace(out)), jws.WithKeySet(set)); err != nil {
+	if _, err := jws.Verify([]byte(strings.TrimSpace(signed)), jws.WithKeySet(set)); err != nil {
 		t.Errorf("sign --config output does not verify: %v", err)
 	}
 }
