@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -115,9 +117,15 @@ func classifyAWS(err error) error {
 	return err
 }
 
-// newAWSClient builds a KMS client from the standard credential chain.
-func newAWSClient(ctx context.Context, region, endpoint string) (*kms.Client, error) {
-	var opts []func(*awsconfig.LoadOptions) error
+// newAWSClient builds a KMS client from the standard credential chain,
+// keeping up to conns connections to KMS alive: one per concurrent
+// signature, so a busy worker pool does not pay a TLS handshake per SET
+// (the SDK's default keeps 10).
+func newAWSClient(ctx context.Context, region, endpoint string, conns int) (*kms.Client, error) {
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConnsPerHost = max(conns, awshttp.DefaultHTTPTransportMaxIdleConnsPerHost)
+	})
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithHTTPClient(httpClient)}
 	if region != "" {
 		opts = append(opts, awsconfig.WithRegion(region))
 	}
@@ -142,7 +150,7 @@ func newAWSClient(ctx context.Context, region, endpoint string) (*kms.Client, er
 // must be an enabled SIGN_VERIFY key) and GetPublicKey.
 func openAWS(ctx context.Context, kc config.Key, o Options) (*signer.Key, error) {
 	m := kc.KMS
-	client, err := newAWSClient(ctx, m.Region, m.Endpoint)
+	client, err := newAWSClient(ctx, m.Region, m.Endpoint, o.Sessions)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +226,7 @@ func GenerateKMS(ctx context.Context, r GenerateKMSRequest) (arn string, err err
 	if err != nil {
 		return "", err
 	}
-	client, err := newAWSClient(ctx, r.Region, r.Endpoint)
+	client, err := newAWSClient(ctx, r.Region, r.Endpoint, 1)
 	if err != nil {
 		return "", err
 	}
