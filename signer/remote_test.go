@@ -111,14 +111,15 @@ func TestSignerClassifiesAndMeasures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sg, err := New(k, WithMetrics(m), WithRateLimit(1, 10*time.Millisecond))
+	sg, err := New(k, WithMetrics(m), WithRateLimit(0.001, 10*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sg.Sign([]byte(`{}`), true); err != nil {
 		t.Fatal(err)
 	}
-	// The second within the second would wait ~1 s > 10 ms: refused at once.
+	// The second would wait ~1000 s > 10 ms: refused at once (a slow
+	// machine cannot refill the bucket in between).
 	_, err = sg.Sign([]byte(`{}`), true)
 	if !errors.Is(err, ErrTransient) || dev.calls.Load() != 1 {
 		t.Fatalf("over the rate: %v (device calls %d)", err, dev.calls.Load())
