@@ -1,7 +1,6 @@
 package signer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -223,18 +222,23 @@ func (s *Signer) KeyID() string { return s.kid }
 func (s *Signer) Algorithm() jose.SignatureAlgorithm { return s.alg }
 
 // wait takes a turn from the rate limiter, or fails with a transient error
-// when the turn is further away than maxWait.
+// when the turn is further away than maxWait. It reserves first and then
+// sleeps, so whether a turn is refused depends only on the rate, never on
+// how long this goroutine waited to be scheduled.
 func (s *Signer) wait() error {
-	ctx := context.Background()
-	if s.maxWait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, s.maxWait)
-		defer cancel()
-	}
-	// Wait refuses at once, without sleeping, when the deadline comes
-	// before the turn would.
-	if err := s.limiter.Wait(ctx); err != nil {
+	r := s.limiter.Reserve()
+	if !r.OK() {
 		return &rateLimitedError{kid: s.kid}
+	}
+	d := r.Delay()
+	if s.maxWait > 0 && d > s.maxWait {
+		// Give the turn back, so those who can wait are not delayed by
+		// one that will not be taken.
+		r.Cancel()
+		return &rateLimitedError{kid: s.kid}
+	}
+	if d > 0 {
+		time.Sleep(d)
 	}
 	return nil
 }
