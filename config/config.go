@@ -13,23 +13,28 @@ import (
 	"time"
 
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/push"
+	"github.com/setrelay/setrelay/queue"
+	"github.com/setrelay/setrelay/worker"
 )
 
 // Default values. They are exported so documentation and tests can name them.
+// A default that a package also applies to its own zero values is declared
+// in that package and only named here, so the two can never disagree.
 const (
-	DefaultStoreDir        = "./data"
-	DefaultNATSListen      = "127.0.0.1:4222"
+	DefaultStoreDir        = queue.DefaultStoreDir
+	DefaultNATSListen      = queue.DefaultListen
 	DefaultReplicas        = 1
-	DefaultMaxAckPending   = 1000
-	DefaultAckWait         = 30 * time.Second
-	DefaultDuplicateWindow = time.Hour
+	DefaultMaxAckPending   = queue.DefaultMaxAckPending
+	DefaultAckWait         = queue.DefaultAckWait
+	DefaultDuplicateWindow = queue.DefaultDuplicateWindow
 	// MaxDuplicateWindow caps nats.duplicate_window: the server keeps every
 	// intent id of the window in memory (about 100 bytes plus the id), so
 	// a week of a busy stream is already gigabytes.
 	MaxDuplicateWindow = 7 * 24 * time.Hour
-	DefaultConcurrency = 64
-	DefaultGracePeriod = 20 * time.Second
-	DefaultFetchWait   = time.Second
+	DefaultConcurrency = worker.DefaultConcurrency
+	DefaultGracePeriod = worker.DefaultGracePeriod
+	DefaultFetchWait   = worker.DefaultFetchWait
 	// MinFetchWait and MaxFetchWait bound worker.fetch_wait: shorter
 	// floods the server with pull requests from idle receivers, longer
 	// delays every shutdown of an idle process by as much.
@@ -38,15 +43,16 @@ const (
 	DefaultOpsListen        = "127.0.0.1:9464"
 	DefaultLogLevel         = "info"
 	DefaultLogFormat        = "json"
-	DefaultTimeout          = 10 * time.Second
-	DefaultConnectTimeout   = 5 * time.Second
-	DefaultRetryInitial     = time.Second
-	DefaultRetryMax         = 10 * time.Minute
-	DefaultRetryMaxAttempts = 12
-	DefaultRetryMaxAge      = 72 * time.Hour
-	DefaultPauseThreshold   = 5
-	DefaultPauseInitial     = 30 * time.Second
-	DefaultPauseMax         = 10 * time.Minute
+	DefaultTimeout          = push.DefaultTimeout
+	DefaultConnectTimeout   = push.DefaultConnectTimeout
+	DefaultMaxRetryAfter    = push.DefaultMaxRetryAfter
+	DefaultRetryInitial     = worker.DefaultRetryInitial
+	DefaultRetryMax         = worker.DefaultRetryMax
+	DefaultRetryMaxAttempts = worker.DefaultRetryMaxAttempts
+	DefaultRetryMaxAge      = worker.DefaultRetryMaxAge
+	DefaultPauseThreshold   = worker.DefaultPauseThreshold
+	DefaultPauseInitial     = worker.DefaultPauseInitial
+	DefaultPauseMax         = worker.DefaultPauseMax
 	DefaultAuthStyle        = AuthStyleBasic
 	DefaultSubjectPlacement = PlacementSubID
 )
@@ -218,7 +224,8 @@ type Receiver struct {
 	Timeout time.Duration `yaml:"timeout" json:"timeout"`
 	// ConnectTimeout bounds the TCP and TLS handshake.
 	ConnectTimeout time.Duration `yaml:"connect_timeout" json:"connect_timeout"`
-	// MaxRetryAfter caps a receiver's Retry-After. Default: retry.max.
+	// MaxRetryAfter caps a receiver's Retry-After. Default:
+	// DefaultMaxRetryAfter (1 h), the push client's own default.
 	MaxRetryAfter time.Duration `yaml:"max_retry_after" json:"max_retry_after"`
 	// MaxConns bounds connections to this receiver; 0 leaves it to the push client.
 	MaxConns int `yaml:"max_conns" json:"max_conns"`

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/setrelay/setrelay/push"
 )
 
 // issueExample is the configuration shape from the pipeline issue; it must
@@ -118,7 +120,7 @@ func TestDefaults(t *testing.T) {
 		{"retry.max", r.Retry.Max, DefaultRetryMax},
 		{"retry.max_attempts", r.Retry.MaxAttempts, DefaultRetryMaxAttempts},
 		{"retry.max_age", r.Retry.MaxAge, DefaultRetryMaxAge},
-		{"max_retry_after", r.MaxRetryAfter, DefaultRetryMax},
+		{"max_retry_after", r.MaxRetryAfter, push.DefaultMaxRetryAfter},
 		{"pause.threshold", r.Pause.Threshold, DefaultPauseThreshold},
 		{"pause.initial", r.Pause.Initial, DefaultPauseInitial},
 		{"pause.max", r.Pause.Max, DefaultPauseMax},

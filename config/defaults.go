@@ -55,7 +55,7 @@ func (c *Config) FillDefaults() {
 			r.Retry.MaxAge = DefaultRetryMaxAge
 		}
 		if r.MaxRetryAfter == 0 {
-			r.MaxRetryAfter = r.Retry.Max
+			r.MaxRetryAfter = DefaultMaxRetryAfter
 		}
 		if r.Pause.Threshold == 0 {
 			// Below max_attempts, so that an outage pauses the receiver

@@ -12,6 +12,7 @@ import (
 
 	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/queue"
+	"github.com/setrelay/setrelay/secret"
 )
 
 // algorithms setrelay signs with; the signer package enforces the same list
@@ -102,7 +103,7 @@ func (c *Config) validateNATS(p *problems) {
 		for _, s := range strings.Split(n.URL, ",") {
 			u, err := url.Parse(strings.TrimSpace(s))
 			if err != nil || u.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) {
-				p.add("nats.url", "must be nats://, tls://, ws:// or wss:// URLs separated by commas (got %q); leave it empty for the embedded server", redactURL(s))
+				p.add("nats.url", "must be nats://, tls://, ws:// or wss:// URLs separated by commas (got %q); leave it empty for the embedded server", secret.URL(s))
 			}
 		}
 	} else {
@@ -293,11 +294,14 @@ func checkURL(p *problems, path, raw string, insecure bool, what string) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		p.add(path, "must be an absolute https:// URL (got %q)", redactURL(raw))
+		p.add(path, "must be an absolute https:// URL (got %q)", secret.URL(raw))
 		return
 	}
 	if u.User != nil {
 		p.add(path, "must not carry credentials in the URL; use auth instead")
+	}
+	if param := secret.CredentialInQuery(raw); param != "" {
+		p.add(path, "carries %s in its query string (%s), where logs, proxies and error messages would show it; %s", param, secret.URL(raw), credentialAdvice(path, param))
 	}
 	if u.Scheme == "http" && !insecure {
 		p.add(path, "uses http://, which sends tokens and SETs in clear; use https://, or set insecure_http: true for local testing")
@@ -321,16 +325,14 @@ func checkTLS(p *problems, path string, t TLS) {
 	}
 }
 
-// redactURL hides the user information of a URL echoed in an error: a NATS
-// URL may carry user:password, and a problem report must not.
-func redactURL(raw string) string {
-	at := strings.LastIndex(raw, "@")
-	if at < 0 {
-		return raw
+// credentialAdvice says where a credential found in a URL's query belongs
+// instead.
+func credentialAdvice(path, param string) string {
+	if strings.HasSuffix(path, ".token_url") {
+		if param == "client_secret" {
+			return "remove it from the URL and set client_secret (or client_secret_file); setrelay sends it in the Authorization header (auth_style: basic) or the request body (auth_style: form), as RFC 6749 section 2.3.1 says"
+		}
+		return "remove it from the URL; a token endpoint authenticates setrelay with client_id and client_secret"
 	}
-	start := strings.Index(raw, "://")
-	if start < 0 || start > at {
-		start = -3
-	}
-	return raw[:start+3] + "[REDACTED]" + raw[at:]
+	return "remove it from the URL and authenticate with auth (token_url with client_id and client_secret, or authorization_header)"
 }

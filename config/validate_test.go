@@ -207,7 +207,33 @@ func TestURLProblemsDoNotEchoCredentials(t *testing.T) {
 		t.Errorf("a credential in a URL was echoed:\n%s", msg)
 	}
 	containsAll(t, problemsOf(t, err), `(got "http://[REDACTED]@nats:4222")`, `(got "ftp://[REDACTED]@rcv.example/")`)
-	if got := redactURL("user:pw@host"); strings.Contains(got, "pw") {
-		t.Errorf("redactURL without a scheme = %q", got)
+}
+
+// TestCredentialInURLQueryRefused: a client_secret, password, token or
+// access_token in token_url's or endpoint's query would be printed by every
+// log line, proxy and error that shows the URL. Validation refuses it, says
+// why and what to do instead, and does not echo the value.
+func TestCredentialInURLQueryRefused(t *testing.T) {
+	cfg := validConfig(t)
+	cfg.Receivers[0].Auth.TokenURL = "https://rcv.example/token?client_secret=hunter2&tenant=t1"
+	cfg.Receivers[0].Endpoint = "https://rcv.example/events?access_token=pw-secret"
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted credentials in URL queries")
+	}
+	if msg := err.Error(); strings.Contains(msg, "hunter2") || strings.Contains(msg, "pw-secret") || strings.Contains(msg, "t1") {
+		t.Errorf("a query value was echoed:\n%s", msg)
+	}
+	containsAll(t, problemsOf(t, err),
+		"receivers[0].auth.token_url: carries client_secret in its query string",
+		"set client_secret (or client_secret_file)",
+		"receivers[0].endpoint: carries access_token in its query string",
+		"authenticate with auth")
+	for _, param := range []string{"password", "token"} {
+		cfg := validConfig(t)
+		cfg.Receivers[0].Auth.TokenURL = "https://rcv.example/token?" + param + "=x"
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "carries "+param) {
+			t.Errorf("token_url with %s: %v", param, err)
+		}
 	}
 }

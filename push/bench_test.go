@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/setrelay/setrelay/secret"
 )
 
 // benchConcurrency are the worker counts compared. Run all three benchmarks
@@ -74,7 +76,7 @@ func pushOp(b *testing.B, url string, n int) func() bool {
 	ts := newTokenServer(b, false)
 	c, err := New(Config{
 		Name: "bench", Endpoint: url, InsecureHTTP: true, MaxConns: n,
-		Auth: AuthConfig{TokenURL: ts.URL, ClientID: testClientID, ClientSecret: Secret(testSecret)},
+		Auth: AuthConfig{TokenURL: ts.URL, ClientID: testClientID, ClientSecret: secret.Value(testSecret)},
 	}, nil, nil)
 	if err != nil {
 		b.Fatal(err)

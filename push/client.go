@@ -3,16 +3,18 @@ package push
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/setrelay/setrelay/secret"
 )
 
 // Shared, read-only request header values (see attempt).
@@ -106,7 +108,7 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 // String names the receiver and endpoint; a Client's fields include the
 // token machinery, which must never be printed.
 func (c Client) String() string {
-	return fmt.Sprintf("push.Client{receiver=%q endpoint=%q}", c.name, c.endpoint)
+	return fmt.Sprintf("push.Client{receiver=%q endpoint=%q}", c.name, secret.URL(c.endpoint))
 }
 
 // GoString is String, so %#v cannot dump the fields either.
@@ -182,6 +184,12 @@ func (c *Client) attempt(ctx context.Context, jws []byte) (Result, any) {
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			// The url.Error names the endpoint, whose query may hold
+			// values that must not reach logs and dead letters.
+			err = secret.URLError(ue)
+		}
 		r := Classify(0, nil, nil, err, c.now(), c.maxRetryAfter)
 		r.Attempts = 1
 		return r, handle
@@ -194,7 +202,9 @@ func (c *Client) attempt(ctx context.Context, jws []byte) (Result, any) {
 	} else {
 		// A read error leaves whatever arrived; the status decides anyway.
 		body, _ = io.ReadAll(io.LimitReader(resp.Body, MaxBodyRead))
-		body = scrubCredential(body, authz)
+		if len(authz) > 0 && authz[0] != "" {
+			body = secret.NewScrubber(authz[0]).Bytes(body)
+		}
 	}
 	// Closing after at most MaxBodyRead bytes: when the body was longer the
 	// connection is dropped rather than drained, which is cheaper than
@@ -220,71 +230,24 @@ func cleartextHost(raw string) (string, bool) {
 	return host, true
 }
 
-// scrubCredential removes the Authorization value (and its bare credential)
-// from a response body, because some receivers echo the request in errors
-// and the body ends up in dead letters and logs.
-func scrubCredential(body []byte, authzHeader []string) []byte {
-	if len(authzHeader) == 0 || authzHeader[0] == "" || len(body) == 0 {
-		return body
-	}
-	for _, f := range credentialForms(authzHeader[0]) {
-		if bytes.Contains(body, []byte(f)) {
-			body = bytes.ReplaceAll(body, []byte(f), []byte(redacted))
-		}
-	}
-	return body
-}
-
-// scrubResult scrubs the fields of r that are decoded from or copied out of
-// the response: a JSON description is unescaped by Classify, so a credential
-// the body carried escaped ("\u002f") is only recognisable after decoding.
+// scrubResult removes the Authorization value (and its bare credential, in
+// every escaping secret.Scrubber knows) from the fields of r that come from
+// the response, because some receivers echo the request in errors and those
+// fields end up in dead letters and logs. It runs on the decoded fields, not
+// only the body: a JSON description is unescaped by Classify, so a
+// credential the body carried escaped ("\u002f") is only recognisable after
+// decoding. A redirect's Location keeps its scheme, host and path, which is
+// what an operator needs to fix the endpoint, but none of its query values.
 func scrubResult(r *Result, authzHeader []string) {
+	if r.Location != "" {
+		r.Location = secret.URL(r.Location)
+	}
+	if len(authzHeader) == 0 || authzHeader[0] == "" {
+		return
+	}
+	s := secret.NewScrubber(authzHeader[0])
+	r.Body = s.String(r.Body)
 	for _, f := range []*string{&r.Description, &r.Err, &r.Location} {
-		if *f != "" {
-			*f = string(scrubCredential([]byte(*f), authzHeader))
-		}
+		*f = s.String(*f)
 	}
-}
-
-// credentialForms lists what an echoed Authorization value can look like,
-// longest first: the header and its bare credential as sent, with "/"
-// escaped as JSON encoders in PHP and Java write it, with every non-ASCII-
-// alphanumeric escaped as \u00XX, and URL-encoded (a redirect's query). Last
-// come the credential's runs of at least 8 characters that no escaping
-// changes, so an echo in an escaping not listed here still loses the bulk
-// of the secret.
-func credentialForms(authz string) []string {
-	bases := []string{authz}
-	if _, cred, ok := strings.Cut(authz, " "); ok && len(cred) >= 8 {
-		bases = append(bases, cred)
-	}
-	forms := make([]string, 0, 6*len(bases)+4)
-	for _, b := range bases {
-		forms = append(forms, b, strings.ReplaceAll(b, "/", `\/`), unicodeEscape(b), url.QueryEscape(b), url.PathEscape(b))
-	}
-	for _, run := range strings.FieldsFunc(authz, func(r rune) bool { return !unreserved(r) }) {
-		if len(run) >= 8 {
-			forms = append(forms, run)
-		}
-	}
-	slices.SortStableFunc(forms, func(a, b string) int { return len(b) - len(a) })
-	return slices.Compact(forms)
-}
-
-// unreserved: the characters no JSON or URL escaping rewrites.
-func unreserved(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.' || r == '~'
-}
-
-// unicodeEscape writes every character but the unreserved ones as \u00XX.
-func unicodeEscape(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		if unreserved(r) || r > 0x7f {
-			b.WriteRune(r)
-			continue
-		}
-		fmt.Fprintf(&b, `\u%04x`, r)
-	}
-	return b.String()
 }

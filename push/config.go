@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/setrelay/setrelay/secret"
 )
 
 // Version names this build of setrelay in the User-Agent header. Release
@@ -36,7 +38,7 @@ const (
 	AuthStyleForm = "form"
 )
 
-// Config describes one receiver. It holds secrets only as Secret values, so
+// Config describes one receiver. It holds secrets only as secret.Value, so
 // it is safe to print or log with %+v.
 type Config struct {
 	// Name identifies the receiver in logs, metrics and errors.
@@ -54,7 +56,8 @@ type Config struct {
 	// 5 s); Timeout bounds each whole HTTP attempt, body included (default
 	// 10 s), and also each token request.
 	ConnectTimeout, Timeout time.Duration
-	// MaxRetryAfter caps a receiver's Retry-After (default 1 h).
+	// MaxRetryAfter caps a receiver's Retry-After (default
+	// DefaultMaxRetryAfter, 1 h).
 	MaxRetryAfter time.Duration
 	// TLS configures server verification and the optional client certificate.
 	TLS TLSConfig
@@ -76,7 +79,7 @@ type AuthConfig struct {
 	TokenURL string
 	// ClientID and ClientSecret are the credentials the receiver issued.
 	ClientID     string
-	ClientSecret Secret
+	ClientSecret secret.Value
 	// Scopes are requested with the token, e.g. "messages/write".
 	Scopes []string
 	// AuthStyle is "basic" (the default) or "form".
@@ -85,7 +88,7 @@ type AuthConfig struct {
 	// 1 min), so that it never expires in flight.
 	RefreshBefore time.Duration
 	// AuthorizationHeader is sent verbatim as the Authorization header.
-	AuthorizationHeader Secret
+	AuthorizationHeader secret.Value
 }
 
 // TLSConfig configures TLS towards the receiver and its token endpoint.
@@ -178,19 +181,22 @@ func (cfg Config) validate() error {
 func checkURL(field, raw string, insecure bool) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return fmt.Sprintf("%s %q is not an absolute URL", field, raw)
+		return fmt.Sprintf("%s %q is not an absolute URL", field, secret.URL(raw))
 	}
 	switch u.Scheme {
 	case "https":
 	case "http":
 		if !insecure {
-			return fmt.Sprintf("%s %q uses http://; set insecure_http: true to allow it (local development only)", field, u.Redacted())
+			return fmt.Sprintf("%s %q uses http://; set insecure_http: true to allow it (local development only)", field, secret.URL(raw))
 		}
 	default:
-		return fmt.Sprintf("%s %q: scheme must be https", field, u.Redacted())
+		return fmt.Sprintf("%s %q: scheme must be https", field, secret.URL(raw))
 	}
 	if u.User != nil {
-		return fmt.Sprintf("%s %q: credentials in the URL are not allowed; use auth", field, u.Redacted())
+		return fmt.Sprintf("%s %q: credentials in the URL are not allowed; use auth", field, secret.URL(raw))
+	}
+	if p := secret.CredentialInQuery(raw); p != "" {
+		return fmt.Sprintf("%s %q carries %s in its query string, where every log and proxy that echoes the URL would show it; remove it and use auth", field, secret.URL(raw), p)
 	}
 	return ""
 }

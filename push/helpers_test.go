@@ -16,6 +16,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/setrelay/setrelay/secret"
 )
 
 const (
@@ -161,7 +163,7 @@ func oauthConfig(rc *receiver, ts *tokenServer) Config {
 		Auth: AuthConfig{
 			TokenURL:     ts.URL + "/oauth2/token",
 			ClientID:     testClientID,
-			ClientSecret: Secret(testSecret),
+			ClientSecret: secret.Value(testSecret),
 			Scopes:       []string{"messages/write"},
 		},
 		// Generous: 100 concurrent TLS handshakes under -race on a loaded

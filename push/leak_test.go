@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/setrelay/setrelay/secret"
 )
 
 // TestNoSecretOrTokenLeaks runs the push scenarios against hostile endpoints
@@ -124,10 +126,10 @@ func TestNoSecretOrTokenLeaks(t *testing.T) {
 	}
 
 	// A static header, a config error mentioning it and a refused http:// URL.
-	static := Config{Name: "static", Endpoint: "https://x.example", Auth: AuthConfig{AuthorizationHeader: Secret("Bearer " + tokenValue(99))}}
+	static := Config{Name: "static", Endpoint: "https://x.example", Auth: AuthConfig{AuthorizationHeader: secret.Value("Bearer " + tokenValue(99))}}
 	collect("static config", static)
 	_, err = New(Config{Name: "bad", Endpoint: "http://x.example", Auth: AuthConfig{
-		TokenURL: "http://idp.example/token", ClientID: testClientID, ClientSecret: Secret(testSecret)}}, log, m)
+		TokenURL: "http://idp.example/token", ClientID: testClientID, ClientSecret: secret.Value(testSecret)}}, log, m)
 	if err == nil {
 		t.Fatal("http:// accepted without opt-in")
 	}
@@ -163,7 +165,7 @@ func TestNoSecretOrTokenLeaks(t *testing.T) {
 		}
 	}
 	// And the useful, non-secret parts are still there.
-	for _, want := range []string{"invalid_client", "redirect", "timeout", "invalid_request", redacted} {
+	for _, want := range []string{"invalid_client", "redirect", "timeout", "invalid_request", secret.Redacted} {
 		if !strings.Contains(all, want) {
 			t.Errorf("output lacks %q; the scan saw too little", want)
 		}

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/setrelay/setrelay/secret"
 )
 
 // TestEscapedCredentialEchoScrubbed: receivers echo the request's
@@ -57,8 +59,8 @@ func TestEscapedCredentialEchoScrubbed(t *testing.T) {
 					t.Errorf("credential fragment %q leaked:\n%s", part, all)
 				}
 			}
-			if !strings.Contains(all, redacted) {
-				t.Errorf("no %s marker where the credential was:\n%s", redacted, all)
+			if !strings.Contains(all, secret.Redacted) {
+				t.Errorf("no %s marker where the credential was:\n%s", secret.Redacted, all)
 			}
 		})
 	}

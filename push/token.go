@@ -15,6 +15,8 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/setrelay/setrelay/secret"
 )
 
 // credentials produce the Authorization header for one attempt.
@@ -143,7 +145,7 @@ type fetcher struct {
 	hc       *http.Client // its Timeout bounds every fetch
 	log      *zap.Logger
 	m        *Metrics
-	scrub    []string // secret forms to remove from descriptions
+	scrub    *secret.Scrubber // removes the client secret from descriptions
 	// refreshBefore is the ReuseTokenSource's expiry margin; Token needs it
 	// to keep short-lived tokens usable (see there).
 	refreshBefore time.Duration
@@ -163,13 +165,13 @@ type fetcher struct {
 const tokenFailureHold = 2 * time.Second
 
 func newFetcher(receiver string, a AuthConfig, hc *http.Client, log *zap.Logger, m *Metrics) *fetcher {
-	secret := a.ClientSecret.Reveal()
+	clientSecret := a.ClientSecret.Reveal()
 	return &fetcher{
 		receiver:      receiver,
 		refreshBefore: a.RefreshBefore,
 		cc: &clientcredentials.Config{
 			ClientID:     a.ClientID,
-			ClientSecret: secret,
+			ClientSecret: clientSecret,
 			TokenURL:     a.TokenURL,
 			Scopes:       a.Scopes,
 			AuthStyle:    oauthStyle(a.AuthStyle),
@@ -177,11 +179,10 @@ func newFetcher(receiver string, a AuthConfig, hc *http.Client, log *zap.Logger,
 		hc:  hc,
 		log: log,
 		m:   m,
-		scrub: []string{
-			secret,
-			url.QueryEscape(secret),
-			base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(a.ClientID) + ":" + url.QueryEscape(secret))),
-		},
+		// The secret as such, and the Basic header oauth2 builds from it
+		// (RFC 6749 2.3.1 form-encodes id and secret first).
+		scrub: secret.NewScrubber(clientSecret,
+			"Basic "+base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(a.ClientID)+":"+url.QueryEscape(clientSecret)))),
 	}
 }
 
@@ -226,8 +227,8 @@ func (f *fetcher) tokenError(err error) *TokenError {
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		te := &TokenError{
-			Code:        Excerpt([]byte(f.redact(re.ErrorCode)), maxErrCode),
-			Description: Excerpt([]byte(f.redact(re.ErrorDescription)), maxDescription),
+			Code:        Excerpt([]byte(f.scrub.String(re.ErrorCode)), maxErrCode),
+			Description: Excerpt([]byte(f.scrub.String(re.ErrorDescription)), maxDescription),
 		}
 		if re.Response != nil {
 			te.Status = re.Response.StatusCode
@@ -250,9 +251,10 @@ func (f *fetcher) tokenError(err error) *TokenError {
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		// A transport failure: the url.Error names the token URL (which
-		// holds no credentials: New refuses userinfo) and the cause.
-		return &TokenError{cause: ue}
+		// A transport failure: the url.Error names the token URL, which
+		// may carry query parameters a receiver insists on; only its
+		// redacted form is kept.
+		return &TokenError{cause: secret.URLError(ue)}
 	}
 	// The oauth2 library's other errors are about the response's shape
 	// ("cannot parse json: ...", "server response missing access_token"). Their
@@ -261,14 +263,4 @@ func (f *fetcher) tokenError(err error) *TokenError {
 		return &TokenError{problem: "response has no access_token"}
 	}
 	return &TokenError{problem: "response is not a valid token response"}
-}
-
-// redact removes any form of the client secret from s.
-func (f *fetcher) redact(s string) string {
-	for _, v := range f.scrub {
-		if v != "" && strings.Contains(s, v) {
-			s = strings.ReplaceAll(s, v, redacted)
-		}
-	}
-	return s
 }

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+
+	"github.com/setrelay/setrelay/secret"
 )
 
 // Defaults applied by Config.withDefaults when a field is left zero.
@@ -55,8 +57,8 @@ type Config struct {
 	Creds    string // path of a .creds file
 	NKey     string // path of an nkey seed file
 	User     string
-	Password string // secret
-	Token    string // secret
+	Password secret.Value
+	Token    secret.Value
 	// TLS: CA verifies the server; Cert and Key are the client certificate.
 	CA, Cert, Key string
 
@@ -119,21 +121,12 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-const redacted = "[REDACTED]"
-
-func redact(s string) string {
-	if s == "" {
-		return ""
-	}
-	return redacted
-}
-
 // String describes the configuration with secrets redacted, including a
 // user:password in the URL, so that a Config can be logged or printed in an
 // error without leaking the password or token.
 func (c Config) String() string {
 	return fmt.Sprintf("queue.Config{URL:%q StoreDir:%q Listen:%q Replicas:%d Creds:%q NKey:%q User:%q Password:%q Token:%q CA:%q Cert:%q Key:%q MaxAckPending:%d AckWait:%s MaxDeliver:%d StreamMaxBytes:%d StreamMaxMsgs:%d DuplicateWindow:%s}",
-		redactURL(c.URL), c.StoreDir, c.Listen, c.Replicas, c.Creds, c.NKey, c.User, redact(c.Password), redact(c.Token),
+		secret.URLList(c.URL), c.StoreDir, c.Listen, c.Replicas, c.Creds, c.NKey, c.User, c.Password, c.Token,
 		c.CA, c.Cert, c.Key, c.MaxAckPending, c.AckWait, c.MaxDeliver, c.StreamMaxBytes, c.StreamMaxMsgs, c.DuplicateWindow)
 }
 
@@ -146,15 +139,15 @@ func (c Config) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(c.String()))
 // MarshalLogObject lets zap.Object / zap.Any log the configuration without
 // secrets (the URL's too); zap would otherwise reflect over the fields.
 func (c Config) MarshalLogObject(enc zapcore.ObjectEncoder) error {
-	enc.AddString("url", redactURL(c.URL))
+	enc.AddString("url", secret.URLList(c.URL))
 	enc.AddString("store_dir", c.StoreDir)
 	enc.AddString("listen", c.Listen)
 	enc.AddInt("replicas", c.Replicas)
 	enc.AddString("creds", c.Creds)
 	enc.AddString("nkey", c.NKey)
 	enc.AddString("user", c.User)
-	enc.AddString("password", redact(c.Password))
-	enc.AddString("token", redact(c.Token))
+	enc.AddString("password", c.Password.String())
+	enc.AddString("token", c.Token.String())
 	enc.AddString("ca", c.CA)
 	enc.AddString("cert", c.Cert)
 	enc.AddString("key", c.Key)

@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
+
+	"github.com/setrelay/setrelay/secret"
 )
 
 // connectionName identifies setrelay connections in `nats server report connections`.
@@ -36,7 +37,7 @@ func Connect(ctx context.Context, cfg Config, log *zap.Logger) (*nats.Conn, erro
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		// The URL may carry user:password; report only the failure.
-		return nil, fmt.Errorf("queue: connect to NATS (%s): %w", redactURL(url), err)
+		return nil, fmt.Errorf("queue: connect to NATS (%s): %w", secret.URLList(url), err)
 	}
 	return nc, nil
 }
@@ -79,13 +80,13 @@ func connectOptions(ctx context.Context, cfg Config, log *zap.Logger) ([]nats.Op
 		}
 		opts = append(opts, o)
 	}
-	if cfg.User != "" || cfg.Password != "" {
+	if cfg.User != "" || cfg.Password.IsSet() {
 		auth++
-		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password))
+		opts = append(opts, nats.UserInfo(cfg.User, cfg.Password.Reveal()))
 	}
-	if cfg.Token != "" {
+	if cfg.Token.IsSet() {
 		auth++
-		opts = append(opts, nats.Token(cfg.Token))
+		opts = append(opts, nats.Token(cfg.Token.Reveal()))
 	}
 	if auth > 1 {
 		return nil, errors.New("queue: choose one NATS authentication: creds, nkey, user/password or token")
@@ -139,7 +140,7 @@ func handlerOptions(log *zap.Logger) []nats.Option {
 			log.Info("NATS disconnected")
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("NATS reconnected", zap.String("server", redactURL(nc.ConnectedUrl())))
+			log.Info("NATS reconnected", zap.String("server", secret.URL(nc.ConnectedUrl())))
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
 			if err := nc.LastError(); err != nil {
@@ -156,21 +157,4 @@ func handlerOptions(log *zap.Logger) []nats.Option {
 			log.Warn("NATS async error", zap.String("subject", subj), zap.Error(err))
 		}),
 	}
-}
-
-// redactURL hides credentials embedded in NATS URLs (nats://user:pass@host).
-func redactURL(u string) string {
-	parts := strings.Split(u, ",")
-	for i, part := range parts {
-		at := strings.LastIndexByte(part, '@')
-		if at < 0 {
-			continue
-		}
-		scheme := ""
-		if j := strings.Index(part, "://"); j >= 0 && j < at {
-			scheme = part[:j+3]
-		}
-		parts[i] = scheme + redacted + part[at:]
-	}
-	return strings.Join(parts, ",")
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/setrelay/setrelay/ops"
 	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/queue"
+	"github.com/setrelay/setrelay/secret"
 	"github.com/setrelay/setrelay/signer"
 	"github.com/setrelay/setrelay/worker"
 )
@@ -326,7 +327,7 @@ func (s *Service) readiness() []ops.NamedCheck {
 // down in order. See the package function Run.
 func (s *Service) Run(ctx context.Context) error {
 	s.log.Info("setrelay running",
-		zap.String("nats", redactURL(s.url)), zap.Bool("embedded_nats", s.srv != nil),
+		zap.String("nats", secret.URLList(s.url)), zap.Bool("embedded_nats", s.srv != nil),
 		zap.Stringer("ops", s.ops.Addr()), zap.Strings("receivers", s.cfg.ReceiverNames()),
 		zap.Int("concurrency", s.cfg.Worker.Concurrency))
 	err := s.pool.Run(ctx)
@@ -383,25 +384,6 @@ func drain(ctx context.Context, nc *nats.Conn) error {
 		nc.Close()
 		return fmt.Errorf("drain NATS connection: %w", ctx.Err())
 	}
-}
-
-// redactURL hides the user:password of NATS URLs (nats://user:pass@host,
-// comma-separated) for logging; ClientURL keeps them, since callers connect
-// with it.
-func redactURL(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		if at := strings.LastIndexByte(p, '@'); at >= 0 {
-			scheme, _, ok := strings.Cut(p[:at], "://")
-			if !ok {
-				scheme = ""
-			} else {
-				scheme += "://"
-			}
-			parts[i] = scheme + "[REDACTED]" + p[at:]
-		}
-	}
-	return strings.Join(parts, ",")
 }
 
 // ClientURL is where producers and the CLI reach NATS: the embedded
