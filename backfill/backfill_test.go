@@ -6,9 +6,11 @@ import (
 	"errors"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -265,4 +267,38 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// TestBackfillFilesAreOwnerOnly: the rejects file holds intents (personal
+// data) and the checkpoint names the files and positions; both are written
+// 0600, and a rejects file left 0644 by an older run is narrowed. The
+// umask is cleared so that it cannot be what narrows the mode.
+func TestBackfillFilesAreOwnerOnly(t *testing.T) {
+	old := syscall.Umask(0)
+	t.Cleanup(func() { syscall.Umask(old) })
+	path, invalid, _ := genFile(t, 300)
+	if len(invalid) == 0 {
+		t.Fatal("generated file has no invalid lines")
+	}
+	opts := Options{DryRun: true, Rejects: path + ".rejects.ndjson"}
+	if err := os.WriteFile(opts.Rejects, []byte("old\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(context.Background(), nil, fileSource(t, path), opts); err != nil {
+		t.Fatal(err)
+	}
+	checkRejects(t, opts.Rejects, invalid)
+	cp := filepath.Join(t.TempDir(), "backfill.checkpoint")
+	if err := (Checkpoint{}).Save(cp); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{opts.Rejects, cp} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %#o, want 0600", filepath.Base(f), fi.Mode().Perm())
+		}
+	}
 }

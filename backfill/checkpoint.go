@@ -65,10 +65,14 @@ func (c Checkpoint) Save(path string) error {
 		return fmt.Errorf("backfill: write checkpoint: %w", err)
 	}
 	tmp := f.Name()
+	// The checkpoint names the input and the rejects file and their
+	// positions; like them it is the owner's alone. CreateTemp already
+	// makes it 0600, this says so.
+	merr := f.Chmod(0o600)
 	_, werr := f.Write(b)
 	serr := f.Sync()
 	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
+	if err := errors.Join(merr, werr, serr, cerr); err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("backfill: write checkpoint %s: %w", tmp, err)
 	}

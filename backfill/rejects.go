@@ -34,8 +34,15 @@ func openRejects(path string, resume bool, truncateTo int64) (*rejectsFile, erro
 	if !resume {
 		flags |= os.O_TRUNC
 	}
-	f, err := os.OpenFile(path, flags, 0o644)
+	// Rejected lines are intents, which hold personal data (subjects,
+	// e-mail addresses): only the owner may read them. OpenFile's mode only
+	// applies to a new file, so an existing one is narrowed too.
+	f, err := os.OpenFile(path, flags, 0o600)
 	if err != nil {
+		return nil, fmt.Errorf("backfill: rejects file: %w", err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		_ = f.Close()
 		return nil, fmt.Errorf("backfill: rejects file: %w", err)
 	}
 	size := int64(0)

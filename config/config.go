@@ -108,6 +108,11 @@ type Key struct {
 	// MaxSignRate caps signatures per second with this key, to stay under a
 	// KMS account's request quota; 0 is no cap.
 	MaxSignRate float64 `yaml:"max_sign_rate,omitempty" json:"max_sign_rate,omitempty"`
+	// InsecurePermissions accepts a key file readable by group or others,
+	// which is otherwise refused as OpenSSH refuses such identity files.
+	// Only for mounts whose mode cannot be set (prefer a Kubernetes secret's
+	// defaultMode: 0400).
+	InsecurePermissions bool `yaml:"insecure_permissions" json:"insecure_permissions"`
 }
 
 // NATS configures the connection to JetStream, or the embedded server.

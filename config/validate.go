@@ -64,10 +64,21 @@ func (c *Config) validateIssuer(p *problems) {
 		p.add("issuer", "required: the transmitter's issuer URL, the iss claim of every SET (for example https://rp.example.gov.uk/)")
 		return
 	}
-	u, err := url.Parse(c.Issuer)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		p.add("issuer", "must be an absolute URL such as https://rp.example.gov.uk/ (got %q)", c.Issuer)
+	if msg := IssuerProblem(c.Issuer); msg != "" {
+		p.add("issuer", "%s", msg)
 	}
+}
+
+// IssuerProblem says what is wrong with a non-empty issuer (the iss claim),
+// or returns "". It is the one issuer rule, shared by the configuration and
+// 'setrelay sign --iss', so a SET signed by hand is one the relay would
+// also sign.
+func IssuerProblem(iss string) string {
+	u, err := url.Parse(iss)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return fmt.Sprintf("must be an absolute URL such as https://rp.example.gov.uk/ (got %q)", iss)
+	}
+	return ""
 }
 
 // validateKeys returns the set of key ids for the receivers' key references.

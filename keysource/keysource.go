@@ -84,7 +84,11 @@ func Open(ctx context.Context, kc config.Key, o Options) (*signer.Key, error) {
 		}
 		return open(ctx, kc, o)
 	default:
-		return signer.LoadKey(kc.File, kc.ID, alg)
+		var lo []signer.LoadOption
+		if kc.InsecurePermissions {
+			lo = append(lo, signer.InsecurePermissions())
+		}
+		return signer.LoadKey(kc.File, kc.ID, alg, lo...)
 	}
 }
 

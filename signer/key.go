@@ -240,6 +240,13 @@ func GenerateKey(alg jose.SignatureAlgorithm, id string) (*Key, error) {
 
 // PrivatePEM returns the private key as PKCS#8 ("PRIVATE KEY"), the one PEM
 // form every algorithm shares. Write it with mode 0600.
+//
+// A key id other than the thumbprint is carried in a "kid: ID" line of
+// explanatory text before the PEM block, which LoadKey reads back: without
+// it, a key generated with a chosen id would come back with its thumbprint
+// as kid. Text before "-----BEGIN" is ignored by OpenSSL and every other PEM
+// reader (RFC 7468 section 2), unlike PEM headers, which OpenSSL refuses in
+// an unencrypted key.
 func (k *Key) PrivatePEM() ([]byte, error) {
 	if k == nil || k.priv == nil {
 		return nil, errors.New("signer: empty key")
@@ -251,7 +258,26 @@ func (k *Key) PrivatePEM() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encode private key %q: %w", k.ID, err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+	block := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	if tp, err := Thumbprint(k.priv.Public()); err == nil && tp == k.ID {
+		return block, nil
+	}
+	return append([]byte(kidPrefix+k.ID+"\n"), block...), nil
+}
+
+// kidPrefix starts the explanatory line that carries a chosen key id in
+// front of a PEM private key.
+const kidPrefix = "kid: "
+
+// pemKID returns the key id of a "kid: ID" line before the first PEM block.
+func pemKID(data []byte) string {
+	pre, _, _ := bytes.Cut(data, []byte("-----BEGIN"))
+	for _, line := range strings.Split(string(pre), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), kidPrefix); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }
 
 // PublicPEM returns the public key as SPKI ("PUBLIC KEY"): what the GOV.UK
@@ -299,9 +325,16 @@ func JWKS(keys ...*Key) jose.JSONWebKeySet {
 // either, the algorithm defaults from the key type (RSA→RS256, P-256→ES256,
 // P-384→ES384, Ed25519→EdDSA) and the id to the RFC 7638 thumbprint.
 //
-// A key file readable by group or others loads, with a warning in
-// Key.Warnings. Errors name the path and the problem, never key bytes.
-func LoadKey(path, id string, alg jose.SignatureAlgorithm) (*Key, error) {
+// A key file readable by group or others is refused with an error wrapping
+// ErrKeyPermissions, as OpenSSH refuses such identity files: anybody who
+// can read it can sign SETs in the organisation's name. InsecurePermissions
+// loads it anyway, with a warning in Key.Warnings. Errors name the path and
+// the problem, never key bytes.
+func LoadKey(path, id string, alg jose.SignatureAlgorithm, opts ...LoadOption) (*Key, error) {
+	var o loadOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read key: %w", err)
@@ -310,7 +343,11 @@ func LoadKey(path, id string, alg jose.SignatureAlgorithm) (*Key, error) {
 	// Windows reports synthetic permission bits, so the check would only
 	// cry wolf there.
 	if fi, err := os.Stat(path); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o077 != 0 {
-		warnings = append(warnings, fmt.Sprintf("private key file %s has mode %#o: it is readable by group or others; use chmod 600", path, fi.Mode().Perm()))
+		if !o.insecurePermissions {
+			return nil, fmt.Errorf("%w: %s has mode %#o, so any local user who can read it can sign SETs as you; run chmod 600 %s (for a mount whose mode you cannot change, set the key's insecure_permissions: true or pass --insecure-key-permissions)",
+				ErrKeyPermissions, path, fi.Mode().Perm(), path)
+		}
+		warnings = append(warnings, fmt.Sprintf("private key file %s has mode %#o: it is readable by group or others (allowed by insecure_permissions); use chmod 600", path, fi.Mode().Perm()))
 	}
 	var k *Key
 	if trimmed := bytes.TrimSpace(data); len(trimmed) > 0 && trimmed[0] == '{' {
@@ -325,9 +362,33 @@ func LoadKey(path, id string, alg jose.SignatureAlgorithm) (*Key, error) {
 	return k, nil
 }
 
+// ErrKeyPermissions is wrapped when a private key file is readable by group
+// or others and InsecurePermissions was not given.
+var ErrKeyPermissions = errors.New("private key file is readable by group or others")
+
+// LoadOption changes how LoadKey treats a key file.
+type LoadOption func(*loadOptions)
+
+type loadOptions struct{ insecurePermissions bool }
+
+// InsecurePermissions lets LoadKey accept a key file readable by group or
+// others (with a warning), for mounts whose mode the operator cannot set,
+// such as a Kubernetes secret with defaultMode 0644.
+func InsecurePermissions() LoadOption {
+	return func(o *loadOptions) { o.insecurePermissions = true }
+}
+
 // parsePEM finds the first private key block, skipping blocks such as
 // "EC PARAMETERS" that `openssl ecparam -genkey` writes in front of the key.
 func parsePEM(data []byte, id string, alg jose.SignatureAlgorithm) (*Key, error) {
+	if kid := pemKID(data); kid != "" {
+		// Two sources of truth for a key id is how receivers end up unable
+		// to find the key: a disagreement is an error, as for a JWK.
+		if id != "" && id != kid {
+			return nil, fmt.Errorf("key id %q given but the file says kid: %s; use the same id in both (keys[].id or --kid), or remove the kid line to use %q", id, kid, id)
+		}
+		id = kid
+	}
 	rest := data
 	for {
 		var block *pem.Block

@@ -1,6 +1,7 @@
 package signer
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -251,11 +252,15 @@ func mustDER(t *testing.T, k crypto.Signer) []byte {
 	return der
 }
 
-func TestLoadKeyPermissionWarning(t *testing.T) {
+// TestLoadKeyRefusesReadableByOthers: as OpenSSH does with identity files,
+// a private key readable by group or others is refused (anyone who can read
+// it can sign SETs as the organisation), unless InsecurePermissions says
+// the mode cannot be helped; then it loads with a warning.
+func TestLoadKeyRefusesReadableByOthers(t *testing.T) {
 	data := mustPKCS8(t, keyFor(t, jose.ES256).priv)
 	for _, tc := range []struct {
-		mode os.FileMode
-		warn bool
+		mode   os.FileMode
+		refuse bool
 	}{
 		{0o600, false},
 		{0o400, false},
@@ -266,16 +271,70 @@ func TestLoadKeyPermissionWarning(t *testing.T) {
 		t.Run(fmt.Sprintf("%#o", tc.mode), func(t *testing.T) {
 			p := writeFile(t, "key.pem", data, tc.mode)
 			k, err := LoadKey(p, "", "")
+			if tc.refuse {
+				if !errors.Is(err, ErrKeyPermissions) {
+					t.Fatalf("LoadKey = %v, want ErrKeyPermissions", err)
+				}
+				for _, want := range []string{p, "chmod 600", "insecure_permissions", "--insecure-key-permissions"} {
+					if !strings.Contains(err.Error(), want) {
+						t.Errorf("error %q does not say %q", err, want)
+					}
+				}
+			} else if err != nil || len(k.Warnings) > 0 {
+				t.Fatalf("LoadKey = %v, warnings %v", err, k.Warnings)
+			}
+			k, err = LoadKey(p, "", "", InsecurePermissions())
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("with InsecurePermissions: %v", err)
 			}
-			if got := len(k.Warnings) > 0; got != tc.warn {
-				t.Fatalf("warnings = %v, want warning: %v", k.Warnings, tc.warn)
+			if got := len(k.Warnings) > 0; got != tc.refuse {
+				t.Fatalf("warnings = %v, want a warning: %v", k.Warnings, tc.refuse)
 			}
-			if tc.warn && !strings.Contains(k.Warnings[0], p) {
+			if tc.refuse && !strings.Contains(k.Warnings[0], p) {
 				t.Errorf("warning %q does not name the file", k.Warnings[0])
 			}
 		})
+	}
+}
+
+// TestPrivatePEMCarriesChosenKID: a key generated with a chosen id comes
+// back from its file with that id, not the thumbprint; a different id given
+// at load is an error naming both, and a thumbprint-id key has no kid line.
+func TestPrivatePEMCarriesChosenKID(t *testing.T) {
+	k, err := GenerateKey(jose.ES256, "rp-2026-11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := k.PrivatePEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := writeFile(t, "key.pem", b, 0o600)
+	got, err := LoadKey(p, "", "")
+	if err != nil || got.ID != "rp-2026-11" {
+		t.Fatalf("LoadKey = %v, %v; want id rp-2026-11", got, err)
+	}
+	if got, err := LoadKey(p, "rp-2026-11", ""); err != nil || got.ID != "rp-2026-11" {
+		t.Fatalf("same id given: %v, %v", got, err)
+	}
+	if _, err := LoadKey(p, "other", ""); err == nil || !strings.Contains(err.Error(), `"other"`) || !strings.Contains(err.Error(), "rp-2026-11") {
+		t.Fatalf("different id given: %v", err)
+	}
+	// The block itself is untouched: a plain PEM reader sees the key.
+	if blk, _ := pem.Decode(b); blk == nil || blk.Type != "PRIVATE KEY" {
+		t.Fatalf("PEM block not readable: %q", b)
+	}
+	anon, err := GenerateKey(jose.ES256, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ab, _ := anon.PrivatePEM()
+	if bytes.Contains(ab, []byte("kid:")) {
+		t.Errorf("a thumbprint-id key got a kid line: %q", ab)
+	}
+	p2 := writeFile(t, "anon.pem", ab, 0o600)
+	if got, err := LoadKey(p2, "chosen-later", ""); err != nil || got.ID != "chosen-later" {
+		t.Fatalf("choosing an id at load for a thumbprint key: %v, %v", got, err)
 	}
 }
 

@@ -136,9 +136,13 @@ func TestKeysGenerateIfMissing(t *testing.T) {
 		t.Errorf("--if-missing with --force: exit %d, %s", code, stderr)
 	}
 	// Only an existing file is left alone: a key that cannot be written
-	// (its directory is missing) is still an error.
-	dir := t.TempDir()
-	if code, _, _ := runCLI(t, "", "keys", "generate", "--out", filepath.Join(dir, "missing", "k.pem"), "--if-missing"); code == 0 {
+	// (its directory cannot be created: a file is in the way) is still an
+	// error.
+	blocker := filepath.Join(t.TempDir(), "not-a-dir")
+	if err := os.WriteFile(blocker, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := runCLI(t, "", "keys", "generate", "--out", filepath.Join(blocker, "k.pem"), "--if-missing"); code == 0 {
 		t.Error("--if-missing succeeded although the key could not be written")
 	}
 }
@@ -391,8 +395,16 @@ func TestSignFlagProblemsAllReported(t *testing.T) {
 		}
 	}
 	key := generate(t, "ES256", "")
-	if code, _, stderr := runCLI(t, "", "sign", "--key", key, "--iss", "x", "--aud", "y", "missing.json"); code != exitUsage || !strings.Contains(stderr, "missing.json") {
+	if code, _, stderr := runCLI(t, "", "sign", "--key", key, "--iss", "https://rp.example/", "--aud", "y", "missing.json"); code != exitUsage || !strings.Contains(stderr, "missing.json") {
 		t.Errorf("missing intent file: %d %s", code, stderr)
+	}
+	// --iss follows the configuration's issuer rule (config.IssuerProblem):
+	// a value the relay would refuse is refused here too.
+	for _, iss := range []string{"x", "rp.example.gov.uk", "https://"} {
+		code, _, stderr := runCLI(t, "", "sign", "--key", key, "--iss", iss, "--aud", "y", sampleIntent)
+		if code != exitUsage || !strings.Contains(stderr, "--iss must be an absolute URL") {
+			t.Errorf("--iss %q: exit %d: %s", iss, code, stderr)
+		}
 	}
 }
 

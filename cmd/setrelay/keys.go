@@ -133,6 +133,9 @@ put in the configuration.`,
 				return err
 			}
 			fmt.Fprintf(w, "wrote %s private key to %s (mode 0600)\nkey id: %s\n", a, out, k.ID)
+			if id != "" {
+				fmt.Fprintf(w, "the key id is kept in the file (a \"kid: %s\" line before the PEM block), so 'keys jwks --key %s' shows it\n", k.ID, out)
+			}
 			fmt.Fprintf(w, "public key for the receiver's operators: setrelay keys pem --key %s\n", out)
 			_, err = fmt.Fprintf(w, "configuration: keys: [{id: %s, file: %s, alg: %s}]\n", k.ID, out, a)
 			return err
@@ -156,7 +159,13 @@ put in the configuration.`,
 // put in place (renamed over it with force, hard-linked without, which fails
 // if path exists), so a crash never leaves a truncated key that
 // --if-missing would then keep for good.
+//
+// A missing directory is created with mode 0700 (keys/ in a fresh checkout):
+// it will hold private keys, so only the owner may list or enter it.
 func writePrivate(path string, data []byte, force bool) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("write key: %w", err)
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write key: %w", err)
@@ -209,10 +218,17 @@ func (e keyExistsError) Is(target error) bool { return target == fs.ErrExist }
 // optional --kid and --alg matched to the keys by position.
 type keyFlags struct {
 	paths, kids, algs []string
+	// insecure is --insecure-key-permissions.
+	insecure bool
 }
+
+// insecureKeyPermsHelp is the --insecure-key-permissions help text, shared
+// by every command that loads keys.
+const insecureKeyPermsHelp = "accept private key files readable by group or others (refused by default, as OpenSSH does); only for mounts whose mode you cannot set"
 
 func (kf *keyFlags) register(cmd *cobra.Command, many bool) {
 	f := cmd.Flags()
+	f.BoolVar(&kf.insecure, "insecure-key-permissions", false, insecureKeyPermsHelp)
 	if many {
 		f.StringArrayVar(&kf.paths, "key", nil, "private key file, PEM or JWK (repeat for several keys)")
 		f.StringArrayVar(&kf.kids, "kid", nil, "key id for the key at the same position (default: the JWK's kid, else the thumbprint)")
@@ -260,7 +276,11 @@ func (kf *keyFlags) load(cmd *cobra.Command, max int) ([]*signer.Key, error) {
 			}
 			alg = a
 		}
-		k, err := signer.LoadKey(p, kid, alg)
+		var opts []signer.LoadOption
+		if kf.insecure {
+			opts = append(opts, signer.InsecurePermissions())
+		}
+		k, err := signer.LoadKey(p, kid, alg, opts...)
 		if err != nil {
 			return nil, usageErrorf("%w", err)
 		}
@@ -295,7 +315,7 @@ During a key rotation, publish both the old and the new key.`,
 			case configFile != "" && len(kf.paths) > 0:
 				return usageErrorf("give either --config or --key, not both")
 			case configFile != "":
-				keys, err = keysFromConfig(cmd, configFile)
+				keys, err = keysFromConfig(cmd, configFile, kf.insecure)
 				defer closeAll(keys)
 			default:
 				keys, err = kf.load(cmd, 0)
@@ -318,8 +338,9 @@ During a key rotation, publish both the old and the new key.`,
 
 // keysFromConfig opens every key of a configuration with its id and alg,
 // wherever it lives (file, PKCS#11 token, KMS): what `setrelay run` would
-// sign with. The caller closes the keys (closeAll).
-func keysFromConfig(cmd *cobra.Command, file string) ([]*signer.Key, error) {
+// sign with. insecure is --insecure-key-permissions, which applies to
+// every key file. The caller closes the keys (closeAll).
+func keysFromConfig(cmd *cobra.Command, file string, insecure bool) ([]*signer.Key, error) {
 	cfg, err := config.Load(file)
 	if err != nil {
 		return nil, err
@@ -329,6 +350,7 @@ func keysFromConfig(cmd *cobra.Command, file string) ([]*signer.Key, error) {
 		problems []config.Problem
 	)
 	for i, kc := range cfg.Keys {
+		kc.InsecurePermissions = kc.InsecurePermissions || insecure
 		k, err := keysource.Open(cmd.Context(), kc, keysource.Options{Sessions: 2})
 		if errors.Is(err, signer.ErrTransient) {
 			closeAll(keys)

@@ -12,6 +12,7 @@ import (
 
 func newRunCmd() *cobra.Command {
 	var file string
+	var insecureKeyPerms bool
 	cmd := &cobra.Command{
 		Use:   "run --config FILE",
 		Short: "Run the relay: consume intents, sign SETs, push them to receivers",
@@ -42,6 +43,11 @@ they share the receivers' consumers.`,
 			if err != nil {
 				return err
 			}
+			if insecureKeyPerms {
+				for i := range cfg.Keys {
+					cfg.Keys[i].InsecurePermissions = true
+				}
+			}
 			log, err := newLogger(cmd.ErrOrStderr(), logLevel(cmd, cfg.Log.Level), cfg.Log.Format)
 			if err != nil {
 				return err
@@ -58,6 +64,7 @@ they share the receivers' consumers.`,
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "configuration file (YAML; see configs/*.yaml)")
+	cmd.Flags().BoolVar(&insecureKeyPerms, "insecure-key-permissions", false, insecureKeyPermsHelp)
 	return cmd
 }
 

@@ -113,7 +113,9 @@ func runSign(cmd *cobra.Command, args []string, sf *signFlags) error {
 		if len(sf.keys.paths) == 0 {
 			// The receiver's key wherever it lives (file, HSM, KMS),
 			// as `setrelay run` would sign with it.
-			rk, err := keysource.Open(cmd.Context(), *k, keysource.Options{Sessions: 2})
+			kc := *k
+			kc.InsecurePermissions = kc.InsecurePermissions || sf.keys.insecure
+			rk, err := keysource.Open(cmd.Context(), kc, keysource.Options{Sessions: 2})
 			if err != nil {
 				return keyOpenError(k.ID, err)
 			}
@@ -141,6 +143,8 @@ func runSign(cmd *cobra.Command, args []string, sf *signFlags) error {
 	}
 	if profile.Issuer == "" {
 		problems = append(problems, "--iss is required: the issuer URL (iss claim)")
+	} else if msg := config.IssuerProblem(profile.Issuer); msg != "" {
+		problems = append(problems, "--iss "+msg)
 	}
 	if len(profile.Audience) == 0 {
 		problems = append(problems, "--aud is required: the receiver's audience (aud claim)")
