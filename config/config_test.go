@@ -220,6 +220,12 @@ func TestEnvExpansion(t *testing.T) {
 		{"missing", "https://${NOPE}/", nil, "", "receivers[0].endpoint: environment variable NOPE is not set"},
 		{"unterminated", "https://${HOST/", nil, "", "unterminated"},
 		{"bad name", "https://${1X}/", nil, "", `invalid environment variable name "1X"`},
+		// "$NAME" without braces is kept literally, except where it can
+		// only have meant the variable: NAME is set, or it is the whole
+		// value. Those are refused with the braced spelling.
+		{"bare set variable", "https://$HOST/events", map[string]string{"HOST": "rcv.example"}, "", "receivers[0].endpoint: $HOST is not expanded (only ${NAME} is, so that secrets may contain $): write ${HOST}"},
+		{"bare whole value", "$RECEIVER_URL", nil, "", "write ${RECEIVER_URL} for the environment variable"},
+		{"bare unset dollar kept", "https://rcv.example/pa$word", nil, "https://rcv.example/pa$word", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -419,5 +425,29 @@ func TestPauseThresholdDefaultsBelowMaxAttempts(t *testing.T) {
 		if got := cfg.Receivers[0].Pause.Threshold; got != tc.want {
 			t.Errorf("max_attempts %d: pause threshold %d, want %d", tc.attempts, got, tc.want)
 		}
+	}
+}
+
+// TestUnknownKeyDoesNotHideOtherProblems: the README promises every problem
+// of the file in one run. An unknown key (or a mistyped value) is reported
+// together with the validation problems of the rest of the file, not alone.
+func TestUnknownKeyDoesNotHideOtherProblems(t *testing.T) {
+	y := strings.Replace(minimal, "issuer: https://issuer.example/", "issuer: not-a-url\nlog: {levle: debug}", 1)
+	y = strings.Replace(y, "    key: k1\n", "    key: k1\n    endpont: https://x/\n    timeout: soon\n", 1)
+	y += "worker: {concurrency: 0}\n"
+	_, err := Parse([]byte(y), "many.yaml", env(nil))
+	if err == nil {
+		t.Fatal("Parse accepted a broken file")
+	}
+	got := problemsOf(t, err)
+	containsAll(t, got,
+		`unknown key "levle"`,
+		`unknown key "endpont"`,
+		"`soon` is not a duration",
+		"issuer: must be an absolute URL",
+		"worker.concurrency: must be at least 1")
+	var ce *Error
+	if !errors.As(err, &ce) || len(ce.Problems) != 5 {
+		t.Errorf("want exactly 5 problems, got:\n%s", err)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
@@ -23,7 +24,11 @@ func expandEnv(cfg *Config, lookup func(string) (string, bool), p *problems) {
 			p.add(path, "environment variable %s is not set; export it or write the value in the file", name)
 		}
 		if bad != "" {
-			p.add(path, "%s; write ${NAME} for an environment variable or $${ for a literal ${", bad)
+			if strings.HasPrefix(bad, "$") {
+				p.add(path, "%s", bad)
+			} else {
+				p.add(path, "%s; write ${NAME} for an environment variable or $${ for a literal ${", bad)
+			}
 		}
 		if len(missing) == 0 && bad == "" {
 			v.SetString(out)
@@ -50,6 +55,16 @@ func expand(s string, lookup func(string) (string, bool)) (string, []string, str
 			continue
 		}
 		if !strings.HasPrefix(s[i:], "${") {
+			if name := bareName(s[i+1:]); name != "" {
+				// "$NAME" is kept literally (a secret may contain "$"),
+				// but when it is the whole value, or NAME is set in the
+				// environment, the operator almost surely meant the
+				// variable: taking it literally would send "$NAME" as a
+				// password. Refuse, and say how to write it.
+				if _, set := lookup(name); set || s == "$"+name {
+					return "", nil, fmt.Sprintf("$%s is not expanded (only ${NAME} is, so that secrets may contain $): write ${%s} for the environment variable, or, for a secret that really is this text, put it in the matching *_file", name, name)
+				}
+			}
 			b.WriteByte('$')
 			i++
 			continue
@@ -70,6 +85,16 @@ func expand(s string, lookup func(string) (string, bool)) (string, []string, str
 		i += end + 1
 	}
 	return b.String(), missing, ""
+}
+
+// bareName returns the environment-variable name at the start of s (what
+// follows a "$"), or "".
+func bareName(s string) string {
+	n := 0
+	for n < len(s) && (s[n] == '_' || s[n] >= 'A' && s[n] <= 'Z' || s[n] >= 'a' && s[n] <= 'z' || n > 0 && s[n] >= '0' && s[n] <= '9') {
+		n++
+	}
+	return s[:n]
 }
 
 func validEnvName(name string) bool {

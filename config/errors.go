@@ -30,7 +30,13 @@ type Error struct {
 	File string
 	// Problems lists every problem, in file order where that is known.
 	Problems []Problem
+	// cause is the error behind a file that could not be read at all.
+	cause error
 }
+
+// Unwrap returns the error behind a file that could not be read (so that
+// errors.Is(err, fs.ErrNotExist) works), or nil.
+func (e *Error) Unwrap() error { return e.cause }
 
 // Error prints one problem per line under a heading naming the file.
 func (e *Error) Error() string {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"reflect"
 	"regexp"
@@ -26,7 +27,14 @@ const maxFileSize = 1 << 20
 func Load(path string) (*Config, error) {
 	data, err := readBounded(path)
 	if err != nil {
-		return nil, fmt.Errorf("read configuration: %w", err)
+		// A configuration that cannot be read is an input mistake like
+		// any other in it (the CLI exits 2), and the cause stays
+		// reachable for errors.Is(err, fs.ErrNotExist).
+		msg := "cannot read the file: " + err.Error()
+		if errors.Is(err, fs.ErrNotExist) {
+			msg = "the file does not exist; check the path, or start from one of the commented examples in configs/"
+		}
+		return nil, &Error{File: path, Problems: []Problem{{Message: msg}}, cause: err}
 	}
 	return parse(data, path, os.LookupEnv)
 }
@@ -44,28 +52,46 @@ func parse(data []byte, file string, lookup func(string) (string, bool)) (*Confi
 	// KnownFields turns a misspelt key into an error naming its line
 	// instead of a silently ignored setting.
 	dec.KnownFields(true)
+	var decoded []Problem // unknown keys and mistyped values
 	if err := dec.Decode(cfg); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, &Error{File: file, Problems: []Problem{{Message: "the file is empty; see configs/ for commented examples"}}}
 		}
-		return nil, &Error{File: file, Problems: yamlProblems(err)}
+		// An unknown key or a value of the wrong type is a *yaml.TypeError,
+		// after which yaml has still decoded everything else: keep going,
+		// so that the other problems of the file are reported in the same
+		// run. A syntax error leaves nothing trustworthy to check.
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			return nil, &Error{File: file, Problems: yamlProblems(err)}
+		}
+		decoded = yamlProblems(err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, &Error{File: file, Problems: []Problem{{Message: "the file holds more than one YAML document; keep one"}}}
 	}
 
-	var p problems
+	p := problems{list: decoded}
 	expandEnv(cfg, lookup, &p)
 	if url, ok := lookup("NATS_URL"); ok && url != "" {
 		cfg.NATS.URL = url
 	}
 	readSecretFiles(cfg, &p)
-	if err := p.err(file); err != nil {
-		return nil, err
+	if len(p.list) > len(decoded) {
+		// An unset variable or unreadable secret file leaves a value
+		// half-filled; validating it would report made-up problems.
+		return nil, p.err(file)
 	}
 	cfg.FillDefaults()
 	if err := cfg.validate(file); err != nil {
+		var ve *Error
+		if errors.As(err, &ve) {
+			ve.Problems = append(decoded, ve.Problems...)
+		}
+		return nil, err
+	}
+	if err := p.err(file); err != nil {
 		return nil, err
 	}
 	return cfg, nil

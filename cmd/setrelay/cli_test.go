@@ -439,8 +439,18 @@ func TestRunReportsEveryConfigProblem(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
 	}
-	if code, _, stderr := runCLI(t, "", "run", "--config", filepath.Join(t.TempDir(), "none.yaml")); code != exitFailure || !strings.Contains(stderr, "none.yaml") {
-		t.Errorf("missing config file: %d %s", code, stderr)
+	// A missing file is an input mistake like the others: exit 2, and say
+	// where to start from. Every command taking --config behaves the same.
+	missing := filepath.Join(t.TempDir(), "none.yaml")
+	for _, args := range [][]string{
+		{"run", "--config", missing},
+		{"keys", "jwks", "--config", missing},
+		{"provision", "--config", missing},
+	} {
+		code, _, stderr := runCLI(t, "", args...)
+		if code != exitUsage || !strings.Contains(stderr, "none.yaml") || !strings.Contains(stderr, "does not exist") || !strings.Contains(stderr, "configs/") {
+			t.Errorf("%v with a missing config file: exit %d: %s", args[:len(args)-1], code, stderr)
+		}
 	}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -96,5 +97,37 @@ func TestKeyFileReadableByOthersRefused(t *testing.T) {
 	code, out, stderr = runCLI(t, "", "keys", "jwks", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "cfg-key") || !strings.Contains(stderr, "warning: ") {
 		t.Errorf("keys jwks --config with insecure_permissions: exit %d: %s / %s", code, out, stderr)
+	}
+}
+
+// TestGitIgnoresKeysAndData: the README's commands write private keys to
+// keys/ and the JetStream store to data/ in the checkout; git must never
+// offer to commit them.
+func TestGitIgnoresKeysAndData(t *testing.T) {
+	if _, err := exec.LookPath("git"); err != nil {
+		t.Skip("git not installed")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, ".gitignore")); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("git", "-C", root, "rev-parse", "--git-dir").Run(); err != nil {
+		t.Skip("not a git checkout")
+	}
+	for _, p := range []string{"keys/rp-2026-11.pem", "data/jetstream/x", "keys/local-1.pem"} {
+		cmd := exec.Command("git", "check-ignore", "--no-index", "-q", p)
+		cmd.Dir = root
+		if err := cmd.Run(); err != nil {
+			t.Errorf("git does not ignore %s (%v); add it to .gitignore", p, err)
+		}
+	}
+	// And the check can fail: a source file is not ignored.
+	cmd := exec.Command("git", "check-ignore", "--no-index", "-q", "cmd/setrelay/main.go")
+	cmd.Dir = root
+	if cmd.Run() == nil {
+		t.Error("git check-ignore reports main.go as ignored; the check is broken")
 	}
 }
