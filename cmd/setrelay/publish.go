@@ -131,11 +131,11 @@ func newPublishCmd() *cobra.Command {
 		file string
 	)
 	cmd := &cobra.Command{
-		Use:   "publish [--file intent.json | -]",
+		Use:   "publish [--file intent.json | intent.json | -]",
 		Short: "Validate and publish intents (one JSON object, or NDJSON) to the queue",
 		Long: `Validate and publish intents to a running setrelay's queue.
 
-The input (--file, or standard input when it is '-' or omitted) is either one
+The input (--file or the argument; standard input when it is '-' or omitted) is one
 intent as a JSON object, pretty-printed or not, or newline-delimited JSON with
 one intent per line. Each intent is validated as the relay validates it, then
 published with its id as the JetStream message id, so publishing the same id
@@ -158,9 +158,11 @@ streams, publishes asynchronously and can resume.`,
 		Args: positional(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
-				if args[0] != "-" || file != "" {
-					return usageErrorf("the only argument accepted is '-' (standard input); use --file for a file")
+				// 'publish intent.json' reads the file, as 'sign' does.
+				if file != "" {
+					return usageErrorf("give the input once: --file %s or the argument %s, not both", file, args[0])
 				}
+				file = args[0]
 			}
 			data, err := readPublishInput(cmd, file)
 			if err != nil {
