@@ -470,10 +470,8 @@ It asks for confirmation on the terminal unless --yes; without a terminal
 					fmt.Fprintln(cmd.OutOrStdout(), noMatch)
 					return nil
 				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "Delete %d dead letters for good? Type 'yes' to confirm: ", n)
-				answer, _ := bufio.NewReader(in).ReadString('\n')
-				if strings.TrimSpace(strings.ToLower(answer)) != "yes" {
-					return &silentError{code: exitFailure, err: errors.New("purge not confirmed")}
+				if !confirm(cmd, fmt.Sprintf("Delete %d dead letters for good?", n)) {
+					return nil
 				}
 			}
 			n, err := dlq.Purge(cmd.Context(), f)
@@ -491,4 +489,18 @@ It asks for confirmation on the terminal unless --yes; without a terminal
 func isTerminal(r io.Reader) bool {
 	f, ok := r.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// confirm asks question on the terminal and reports whether the operator
+// typed "yes". Any other answer is a decision, not a failure: it says
+// that nothing was done, and the command exits 0.
+func confirm(cmd *cobra.Command, question string) bool {
+	w := cmd.ErrOrStderr()
+	fmt.Fprintf(w, "%s Type 'yes' to confirm: ", question)
+	answer, _ := bufio.NewReader(cmd.InOrStdin()).ReadString('\n')
+	if strings.TrimSpace(strings.ToLower(answer)) == "yes" {
+		return true
+	}
+	fmt.Fprintf(w, "not confirmed (answered %q): nothing was changed\n", strings.TrimSpace(answer))
+	return false
 }

@@ -205,3 +205,21 @@ func TestDLQPurge(t *testing.T) {
 		t.Errorf("purge all: %d %q", code, out)
 	}
 }
+
+// TestDLQPurgeDeclined: on a terminal, answering anything but "yes" purges
+// nothing, says so, and is not a failure (exit 0); "yes" purges.
+func TestDLQPurgeDeclined(t *testing.T) {
+	url, js := startQueueForCLI(t, "alpha")
+	deadLetter(t, js, "alpha", "http_5xx", 1)
+	code, out, stderr := runCLIOnTTY(t, "n\n", "dlq", "purge", "--nats-url", url)
+	if code != 0 || !strings.Contains(stderr, "Delete 1 dead letters for good?") || !strings.Contains(stderr, `not confirmed (answered "n"): nothing was changed`) {
+		t.Fatalf("answering n: exit %d: %q %q", code, out, stderr)
+	}
+	if n := dlqCount(t, js); n != 1 {
+		t.Fatalf("declined purge left %d dead letters, want 1", n)
+	}
+	code, out, stderr = runCLIOnTTY(t, "yes\n", "dlq", "purge", "--nats-url", url)
+	if code != 0 || !strings.Contains(out, "1 dead letters purged") || dlqCount(t, js) != 0 {
+		t.Fatalf("answering yes: exit %d: %q %q", code, out, stderr)
+	}
+}

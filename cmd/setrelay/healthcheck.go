@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -91,7 +93,15 @@ func healthcheck(ctx context.Context, target string, timeout time.Duration) (str
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, healthBodyExcerpt))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := fmt.Sprintf("unhealthy: GET %s: %s", target, resp.Status)
-		if ex := push.Excerpt(body, healthBodyExcerpt); ex != "" {
+		// The reason must stay one line, readable in `docker inspect`: the
+		// body's lines (http.Error ends every body with one) are joined
+		// with "; " rather than escaped into a literal \n.
+		lines := strings.FieldsFunc(string(body), func(r rune) bool { return r == '\n' || r == '\r' })
+		for i := range lines {
+			lines[i] = strings.TrimSpace(lines[i])
+		}
+		lines = slices.DeleteFunc(lines, func(l string) bool { return l == "" })
+		if ex := push.Excerpt([]byte(strings.Join(lines, "; ")), healthBodyExcerpt); ex != "" {
 			msg += ": " + ex
 		}
 		return "", errors.New(msg)

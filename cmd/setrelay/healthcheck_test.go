@@ -36,7 +36,7 @@ func TestHealthcheck(t *testing.T) {
 		stderr string
 	}{
 		{"healthy", []string{"--url", srv.URL + "/healthz"}, 0, "healthy: " + srv.URL + "/healthz 200 OK", ""},
-		{"503 with its body on one line", []string{"--url", srv.URL + "/down"}, 1, "", "503 Service Unavailable: nats: connection is closed"},
+		{"503 with its body on one line", []string{"--url", srv.URL + "/down"}, 1, "", "503 Service Unavailable: nats: connection is closed; second line\n"},
 		{"redirect not followed", []string{"--url", srv.URL + "/moved"}, 1, "", "302 Found"},
 		{"not found", []string{"--url", srv.URL + "/nope"}, 1, "", "404 Not Found"},
 		{"timeout", []string{"--url", srv.URL + "/slow", "--timeout", "200ms"}, 1, "", "no answer within 200ms"},
@@ -56,6 +56,9 @@ func TestHealthcheck(t *testing.T) {
 			}
 			if tt.code != 0 && strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 				t.Errorf("reason is not one line: %q", stderr)
+			}
+			if strings.Contains(stdout+stderr, `\n`) {
+				t.Errorf("output holds a literal \\n: %q", stdout+stderr)
 			}
 			if d := time.Since(start); d > 3*time.Second {
 				t.Errorf("took %s: the timeout does not bound the check", d)
