@@ -330,7 +330,15 @@ func (s *Service) Run(ctx context.Context) error {
 		zap.String("nats", secret.URLList(s.url)), zap.Bool("embedded_nats", s.srv != nil),
 		zap.Stringer("ops", s.ops.Addr()), zap.Strings("receivers", s.cfg.ReceiverNames()),
 		zap.Int("concurrency", s.cfg.Worker.Concurrency))
+	// Say at once that a shutdown began and why ("interrupt signal
+	// received"): the pool may take the whole grace period to return, and
+	// an operator watching a silent process presses Ctrl-C again.
+	stopNotice := context.AfterFunc(ctx, func() {
+		s.log.Info("shutdown requested: no new intents are pulled; in-flight pushes get the grace period, the rest is handed back",
+			zap.String("cause", context.Cause(ctx).Error()), zap.Duration("grace_period", s.cfg.Worker.GracePeriod))
+	})
 	err := s.pool.Run(ctx)
+	stopNotice()
 	s.log.Info("shutting down")
 	if serr := s.shutdown(); serr != nil {
 		err = errors.Join(err, serr)

@@ -11,10 +11,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -592,7 +594,8 @@ receivers:
 	if err := os.WriteFile(cfgFile, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// The context main builds: a real SIGTERM to this process stops it.
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer cancel()
 	var stdout bytes.Buffer
 	var stderr syncBuffer
@@ -619,7 +622,9 @@ receivers:
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("/readyz = %d", resp.StatusCode)
 	}
-	cancel()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case code := <-done:
 		if code != 0 {
@@ -627,6 +632,13 @@ receivers:
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run did not stop")
+	}
+	// The signal is logged when it arrives, with its cause, before the
+	// shutdown steps: an operator sees that the process heard it.
+	logs := stderr.String()
+	req := strings.Index(logs, `"msg":"shutdown requested`)
+	if req < 0 || !strings.Contains(logs, `"cause":"terminated signal received"`) || req > strings.Index(logs, `"msg":"stopped"`) {
+		t.Errorf("no shutdown-requested line naming the signal before the stop:\n%s", logs)
 	}
 	// The service logs JSON lines, one object per line.
 	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
