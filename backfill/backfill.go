@@ -100,6 +100,19 @@ type Summary struct {
 	// DryRun reports that nothing was published (Options.DryRun).
 	DryRun     bool
 	Checkpoint Checkpoint
+	// CheckpointFile is where Checkpoint was saved: Options.Checkpoint,
+	// "" when none is written (standard input without one).
+	CheckpointFile string
+}
+
+// checkpointNote says where a run can be resumed from, or that it cannot:
+// an interrupted run over standard input without a checkpoint file must
+// not claim a checkpoint it never wrote.
+func (s Summary) checkpointNote() string {
+	if s.CheckpointFile == "" {
+		return "no checkpoint written (give --checkpoint to be able to resume)"
+	}
+	return fmt.Sprintf("checkpoint at line %d in %s", s.Checkpoint.Line, s.CheckpointFile)
 }
 
 // Rate is the lines read per second.
@@ -122,8 +135,8 @@ func (s Summary) String() string {
 		return fmt.Sprintf("backfill dry run %s: read %d lines, %d valid, %d invalid in %s (%.0f lines/s); nothing published",
 			state, s.Read, s.Valid, s.Invalid, s.Elapsed.Round(time.Millisecond), s.Rate())
 	}
-	return fmt.Sprintf("backfill %s: read %d lines, published %d, duplicates %d, invalid %d, failed %d in %s (%.0f lines/s); checkpoint at line %d",
-		state, s.Read, s.Published, s.Duplicates, s.Invalid, s.Failed, s.Elapsed.Round(time.Millisecond), s.Rate(), s.Checkpoint.Line)
+	return fmt.Sprintf("backfill %s: read %d lines, published %d, duplicates %d, invalid %d, failed %d in %s (%.0f lines/s); %s",
+		state, s.Read, s.Published, s.Duplicates, s.Invalid, s.Failed, s.Elapsed.Round(time.Millisecond), s.Rate(), s.checkpointNote())
 }
 
 // position is a point in the input between two lines.
@@ -265,7 +278,7 @@ func Run(ctx context.Context, nc *nats.Conn, src Source, opts Options) (Summary,
 
 	switch {
 	case interrupted:
-		return sum, errors.Join(fmt.Errorf("%w at line %d (checkpoint at line %d): %w", ErrInterrupted, r.read.line, sum.Checkpoint.Line, readErr), drainErr, saveErr, closeErr)
+		return sum, errors.Join(fmt.Errorf("%w at line %d (%s): %w", ErrInterrupted, r.read.line, sum.checkpointNote(), readErr), drainErr, saveErr, closeErr)
 	case readErr != nil:
 		return sum, errors.Join(readErr, drainErr, saveErr, closeErr)
 	case r.failure() != nil:
@@ -567,17 +580,22 @@ func (r *run) closeRejects() error {
 func (r *run) summary(start time.Time, interrupted bool) Summary {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	cpFile := r.opts.Checkpoint
+	if r.opts.DryRun {
+		cpFile = "" // a dry run writes no checkpoint
+	}
 	return Summary{
-		StartLine:   r.base.Line,
-		Read:        r.lines.Load(),
-		Valid:       r.valid.Load(),
-		Published:   r.published,
-		Duplicates:  r.dups,
-		Failed:      r.failed,
-		Invalid:     r.invalid,
-		Elapsed:     time.Since(start),
-		Interrupted: interrupted,
-		DryRun:      r.opts.DryRun,
-		Checkpoint:  r.checkpointLocked(false),
+		StartLine:      r.base.Line,
+		Read:           r.lines.Load(),
+		Valid:          r.valid.Load(),
+		Published:      r.published,
+		Duplicates:     r.dups,
+		Failed:         r.failed,
+		Invalid:        r.invalid,
+		Elapsed:        time.Since(start),
+		Interrupted:    interrupted,
+		DryRun:         r.opts.DryRun,
+		Checkpoint:     r.checkpointLocked(false),
+		CheckpointFile: cpFile,
 	}
 }

@@ -151,7 +151,11 @@ func backfillResult(cmd *cobra.Command, rejects string, sum backfill.Summary, er
 	}
 	switch {
 	case errors.Is(err, backfill.ErrInterrupted):
-		fmt.Fprintln(cmd.ErrOrStderr(), "setrelay: "+err.Error()+"; continue with --resume")
+		next := "; continue with --resume"
+		if sum.CheckpointFile == "" {
+			next = "; there is nothing to resume from: send the input again with --checkpoint FILE (lines already stored count as duplicates within nats.duplicate_window)"
+		}
+		fmt.Fprintln(cmd.ErrOrStderr(), "setrelay: "+err.Error()+next)
 		return &silentError{code: exitInterrupted, err: err}
 	case err != nil:
 		return err

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,5 +162,46 @@ func TestBackfillCommandUsage(t *testing.T) {
 		if code, _, stderr := runCLI(t, "", args...); code != exitUsage {
 			t.Errorf("%v: exit %d, want 2: %s", args, code, stderr)
 		}
+	}
+}
+
+// TestBackfillStdinWithoutCheckpointSaysSo: 'backfill -' writes no
+// checkpoint unless --checkpoint is given; an interrupted run must not
+// claim one ("checkpoint at line N") nor suggest --resume.
+func TestBackfillStdinWithoutCheckpointSaysSo(t *testing.T) {
+	url, js := startQueueForCLI(t, "r1")
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for i := 0; i < 50; i++ {
+			fmt.Fprintf(pw, `{"id":"stdin-%d","type":"caep.session-revoked","subject":{"format":"email","email":"a@example.com"}}`+"\n", i)
+		}
+		// Keep standard input open, as a slow producer would, until the
+		// lines are stored; then interrupt.
+		for ctx.Err() == nil && intentCount(t, js) < 50 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cancel()
+		// The producer goes on writing; the backfill stops at its next
+		// line because it was interrupted.
+		fmt.Fprintln(pw, `{"id":"stdin-late","type":"caep.session-revoked","subject":{"format":"email","email":"a@example.com"}}`)
+		_ = pw.Close()
+	}()
+	var out, errb bytes.Buffer
+	rejects := filepath.Join(t.TempDir(), "stdin.rejects.ndjson")
+	code := execute(ctx, []string{"backfill", "--nats-url", url, "--rejects", rejects, "-"}, pr, &out, &errb)
+	if code != exitInterrupted {
+		t.Fatalf("exit %d, want 130\n%s%s", code, out.String(), errb.String())
+	}
+	all := out.String() + errb.String()
+	if strings.Contains(all, "checkpoint at line") || strings.Contains(all, "--resume") {
+		t.Errorf("claims a checkpoint it never wrote:\n%s", all)
+	}
+	if !strings.Contains(out.String(), "no checkpoint written (give --checkpoint") || !strings.Contains(errb.String(), "nothing to resume from") {
+		t.Errorf("does not say that there is no checkpoint:\n%s", all)
+	}
+	if _, err := os.Stat("-.checkpoint"); err == nil {
+		t.Error("a checkpoint file named after '-' was written")
 	}
 }
