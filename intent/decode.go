@@ -34,7 +34,14 @@ func Decode(data []byte, opts Options) (*Intent, error) {
 	in, skip := fromObject(obj, &p)
 	in.validate(opts, skip, &p)
 	if err := p.err(); err != nil {
-		return nil, err
+		// The id names the intent in dead letters and logs when it is
+		// itself valid (checked apart: the list of problems is capped).
+		ve := err.(*ValidationError)
+		var idp problems
+		if validateID(in.ID, &idp); len(idp.list) == 0 {
+			ve.ID = in.ID
+		}
+		return nil, ve
 	}
 	return in, nil
 }

@@ -454,3 +454,24 @@ func TestWantsSubject(t *testing.T) {
 		}
 	}
 }
+
+// TestValidationErrorCarriesParsedID: a failed Decode still names the
+// intent when its id parsed and is valid, and names none when the id is
+// itself a problem.
+func TestValidationErrorCarriesParsedID(t *testing.T) {
+	for doc, want := range map[string]string{
+		`{"id":"evt-7","type":"no.such-type","subject":{"format":"email","email":"a@example.com"}}`: "evt-7",
+		`{"id":7,"type":"caep.session-revoked","subject":{"format":"email","email":"a@example.com"}}`: "",
+		`{"id":"","type":"caep.session-revoked"}`:                                                      "",
+		`{"type":"caep.session-revoked"}`:                                                              "",
+	} {
+		_, err := Decode([]byte(doc), Options{})
+		var ve *ValidationError
+		if !errors.As(err, &ve) {
+			t.Fatalf("Decode(%s) = %v, want a ValidationError", doc, err)
+		}
+		if ve.ID != want {
+			t.Errorf("Decode(%s): ID %q, want %q", doc, ve.ID, want)
+		}
+	}
+}

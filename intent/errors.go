@@ -48,6 +48,9 @@ type ValidationError struct {
 	Errors []FieldError `json:"errors"`
 	// Omitted is how many further problems were found but not listed.
 	Omitted int `json:"omitted,omitempty"`
+	// ID is the intent's id when it parsed and is itself valid, so that a
+	// dead letter or a log line can name the intent; "" otherwise.
+	ID string `json:"id,omitempty"`
 }
 
 // Total is the number of problems found, listed or not.
