@@ -88,6 +88,10 @@ type Config struct {
 	Log Log `yaml:"log" json:"log"`
 	// Receivers are the SSF receivers SETs are pushed to.
 	Receivers []Receiver `yaml:"receivers" json:"receivers"`
+
+	// Source is the file Load read the configuration from ("" when built
+	// in code), so that messages can name the command to run with it.
+	Source string `yaml:"-" json:"-"`
 }
 
 // Key is one signing key.

@@ -36,7 +36,12 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, &Error{File: path, Problems: []Problem{{Message: msg}}, cause: err}
 	}
-	return parse(data, path, os.LookupEnv)
+	cfg, err := parse(data, path, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Source = path
+	return cfg, nil
 }
 
 // Parse is Load for a configuration already in memory; file names the

@@ -240,10 +240,37 @@ func tokens(receivers []string) (map[string]string, error) {
 	return seen, nil
 }
 
-// OrphanConsumers lists the intents stream's receiver consumers that belong
-// to none of receivers. They keep their backlog in the stream (Interest
-// retention) until deleted, so start-up should warn about them.
+// OrphanConsumers lists the names of the intents stream's receiver
+// consumers that belong to none of receivers (see Orphans).
 func OrphanConsumers(ctx context.Context, js jetstream.JetStream, receivers []string) ([]string, error) {
+	orphans, err := Orphans(ctx, js, receivers)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(orphans))
+	for i, o := range orphans {
+		names[i] = o.Consumer
+	}
+	return names, nil
+}
+
+// Orphan is a receiver consumer whose receiver is no longer configured.
+type Orphan struct {
+	// Consumer is the durable consumer's name, "rcv_" + Token(receiver).
+	Consumer string
+	// Receiver is the receiver's name as recorded on the consumer when it
+	// was created, or the consumer's token when that is missing.
+	Receiver string
+	// Pending counts the intents the consumer still holds in the stream:
+	// not yet delivered to it, plus delivered and not yet acknowledged.
+	Pending uint64
+}
+
+// Orphans lists the intents stream's receiver consumers that belong to
+// none of receivers, sorted by name. With Interest retention each of them
+// keeps every intent it has not acknowledged in the stream, forever, so
+// start-up warns about them and 'setrelay provision --prune' deletes them.
+func Orphans(ctx context.Context, js jetstream.JetStream, receivers []string) ([]Orphan, error) {
 	configured, err := tokens(receivers)
 	if err != nil {
 		return nil, err
@@ -252,22 +279,41 @@ func OrphanConsumers(ctx context.Context, js jetstream.JetStream, receivers []st
 	if err != nil {
 		return nil, fmt.Errorf("queue: stream %s: %w", IntentStream, err)
 	}
-	var orphans []string
-	names := stream.ConsumerNames(ctx)
-	for name := range names.Name() {
-		tok, ok := strings.CutPrefix(name, consumerPrefix)
+	var orphans []Orphan
+	infos := stream.ListConsumers(ctx)
+	for ci := range infos.Info() {
+		tok, ok := strings.CutPrefix(ci.Name, consumerPrefix)
 		if !ok {
 			continue
 		}
-		if _, ok := configured[tok]; !ok {
-			orphans = append(orphans, name)
+		if _, ok := configured[tok]; ok {
+			continue
 		}
+		o := Orphan{Consumer: ci.Name, Receiver: tok, Pending: ci.NumPending + uint64(max(ci.NumAckPending, 0))}
+		if r := ci.Config.Metadata["setrelay_receiver"]; r != "" {
+			o.Receiver = r
+		}
+		orphans = append(orphans, o)
 	}
-	if err := names.Err(); err != nil {
+	if err := infos.Err(); err != nil {
 		return nil, fmt.Errorf("queue: list consumers of %s: %w", IntentStream, err)
 	}
-	sort.Strings(orphans)
+	sort.Slice(orphans, func(i, j int) bool { return orphans[i].Consumer < orphans[j].Consumer })
 	return orphans, nil
+}
+
+// DeleteOrphan deletes a consumer Orphans reported, which releases every
+// intent only it still needed: the intents stream shrinks to what the
+// remaining consumers hold. It refuses a name that is not a receiver
+// consumer, so it cannot delete anything setrelay did not create.
+func DeleteOrphan(ctx context.Context, js jetstream.JetStream, consumer string) error {
+	if tok, ok := strings.CutPrefix(consumer, consumerPrefix); !ok || tok == "" {
+		return fmt.Errorf("queue: %q is not a receiver consumer (rcv_<name>)", consumer)
+	}
+	if err := js.DeleteConsumer(ctx, IntentStream, consumer); err != nil {
+		return fmt.Errorf("queue: delete consumer %s: %w", consumer, err)
+	}
+	return nil
 }
 
 // DeleteReceiver deletes a receiver's consumer, which releases every intent

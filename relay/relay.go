@@ -114,11 +114,10 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 	if err := queue.Provision(pctx, s.js, qcfg, cfg.ReceiverNames()); err != nil {
 		return nil, fmt.Errorf("provision JetStream: %w", err)
 	}
-	if orphans, err := queue.OrphanConsumers(pctx, s.js, cfg.ReceiverNames()); err != nil {
+	if orphans, err := queue.Orphans(pctx, s.js, cfg.ReceiverNames()); err != nil {
 		log.Warn("could not list consumers of removed receivers", zap.Error(err))
-	} else if len(orphans) > 0 {
-		log.Warn("consumers of receivers no longer configured keep their backlog in the intents stream; delete them once the receivers are gone for good",
-			zap.Strings("consumers", orphans))
+	} else {
+		warnOrphans(log, cfg, orphans)
 	}
 
 	pm, err := push.NewMetrics(reg)
@@ -405,6 +404,36 @@ func (s *Service) OpsAddr() net.Addr { return s.ops.Addr() }
 // (the demo) and tests.
 func (s *Service) JetStream() jetstream.JetStream { return s.js }
 
+// PruneCommand is the command that lists and deletes the consumers of
+// receivers no longer in cfg, as an operator would type it.
+func PruneCommand(cfg *config.Config) string {
+	file := cfg.Source
+	if file == "" {
+		file = "FILE"
+	} else if strings.ContainsAny(file, " \t\n'\"\\$`;&|<>()*?[]#~") {
+		file = "'" + strings.ReplaceAll(file, "'", `'\''`) + "'"
+	}
+	return "setrelay provision --prune --config " + file
+}
+
+// warnOrphans logs the consumers of receivers that are no longer
+// configured, each with the intents it still holds, and the command that
+// removes them. With Interest retention they hold those intents, and every
+// intent published from now on, until deleted.
+func warnOrphans(log *zap.Logger, cfg *config.Config, orphans []queue.Orphan) {
+	if len(orphans) == 0 {
+		return
+	}
+	names := make([]string, len(orphans))
+	var pending uint64
+	for i, o := range orphans {
+		names[i] = fmt.Sprintf("%s (receiver %q, %d pending)", o.Consumer, o.Receiver, o.Pending)
+		pending += o.Pending
+	}
+	log.Warn("consumers of receivers no longer configured keep their backlog, and every new intent, in the intents stream until deleted; once the receivers are gone for good, run: "+PruneCommand(cfg),
+		zap.Strings("consumers", names), zap.Uint64("pending", pending), zap.String("fix", PruneCommand(cfg)))
+}
+
 // Connect connects to NATS as the configuration says, for the commands
 // that talk to a running setrelay's queue (provision, publish, dlq ...):
 // nats.url, overridden by NATS_URL and the other NATS_* variables, or, when
@@ -449,13 +478,11 @@ func Provision(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err := queue.Provision(pctx, js, qcfg, cfg.ReceiverNames()); err != nil {
 		return err
 	}
-	orphans, err := queue.OrphanConsumers(ctx, js, cfg.ReceiverNames())
+	orphans, err := queue.Orphans(ctx, js, cfg.ReceiverNames())
 	if err != nil {
 		return err
 	}
-	if len(orphans) > 0 {
-		log.Warn("consumers of receivers no longer configured keep their backlog; delete them once the receivers are gone for good", zap.Strings("consumers", orphans))
-	}
+	warnOrphans(log, cfg, orphans)
 	log.Info("provisioned", zap.String("stream", queue.IntentStream), zap.String("dlq", queue.DLQStream), zap.Strings("receivers", cfg.ReceiverNames()), zap.Int("replicas", qcfg.Replicas))
 	if err := nc.Drain(); err != nil {
 		return fmt.Errorf("drain NATS connection: %w", err)

@@ -1,15 +1,25 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
 	"github.com/spf13/cobra"
 
+	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/relay"
 )
 
 func newProvisionCmd() *cobra.Command {
-	var file string
+	var (
+		file       string
+		prune, yes bool
+	)
 	cmd := &cobra.Command{
-		Use:   "provision --config FILE",
+		Use:   "provision --config FILE [--prune [--yes]]",
 		Short: "Create or update the JetStream streams and the receivers' consumers, then exit",
 		Long: `Create or update, idempotently, what setrelay needs in NATS JetStream: the
 intents stream (SETRELAY_INTENTS), the dead-letter stream (SETRELAY_DLQ) and one
@@ -21,12 +31,26 @@ workers start) and for adding a receiver before any worker knows about it.
 Consumers of receivers no longer in the configuration are reported, not
 deleted: they still hold those receivers' backlog.
 
+--prune lists each consumer whose receiver is gone (rcv_<name> with no
+receiver <name> in the configuration) with the intents it still holds, and
+deletes them after you type 'yes'. The intents stream keeps a message until
+every consumer interested in it has acknowledged it, so an orphaned consumer
+holds every intent published since its receiver was removed; once it is
+deleted, the stream shrinks to what the configured receivers still need.
+The orphan's pending intents are not delivered to its receiver: run it only
+when the receiver is gone for good. Without a terminal to ask on, --yes is
+required.
+
 It connects to nats.url (NATS_URL overrides it). With an empty nats.url it
 expects a running 'setrelay run' with its embedded server on nats.listen.`,
 		Example: `  setrelay provision --config configs/ssf.yaml
-  NATS_URL=nats://nats-1:4222,nats://nats-2:4222 setrelay provision --config /etc/setrelay/config.yaml`,
+  setrelay provision --config configs/ssf.yaml --prune
+  NATS_URL=nats://nats-1:4222,nats://nats-2:4222 setrelay provision --config /etc/setrelay/config.yaml --prune --yes`,
 		Args: positional(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if yes && !prune {
+				return usageErrorf("--yes confirms --prune; give --prune too")
+			}
 			cfg, err := loadConfig(file)
 			if err != nil {
 				return err
@@ -36,9 +60,67 @@ expects a running 'setrelay run' with its embedded server on nats.listen.`,
 				return err
 			}
 			defer func() { _ = log.Sync() }()
-			return relay.Provision(cmd.Context(), cfg, log)
+			// Provision first even when pruning: the configured receivers'
+			// consumers must exist before an orphan goes, or intents that
+			// only the orphan still held would be dropped for them too.
+			if err := relay.Provision(cmd.Context(), cfg, log); err != nil {
+				return err
+			}
+			if !prune {
+				return nil
+			}
+			return pruneOrphans(cmd, cfg, yes)
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "configuration file (YAML; see configs/*.yaml)")
+	cmd.Flags().BoolVar(&prune, "prune", false, "list the consumers of receivers no longer configured, and delete them after confirmation")
+	cmd.Flags().BoolVar(&yes, "yes", false, "with --prune: delete without asking (for scripts)")
 	return cmd
+}
+
+// pruneTimeout bounds the listing and deleting of orphaned consumers.
+const pruneTimeout = time.Minute
+
+// pruneOrphans lists the orphaned receiver consumers with their pending
+// counts and deletes them once confirmed.
+func pruneOrphans(cmd *cobra.Command, cfg *config.Config, yes bool) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), pruneTimeout)
+	defer cancel()
+	nc, js, err := relay.Connect(ctx, cfg, nil)
+	if err != nil {
+		return err
+	}
+	defer closeConn(nc)
+	orphans, err := queue.Orphans(ctx, js, cfg.ReceiverNames())
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if len(orphans) == 0 {
+		fmt.Fprintln(out, "no consumers of removed receivers: nothing to prune")
+		return nil
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CONSUMER\tRECEIVER\tPENDING")
+	for _, o := range orphans {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", o.Consumer, o.Receiver, o.Pending)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if !yes {
+		if !isTerminal(cmd.InOrStdin()) {
+			return usageErrorf("not deleting: standard input is not a terminal to confirm on; run again with --yes to delete the %d consumer%s above (their pending intents are not delivered anywhere)", len(orphans), plural(len(orphans)))
+		}
+		if !confirm(cmd, fmt.Sprintf("Delete these %d consumer%s? Their pending intents will not be delivered.", len(orphans), plural(len(orphans)))) {
+			return nil
+		}
+	}
+	for _, o := range orphans {
+		if err := queue.DeleteOrphan(ctx, js, o.Consumer); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "deleted %s (receiver %q, %d pending intents released)\n", o.Consumer, o.Receiver, o.Pending)
+	}
+	return nil
 }
