@@ -54,6 +54,10 @@ type Options struct {
 	DryRun bool
 	// Intent configures validation; match the relay's (AllowPrivateTypes).
 	Intent intent.Options
+	// Check, when set, is asked about every intent that passed validation;
+	// an error rejects the line like a validation problem (the CLI refuses
+	// intents naming receivers that are not configured).
+	Check func(*intent.Intent) error
 	// Checkpoint is the checkpoint file's path ("" for none).
 	Checkpoint string
 	// Resume continues from Checkpoint instead of the start.
@@ -378,6 +382,9 @@ func (r *run) readAll(ctx context.Context, pub *queue.BatchPublisher) error {
 				continue
 			}
 			in, derr := intent.Decode(data, r.opts.Intent)
+			if derr == nil && r.opts.Check != nil {
+				derr = r.opts.Check(in)
+			}
 			if derr != nil {
 				verdict = derr
 			} else {

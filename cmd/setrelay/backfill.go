@@ -33,7 +33,8 @@ validates it; valid intents are published asynchronously with at most
 JSON, failed validation, longer than the 64 KiB intent limit) never stop the
 run: they are written, with their line numbers and every problem, to the
 rejects file (--rejects, default FILE.rejects.ndjson), one JSON object per
-line: {"line":N,"id":"...","errors":["..."]}.
+line: {"line":N,"id":"...","errors":["..."]}. With --config, an intent naming
+a receiver that is not configured is rejected too.
 
 A checkpoint (--checkpoint, default FILE.checkpoint) is written every second
 and at the end, atomically. It records the byte offset and line number before
@@ -109,6 +110,15 @@ fixing the cause); 130 when interrupted (resume with --resume).`,
 				opts.Terminal = term.IsTerminal(int(f.Fd()))
 			}
 
+			cfg, err := qf.loadedConfig()
+			if err != nil {
+				return err
+			}
+			if cfg != nil {
+				// A receiver name that is not configured is a typo: the
+				// relay would store the intent and deliver it nowhere.
+				opts.Check = cfg.CheckReceivers
+			}
 			var sum backfill.Summary
 			if opts.DryRun {
 				iopts, err := qf.intentOptions()

@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/relay"
@@ -30,6 +31,21 @@ type queueFlags struct {
 	config       string
 	url          string
 	allowPrivate bool
+
+	loaded *config.Config // the --config file, once loaded
+}
+
+// loadedConfig loads --config once; nil without one.
+func (qf *queueFlags) loadedConfig() (*config.Config, error) {
+	if qf.config == "" || qf.loaded != nil {
+		return qf.loaded, nil
+	}
+	cfg, err := loadConfig(qf.config)
+	if err != nil {
+		return nil, err
+	}
+	qf.loaded = cfg
+	return cfg, nil
 }
 
 func (qf *queueFlags) register(cmd *cobra.Command, validates bool) {
@@ -57,7 +73,7 @@ func (qf *queueFlags) connect(ctx context.Context, log *zap.Logger) (*nats.Conn,
 	// reconnects and errors still are.
 	log = log.WithOptions(zap.IncreaseLevel(zap.WarnLevel))
 	if qf.config != "" {
-		cfg, err := loadConfig(qf.config)
+		cfg, err := qf.loadedConfig()
 		if err != nil {
 			return nil, nil, opts, err
 		}
@@ -113,7 +129,7 @@ func (qf *queueFlags) intentOptions() (intent.Options, error) {
 	if qf.config == "" || opts.AllowPrivateTypes {
 		return opts, nil
 	}
-	cfg, err := loadConfig(qf.config)
+	cfg, err := qf.loadedConfig()
 	if err != nil {
 		return opts, err
 	}
@@ -148,6 +164,12 @@ For every intent it prints one line:
   invalid: PROBLEMS        not published; every problem, separated by '; '
 prefixed with 'line N: ' for NDJSON input.
 
+With --config, an intent whose receivers list names a receiver that is not
+configured is invalid (with the configured names and a did-you-mean): the
+relay would store it and deliver it nowhere. An intent that no receiver would
+be sent (no receiver requested its type, or none of those it names did) is
+stored with a warning on standard error.
+
 Exit status: 0 when every intent was stored or a duplicate, 2 when any was
 invalid (the valid ones are still published), 1 when publishing failed.
 For files of many thousands of intents use 'setrelay backfill', which
@@ -178,7 +200,11 @@ streams, publishes asynchronously and can resume.`,
 				return err
 			}
 			defer closeConn(nc)
-			return publishAll(cmd.Context(), cmd.OutOrStdout(), queue.NewPublisher(js, opts), opts, data)
+			cfg, err := qf.loadedConfig()
+			if err != nil {
+				return err
+			}
+			return publishAll(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), queue.NewPublisher(js, opts), opts, cfg, data)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "file holding one intent or NDJSON ('-' or omitted: standard input)")
@@ -211,8 +237,10 @@ func readPublishInput(cmd *cobra.Command, file string) ([]byte, error) {
 }
 
 // publishAll publishes one intent (the whole input is one JSON value) or
-// one per line, printing a verdict for each.
-func publishAll(ctx context.Context, out io.Writer, pub *queue.Publisher, opts intent.Options, data []byte) error {
+// one per line, printing a verdict for each. With the configuration (cfg
+// not nil) an intent naming a receiver that is not configured is invalid,
+// and one that no receiver would be sent draws a warning on errw.
+func publishAll(ctx context.Context, out, errw io.Writer, pub *queue.Publisher, opts intent.Options, cfg *config.Config, data []byte) error {
 	type item struct {
 		line int
 		data []byte
@@ -234,10 +262,18 @@ func publishAll(ctx context.Context, out io.Writer, pub *queue.Publisher, opts i
 			prefix = "line " + strconv.Itoa(it.line) + ": "
 		}
 		in, err := intent.Decode(it.data, opts)
+		if err == nil && cfg != nil {
+			err = cfg.CheckReceivers(in)
+		}
 		if err != nil {
 			invalid++
 			fmt.Fprintf(out, "%sinvalid: %s\n", prefix, problems(err))
 			continue
+		}
+		if cfg != nil {
+			if why := cfg.Unrouted(in); why != "" {
+				fmt.Fprintf(errw, "%swarning: intent %s: %s\n", prefix, in.ID, why)
+			}
 		}
 		ack, err := pub.Publish(ctx, in)
 		if err != nil {
