@@ -460,10 +460,10 @@ func TestWantsSubject(t *testing.T) {
 // itself a problem.
 func TestValidationErrorCarriesParsedID(t *testing.T) {
 	for doc, want := range map[string]string{
-		`{"id":"evt-7","type":"no.such-type","subject":{"format":"email","email":"a@example.com"}}`: "evt-7",
+		`{"id":"evt-7","type":"no.such-type","subject":{"format":"email","email":"a@example.com"}}`:   "evt-7",
 		`{"id":7,"type":"caep.session-revoked","subject":{"format":"email","email":"a@example.com"}}`: "",
-		`{"id":"","type":"caep.session-revoked"}`:                                                      "",
-		`{"type":"caep.session-revoked"}`:                                                              "",
+		`{"id":"","type":"caep.session-revoked"}`:                                                     "",
+		`{"type":"caep.session-revoked"}`:                                                             "",
 	} {
 		_, err := Decode([]byte(doc), Options{})
 		var ve *ValidationError
