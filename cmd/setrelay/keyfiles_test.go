@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -8,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 )
@@ -78,7 +81,13 @@ func TestKeyFileReadableByOthersRefused(t *testing.T) {
 	}
 
 	cfg := writeConfig(t, path)
-	code, _, stderr = runCLI(t, "", "run", "--config", cfg)
+	// Bounded: were the key accepted, run would start the relay and serve
+	// until its context ends; the test must then fail, not hang.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var runOut, runErr bytes.Buffer
+	code = execute(ctx, []string{"run", "--config", cfg}, strings.NewReader(""), &runOut, &runErr)
+	stderr = runErr.String()
 	if code != exitUsage || !strings.Contains(stderr, "keys[0].file") || !strings.Contains(stderr, "readable by group or others") {
 		t.Errorf("run with a 0644 key: exit %d: %s", code, stderr)
 	}
