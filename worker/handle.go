@@ -104,7 +104,8 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 		var ve *intent.ValidationError
 		if errors.As(err, &ve) {
 			dl.Description, dl.Errors = ve.Summary(), ve.Problems() // the list is stored once, in errors
-			j.intentID = ve.ID                                      // the id, when it parsed, names the dead letter
+			// The id, when it parsed and is valid, names the dead letter.
+			j.intentID = ve.ID
 		}
 		p.deadLetter(ctx, r, &j, dl)
 		return
