@@ -21,18 +21,18 @@ const (
 
 // Metadata is the Transmitter Configuration Metadata (SSF 1.0 §6.1).
 type Metadata struct {
-	SpecVersion              string         `json:"spec_version"`
-	Issuer                   string         `json:"issuer"`
-	JWKSURI                  string         `json:"jwks_uri,omitempty"`
-	DeliveryMethodsSupported []string       `json:"delivery_methods_supported"`
-	ConfigurationEndpoint    string         `json:"configuration_endpoint"`
-	StatusEndpoint           string         `json:"status_endpoint"`
-	AddSubjectEndpoint       string         `json:"add_subject_endpoint"`
-	RemoveSubjectEndpoint    string         `json:"remove_subject_endpoint"`
-	VerificationEndpoint     string         `json:"verification_endpoint"`
-	AuthorizationSchemes     []AuthScheme   `json:"authorization_schemes"`
-	DefaultSubjects          string         `json:"default_subjects"`
-	CriticalSubjectMembers   []string       `json:"critical_subject_members,omitempty"`
+	SpecVersion              string       `json:"spec_version"`
+	Issuer                   string       `json:"issuer"`
+	JWKSURI                  string       `json:"jwks_uri,omitempty"`
+	DeliveryMethodsSupported []string     `json:"delivery_methods_supported"`
+	ConfigurationEndpoint    string       `json:"configuration_endpoint"`
+	StatusEndpoint           string       `json:"status_endpoint"`
+	AddSubjectEndpoint       string       `json:"add_subject_endpoint"`
+	RemoveSubjectEndpoint    string       `json:"remove_subject_endpoint"`
+	VerificationEndpoint     string       `json:"verification_endpoint"`
+	AuthorizationSchemes     []AuthScheme `json:"authorization_schemes"`
+	DefaultSubjects          string       `json:"default_subjects"`
+	CriticalSubjectMembers   []string     `json:"critical_subject_members,omitempty"`
 }
 
 // AuthScheme names one authorization scheme (SSF 1.0 §6.1.1).
