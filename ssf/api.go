@@ -296,6 +296,23 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, p *Princip
 // held. Re-enabling creates a fresh consumer that starts with the next
 // intent, so nothing published while disabled is ever delivered.
 func (s *Server) SetStatus(ctx context.Context, id, owner, status, reason string) (*Stream, error) {
+	if status == StatusEnabled {
+		// Enabling: the consumer first (resumed, or created afresh after
+		// a disable), so a dispatcher that sees "enabled" finds it
+		// running and does not start on a consumer still paused.
+		cur, _, err := s.streams.get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if owner != "" && cur.Owner != owner {
+			return nil, errNotFound
+		}
+		next := *cur
+		next.Status = StatusEnabled
+		if err := s.ensureConsumer(ctx, &next); err != nil {
+			return nil, err
+		}
+	}
 	st, err := s.streams.modify(ctx, id, func(st *Stream) error {
 		if owner != "" && st.Owner != owner {
 			return errNotFound
@@ -309,6 +326,9 @@ func (s *Server) SetStatus(ctx context.Context, id, owner, status, reason string
 	if err != nil {
 		return nil, err
 	}
+	// Pausing and disabling: the registry first, so dispatchers stop
+	// pushing, then the consumer is paused or deleted. (Enabling again
+	// is idempotent.)
 	if err := s.ensureConsumer(ctx, st); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package ssf_test
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/internal/testenv"
+	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/signer"
 	"github.com/setrelay/setrelay/ssf"
@@ -56,6 +58,7 @@ type txOptions struct {
 	MaxPollWait     time.Duration
 	MinVerify       time.Duration
 	MaxStreams      int
+	RootCAs         *x509.CertPool
 	js              *testenv.JetStream // a second process on the same JetStream
 	key             *signer.Key
 }
@@ -103,7 +106,7 @@ func newTX(t *testing.T, o txOptions) *tx {
 		MaxStreamsPerClient:     o.MaxStreams,
 		PollAckWait:             o.PollAckWait,
 		MaxPollWait:             o.MaxPollWait,
-		PushInsecureHTTP:        true,
+		PushTLS:                 push.TLSConfig{RootCAs: o.RootCAs},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
