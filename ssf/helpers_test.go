@@ -59,6 +59,7 @@ type txOptions struct {
 	MinVerify       time.Duration
 	MaxStreams      int
 	RootCAs         *x509.CertPool
+	SubjectRate     float64
 	js              *testenv.JetStream // a second process on the same JetStream
 	key             *signer.Key
 }
@@ -107,6 +108,7 @@ func newTX(t *testing.T, o txOptions) *tx {
 		PollAckWait:             o.PollAckWait,
 		MaxPollWait:             o.MaxPollWait,
 		PushTLS:                 push.TLSConfig{RootCAs: o.RootCAs},
+		SubjectRate:             o.SubjectRate,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

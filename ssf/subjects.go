@@ -52,34 +52,60 @@ func subjectKey(streamID string, subject map[string]any) string {
 	return streamID + "." + hex.EncodeToString(sum[:20])
 }
 
-// checkSubject accepts an RFC 9493 / SSF subject: an object with a string
-// "format"; a complex one has only simple subjects as its other members.
-func checkSubject(subject map[string]any) error {
-	format, _ := subject["format"].(string)
-	if format == "" {
-		return errors.New(`subject needs a string "format" (RFC 9493)`)
+// isComplex reports whether subject is a complex subject: "format":
+// "complex" (SSF 1.0 §3.2), or, as setrelay's producers write it, no format
+// and only subject-identifier members (user, tenant ...).
+func isComplex(subject map[string]any) bool {
+	f, hasFormat := subject["format"]
+	if hasFormat {
+		return f == "complex"
 	}
-	if format != "complex" {
+	return len(subject) > 0
+}
+
+// members are a complex subject's members, without "format", which is
+// how both forms are compared and stored.
+func members(subject map[string]any) map[string]any {
+	out := make(map[string]any, len(subject))
+	for k, v := range subject {
+		if k != "format" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// normalise is the form a subject is stored and looked up in.
+func normalise(subject map[string]any) map[string]any {
+	if isComplex(subject) {
+		return members(subject)
+	}
+	return subject
+}
+
+// checkSubject accepts an RFC 9493 / SSF subject: an object with a string
+// "format", or a complex one whose members are simple subjects.
+func checkSubject(subject map[string]any) error {
+	if !isComplex(subject) {
+		if f, _ := subject["format"].(string); f == "" {
+			return errors.New(`subject needs a string "format" (RFC 9493)`)
+		}
 		return nil
 	}
-	n := 0
-	for name, v := range subject {
-		if name == "format" {
-			continue
-		}
-		n++
-		m, ok := v.(map[string]any)
+	m := members(subject)
+	for name, v := range m {
+		mm, ok := v.(map[string]any)
 		if !ok {
 			return fmt.Errorf("complex subject member %q must be a subject identifier object", name)
 		}
-		if f, _ := m["format"].(string); f == "" || f == "complex" {
+		if f, _ := mm["format"].(string); f == "" || f == "complex" {
 			return fmt.Errorf("complex subject member %q must be a simple subject with a format", name)
 		}
 	}
 	switch {
-	case n == 0:
+	case len(m) == 0:
 		return errors.New("a complex subject needs at least one member")
-	case n > maxComplexMembers:
+	case len(m) > maxComplexMembers:
 		return fmt.Errorf("a complex subject may have at most %d members", maxComplexMembers)
 	}
 	return nil
@@ -90,14 +116,13 @@ func checkSubject(subject map[string]any) error {
 // complex subject made of a non-empty subset of its members (a stream
 // subscribed to {tenant: T} matches an event about {tenant: T, user: U}).
 func candidates(subject map[string]any) []map[string]any {
-	if f, _ := subject["format"].(string); f != "complex" {
+	if !isComplex(subject) {
 		return []map[string]any{subject}
 	}
-	var names []string
-	for name := range subject {
-		if name != "format" {
-			names = append(names, name)
-		}
+	m := members(subject)
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
 	}
 	slices.Sort(names)
 	if len(names) > maxComplexMembers {
@@ -105,10 +130,10 @@ func candidates(subject map[string]any) []map[string]any {
 	}
 	var out []map[string]any
 	for mask := 1; mask < 1<<len(names); mask++ {
-		c := map[string]any{"format": "complex"}
+		c := map[string]any{}
 		for i, name := range names {
 			if mask&(1<<i) != 0 {
-				c[name] = subject[name]
+				c[name] = m[name]
 			}
 		}
 		out = append(out, c)
@@ -231,7 +256,7 @@ func (s *Server) changeSubject(w http.ResponseWriter, r *http.Request, p *Princi
 			return
 		}
 	}
-	key := subjectKey(st.ID, req.Subject)
+	key := subjectKey(st.ID, normalise(req.Subject))
 	verified := req.Verified == nil || *req.Verified
 	raw, _ := json.Marshal(req.Subject)
 	switch {
