@@ -53,6 +53,7 @@ type Service struct {
 	js    jetstream.JetStream
 	pool  *worker.Pool
 	ops   *ops.Server
+	ssf   *ssfService // nil unless ssf.enabled
 	keys  []*signer.Key
 	url   string
 	steps []func(context.Context) error // shutdown, in reverse start order
@@ -132,9 +133,13 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 		}
 		wcfg.Receivers = append(wcfg.Receivers, spec)
 	}
-	s.pool, err = worker.New(wcfg, worker.Deps{JS: s.js, Log: log.Named("worker"), Registerer: reg})
-	if err != nil {
-		return nil, fmt.Errorf("worker pool: %w", err)
+	// With only the SSF API enabled there may be no configured receiver,
+	// and so no pool: receivers' streams are served by the SSF dispatcher.
+	if len(wcfg.Receivers) > 0 {
+		s.pool, err = worker.New(wcfg, worker.Deps{JS: s.js, Log: log.Named("worker"), Registerer: reg})
+		if err != nil {
+			return nil, fmt.Errorf("worker pool: %w", err)
+		}
 	}
 
 	s.ops, err = ops.New(ops.Config{
@@ -151,6 +156,11 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 		return nil, err
 	}
 	s.steps = append(s.steps, func(ctx context.Context) error { return s.ops.Shutdown(ctx) })
+	if cfg.SSF.Enabled {
+		if err := s.startSSF(pctx, signers, pm, reg); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -329,7 +339,7 @@ func (s *Service) Run(ctx context.Context) error {
 		zap.String("nats", redactURL(s.url)), zap.Bool("embedded_nats", s.srv != nil),
 		zap.Stringer("ops", s.ops.Addr()), zap.Strings("receivers", s.cfg.ReceiverNames()),
 		zap.Int("concurrency", s.cfg.Worker.Concurrency))
-	err := s.pool.Run(ctx)
+	err := s.runWorkers(ctx)
 	s.log.Info("shutting down")
 	if serr := s.shutdown(); serr != nil {
 		err = errors.Join(err, serr)

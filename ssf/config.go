@@ -155,6 +155,9 @@ func (c *Config) withDefaults() Config {
 		}
 	}
 	out.BaseURL = strings.TrimRight(out.BaseURL, "/")
+	if out.JWKSURI == "" {
+		out.JWKSURI = out.BaseURL + JWKSPath
+	}
 	if len(out.EventsSupported) == 0 {
 		out.EventsSupported = knownEventTypes()
 	}

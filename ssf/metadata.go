@@ -11,6 +11,7 @@ import (
 // Paths of the API on the SSF listener, below Config.BaseURL.
 const (
 	WellKnownPath     = "/.well-known/ssf-configuration"
+	JWKSPath          = "/jwks.json"
 	StreamsPath       = "/ssf/streams"
 	StatusPath        = "/ssf/status"
 	AddSubjectPath    = "/ssf/subjects:add"

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,10 @@ type Deps struct {
 	Log        *zap.Logger
 	Registerer prometheus.Registerer
 	Now        func() time.Time
+	// JWKS, when set, is served at /jwks.json on the API's listener, the
+	// default jwks_uri: the ops listener is loopback-only, and receivers
+	// need the keys from where they discover the transmitter.
+	JWKS *jose.JSONWebKeySet
 }
 
 // Server serves the transmitter's HTTP API. Several Servers (in several
@@ -61,6 +66,7 @@ type Server struct {
 	// created again.
 	consumers sync.Map
 	limiters  sync.Map // client id -> *rate.Limiter of subject changes
+	jwks      []byte
 }
 
 // New validates cfg, opens the buckets and builds the Server.
@@ -100,6 +106,16 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	s.streams = &registry{kv: streams}
 	s.subjects = &subjectStore{kv: subjects}
 	s.poll = poll
+	if d.JWKS != nil {
+		for _, k := range d.JWKS.Keys {
+			if !k.IsPublic() {
+				return nil, errors.New("ssf: Deps.JWKS holds a private key; pass the public keys only")
+			}
+		}
+		if s.jwks, err = json.Marshal(d.JWKS); err != nil {
+			return nil, fmt.Errorf("ssf: JWKS: %w", err)
+		}
+	}
 	s.routes()
 	return s, nil
 }
@@ -115,6 +131,16 @@ func (s *Server) routes() {
 	mux.HandleFunc(WellKnownPath, s.handleMetadata)
 	if p := wellKnownPath(s.cfg.Issuer); p != WellKnownPath {
 		mux.HandleFunc(p, s.handleMetadata)
+	}
+	if s.jwks != nil {
+		mux.HandleFunc(JWKSPath, func(w http.ResponseWriter, r *http.Request) {
+			if !allowed(w, r, http.MethodGet, http.MethodHead) {
+				return
+			}
+			w.Header().Set("Content-Type", "application/jwk-set+json")
+			w.Header().Set("Cache-Control", "public, max-age=300")
+			_, _ = w.Write(s.jwks)
+		})
 	}
 	mux.HandleFunc(StreamsPath, s.authed(s.handleStreams))
 	mux.HandleFunc(StatusPath, s.authed(s.handleStatus))
