@@ -107,4 +107,3 @@ func (s *Service) SSFAddr() net.Addr {
 	}
 	return s.ssf.ln.Addr()
 }
-
