@@ -1,0 +1,89 @@
+package ssf
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// Admin reads and changes the stream registry for operators (the
+// `setrelay streams` commands), with no HTTP and no signing key. cfg
+// supplies the queue settings a re-created consumer is given.
+type Admin struct {
+	s *Server
+}
+
+// NewAdmin opens the registry on js.
+func NewAdmin(ctx context.Context, cfg Config, js jetstream.JetStream, log *zap.Logger) (*Admin, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Server{cfg: cfg.withDefaults(), js: js, log: log, now: time.Now}
+	m, err := newMetrics(nil)
+	if err != nil {
+		return nil, err
+	}
+	s.m = m
+	streams, subjects, poll, err := openBuckets(ctx, js, s.cfg.Queue.Replicas, 4*s.cfg.PollAckWait+time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	s.streams, s.subjects, s.poll = &registry{kv: streams}, &subjectStore{kv: subjects}, poll
+	return &Admin{s: s}, nil
+}
+
+// List returns every stream, ordered by owner then id.
+func (a *Admin) List(ctx context.Context) ([]*Stream, error) {
+	all, err := a.s.streams.all(ctx)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(all, func(x, y *Stream) int {
+		if c := strings.Compare(x.Owner, y.Owner); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
+	return all, nil
+}
+
+// Get returns one stream; ErrNotFound if there is none.
+func (a *Admin) Get(ctx context.Context, id string) (*Stream, error) {
+	if !validStreamID(id) {
+		return nil, ErrNotFound
+	}
+	st, _, err := a.s.streams.get(ctx, id)
+	if err == errNotFound {
+		return nil, ErrNotFound
+	}
+	return st, err
+}
+
+// SetStatus sets a stream's status as the status endpoint does, for any
+// owner.
+func (a *Admin) SetStatus(ctx context.Context, id, status, reason string) (*Stream, error) {
+	if _, err := a.Get(ctx, id); err != nil {
+		return nil, err
+	}
+	return a.s.SetStatus(ctx, id, "", status, reason)
+}
+
+// Delete deletes a stream, its consumer and its subjects.
+func (a *Admin) Delete(ctx context.Context, id string) error {
+	err := a.s.DeleteStream(ctx, id, "")
+	if err == errNotFound {
+		return ErrNotFound
+	}
+	return err
+}
+
+// ErrNotFound: no stream has that id.
+var ErrNotFound = errNotFound
+
+// EndpointURL is where st's SETs go: the receiver's push URL, or this
+// transmitter's poll URL for it.
+func (a *Admin) EndpointURL(st *Stream) string { return a.s.endpointURL(st) }
