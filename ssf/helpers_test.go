@@ -89,7 +89,7 @@ func newTX(t *testing.T, o txOptions) *tx {
 	t.Cleanup(x.https.Close)
 	x.base = x.https.URL
 	x.client = x.https.Client()
-	x.client.Timeout = 30 * time.Second
+	x.client.Timeout = 60 * time.Second
 	if o.MinVerify == 0 {
 		o.MinVerify = time.Hour
 	}
@@ -311,4 +311,13 @@ func (x *tx) consumerExists(streamID string, want bool) {
 	if got := err == nil; got != want {
 		x.t.Fatalf("consumer of stream %s exists: %v, want %v (%v)", streamID, got, want, err)
 	}
+}
+
+// serve starts an HTTPS server for an x.srv built by the test itself.
+func (x *tx) serve() {
+	x.https = httptest.NewTLSServer(x.srv.Handler())
+	x.t.Cleanup(x.https.Close)
+	x.base = x.https.URL
+	x.client = x.https.Client()
+	x.client.Timeout = 60 * time.Second
 }

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/ssf"
 	"github.com/setrelay/setrelay/worker"
 )
@@ -149,3 +150,5 @@ func TestPushStreamLifecycle(t *testing.T) {
 		t.Fatalf("a deleted stream got %d SETs", n)
 	}
 }
+
+func pushTLS(r *pushReceiver) push.TLSConfig { return push.TLSConfig{RootCAs: r.roots()} }
