@@ -106,7 +106,7 @@ func TestStreamChangesReachAnotherProcessOnA3NodeCluster(t *testing.T) {
 	}
 	newServer := func(url string) *ssf.Server {
 		nc, js := connectJS(t, url)
-		s, err := ssf.New(ctx, cfg, ssf.Deps{NC: nc, JS: js, Signer: sg, Log: zap.NewNop()})
+		s, err := ssf.New(ctx, cfg, ssf.Deps{NC: nc, JS: js, Signer: sg, SendKID: true, Log: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}
