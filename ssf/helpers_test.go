@@ -60,6 +60,7 @@ type txOptions struct {
 	MaxStreams      int
 	RootCAs         *x509.CertPool
 	SubjectRate     float64
+	JWT             *ssf.JWTAuth
 	js              *testenv.JetStream // a second process on the same JetStream
 	key             *signer.Key
 }
@@ -109,6 +110,7 @@ func newTX(t *testing.T, o txOptions) *tx {
 		MaxPollWait:             o.MaxPollWait,
 		PushTLS:                 push.TLSConfig{RootCAs: o.RootCAs},
 		SubjectRate:             o.SubjectRate,
+		JWT:                     o.JWT,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
