@@ -43,7 +43,7 @@ const (
 // signing key, the API served over TLS by httptest, and a client that
 // trusts it, as a receiver would use.
 type tx struct {
-	t      *testing.T
+	t      testing.TB
 	js     *testenv.JetStream
 	key    *signer.Key
 	srv    *ssf.Server
@@ -65,7 +65,7 @@ type txOptions struct {
 	key             *signer.Key
 }
 
-func newTX(t *testing.T, o txOptions) *tx {
+func newTX(t testing.TB, o txOptions) *tx {
 	t.Helper()
 	js := o.js
 	if js == nil {

@@ -29,7 +29,7 @@ type pushReceiver struct {
 	auth []string
 }
 
-func newPushReceiver(t *testing.T) *pushReceiver {
+func newPushReceiver(t testing.TB) *pushReceiver {
 	r := &pushReceiver{}
 	r.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
@@ -61,7 +61,7 @@ func (r *pushReceiver) got() ([]string, []string) {
 
 func (r *pushReceiver) count() int { s, _ := r.got(); return len(s) }
 
-func startDispatcher(t *testing.T, x *tx) *ssf.Dispatcher {
+func startDispatcher(t testing.TB, x *tx) *ssf.Dispatcher {
 	t.Helper()
 	d := ssf.NewDispatcher(x.srv, worker.Deps{JS: x.js.JS, Log: zap.NewNop(), Registerer: prometheus.NewRegistry()}, nil)
 	d.GracePeriod = time.Second
