@@ -114,7 +114,7 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 	if err := queue.Provision(pctx, s.js, qcfg, cfg.ReceiverNames()); err != nil {
 		return nil, fmt.Errorf("provision JetStream: %w", err)
 	}
-	if orphans, err := queue.OrphanConsumers(pctx, s.js, cfg.ReceiverNames()); err != nil {
+	if orphans, err := orphanConsumers(pctx, s.js, cfg); err != nil {
 		log.Warn("could not list consumers of removed receivers", zap.Error(err))
 	} else if len(orphans) > 0 {
 		log.Warn("consumers of receivers no longer configured keep their backlog in the intents stream; delete them once the receivers are gone for good",
@@ -469,7 +469,7 @@ func Provision(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err := queue.Provision(pctx, js, qcfg, cfg.ReceiverNames()); err != nil {
 		return err
 	}
-	orphans, err := queue.OrphanConsumers(ctx, js, cfg.ReceiverNames())
+	orphans, err := orphanConsumers(ctx, js, cfg)
 	if err != nil {
 		return err
 	}

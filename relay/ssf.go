@@ -6,13 +6,17 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/push"
+	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/signer"
 	"github.com/setrelay/setrelay/ssf"
 	"github.com/setrelay/setrelay/worker"
@@ -106,4 +110,22 @@ func (s *Service) SSFAddr() net.Addr {
 		return nil
 	}
 	return s.ssf.ln.Addr()
+}
+
+// orphanConsumers is queue.OrphanConsumers without the consumers of
+// receiver-managed SSF streams (rcv_ssf-<stream id>): those belong to the
+// streams registry, not to the configuration, and are never orphans of it.
+func orphanConsumers(ctx context.Context, js jetstream.JetStream, cfg *config.Config) ([]string, error) {
+	all, err := queue.OrphanConsumers(ctx, js, cfg.ReceiverNames())
+	if err != nil {
+		return nil, err
+	}
+	prefix := queue.ConsumerName(ssf.ReceiverName(""))
+	out := all[:0]
+	for _, name := range all {
+		if !strings.HasPrefix(name, prefix) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }
