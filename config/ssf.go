@@ -54,7 +54,8 @@ type SSF struct {
 	// and process (default 100).
 	SubjectRate float64 `yaml:"subject_rate" json:"subject_rate"`
 	// PushConcurrency is the pushes in flight per push stream and process
-	// (default 8).
+	// (default 1, which keeps stored order; more is faster but may reorder
+	// events about one subject).
 	PushConcurrency int `yaml:"push_concurrency" json:"push_concurrency"`
 	// Clients are the receivers allowed to use the API with static tokens.
 	Clients []SSFClient `yaml:"clients" json:"clients"`

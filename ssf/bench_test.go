@@ -10,8 +10,8 @@ import (
 )
 
 // BenchmarkPollVsPush measures, in one run on one JetStream, the SETs/s a
-// push stream reaches (the dispatcher's worker pool pushing over TLS to a
-// receiver that accepts at once) and the SETs/s one receiver polling with
+// push stream reaches (the dispatcher's worker pool, 8 pushes in flight,
+// pushing over TLS to a receiver that accepts at once) and the SETs/s one receiver polling with
 // maxEvents 100 reaches, acknowledging each batch with the next poll. The
 // issue's target is poll_per_push >= 1.
 //
@@ -20,7 +20,7 @@ func BenchmarkPollVsPush(b *testing.B) {
 	const n = 10000
 	for b.Loop() {
 		rcv := newPushReceiver(b)
-		x := newTX(b, txOptions{RootCAs: rcv.roots(), PollAckWait: time.Minute, MaxPollWait: time.Second})
+		x := newTX(b, txOptions{RootCAs: rcv.roots(), PollAckWait: time.Minute, MaxPollWait: time.Second, PushConcurrency: 8})
 		startDispatcher(b, x)
 		var push map[string]any
 		x.must(201, "POST", "/ssf/streams", tokenA, map[string]any{

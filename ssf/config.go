@@ -42,6 +42,10 @@ const (
 	MaxMaxEvents                   = 1000
 	DefaultMaxStreamsPerClient     = 10
 	DefaultSubjectRate             = 100
+	// DefaultPushConcurrency is 1 so a push stream delivers in stored
+	// order, as §8.1.2 requires of held events for one subject; more
+	// pushes in flight are faster but may reorder.
+	DefaultPushConcurrency = 1
 )
 
 // Config is the transmitter's configuration.
@@ -84,7 +88,8 @@ type Config struct {
 	PushTLS          push.TLSConfig
 	PushInsecureHTTP bool
 	// PushConcurrency is the pushes in flight at once per push stream in
-	// this process.
+	// this process (default 1: stored order; more is faster but pushes
+	// concurrently, so events about one subject may arrive out of order).
 	PushConcurrency int
 	// SubjectRate is the add/remove subject requests per second one client
 	// may make (per process); faster ones get 429.
@@ -147,7 +152,7 @@ func (c *Config) withDefaults() Config {
 		out.SubjectRate = DefaultSubjectRate
 	}
 	if out.PushConcurrency <= 0 {
-		out.PushConcurrency = 8
+		out.PushConcurrency = DefaultPushConcurrency
 	}
 	if out.BaseURL == "" {
 		if u, err := url.Parse(out.Issuer); err == nil {

@@ -50,6 +50,7 @@ type tx struct {
 	https  *httptest.Server
 	client *http.Client
 	base   string
+	nc     *nats.Conn
 }
 
 type txOptions struct {
@@ -61,6 +62,7 @@ type txOptions struct {
 	RootCAs         *x509.CertPool
 	SubjectRate     float64
 	JWT             *ssf.JWTAuth
+	PushConcurrency int
 	js              *testenv.JetStream // a second process on the same JetStream
 	key             *signer.Key
 }
@@ -111,6 +113,7 @@ func newTX(t testing.TB, o txOptions) *tx {
 		PushTLS:                 push.TLSConfig{RootCAs: o.RootCAs},
 		SubjectRate:             o.SubjectRate,
 		JWT:                     o.JWT,
+		PushConcurrency:         o.PushConcurrency,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -119,6 +122,7 @@ func newTX(t testing.TB, o txOptions) *tx {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	x.nc = nc
 	njs, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,7 @@ func TestPollTwoProcessesKillOneMidPoll(t *testing.T) {
 	}
 	b.https.CloseClientConnections()
 	b.https.Close()
+	b.nc.Close()
 
 	// Two receiver workers poll process a (the survivor) concurrently.
 	var (

@@ -13,10 +13,17 @@ import (
 // more comes, and returns their claims in arrival order.
 func (x *tx) drain(token, id string, n int) []map[string]any {
 	x.t.Helper()
+	return x.drainURL(token, "/ssf/poll/"+id, n)
+}
+
+// drainURL is drain against a poll endpoint URL, as the stream gave it.
+func (x *tx) drainURL(token, pollURL string, n int) []map[string]any {
+	x.t.Helper()
 	var out []map[string]any
 	var acks []string
 	for empty := 0; len(out) < n && empty < 3; {
-		r := x.poll(token, id, map[string]any{"maxEvents": 100, "returnImmediately": true, "ack": acks})
+		var r pollResp
+		x.must(200, "POST", pollURL, token, map[string]any{"maxEvents": 100, "returnImmediately": true, "ack": acks}, &r)
 		acks = acks[:0]
 		if len(r.Sets) == 0 {
 			empty++
@@ -34,7 +41,7 @@ func (x *tx) drain(token, id string, n int) []map[string]any {
 		out = append(out, batch...)
 	}
 	if len(acks) > 0 {
-		x.poll(token, id, map[string]any{"maxEvents": 0, "ack": acks})
+		x.must(200, "POST", pollURL, token, map[string]any{"maxEvents": 0, "ack": acks}, nil)
 	}
 	return out
 }
