@@ -63,13 +63,38 @@ func (a *Admin) Get(ctx context.Context, id string) (*Stream, error) {
 	return st, err
 }
 
+// NotifyWait bounds how long SetStatus waits for the receiver to take the
+// Stream Updated event before it pauses or disables a stream.
+const NotifyWait = 30 * time.Second
+
 // SetStatus sets a stream's status as the status endpoint does, for any
-// owner.
-func (a *Admin) SetStatus(ctx context.Context, id, status, reason string) (*Stream, error) {
-	if _, err := a.Get(ctx, id); err != nil {
+// owner. Since the receiver did not ask for it, the receiver is sent a
+// Stream Updated event (§8.1.5) with the status and reason; see
+// notifyStatus for when. wait bounds the wait for the receiver to take
+// the event before a pause or disable (NotifyWait is a good value).
+func (a *Admin) SetStatus(ctx context.Context, id, status, reason string, wait time.Duration) (*Stream, error) {
+	cur, err := a.Get(ctx, id)
+	if err != nil {
 		return nil, err
 	}
-	return a.s.SetStatus(ctx, id, "", status, reason)
+	if cur.Status == status && cur.Reason == reason {
+		return cur, nil
+	}
+	if status != StatusEnabled {
+		if err := a.s.notifyStatus(ctx, cur, status, reason, wait); err != nil {
+			return nil, err
+		}
+	}
+	st, err := a.s.SetStatus(ctx, id, "", status, reason)
+	if err != nil {
+		return nil, err
+	}
+	if status == StatusEnabled {
+		if err := a.s.notifyStatus(ctx, st, status, reason, wait); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
 }
 
 // Delete deletes a stream, its consumer and its subjects.

@@ -146,13 +146,16 @@ func newStreamsStatusCmd() *cobra.Command {
 	var (
 		qf     queueFlags
 		reason string
+		wait   time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "status STREAM_ID [enabled|paused|disabled]",
 		Short: "Show a stream's status, or set it",
 		Long: `Without a status, print the stream's status and reason. With one, set it:
 'paused' holds events until enabled; 'disabled' drops what is held and what
-arrives until enabled again.`,
+arrives until enabled again. The receiver is sent a Stream Updated event
+(SSF 1.0 §8.1.5) with the status and reason: before a pause or disable
+(waiting up to --notify-wait for it to be delivered), after an enable.`,
 		Args: positional(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 2 && args[1] != ssf.StatusEnabled && args[1] != ssf.StatusPaused && args[1] != ssf.StatusDisabled {
@@ -167,7 +170,7 @@ arrives until enabled again.`,
 			if len(args) == 1 {
 				st, err = a.Get(cmd.Context(), args[0])
 			} else {
-				st, err = a.SetStatus(cmd.Context(), args[0], args[1], reason)
+				st, err = a.SetStatus(cmd.Context(), args[0], args[1], reason, wait)
 			}
 			if err != nil {
 				return notFound(args[0], err)
@@ -180,7 +183,8 @@ arrives until enabled again.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "the reason the receiver sees on the status endpoint")
+	cmd.Flags().StringVar(&reason, "reason", "", "the reason the receiver sees on the status endpoint and in the Stream Updated event")
+	cmd.Flags().DurationVar(&wait, "notify-wait", ssf.NotifyWait, "before pausing or disabling, how long to wait for the receiver to take the Stream Updated event")
 	qf.register(cmd, false)
 	return cmd
 }

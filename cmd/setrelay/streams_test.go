@@ -70,7 +70,7 @@ func TestStreamsListShowStatusDelete(t *testing.T) {
 	if code != 0 || json.Unmarshal([]byte(out), &shown) != nil || shown["description"] != "from the test" || shown["status"] != "enabled" {
 		t.Fatalf("show: %d %q", code, out)
 	}
-	code, out, _ = runCLI(t, "", "streams", "status", id, "paused", "--reason", "by phone", "--nats-url", url)
+	code, out, _ = runCLI(t, "", "streams", "status", id, "paused", "--reason", "by phone", "--notify-wait", "200ms", "--nats-url", url)
 	if code != 0 || strings.TrimSpace(out) != id+" paused (by phone)" {
 		t.Fatalf("status paused: %d %q", code, out)
 	}
