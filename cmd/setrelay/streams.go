@@ -75,7 +75,11 @@ func newStreamsListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List every stream: id, client, method, status, events",
-		Args:  positional(cobra.NoArgs),
+		Long: `List every receiver-managed stream, ordered by client: its id, the client
+that created it, push or poll, its status, how many event types it is
+delivered, and when it was created.`,
+		Example: `  setrelay streams list --config setrelay.yaml`,
+		Args:    positional(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			a, done, err := streamsAdmin(cmd, &qf)
 			if err != nil {
@@ -112,7 +116,11 @@ func newStreamsShowCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show STREAM_ID",
 		Short: "Show one stream as JSON (the receiver's authorization_header is never shown)",
-		Args:  positional(cobra.ExactArgs(1)),
+		Long: `Show one stream as JSON: client, aud, events requested and delivered,
+delivery (method and endpoint, and whether an authorization header is set),
+status and reason, times, and whether it has subjects.`,
+		Example: `  setrelay streams show 3f1c0d2e9a8b4c5d6e7f8091a2b3c4d5 --config setrelay.yaml | jq .status`,
+		Args:    positional(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a, done, err := streamsAdmin(cmd, &qf)
 			if err != nil {
@@ -156,6 +164,8 @@ func newStreamsStatusCmd() *cobra.Command {
 arrives until enabled again. The receiver is sent a Stream Updated event
 (SSF 1.0 §8.1.5) with the status and reason: before a pause or disable
 (waiting up to --notify-wait for it to be delivered), after an enable.`,
+		Example: `  setrelay streams status 3f1c0d2e9a8b4c5d6e7f8091a2b3c4d5 --config setrelay.yaml
+  setrelay streams status 3f1c0d2e9a8b4c5d6e7f8091a2b3c4d5 paused --reason "receiver maintenance" --config setrelay.yaml`,
 		Args: positional(cobra.RangeArgs(1, 2)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 2 && args[1] != ssf.StatusEnabled && args[1] != ssf.StatusPaused && args[1] != ssf.StatusDisabled {
@@ -197,7 +207,11 @@ func newStreamsDeleteCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "delete STREAM_ID --yes",
 		Short: "Delete a stream, its consumer (and the events it held) and its subjects",
-		Args:  positional(cobra.ExactArgs(1)),
+		Long: `Delete a stream as if its receiver had: the registry entry, the durable
+consumer (dropping every event it still held) and its subjects. Every
+'setrelay run' process stops pushing to it at once. There is no undo.`,
+		Example: `  setrelay streams delete 3f1c0d2e9a8b4c5d6e7f8091a2b3c4d5 --yes --config setrelay.yaml`,
+		Args:    positional(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !yes {
 				return usageErrorf("deleting stream %s drops the events it holds; add --yes to go ahead", args[0])
