@@ -103,11 +103,23 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request, p *Principal
 		return
 	}
 	resp := pollResponse{Sets: map[string]string{}}
-	if maxEvents > 0 && st.Status == StatusEnabled {
+	switch {
+	case maxEvents == 0:
+	case st.Status == StatusEnabled:
 		if err := s.fetchSETs(ctx, st, maxEvents, !req.ReturnImmediately, &resp); err != nil {
 			s.fail(w, r, err)
 			return
 		}
+	case !req.ReturnImmediately:
+		// Paused or disabled: nothing can come, but a long poll still
+		// waits out its bound, so a receiver polling in a loop does not
+		// spin while its stream is paused.
+		t := time.NewTimer(s.cfg.MaxPollWait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

@@ -192,3 +192,18 @@ func TestPollOnPushStreamIs400(t *testing.T) {
 		t.Fatalf("%d %s", status, b)
 	}
 }
+
+// A long poll of a paused stream waits out its bound instead of returning
+// at once, so a receiver polling in a loop does not spin.
+func TestPollLongPollOfPausedStreamWaits(t *testing.T) {
+	x := newTX(t, txOptions{MaxPollWait: 500 * time.Millisecond})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	x.must(200, "POST", "/ssf/status", tokenA, map[string]any{"stream_id": id, "status": "paused"}, nil)
+	start := time.Now()
+	if got := x.poll(tokenA, id, map[string]any{}); len(got.Sets) != 0 {
+		t.Fatalf("paused stream returned %d SETs", len(got.Sets))
+	}
+	if el := time.Since(start); el < 400*time.Millisecond {
+		t.Fatalf("long poll of a paused stream returned after %s", el)
+	}
+}
