@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"regexp"
 	"time"
 
 	"github.com/setrelay/setrelay/intent"
@@ -96,7 +97,17 @@ func (c *Config) fillSSFDefaults() {
 	}
 }
 
+// streamReceiverName is the name a receiver-managed stream has as a
+// receiver (ssf.ReceiverName): a configured receiver may not take one, or
+// the two would share a consumer.
+var streamReceiverName = regexp.MustCompile(`^ssf-[0-9a-f]{32}$`)
+
 func (c *Config) validateSSF(p *problems, keyIDs map[string]bool) {
+	for i, r := range c.Receivers {
+		if streamReceiverName.MatchString(r.Name) {
+			p.add(fmt.Sprintf("receivers[%d].name", i), "%q is the form of an SSF stream's name (ssf-<stream id>); choose another", r.Name)
+		}
+	}
 	s := &c.SSF
 	if !s.Enabled {
 		return

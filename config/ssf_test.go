@@ -28,6 +28,7 @@ func TestSSFSectionValidation(t *testing.T) {
 		{"tls half", func(c *Config) { c.SSF.TLS.Cert = "c.pem" }, "ssf.tls"},
 		{"bad listen", func(c *Config) { c.SSF.Listen = "8443" }, "ssf.listen"},
 		{"unknown event type", func(c *Config) { c.SSF.EventsSupported = []string{"caep.nope"} }, "ssf.events_supported[0]"},
+		{"receiver named like a stream", func(c *Config) { c.Receivers[0].Name = "ssf-0123456789abcdef0123456789abcdef" }, "receivers[0].name"},
 		{"jwt without issuer", func(c *Config) { c.SSF.JWT = &SSFJWT{JWKSURI: "https://as.example/jwks", Audience: "x"} }, "ssf.jwt.issuer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
