@@ -51,6 +51,9 @@ type SSF struct {
 	PollAckWait time.Duration `yaml:"poll_ack_wait" json:"poll_ack_wait"`
 	// MaxPollWait bounds a long poll (default 20s).
 	MaxPollWait time.Duration `yaml:"max_poll_wait" json:"max_poll_wait"`
+	// InactivityTimeout pauses a stream whose receiver made no request
+	// about it for this long, with a Stream Updated event. 0: never.
+	InactivityTimeout time.Duration `yaml:"inactivity_timeout" json:"inactivity_timeout"`
 	// SubjectRate is add/remove subject requests per second per client
 	// and process (default 100).
 	SubjectRate float64 `yaml:"subject_rate" json:"subject_rate"`
@@ -121,6 +124,9 @@ func (c *Config) validateSSF(p *problems, keyIDs map[string]bool) {
 			p.add("ssf.base_url", "must be the https URL receivers reach this listener at, without query or fragment (got %q)", s.BaseURL)
 		}
 	}
+	if s.InactivityTimeout < 0 || (s.InactivityTimeout > 0 && s.InactivityTimeout < time.Second) {
+		p.add("ssf.inactivity_timeout", "must be 0 (never) or at least 1s (got %s)", s.InactivityTimeout)
+	}
 	if s.JWKSURI != "" {
 		checkURL(p, "ssf.jwks_uri", s.JWKSURI, false, "the public JWKS URL")
 	}
@@ -183,6 +189,7 @@ func (c *Config) Transmitter() ssf.Config {
 		PollAckWait:             s.PollAckWait,
 		MaxPollWait:             s.MaxPollWait,
 		SubjectRate:             s.SubjectRate,
+		InactivityTimeout:       s.InactivityTimeout,
 		PushConcurrency:         s.PushConcurrency,
 		Queue:                   c.Queue(),
 		KeyID:                   c.TransmitterKey(),

@@ -91,6 +91,10 @@ type Config struct {
 	// this process (default 1: stored order; more is faster but pushes
 	// concurrently, so events about one subject may arrive out of order).
 	PushConcurrency int
+	// InactivityTimeout, when set, pauses an enabled stream whose receiver
+	// has made no authenticated request about it (API call or poll) for
+	// this long, with a Stream Updated event (§8.1.1, §8.1.5). Zero: never.
+	InactivityTimeout time.Duration
 	// SubjectRate is the add/remove subject requests per second one client
 	// may make (per process); faster ones get 429.
 	SubjectRate float64

@@ -80,6 +80,14 @@ func NewDispatcher(s *Server, d worker.Deps, pm *push.Metrics) *Dispatcher {
 // returns once they have stopped.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.stopAll()
+	if t := d.s.cfg.InactivityTimeout; t > 0 {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() {
+			defer close(done)
+			d.checkInactivity(ctx, t)
+		}()
+	}
 	for ctx.Err() == nil {
 		err := d.watch(ctx)
 		if ctx.Err() != nil {
@@ -292,5 +300,21 @@ func sleep(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
 	case <-t.C:
+	}
+}
+
+// checkInactivity pauses inactive streams until ctx ends, checking a few
+// times per timeout.
+func (d *Dispatcher) checkInactivity(ctx context.Context, timeout time.Duration) {
+	every := min(max(timeout/4, 100*time.Millisecond), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.s.pauseInactive(ctx, min(timeout, NotifyWait))
+		}
 	}
 }

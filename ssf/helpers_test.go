@@ -63,6 +63,7 @@ type txOptions struct {
 	SubjectRate     float64
 	JWT             *ssf.JWTAuth
 	PushConcurrency int
+	Inactivity      time.Duration
 	js              *testenv.JetStream // a second process on the same JetStream
 	key             *signer.Key
 }
@@ -114,6 +115,7 @@ func newTX(t testing.TB, o txOptions) *tx {
 		SubjectRate:             o.SubjectRate,
 		JWT:                     o.JWT,
 		PushConcurrency:         o.PushConcurrency,
+		InactivityTimeout:       o.Inactivity,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

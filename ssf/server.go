@@ -249,6 +249,7 @@ func (s *Server) owned(ctx context.Context, id string, p *Principal) (*Stream, u
 	if st.Owner != p.ClientID {
 		return nil, 0, errNotFound
 	}
+	s.touch(ctx, st)
 	return st, rev, nil
 }
 

@@ -42,6 +42,12 @@ type Stream struct {
 	// HasSubjects is set once a subject is added or removed; until then
 	// the default_subjects rule decides without any look-up.
 	HasSubjects bool `json:"has_subjects,omitempty"`
+	// LastActivity is the receiver's last request about the stream, kept
+	// to within a tenth of the inactivity timeout.
+	LastActivity time.Time `json:"last_activity,omitzero"`
+	// InactivityPause is set by the process that claimed the pause of an
+	// inactive stream, so only one process sends the event and pauses.
+	InactivityPause time.Time `json:"inactivity_pause,omitzero"`
 }
 
 // Delivery is the stream's delivery method. AuthorizationHeader is a
@@ -110,6 +116,7 @@ type wireStream struct {
 	Delivery                wireDelivery `json:"delivery"`
 	MinVerificationInterval int          `json:"min_verification_interval,omitempty"`
 	Description             string       `json:"description,omitempty"`
+	InactivityTimeout       int          `json:"inactivity_timeout,omitempty"`
 }
 
 type wireDelivery struct {
@@ -133,6 +140,7 @@ func (s *Server) view(st *Stream) wireStream {
 		Delivery:                wireDelivery{Method: st.Delivery.Method, EndpointURL: s.endpointURL(st)},
 		MinVerificationInterval: int(s.cfg.MinVerificationInterval / time.Second),
 		Description:             st.Description,
+		InactivityTimeout:       int(s.cfg.InactivityTimeout / time.Second),
 	}
 }
 
@@ -223,8 +231,8 @@ func (s *Server) checkTransmitterFields(req *request, cur *Stream, p *Principal)
 	if req.MinVerification != nil && *req.MinVerification != int(s.cfg.MinVerificationInterval/time.Second) {
 		return badRequest("min_verification_interval is supplied by the transmitter (%d); leave it out", int(s.cfg.MinVerificationInterval/time.Second))
 	}
-	if req.Inactivity != nil {
-		return badRequest("inactivity_timeout is supplied by the transmitter, and this one has none; leave it out")
+	if req.Inactivity != nil && *req.Inactivity != int(s.cfg.InactivityTimeout/time.Second) {
+		return badRequest("inactivity_timeout is supplied by the transmitter (%d); leave it out", int(s.cfg.InactivityTimeout/time.Second))
 	}
 	return nil
 }
