@@ -72,6 +72,8 @@ func (s *Service) startSSF(ctx context.Context, signers map[string]*signer.Signe
 		}
 	}()
 	s.steps = append(s.steps, func(ctx context.Context) error { return hs.Shutdown(ctx) })
+	log.Info("SSF transmitter API listening", zap.Stringer("listen", ln.Addr()), zap.Bool("tls", cfg.SSF.TLS.Cert != ""),
+		zap.String("configuration", api.Config().BaseURL+ssf.WellKnownPath))
 	if cfg.SSF.TLS.Cert == "" {
 		log.Warn("the SSF API is served over plain HTTP: put a TLS-terminating proxy in front (set ssf.tls to serve HTTPS here)", zap.Stringer("listen", ln.Addr()))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -90,7 +91,7 @@ func (a *jwtAuth) authenticate(ctx context.Context, token string) (*Principal, e
 		return nil, errUnauthenticated
 	}
 	scopes := strings.Fields(scopeStr)
-	if a.cfg.Scope != "" && !contains(scopes, a.cfg.Scope) {
+	if a.cfg.Scope != "" && !slices.Contains(scopes, a.cfg.Scope) {
 		// A genuine token without the transmitter's scope: it may use
 		// nothing here, which is what an empty scope list gives (403).
 		scopes = nil
@@ -110,13 +111,4 @@ func (a *jwtAuth) parse(token string, set jwk.Set) (jwt.Token, error) {
 		jwt.WithAudience(a.cfg.Audience),
 		jwt.WithAcceptableSkew(30*time.Second),
 	)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
