@@ -18,12 +18,6 @@ import (
 	"github.com/setrelay/setrelay/worker"
 )
 
-// noTypes stands for "no event type" in worker.Receiver.Types, where an
-// empty list means every type: a push stream that requested nothing this
-// transmitter supports gets only its own stream events (verification,
-// stream-updated), which arrive on its own subject and are not filtered.
-const noTypes = "urn:setrelay:ssf:no-event-types"
-
 // retryStart is how soon the dispatcher tries again to serve a stream it
 // could not start (its consumer not there yet, its endpoint refused).
 const retryStart = time.Second
@@ -216,10 +210,9 @@ func (d *Dispatcher) start(ctx context.Context, st *Stream, fp string) error {
 	if err != nil {
 		return err
 	}
-	types := slices.Clone(st.EventsDelivered)
-	if len(types) == 0 {
-		types = []string{noTypes}
-	}
+	// The stream's own events pass the type filter here and are told
+	// apart from other intents of those types by Accept.
+	types := append(slices.Clone(st.EventsDelivered), typeVerification, typeStreamUpdated)
 	rs := &runningStream{fingerprint: fp, delivery: deliveryFingerprint(st), pusher: &swapPusher{}, done: make(chan struct{})}
 	rs.pusher.cur.Store(client)
 	rs.stream.Store(st)
@@ -227,7 +220,11 @@ func (d *Dispatcher) start(ctx context.Context, st *Stream, fp string) error {
 		Name: name, Consumer: cons, Profile: s.profile(st), SendKID: s.sendKID,
 		Signer: s.signer, Pusher: rs.pusher, Types: types,
 		Accept: func(ctx context.Context, in *intent.Intent) (bool, error) {
-			return s.subjects.wants(ctx, rs.stream.Load(), s.cfg.DefaultSubjects, in.Subject)
+			cur := rs.stream.Load()
+			if in.EventType == typeVerification || in.EventType == typeStreamUpdated {
+				return ownStreamEvent(cur, in), nil
+			}
+			return s.subjects.wants(ctx, cur, s.cfg.DefaultSubjects, in.Subject)
 		},
 	}
 	pool, err := worker.New(worker.Config{

@@ -16,15 +16,15 @@ import (
 )
 
 // publishStreamEvent queues an SSF stream event (verification,
-// stream-updated) for st alone. It goes on the stream's own subject
-// (queue.ReplaySubject of its receiver name), which only its consumer
-// reads and which bypasses the event-type and subject filters, and so is
-// delivered by the stream's method like any other SET: signed, retried,
-// dead-lettered. Its subject is the stream itself,
-// {"format":"opaque","id":stream_id}, in the top-level sub_id (§8.1.4.2).
+// stream-updated) for st alone: an intent on the intents subject whose
+// receivers list names only st's receiver and whose subject is the stream
+// itself, {"format":"opaque","id":stream_id}, which goes in the top-level
+// sub_id (§8.1.4.2). It is delivered by the stream's method like any other
+// SET (signed, retried, dead-lettered); every other receiver skips it.
+// The stream's type and subject filters let it through (ownStreamEvent).
 //
-// A disabled stream has no consumer: the event is not stored, since a
-// disabled stream transmits nothing.
+// A disabled stream has no consumer: the event is not stored for it, since
+// a disabled stream transmits nothing.
 func (s *Server) publishStreamEvent(ctx context.Context, st *Stream, name string, event map[string]any) error {
 	_, err := s.queueStreamEvent(ctx, st, name, event)
 	return err
@@ -39,16 +39,17 @@ func (s *Server) queueStreamEvent(ctx context.Context, st *Stream, name string, 
 	}
 	id := "ssf-" + name + "-" + st.ID + "-" + strconv.FormatInt(s.now().UnixNano(), 36) + "-" + hex.EncodeToString(nonce[:])
 	in := &intent.Intent{
-		ID:      id,
-		Type:    "ssf." + name,
-		Subject: map[string]any{"format": "opaque", "id": st.ID},
-		Event:   event,
+		ID:        id,
+		Type:      "ssf." + name,
+		Subject:   map[string]any{"format": "opaque", "id": st.ID},
+		Event:     event,
+		Receivers: []string{ReceiverName(st.ID)},
 	}
 	data, err := queue.Encode(in, intent.Options{})
 	if err != nil {
 		return 0, fmt.Errorf("ssf: %s event: %w", name, err)
 	}
-	msg := nats.NewMsg(queue.ReplaySubject(ReceiverName(st.ID)))
+	msg := nats.NewMsg(queue.IntentSubject)
 	msg.Data = data
 	msg.Header.Set(nats.MsgIdHdr, id)
 	ack, err := s.js.PublishMsg(ctx, msg)
@@ -109,3 +110,25 @@ func (s *Server) notifyStatus(ctx context.Context, st *Stream, status, reason st
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// Stream event types: about a stream itself, addressed to it alone.
+const (
+	typeVerification  = intent.SSFPrefix + "verification"
+	typeStreamUpdated = intent.SSFPrefix + "stream-updated"
+)
+
+// ownStreamEvent reports whether in is a stream event this transmitter
+// addressed to st: an SSF stream event type, st's receiver named in
+// receivers, and st itself as the subject. Such an event passes st's type
+// and subject filters; any other intent of those types does not.
+func ownStreamEvent(st *Stream, in *intent.Intent) bool {
+	if in.EventType != typeVerification && in.EventType != typeStreamUpdated {
+		return false
+	}
+	if len(in.Receivers) != 1 || in.Receivers[0] != ReceiverName(st.ID) {
+		return false
+	}
+	f, _ := in.Subject["format"].(string)
+	id, _ := in.Subject["id"].(string)
+	return f == "opaque" && id == st.ID && len(in.Subject) == 2
+}

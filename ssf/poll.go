@@ -28,6 +28,8 @@ const (
 	ReasonPollRejected = "poll_rejected"
 	reasonInvalid      = "invalid_intent"
 	reasonBuild        = "build_failed"
+	// reasonInvalidReplay matches worker.ReasonInvalidReplay.
+	reasonInvalidReplay = "invalid_replay"
 )
 
 // MaxAcks bounds the ack and setErrs entries of one poll request.
@@ -368,11 +370,24 @@ func (s *Server) offer(ctx context.Context, st *Stream, msg jetstream.Msg, resp 
 		return nil, s.deadLetterMsg(ctx, st, msg, md, "", dl)
 	}
 	replayOf := ""
-	if msg.Subject() == queue.ReplaySubject(name) {
-		replayOf = msg.Headers().Get(queue.HeaderReplayOf)
-	} else if !st.wantsType(in.EventType) || (len(in.Receivers) > 0 && !slices.Contains(in.Receivers, name)) {
+	switch {
+	case msg.Subject() == queue.ReplaySubject(name):
+		// A dead letter replayed by `setrelay dlq replay`: authentic
+		// replays only (queue.ReplayKeys), as for a push receiver.
+		seq, err := s.replayKeys.Verify(ctx, name, msg.Headers(), msg.Data())
+		switch {
+		case errors.Is(err, queue.ErrInvalidReplay):
+			return nil, s.deadLetterMsg(ctx, st, msg, md, in.ID, queue.DeadLetter{Reason: reasonInvalidReplay, Description: err.Error()})
+		case err != nil:
+			_ = msg.NakWithDelay(5 * time.Second)
+			s.log.Warn("cannot check a replay: the replay key is unavailable; it will come back", zap.String("stream_id", st.ID), zap.Error(err))
+			return nil, nil
+		}
+		replayOf = strconv.FormatUint(seq, 10)
+	case ownStreamEvent(st, in):
+	case !st.wantsType(in.EventType) || (len(in.Receivers) > 0 && !slices.Contains(in.Receivers, name)):
 		return nil, s.skip(st, msg)
-	} else {
+	default:
 		ok, err := s.subjects.wants(ctx, st, s.cfg.DefaultSubjects, in.Subject)
 		if err != nil {
 			// Cannot tell: leave it for a later poll, never drop it.

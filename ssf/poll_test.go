@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/nats-io/nats.go"
 
 	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/internal/testenv"
@@ -140,6 +141,16 @@ func TestPollSetErrsDeadLetterWithReceiversError(t *testing.T) {
 	if again := x.poll(tokenA, id, map[string]any{"returnImmediately": true}); len(again.Sets) != 0 {
 		t.Fatalf("a rejected SET was offered again")
 	}
+
+	// `setrelay dlq replay` sends it to the stream again, as a corrected
+	// SET with a new jti.
+	if _, err := queue.NewDLQ(x.js.JS).Replay(ctx, dls[0].Seq); err != nil {
+		t.Fatal(err)
+	}
+	replayed := x.drain(tokenA, id, 1)
+	if len(replayed) != 1 || replayed[0]["jti"] == jti || replayed[0]["txn"] != "txn-rejected-1" {
+		t.Fatalf("replay: %v (first jti %s)", replayed, jti)
+	}
 }
 
 func TestPollLongPollWaitsForTheFirstSET(t *testing.T) {
@@ -205,5 +216,31 @@ func TestPollLongPollOfPausedStreamWaits(t *testing.T) {
 	}
 	if el := time.Since(start); el < 400*time.Millisecond {
 		t.Fatalf("long poll of a paused stream returned after %s", el)
+	}
+}
+
+// Anything on a stream's replay subject that `setrelay dlq replay` did not
+// make is dead-lettered as invalid_replay, never delivered, as for push.
+func TestPollForgedReplayIsDeadLettered(t *testing.T) {
+	x := newTX(t, txOptions{})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	data, err := queue.Encode(sessionRevoked("forged-1", "a@example.com"), intent.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := nats.NewMsg(queue.ReplaySubject(ssf.ReceiverName(id)))
+	msg.Data = data
+	msg.Header.Set(queue.HeaderReplayOf, "7")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := x.js.JS.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+	if got := x.poll(tokenA, id, map[string]any{"returnImmediately": true}); len(got.Sets) != 0 {
+		t.Fatalf("a forged replay was delivered")
+	}
+	dls, err := queue.NewDLQ(x.js.JS).List(ctx, queue.Filter{Receiver: ssf.ReceiverName(id)})
+	if err != nil || len(dls) != 1 || dls[0].Reason != "invalid_replay" {
+		t.Fatalf("dead letters %+v (%v)", dls, err)
 	}
 }

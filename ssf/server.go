@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/set"
 )
 
@@ -66,6 +67,8 @@ type Server struct {
 	// created again.
 	consumers sync.Map
 	limiters  sync.Map // client id -> *rate.Limiter of subject changes
+	// replayKeys checks dead-letter replays reaching poll streams.
+	replayKeys *queue.ReplayKeys
 	jwks      []byte
 }
 
@@ -105,6 +108,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 	}
 	s.streams = &registry{kv: streams}
 	s.subjects = &subjectStore{kv: subjects}
+	s.replayKeys = queue.NewReplayKeys(d.JS)
 	s.poll = poll
 	if d.JWKS != nil {
 		for _, k := range d.JWKS.Keys {

@@ -347,6 +347,6 @@ func (s *Server) applyReceiverFields(st *Stream, req *request, replace bool) *ap
 }
 
 // wantsType reports whether st's receiver asked for events of the
-// resolved type uri. Events addressed to the stream itself (verification,
-// stream-updated) arrive on its own subject and are not filtered.
+// resolved type uri. Events about the stream itself (verification,
+// stream-updated) are let through by ownStreamEvent instead.
 func (st *Stream) wantsType(uri string) bool { return slices.Contains(st.EventsDelivered, uri) }

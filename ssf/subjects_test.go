@@ -8,10 +8,9 @@ import (
 
 func email(e string) map[string]any { return map[string]any{"format": "email", "email": e} }
 
-// complexSubject is written as setrelay's producers write it (members
-// only); the API is given the SSF 1.0 form with "format": "complex".
+// complexSubject is an SSF 1.0 complex subject ("format": "complex").
 func complexSubject(members map[string]any) map[string]any {
-	out := map[string]any{}
+	out := map[string]any{"format": "complex"}
 	for k, v := range members {
 		out[k] = v
 	}
@@ -39,7 +38,8 @@ func TestSubjectsNoneDeliversOnlyAddedSubjects(t *testing.T) {
 	tenant := map[string]any{"format": "opaque", "id": "tenant-T"}
 	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": email("a@example.com")}, nil)
 	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": email("unverified@example.com"), "verified": false}, nil)
-	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": map[string]any{"format": "complex", "tenant": tenant}}, nil)
+	// The API also takes a complex subject written members-only.
+	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": map[string]any{"tenant": tenant}}, nil)
 	// §9 subject probing: a subject this transmitter has never heard of
 	// is accepted like any other, revealing nothing.
 	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": email("nobody-ever@example.com")}, nil)
