@@ -69,7 +69,7 @@ type Server struct {
 	limiters  sync.Map // client id -> *rate.Limiter of subject changes
 	// replayKeys checks dead-letter replays reaching poll streams.
 	replayKeys *queue.ReplayKeys
-	jwks      []byte
+	jwks       []byte
 }
 
 // New validates cfg, opens the buckets and builds the Server.
