@@ -2,6 +2,7 @@ package ssf
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -28,11 +29,17 @@ func NewAdmin(ctx context.Context, cfg Config, js jetstream.JetStream, log *zap.
 		return nil, err
 	}
 	s.m = m
-	streams, subjects, poll, err := openBuckets(ctx, js, s.cfg.Queue.Replicas, 4*s.cfg.PollAckWait+time.Hour)
+	// Bind, never create: an operator's credentials may only read the
+	// registry, and a missing bucket means no process ever enabled the API.
+	streams, err := js.KeyValue(ctx, StreamsBucket)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("ssf: bucket %s: %w (has a 'setrelay run' with ssf.enabled started on this NATS?)", StreamsBucket, err)
 	}
-	s.streams, s.subjects, s.poll = &registry{kv: streams}, &subjectStore{kv: subjects}, poll
+	s.streams = &registry{kv: streams}
+	// The subjects bucket is needed only to delete a stream's subjects.
+	if subjects, err := js.KeyValue(ctx, SubjectsBucket); err == nil {
+		s.subjects = &subjectStore{kv: subjects}
+	}
 	return &Admin{s: s}, nil
 }
 

@@ -219,7 +219,9 @@ func (s *Server) DeleteStream(ctx context.Context, id, owner string) error {
 		if err := s.deleteConsumer(ctx, id); err != nil {
 			return err
 		}
-		if err := s.subjects.purge(ctx, id); err != nil {
+		if s.subjects == nil {
+			s.log.Warn("stream deleted; its subjects were not (no access to the subjects bucket); they are unreachable and harmless", zap.String("stream_id", id))
+		} else if err := s.subjects.purge(ctx, id); err != nil {
 			s.log.Warn("stream deleted, but some of its subjects were not; they are unreachable and harmless", zap.String("stream_id", id), zap.Error(err))
 		}
 		s.m.streamOps.WithLabelValues("delete").Inc()

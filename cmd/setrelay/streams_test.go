@@ -55,9 +55,10 @@ func createStreamOverAPI(t *testing.T, url string) string {
 
 func TestStreamsListShowStatusDelete(t *testing.T) {
 	url, js := startQueueForCLI(t)
+	// Before any process enabled the API there is no registry to read.
 	code, out, stderr := runCLI(t, "", "streams", "list", "--nats-url", url)
-	if code != 0 || !strings.Contains(out, "no streams") {
-		t.Fatalf("empty list: %d %q %q", code, out, stderr)
+	if code != 1 || !strings.Contains(stderr, "ssf.enabled") {
+		t.Fatalf("list without a registry: %d %q %q", code, out, stderr)
 	}
 	id := createStreamOverAPI(t, url)
 
@@ -98,5 +99,8 @@ func TestStreamsListShowStatusDelete(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, "", "streams", "show", id, "--nats-url", url); code != 2 || !strings.Contains(stderr, "no stream") {
 		t.Fatalf("show deleted: %d %q", code, stderr)
+	}
+	if code, out, stderr := runCLI(t, "", "streams", "list", "--nats-url", url); code != 0 || !strings.Contains(out, "no streams") {
+		t.Fatalf("empty list: %d %q %q", code, out, stderr)
 	}
 }
