@@ -74,6 +74,12 @@ func NewDispatcher(s *Server, d worker.Deps, pm *push.Metrics) *Dispatcher {
 // returns once they have stopped.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.stopAll()
+	gauges := make(chan struct{})
+	defer func() { <-gauges }()
+	go func() {
+		defer close(gauges)
+		d.refreshGauges(ctx)
+	}()
 	if t := d.s.cfg.InactivityTimeout; t > 0 {
 		done := make(chan struct{})
 		defer func() { <-done }()
@@ -312,6 +318,26 @@ func (d *Dispatcher) checkInactivity(ctx context.Context, timeout time.Duration)
 			return
 		case <-t.C:
 			d.s.pauseInactive(ctx, min(timeout, NotifyWait))
+		}
+	}
+}
+
+// gaugeInterval is how often the stream gauges are refreshed.
+const gaugeInterval = 5 * time.Second
+
+// refreshGauges keeps setrelay_ssf_streams and setrelay_ssf_stream_pending
+// current until ctx ends. Every process reports the same registry-wide
+// values, so aggregate them with max, not sum.
+func (d *Dispatcher) refreshGauges(ctx context.Context) {
+	t := time.NewTicker(gaugeInterval)
+	defer t.Stop()
+	known := map[string]bool{}
+	for {
+		d.s.updateGauges(ctx, known)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/setrelay/setrelay/intent"
@@ -64,6 +65,7 @@ type txOptions struct {
 	JWT             *ssf.JWTAuth
 	PushConcurrency int
 	Inactivity      time.Duration
+	Registry        *prometheus.Registry
 	js              *testenv.JetStream // a second process on the same JetStream
 	key             *signer.Key
 }
@@ -129,7 +131,11 @@ func newTX(t testing.TB, o txOptions) *tx {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x.srv, err = ssf.New(ctx, cfg, ssf.Deps{NC: nc, JS: njs, Signer: sg, SendKID: true, Log: zap.NewNop()})
+	deps := ssf.Deps{NC: nc, JS: njs, Signer: sg, SendKID: true, Log: zap.NewNop()}
+	if o.Registry != nil {
+		deps.Registerer = o.Registry
+	}
+	x.srv, err = ssf.New(ctx, cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

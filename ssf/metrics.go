@@ -21,6 +21,8 @@ type metrics struct {
 	setErrs       *prometheus.CounterVec
 	skipped       *prometheus.CounterVec
 	subjectOps    *prometheus.CounterVec
+	streams       *prometheus.GaugeVec
+	pending       *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,11 +51,24 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		subjectOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "setrelay_ssf_subject_operations_total", Help: "Subjects added and removed, per stream.",
 		}, []string{"stream", "op"}),
+		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "setrelay_ssf_streams", Help: "Receiver-managed streams, by delivery method and status.",
+		}, []string{"method", "status"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "setrelay_ssf_stream_pending", Help: "Intents a stream's consumer holds that were not delivered yet (push streams also have setrelay_consumer_pending).",
+		}, []string{"stream"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, v := range []**prometheus.CounterVec{&m.streamOps, &m.verifications, &m.polled, &m.acked, &m.setErrs, &m.skipped, &m.subjectOps} {
+		got, err := promreg.Register(reg, *v)
+		if err != nil {
+			return nil, fmt.Errorf("ssf: register metrics: %w", err)
+		}
+		*v = got
+	}
+	for _, v := range []**prometheus.GaugeVec{&m.streams, &m.pending} {
 		got, err := promreg.Register(reg, *v)
 		if err != nil {
 			return nil, fmt.Errorf("ssf: register metrics: %w", err)

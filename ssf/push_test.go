@@ -152,3 +152,39 @@ func TestPushStreamLifecycle(t *testing.T) {
 }
 
 func pushTLS(r *pushReceiver) push.TLSConfig { return push.TLSConfig{RootCAs: r.roots()} }
+
+// The dispatcher reports every stream by method and status, and what each
+// stream's consumer holds.
+func TestStreamGauges(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	x := newTX(t, txOptions{Registry: reg})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	x.createPoll(tokenB, caepType)
+	x.publish(sessionRevoked("g-1", "a@example.com"), sessionRevoked("g-2", "b@example.com"))
+	startDispatcher(t, x)
+	gauge := func(name string, labels map[string]string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+		next:
+			for _, m := range mf.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					if v, ok := labels[lp.GetName()]; ok && v != lp.GetValue() {
+						continue next
+					}
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	eventually(t, 5*time.Second, "the gauges", func() bool {
+		return gauge("setrelay_ssf_streams", map[string]string{"method": ssf.MethodPoll, "status": "enabled"}) == 2 &&
+			gauge("setrelay_ssf_stream_pending", map[string]string{"stream": id}) == 2
+	})
+}

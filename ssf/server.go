@@ -282,3 +282,40 @@ func joinMethods(m []string) string {
 	}
 	return out
 }
+
+// updateGauges sets the stream gauges from the registry and the streams'
+// consumers; known holds the stream ids with a pending series, so the
+// series of a deleted stream is removed.
+func (s *Server) updateGauges(ctx context.Context, known map[string]bool) {
+	all, err := s.streams.all(ctx)
+	if err != nil {
+		return
+	}
+	s.m.streams.Reset()
+	seen := map[string]bool{}
+	for _, st := range all {
+		s.m.streams.WithLabelValues(st.Delivery.Method, st.Status).Inc()
+		if st.Status == StatusDisabled {
+			continue
+		}
+		cons, err := s.consumer(ctx, st.ID)
+		if err != nil {
+			continue
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			continue
+		}
+		s.m.pending.WithLabelValues(st.ID).Set(float64(info.NumPending + uint64(info.NumAckPending)))
+		seen[st.ID] = true
+	}
+	for id := range known {
+		if !seen[id] {
+			s.m.pending.DeleteLabelValues(id)
+			delete(known, id)
+		}
+	}
+	for id := range seen {
+		known[id] = true
+	}
+}
