@@ -170,6 +170,15 @@ func (d *Dispatcher) apply(ctx context.Context, id string, st *Stream) error {
 	if cur != nil {
 		d.stop(id, cur)
 	}
+	if st == nil && validStreamID(id) {
+		// Deleted: the API removed the consumer after the entry, but if
+		// that failed (or the process died in between) the consumer
+		// would keep holding the stream's backlog. Every process makes
+		// sure it is gone; deleting a missing consumer is a no-op.
+		if err := d.s.deleteConsumer(ctx, id); err != nil {
+			return err
+		}
+	}
 	if !want {
 		return nil
 	}

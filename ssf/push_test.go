@@ -16,6 +16,7 @@ import (
 
 	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/push"
+	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/ssf"
 	"github.com/setrelay/setrelay/worker"
 )
@@ -186,5 +187,27 @@ func TestStreamGauges(t *testing.T) {
 	eventually(t, 5*time.Second, "the gauges", func() bool {
 		return gauge("setrelay_ssf_streams", map[string]string{"method": ssf.MethodPoll, "status": "enabled"}) == 2 &&
 			gauge("setrelay_ssf_stream_pending", map[string]string{"stream": id}) == 2
+	})
+}
+
+// A stream whose registry entry is gone but whose consumer is not (the
+// API's process died between the two) loses its consumer to the
+// dispatcher, so no backlog is held for a stream that no longer exists.
+func TestDispatcherRemovesConsumerOfDeletedStream(t *testing.T) {
+	x := newTX(t, txOptions{})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	startDispatcher(t, x)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := x.js.JS.KeyValue(ctx, ssf.StreamsBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "the orphaned consumer removed", func() bool {
+		_, err := x.js.JS.Consumer(ctx, queue.IntentStream, queue.ConsumerName(ssf.ReceiverName(id)))
+		return err != nil
 	})
 }
