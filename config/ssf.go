@@ -61,6 +61,9 @@ type SSF struct {
 	// (default 1, which keeps stored order; more is faster but may reorder
 	// events about one subject).
 	PushConcurrency int `yaml:"push_concurrency" json:"push_concurrency"`
+	// AllowPrivateEndpoints lets receivers give push endpoints on
+	// loopback, private or link-local addresses (refused by default).
+	AllowPrivateEndpoints bool `yaml:"allow_private_endpoints" json:"allow_private_endpoints"`
 	// Clients are the receivers allowed to use the API with static tokens.
 	Clients []SSFClient `yaml:"clients" json:"clients"`
 	// JWT accepts JWT access tokens from an authorization server.
@@ -190,6 +193,7 @@ func (c *Config) Transmitter() ssf.Config {
 		MaxPollWait:             s.MaxPollWait,
 		SubjectRate:             s.SubjectRate,
 		InactivityTimeout:       s.InactivityTimeout,
+		AllowPrivateEndpoints:   s.AllowPrivateEndpoints,
 		PushConcurrency:         s.PushConcurrency,
 		Queue:                   c.Queue(),
 		KeyID:                   c.TransmitterKey(),

@@ -68,7 +68,7 @@ func (s *Server) createStream(w http.ResponseWriter, r *http.Request, p *Princip
 	}
 	now := s.now().UTC()
 	st := &Stream{ID: id, Owner: p.ClientID, Audience: p.Audience, Status: StatusEnabled, Created: now, Updated: now}
-	if err := s.applyReceiverFields(st, &req, true); err != nil {
+	if err := s.applyReceiverFields(ctx, st, &req, true); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -153,7 +153,7 @@ func (s *Server) updateStream(w http.ResponseWriter, r *http.Request, p *Princip
 		if err := s.checkTransmitterFields(&req, st, p); err != nil {
 			return err
 		}
-		if err := s.applyReceiverFields(st, &req, replace); err != nil {
+		if err := s.applyReceiverFields(ctx, st, &req, replace); err != nil {
 			return err
 		}
 		st.Updated = s.now().UTC()

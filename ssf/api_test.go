@@ -306,3 +306,20 @@ func strs(v any) []string {
 	}
 	return out
 }
+
+// A receiver cannot make the transmitter push into its own network: push
+// endpoints on internal addresses are refused (unless allowed).
+func TestPushToInternalAddressesIs400(t *testing.T) {
+	x := newTX(t, txOptions{PublicOnly: true})
+	for _, u := range []string{
+		"https://127.0.0.1/events", "https://[::1]/events", "https://10.1.2.3/events", "https://192.168.0.10/events",
+		"https://169.254.169.254/latest/meta-data", "https://100.64.0.1/events", "https://0.0.0.0/events", "https://localhost/events",
+	} {
+		status, b, _ := x.do("POST", "/ssf/streams", tokenA, map[string]any{"delivery": map[string]any{"method": ssf.MethodPush, "endpoint_url": u}})
+		if status != 400 {
+			t.Errorf("%s: %d %s, want 400", u, status, b)
+		}
+	}
+	// A public address is fine (no DNS needed for a literal).
+	x.must(201, "POST", "/ssf/streams", tokenA, map[string]any{"delivery": map[string]any{"method": ssf.MethodPush, "endpoint_url": "https://203.0.113.7/events"}}, nil)
+}

@@ -101,7 +101,7 @@ func TestStreamChangesReachAnotherProcessOnA3NodeCluster(t *testing.T) {
 	key, _ := signer.GenerateKey(jose.ES256, "k1")
 	sg, _ := signer.New(key)
 	cfg := ssf.Config{
-		Issuer: issuer, Queue: qcfg, PushTLS: pushTLS(rcv),
+		Issuer: issuer, Queue: qcfg, PushTLS: pushTLS(rcv), AllowPrivateEndpoints: true,
 		Clients: []ssf.Client{{ID: "a", TokenSHA256: ssf.HashToken(tokenA), Audience: []string{audA}}},
 	}
 	newServer := func(url string) *ssf.Server {

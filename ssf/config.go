@@ -87,6 +87,10 @@ type Config struct {
 	// streams. InsecureHTTP allows http:// endpoint_url values (tests only).
 	PushTLS          push.TLSConfig
 	PushInsecureHTTP bool
+	// AllowPrivateEndpoints lets receivers push to loopback, private and
+	// link-local addresses (tests, or a transmitter inside one network
+	// with its receivers). Off, such endpoint_url values get 400.
+	AllowPrivateEndpoints bool
 	// PushConcurrency is the pushes in flight at once per push stream in
 	// this process (default 1: stored order; more is faster but pushes
 	// concurrently, so events about one subject may arrive out of order).

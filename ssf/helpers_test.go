@@ -66,6 +66,7 @@ type txOptions struct {
 	PushConcurrency int
 	Inactivity      time.Duration
 	Registry        *prometheus.Registry
+	PublicOnly      bool
 	js              *testenv.JetStream // a second process on the same JetStream
 	key             *signer.Key
 }
@@ -114,6 +115,7 @@ func newTX(t testing.TB, o txOptions) *tx {
 		PollAckWait:             o.PollAckWait,
 		MaxPollWait:             o.MaxPollWait,
 		PushTLS:                 push.TLSConfig{RootCAs: o.RootCAs},
+		AllowPrivateEndpoints:   !o.PublicOnly, // the test receivers are on 127.0.0.1
 		SubjectRate:             o.SubjectRate,
 		JWT:                     o.JWT,
 		PushConcurrency:         o.PushConcurrency,

@@ -2,10 +2,12 @@ package ssf
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"time"
@@ -277,7 +279,7 @@ func (s *Server) deliveredEvents(requested []string) []string {
 // poll (§8.1.1.1: a create without delivery is a poll stream). On an
 // update of a push stream that leaves the endpoint as it is, a missing
 // authorization_header keeps the stored one, since the API never shows it.
-func (s *Server) applyDelivery(st *Stream, d *requestDelivery) *apiError {
+func (s *Server) applyDelivery(ctx context.Context, st *Stream, d *requestDelivery) *apiError {
 	if d == nil {
 		st.Delivery = Delivery{Method: MethodPoll}
 		return nil
@@ -298,6 +300,11 @@ func (s *Server) applyDelivery(st *Stream, d *requestDelivery) *apiError {
 		u, err := url.Parse(*d.EndpointURL)
 		if err != nil || u.Host == "" || u.Fragment != "" || u.User != nil || (u.Scheme != "https" && !(s.cfg.PushInsecureHTTP && u.Scheme == "http")) {
 			return badRequest("delivery.endpoint_url must be an absolute https URL without fragment or credentials")
+		}
+		if !s.cfg.AllowPrivateEndpoints {
+			if err := checkPublicHost(ctx, u.Hostname()); err != nil {
+				return err
+			}
 		}
 		hdr := push.Secret("")
 		if d.AuthorizationHeader != nil {
@@ -320,7 +327,7 @@ func (s *Server) applyDelivery(st *Stream, d *requestDelivery) *apiError {
 // applyReceiverFields sets the receiver-supplied members present in req;
 // with replace, absent ones are reset (PUT replaces the whole
 // configuration).
-func (s *Server) applyReceiverFields(st *Stream, req *request, replace bool) *apiError {
+func (s *Server) applyReceiverFields(ctx context.Context, st *Stream, req *request, replace bool) *apiError {
 	if req.EventsRequested != nil {
 		if len(*req.EventsRequested) > 256 {
 			return badRequest("events_requested lists more than 256 types")
@@ -339,7 +346,7 @@ func (s *Server) applyReceiverFields(st *Stream, req *request, replace bool) *ap
 		st.Description = ""
 	}
 	if req.Delivery != nil || replace {
-		if err := s.applyDelivery(st, req.Delivery); err != nil {
+		if err := s.applyDelivery(ctx, st, req.Delivery); err != nil {
 			return err
 		}
 	}
@@ -350,3 +357,37 @@ func (s *Server) applyReceiverFields(st *Stream, req *request, replace bool) *ap
 // resolved type uri. Events about the stream itself (verification,
 // stream-updated) are let through by ownStreamEvent instead.
 func (st *Stream) wantsType(uri string) bool { return slices.Contains(st.EventsDelivered, uri) }
+
+// checkPublicHost refuses a push endpoint on a loopback, private,
+// link-local or otherwise internal address: a receiver chooses the URL, and
+// must not be able to make the transmitter post to its own network (the
+// metadata service, an admin port). The name is resolved now, once; a name
+// that later resolves elsewhere is not caught (the push client's dialer
+// would have to check every connection), which is why the option to allow
+// private endpoints is off by default and the API is for trusted receivers.
+func checkPublicHost(ctx context.Context, host string) *apiError {
+	var ips []net.IP
+	if ip := net.ParseIP(host); ip != nil {
+		ips = []net.IP{ip}
+	} else {
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		addrs, err := net.DefaultResolver.LookupIPAddr(rctx, host)
+		if err != nil || len(addrs) == 0 {
+			return badRequest("delivery.endpoint_url: host %q does not resolve", host)
+		}
+		for _, a := range addrs {
+			ips = append(ips, a.IP)
+		}
+	}
+	for _, ip := range ips {
+		if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+			ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() || cgnat.Contains(ip) {
+			return badRequest("delivery.endpoint_url: %s is not a public address; this transmitter pushes only to public endpoints", host)
+		}
+	}
+	return nil
+}
+
+// cgnat is the shared address space of RFC 6598, internal like RFC 1918.
+var cgnat = &net.IPNet{IP: net.IPv4(100, 64, 0, 0), Mask: net.CIDRMask(10, 32)}
