@@ -88,6 +88,9 @@ type Config struct {
 	Log Log `yaml:"log" json:"log"`
 	// Receivers are the SSF receivers SETs are pushed to.
 	Receivers []Receiver `yaml:"receivers" json:"receivers"`
+	// SSF is the SSF 1.0 transmitter API, for receivers that manage their
+	// own streams (off by default).
+	SSF SSF `yaml:"ssf" json:"ssf"`
 
 	// Source is the file Load read the configuration from ("" when built
 	// in code), so that messages can name the command to run with it.

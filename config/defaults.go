@@ -27,6 +27,7 @@ func Defaults() *Config {
 // this way has no meaningful zero (a zero timeout or retry delay is never
 // what an operator wants), except rate_limit, whose zero means unlimited.
 func (c *Config) FillDefaults() {
+	c.fillSSFDefaults()
 	for i := range c.Receivers {
 		r := &c.Receivers[i]
 		if r.SendKID == nil {

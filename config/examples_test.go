@@ -64,6 +64,9 @@ func TestExampleConfigs(t *testing.T) {
 			if r.Auth.AuthorizationHeader.Reveal() != "Bearer tok" || r.Auth.OAuth() {
 				t.Errorf("static authorization header expected")
 			}
+			if !c.SSF.Enabled || len(c.SSF.Clients) != 1 || c.Transmitter().Clients[0].Audience[0] != "https://acme.example/" || c.Transmitter().KeyID != "ssf-2026-11" {
+				t.Errorf("SSF API section: %+v", c.SSF)
+			}
 		}},
 		// Owned by the deployment (docker-compose.yml); validated here so
 		// the compose stack's config cannot drift from the loader either.

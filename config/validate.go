@@ -49,9 +49,10 @@ func (c *Config) validate(file string) error {
 	if !slices.Contains([]string{"json", "console"}, c.Log.Format) {
 		p.add("log.format", "must be json or console (got %q)", c.Log.Format)
 	}
-	if len(c.Receivers) == 0 {
-		p.add("receivers", "at least one receiver is required")
+	if len(c.Receivers) == 0 && !c.SSF.Enabled {
+		p.add("receivers", "at least one receiver is required (or ssf.enabled: true, for receivers that create their own streams)")
 	}
+	c.validateSSF(&p, keyIDs)
 	names := map[string]int{}
 	for i := range c.Receivers {
 		c.Receivers[i].validate(&p, fmt.Sprintf("receivers[%d]", i), keyIDs, names, i)

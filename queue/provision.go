@@ -240,20 +240,6 @@ func tokens(receivers []string) (map[string]string, error) {
 	return seen, nil
 }
 
-// OrphanConsumers lists the names of the intents stream's receiver
-// consumers that belong to none of receivers (see Orphans).
-func OrphanConsumers(ctx context.Context, js jetstream.JetStream, receivers []string) ([]string, error) {
-	orphans, err := Orphans(ctx, js, receivers)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, len(orphans))
-	for i, o := range orphans {
-		names[i] = o.Consumer
-	}
-	return names, nil
-}
-
 // Orphan is a receiver consumer whose receiver is no longer configured.
 type Orphan struct {
 	// Consumer is the durable consumer's name, "rcv_" + Token(receiver).

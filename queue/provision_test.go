@@ -107,12 +107,12 @@ func TestRemovedReceiverKeepsConsumerAndIsReported(t *testing.T) {
 	if err := queue.Provision(ctxT(t), env.js, env.cfg, []string{"govuk"}); err != nil {
 		t.Fatal(err)
 	}
-	orphans, err := queue.OrphanConsumers(ctxT(t), env.js, []string{"govuk"})
+	orphans, err := queue.Orphans(ctxT(t), env.js, []string{"govuk"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(orphans, []string{"rcv_old"}) {
-		t.Fatalf("orphans = %v, want [rcv_old]", orphans)
+	if len(orphans) != 1 || orphans[0].Consumer != "rcv_old" || orphans[0].Receiver != "old" {
+		t.Fatalf("orphans = %+v, want one: rcv_old of receiver old", orphans)
 	}
 	if _, err := env.js.Consumer(ctxT(t), queue.IntentStream, "rcv_old"); err != nil {
 		t.Fatalf("provisioning without a receiver deleted its consumer: %v", err)
@@ -120,7 +120,7 @@ func TestRemovedReceiverKeepsConsumerAndIsReported(t *testing.T) {
 	if err := queue.DeleteReceiver(ctxT(t), env.js, "old"); err != nil {
 		t.Fatal(err)
 	}
-	orphans, err = queue.OrphanConsumers(ctxT(t), env.js, []string{"govuk"})
+	orphans, err = queue.Orphans(ctxT(t), env.js, []string{"govuk"})
 	if err != nil || len(orphans) != 0 {
 		t.Fatalf("after DeleteReceiver: orphans %v, err %v", orphans, err)
 	}

@@ -54,6 +54,7 @@ type Service struct {
 	js    jetstream.JetStream
 	pool  *worker.Pool
 	ops   *ops.Server
+	ssf   *ssfService // nil unless ssf.enabled
 	keys  []*signer.Key
 	url   string
 	steps []func(context.Context) error // shutdown, in reverse start order
@@ -114,7 +115,7 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 	if err := queue.Provision(pctx, s.js, qcfg, cfg.ReceiverNames()); err != nil {
 		return nil, fmt.Errorf("provision JetStream: %w", err)
 	}
-	if orphans, err := queue.Orphans(pctx, s.js, cfg.ReceiverNames()); err != nil {
+	if orphans, err := Orphans(pctx, s.js, cfg); err != nil {
 		log.Warn("could not list consumers of removed receivers", zap.Error(err))
 	} else {
 		warnOrphans(log, cfg, orphans)
@@ -132,9 +133,13 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 		}
 		wcfg.Receivers = append(wcfg.Receivers, spec)
 	}
-	s.pool, err = worker.New(wcfg, worker.Deps{JS: s.js, Log: log.Named("worker"), Registerer: reg})
-	if err != nil {
-		return nil, fmt.Errorf("worker pool: %w", err)
+	// With only the SSF API enabled there may be no configured receiver,
+	// and so no pool: receivers' streams are served by the SSF dispatcher.
+	if len(wcfg.Receivers) > 0 {
+		s.pool, err = worker.New(wcfg, worker.Deps{JS: s.js, Log: log.Named("worker"), Registerer: reg})
+		if err != nil {
+			return nil, fmt.Errorf("worker pool: %w", err)
+		}
 	}
 
 	s.ops, err = ops.New(ops.Config{
@@ -151,6 +156,11 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 		return nil, err
 	}
 	s.steps = append(s.steps, func(ctx context.Context) error { return s.ops.Shutdown(ctx) })
+	if cfg.SSF.Enabled {
+		if err := s.startSSF(pctx, signers, pm, reg); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -336,7 +346,7 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Info("shutdown requested: no new intents are pulled; in-flight pushes get the grace period, the rest is handed back",
 			zap.String("cause", context.Cause(ctx).Error()), zap.Duration("grace_period", s.cfg.Worker.GracePeriod))
 	})
-	err := s.pool.Run(ctx)
+	err := s.runWorkers(ctx)
 	stopNotice()
 	s.log.Info("shutting down")
 	if serr := s.shutdown(); serr != nil {
@@ -478,7 +488,7 @@ func Provision(ctx context.Context, cfg *config.Config, log *zap.Logger) error {
 	if err := queue.Provision(pctx, js, qcfg, cfg.ReceiverNames()); err != nil {
 		return err
 	}
-	orphans, err := queue.Orphans(ctx, js, cfg.ReceiverNames())
+	orphans, err := Orphans(ctx, js, cfg)
 	if err != nil {
 		return err
 	}

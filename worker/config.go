@@ -59,6 +59,12 @@ type Receiver struct {
 	Retry RetryPolicy
 	// Pause says when this receiver's consumer is paused.
 	Pause PausePolicy
+	// Accept, when set, is asked about every intent that passed the
+	// type and receivers filters (replays are not asked): false settles it
+	// without delivery, like an unrequested type; an error hands it back
+	// for a later attempt. Receivers that choose their subjects (SSF
+	// streams, package ssf) filter with it.
+	Accept func(ctx context.Context, in *intent.Intent) (bool, error)
 }
 
 // PausePolicy says when a failing receiver's consumer is paused. A receiver

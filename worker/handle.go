@@ -126,6 +126,8 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 	} else if !r.wants(in) {
 		p.skip(r, &j)
 		return
+	} else if !p.accepts(ctx, r, &j, in) {
+		return
 	}
 
 	// While the consumer is paused, do not even sign: hand it back.

@@ -91,7 +91,7 @@ func pruneOrphans(cmd *cobra.Command, cfg *config.Config, yes bool) error {
 		return err
 	}
 	defer closeConn(nc)
-	orphans, err := queue.Orphans(ctx, js, cfg.ReceiverNames())
+	orphans, err := relay.Orphans(ctx, js, cfg)
 	if err != nil {
 		return err
 	}

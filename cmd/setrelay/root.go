@@ -47,6 +47,7 @@ the SET an intent becomes, and 'setrelay run --config FILE' to run the service
 		newPublishCmd(),
 		newBackfillCmd(),
 		newDLQCmd(),
+		newStreamsCmd(),
 		newSignCmd(),
 		newKeysCmd(),
 		newReceiverCmd(),

@@ -1,0 +1,114 @@
+package ssf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+)
+
+// jwtRefresh bounds how often the authorization server's keys are fetched
+// again: every jwtRefresh, and when a token names a key not yet seen, but
+// never more than once per jwtMinRefresh (so forged kids cannot make the
+// transmitter hammer the authorization server).
+const (
+	jwtRefresh    = 5 * time.Minute
+	jwtMinRefresh = 30 * time.Second
+)
+
+// jwtAuth accepts RFC 9068 JWT access tokens signed by the configured
+// authorization server: signature against its JWKS, iss, aud, exp/nbf,
+// typ at+jwt or jwt, and the configured scope.
+type jwtAuth struct {
+	cfg JWTAuth
+
+	mu      sync.Mutex
+	keys    jwk.Set
+	fetched time.Time
+}
+
+func newJWTAuth(_ context.Context, cfg JWTAuth) (*jwtAuth, error) {
+	if !strings.HasPrefix(cfg.JWKSURI, "https://") && !strings.HasPrefix(cfg.JWKSURI, "http://127.0.0.1") && !strings.HasPrefix(cfg.JWKSURI, "http://localhost") {
+		return nil, fmt.Errorf("ssf: jwt.jwks_uri %q must be https", cfg.JWKSURI)
+	}
+	return &jwtAuth{cfg: cfg}, nil
+}
+
+// keySet returns the cached keys, fetching them when stale or when force
+// is set and the last fetch is old enough.
+func (a *jwtAuth) keySet(ctx context.Context, force bool) (jwk.Set, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	age := time.Since(a.fetched)
+	if a.keys != nil && age < jwtRefresh && (!force || age < jwtMinRefresh) {
+		return a.keys, nil
+	}
+	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	set, err := jwk.Fetch(fctx, a.cfg.JWKSURI)
+	if err != nil {
+		if a.keys != nil {
+			return a.keys, nil // keep serving with the keys we have
+		}
+		return nil, fmt.Errorf("ssf: fetch authorization server keys: %w", err)
+	}
+	a.keys, a.fetched = set, time.Now()
+	return set, nil
+}
+
+func (a *jwtAuth) authenticate(ctx context.Context, token string) (*Principal, error) {
+	if strings.Count(token, ".") != 2 {
+		return nil, errUnauthenticated // not a JWT: a static token, maybe
+	}
+	set, err := a.keySet(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := a.parse(token, set)
+	if err != nil && errors.Is(err, jws.VerifyError()) {
+		// Perhaps the server rotated its keys: fetch them once more.
+		if set, ferr := a.keySet(ctx, true); ferr == nil {
+			tok, err = a.parse(token, set)
+		}
+	}
+	if err != nil {
+		return nil, errUnauthenticated
+	}
+	var scopeStr, clientID string
+	_ = tok.Get("scope", &scopeStr)
+	_ = tok.Get("client_id", &clientID)
+	if clientID == "" {
+		clientID, _ = tok.Subject()
+	}
+	if clientID == "" {
+		return nil, errUnauthenticated
+	}
+	scopes := strings.Fields(scopeStr)
+	if a.cfg.Scope != "" && !slices.Contains(scopes, a.cfg.Scope) {
+		// A genuine token without the transmitter's scope: it may use
+		// nothing here, which is what an empty scope list gives (403).
+		scopes = nil
+	}
+	aud := a.cfg.ClientAudience[clientID]
+	if len(aud) == 0 {
+		aud = []string{clientID}
+	}
+	return &Principal{ClientID: "jwt:" + clientID, Audience: aud, Scopes: scopes}, nil
+}
+
+func (a *jwtAuth) parse(token string, set jwk.Set) (jwt.Token, error) {
+	return jwt.Parse([]byte(token),
+		jwt.WithKeySet(set, jws.WithInferAlgorithmFromKey(true)),
+		jwt.WithValidate(true),
+		jwt.WithIssuer(a.cfg.Issuer),
+		jwt.WithAudience(a.cfg.Audience),
+		jwt.WithAcceptableSkew(30*time.Second),
+	)
+}

@@ -1,0 +1,300 @@
+package ssf
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// Subject states in the subjects bucket.
+const (
+	subjectAdded   = "added"
+	subjectRemoved = "removed"
+)
+
+// maxComplexMembers bounds the members of a complex subject: matching an
+// event's complex subject looks up every non-empty subset of its members.
+const maxComplexMembers = 8
+
+// subjectStore is the subjects bucket: one key per (stream, subject),
+// "<stream id>.<hash of the subject's canonical JSON>", so a stream may
+// have millions of subjects and matching an event costs a few key
+// look-ups, never a scan or a copy in memory.
+type subjectStore struct {
+	kv jetstream.KeyValue
+}
+
+type subjectEntry struct {
+	Subject  json.RawMessage `json:"subject"`
+	Verified bool            `json:"verified"`
+	State    string          `json:"state"`
+}
+
+// canonical is the subject's canonical JSON: encoding/json writes object
+// members in sorted order at every level, so equal subjects give equal bytes.
+func canonical(subject map[string]any) []byte {
+	b, _ := json.Marshal(subject)
+	return b
+}
+
+func subjectKey(streamID string, subject map[string]any) string {
+	sum := sha256.Sum256(canonical(subject))
+	return streamID + "." + hex.EncodeToString(sum[:20])
+}
+
+// isComplex reports whether subject is a complex subject: "format":
+// "complex" (SSF 1.0 §3.2), or, as setrelay's producers write it, no format
+// and only subject-identifier members (user, tenant ...).
+func isComplex(subject map[string]any) bool {
+	f, hasFormat := subject["format"]
+	if hasFormat {
+		return f == "complex"
+	}
+	return len(subject) > 0
+}
+
+// members are a complex subject's members, without "format", which is
+// how both forms are compared and stored.
+func members(subject map[string]any) map[string]any {
+	out := make(map[string]any, len(subject))
+	for k, v := range subject {
+		if k != "format" {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// normalise is the form a subject is stored and looked up in.
+func normalise(subject map[string]any) map[string]any {
+	if isComplex(subject) {
+		return members(subject)
+	}
+	return subject
+}
+
+// checkSubject accepts an RFC 9493 / SSF subject: an object with a string
+// "format", or a complex one whose members are simple subjects.
+func checkSubject(subject map[string]any) error {
+	if !isComplex(subject) {
+		if f, _ := subject["format"].(string); f == "" {
+			return errors.New(`subject needs a string "format" (RFC 9493)`)
+		}
+		return nil
+	}
+	m := members(subject)
+	for name, v := range m {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return fmt.Errorf("complex subject member %q must be a subject identifier object", name)
+		}
+		if f, _ := mm["format"].(string); f == "" || f == "complex" {
+			return fmt.Errorf("complex subject member %q must be a simple subject with a format", name)
+		}
+	}
+	switch {
+	case len(m) == 0:
+		return errors.New("a complex subject needs at least one member")
+	case len(m) > maxComplexMembers:
+		return fmt.Errorf("a complex subject may have at most %d members", maxComplexMembers)
+	}
+	return nil
+}
+
+// candidates are the stored subjects that would match an event about
+// subject (§8.1.3.1): the subject itself when simple; when complex, every
+// complex subject made of a non-empty subset of its members (a stream
+// subscribed to {tenant: T} matches an event about {tenant: T, user: U}).
+func candidates(subject map[string]any) []map[string]any {
+	if !isComplex(subject) {
+		return []map[string]any{subject}
+	}
+	m := members(subject)
+	names := make([]string, 0, len(m))
+	for name := range m {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	if len(names) > maxComplexMembers {
+		names = names[:maxComplexMembers]
+	}
+	var out []map[string]any
+	for mask := 1; mask < 1<<len(names); mask++ {
+		c := map[string]any{}
+		for i, name := range names {
+			if mask&(1<<i) != 0 {
+				c[name] = m[name]
+			}
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// wants decides whether an event about subject goes to st. With default
+// ALL, every subject does unless a matching subject was removed; with
+// NONE, only subjects matching an added (and, when configured,
+// verified) one. An event without a subject goes to every stream that
+// wants its type. A stream that never had a subject added or removed is
+// decided without any look-up.
+func (ss *subjectStore) wants(ctx context.Context, st *Stream, def string, subject map[string]any) (bool, error) {
+	if subject == nil {
+		return true, nil
+	}
+	if !st.HasSubjects {
+		return def == DefaultSubjectsAll, nil
+	}
+	added, removed := false, false
+	for _, c := range candidates(subject) {
+		e, err := ss.kv.Get(ctx, subjectKey(st.ID, c))
+		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("ssf: subject look-up: %w", err)
+		}
+		var se subjectEntry
+		if json.Unmarshal(e.Value(), &se) != nil {
+			continue
+		}
+		switch se.State {
+		case subjectAdded:
+			// An unverified subject (verified: false) does not open the
+			// stream to its events: §9 information harvesting.
+			added = added || se.Verified
+		case subjectRemoved:
+			removed = true
+		}
+	}
+	if removed {
+		return false, nil
+	}
+	return added || def == DefaultSubjectsAll, nil
+}
+
+// purge deletes every subject of a deleted stream.
+func (ss *subjectStore) purge(ctx context.Context, streamID string) error {
+	lister, err := ss.kv.ListKeysFiltered(ctx, streamID+".>")
+	if err != nil {
+		return err
+	}
+	for k := range lister.Keys() {
+		if err := ss.kv.Purge(ctx, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// subjectBody is the add and remove subject request (§8.1.3.2, §8.1.3.3).
+type subjectBody struct {
+	StreamID string         `json:"stream_id"`
+	Subject  map[string]any `json:"subject"`
+	Verified *bool          `json:"verified"`
+}
+
+func (s *Server) handleAddSubject(w http.ResponseWriter, r *http.Request, p *Principal) {
+	s.changeSubject(w, r, p, true)
+}
+
+func (s *Server) handleRemoveSubject(w http.ResponseWriter, r *http.Request, p *Principal) {
+	s.changeSubject(w, r, p, false)
+}
+
+// changeSubject adds (200) or removes (204) a subject. Whether the
+// transmitter knows the subject is never revealed (§9 subject probing):
+// any well-formed subject is accepted and recorded. 429 when the client
+// changes subjects faster than the configured rate.
+func (s *Server) changeSubject(w http.ResponseWriter, r *http.Request, p *Principal, add bool) {
+	if !allowed(w, r, http.MethodPost) || !need(w, p, ScopeManage) {
+		return
+	}
+	var req subjectBody
+	if err := decodeBody(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	switch {
+	case req.StreamID == "":
+		s.fail(w, r, badRequest("stream_id is required"))
+		return
+	case req.Subject == nil:
+		s.fail(w, r, badRequest("subject is required"))
+		return
+	case !add && req.Verified != nil:
+		s.fail(w, r, badRequest("verified applies to add_subject only"))
+		return
+	}
+	if err := checkSubject(req.Subject); err != nil {
+		s.fail(w, r, badRequest("%v", err))
+		return
+	}
+	ctx := r.Context()
+	st, _, err := s.owned(ctx, req.StreamID, p)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !s.subjectLimiter(p.ClientID).Allow() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "too_many_requests", "subjects are being changed faster than this transmitter allows; slow down")
+		return
+	}
+	if !st.HasSubjects {
+		if st, err = s.streams.modify(ctx, st.ID, func(st *Stream) error { st.HasSubjects = true; return nil }); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	key := subjectKey(st.ID, normalise(req.Subject))
+	verified := req.Verified == nil || *req.Verified
+	raw, _ := json.Marshal(req.Subject)
+	switch {
+	case add:
+		b, _ := json.Marshal(subjectEntry{Subject: raw, Verified: verified, State: subjectAdded})
+		_, err = s.subjects.kv.Put(ctx, key, b)
+	case s.cfg.DefaultSubjects == DefaultSubjectsAll:
+		// Under ALL a removal must be remembered: it is what stops the
+		// subject's events.
+		b, _ := json.Marshal(subjectEntry{Subject: raw, State: subjectRemoved})
+		_, err = s.subjects.kv.Put(ctx, key, b)
+	default:
+		err = s.subjects.kv.Purge(ctx, key)
+	}
+	if err != nil {
+		s.fail(w, r, fmt.Errorf("ssf: store subject: %w", err))
+		return
+	}
+	op := "remove"
+	if add {
+		op = "add"
+	}
+	s.m.subjectOps.WithLabelValues(st.ID, op).Inc()
+	// Removals take effect at once and are logged with the client that
+	// made them, for the §9 malicious-removal consideration: only the
+	// stream's owner can remove, and the log shows who did and when.
+	s.log.Info("stream subject changed", zap.String("stream_id", st.ID), zap.String("client", p.ClientID), zap.String("op", op), zap.String("subject_key", key[strings.IndexByte(key, '.')+1:]))
+	if add {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) subjectLimiter(client string) *rate.Limiter {
+	if l, ok := s.limiters.Load(client); ok {
+		return l.(*rate.Limiter)
+	}
+	l, _ := s.limiters.LoadOrStore(client, rate.NewLimiter(rate.Limit(s.cfg.SubjectRate), max(1, int(s.cfg.SubjectRate))))
+	return l.(*rate.Limiter)
+}

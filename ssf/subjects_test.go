@@ -1,0 +1,101 @@
+package ssf_test
+
+import (
+	"testing"
+
+	"github.com/setrelay/setrelay/intent"
+)
+
+func email(e string) map[string]any { return map[string]any{"format": "email", "email": e} }
+
+// complexSubject is an SSF 1.0 complex subject ("format": "complex").
+func complexSubject(members map[string]any) map[string]any {
+	out := map[string]any{"format": "complex"}
+	for k, v := range members {
+		out[k] = v
+	}
+	return out
+}
+
+func subjectEvent(id string, subject map[string]any) *intent.Intent {
+	return &intent.Intent{ID: id, Type: "caep.session-revoked", Subject: subject, Txn: id}
+}
+
+func txns(claims []map[string]any) map[string]bool {
+	out := map[string]bool{}
+	for _, c := range claims {
+		out[c["txn"].(string)] = true
+	}
+	return out
+}
+
+// default_subjects NONE: only events about added, verified subjects are
+// delivered; a complex subject matches events whose subject has the same
+// members and more (§8.1.3.1).
+func TestSubjectsNoneDeliversOnlyAddedSubjects(t *testing.T) {
+	x := newTX(t, txOptions{DefaultSubjects: "NONE"})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	tenant := map[string]any{"format": "opaque", "id": "tenant-T"}
+	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": email("a@example.com")}, nil)
+	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": email("unverified@example.com"), "verified": false}, nil)
+	// The API also takes a complex subject written members-only.
+	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": map[string]any{"tenant": tenant}}, nil)
+	// §9 subject probing: a subject this transmitter has never heard of
+	// is accepted like any other, revealing nothing.
+	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": email("nobody-ever@example.com")}, nil)
+
+	x.publish(
+		subjectEvent("a", email("a@example.com")),
+		subjectEvent("b", email("b@example.com")),
+		subjectEvent("unverified", email("unverified@example.com")),
+		subjectEvent("tenant-user", complexSubject(map[string]any{"tenant": tenant, "user": email("u@example.com")})),
+		subjectEvent("other-tenant", complexSubject(map[string]any{"tenant": map[string]any{"format": "opaque", "id": "tenant-X"}, "user": email("u@example.com")})),
+		subjectEvent("simple-a-as-member", complexSubject(map[string]any{"user": email("a@example.com")})),
+	)
+	got := txns(x.drain(tokenA, id, 6))
+	if len(got) != 2 || !got["a"] || !got["tenant-user"] {
+		t.Fatalf("delivered %v, want a and tenant-user", got)
+	}
+
+	// Removing a subject stops its events (204), and removing one never
+	// added answers the same.
+	x.must(204, "POST", "/ssf/subjects:remove", tokenA, map[string]any{"stream_id": id, "subject": email("a@example.com")}, nil)
+	x.must(204, "POST", "/ssf/subjects:remove", tokenA, map[string]any{"stream_id": id, "subject": email("never-added@example.com")}, nil)
+	x.publish(subjectEvent("a-again", email("a@example.com")), subjectEvent("tenant-again", complexSubject(map[string]any{"tenant": tenant})))
+	got = txns(x.drain(tokenA, id, 2))
+	if len(got) != 1 || !got["tenant-again"] {
+		t.Fatalf("after removing a: delivered %v, want tenant-again only", got)
+	}
+}
+
+// default_subjects ALL: everything is delivered except removed subjects.
+func TestSubjectsAllDeliversAllButRemoved(t *testing.T) {
+	x := newTX(t, txOptions{})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	x.must(204, "POST", "/ssf/subjects:remove", tokenA, map[string]any{"stream_id": id, "subject": email("gone@example.com")}, nil)
+	x.publish(subjectEvent("gone", email("gone@example.com")), subjectEvent("kept", email("kept@example.com")))
+	got := txns(x.drain(tokenA, id, 2))
+	if len(got) != 1 || !got["kept"] {
+		t.Fatalf("delivered %v, want kept only", got)
+	}
+	// Adding it back restores its events.
+	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": email("gone@example.com")}, nil)
+	x.publish(subjectEvent("back", email("gone@example.com")))
+	if got := txns(x.drain(tokenA, id, 1)); !got["back"] {
+		t.Fatalf("after adding back: %v", got)
+	}
+}
+
+func TestSubjectsTooFast429(t *testing.T) {
+	x := newTX(t, txOptions{SubjectRate: 1})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	body := map[string]any{"stream_id": id, "subject": email("a@example.com")}
+	x.must(200, "POST", "/ssf/subjects:add", tokenA, body, nil)
+	status, b, hdr := x.do("POST", "/ssf/subjects:add", tokenA, body)
+	if status != 429 || hdr.Get("Retry-After") == "" {
+		t.Fatalf("second add within a second at 1/s: %d %s", status, b)
+	}
+	if status, b, _ := x.do("POST", "/ssf/subjects:remove", tokenA, body); status != 429 {
+		t.Fatalf("remove within a second at 1/s: %d %s", status, b)
+	}
+}
