@@ -59,6 +59,13 @@ type Receiver struct {
 	Retry RetryPolicy
 	// Pause says when this receiver's consumer is paused.
 	Pause PausePolicy
+	// Reload, when set, re-reads the receiver's secret files and signing
+	// key and returns a new signer and pusher. A blocked receiver is
+	// reloaded before each probe, so fixing a file unblocks it without a
+	// restart.
+	Reload func(ctx context.Context) (Signer, Pusher, error)
+	// Hints name the settings to fix in a blocked receiver's error line.
+	Hints Hints
 }
 
 // PausePolicy says when a failing receiver's consumer is paused. A receiver
@@ -75,8 +82,13 @@ type PausePolicy struct {
 	// Initial is the first cool-down (default 30s). Each pause that
 	// follows without a delivery in between doubles it, up to Max.
 	Initial time.Duration
-	// Max caps the cool-down (default 10m).
+	// Max caps the cool-down (default 10m), and the backoff between probes
+	// of a blocked receiver.
 	Max time.Duration
+	// ProbeInterval is how often a paused or blocked receiver is probed,
+	// by one process of the fleet (default 10s, never more than Initial).
+	// A blocked receiver's probes back off from it, doubling up to Max.
+	ProbeInterval time.Duration
 }
 
 // Defaults for PausePolicy.
@@ -84,6 +96,7 @@ const (
 	DefaultPauseThreshold = 5
 	DefaultPauseInitial   = 30 * time.Second
 	DefaultPauseMax       = 10 * time.Minute
+	DefaultProbeInterval  = 10 * time.Second
 )
 
 func (p PausePolicy) withDefaults() PausePolicy {
@@ -99,6 +112,10 @@ func (p PausePolicy) withDefaults() PausePolicy {
 	if p.Max < p.Initial {
 		p.Max = p.Initial
 	}
+	if p.ProbeInterval <= 0 {
+		p.ProbeInterval = DefaultProbeInterval
+	}
+	p.ProbeInterval = min(p.ProbeInterval, p.Initial)
 	return p
 }
 

@@ -21,6 +21,30 @@ type rcv struct {
 	beatEvery     time.Duration
 	maxDeliver    int // the consumer's MaxDeliver; <= 0: unlimited
 	m             receiverMetrics
+	// owner gives the intent-level verdicts (invalid intent, unknown
+	// receiver, unrouted type) for the process: the receiver whose name
+	// sorts first. The others skip such intents, so each is dead-lettered
+	// once, not once per receiver.
+	owner bool
+	// hold is how long a message handed back for a paused or blocked
+	// receiver waits: Pause.ProbeInterval.
+	hold time.Duration
+	// cur is the signer and pusher, replaced when a probe of a blocked
+	// receiver re-reads its files.
+	cur atomic.Pointer[tools]
+	// streak counts receiver-wide RFC 8935 rejections in a row.
+	streak streak
+	// blocked is set while the receiver is blocked (blocked.go).
+	blocked atomic.Bool
+	// probeNow wakes the probe loop.
+	probeNow chan struct{}
+	// published is the last state and reason put in the state gauge.
+	published struct {
+		sync.Mutex
+		state  State
+		reason string
+		set    bool
+	}
 
 	// fails counts consecutive retryable push failures; any answer that
 	// shows the receiver is up (delivered, or a permanent rejection)
@@ -37,6 +61,12 @@ type rcv struct {
 	pausedAt   time.Time         // when this process last paused the consumer
 	lastReason string            // last failure reason, to warn only on change
 	pauseNaks  map[uint64]uint32 // stream seq -> deliveries handed back unpushed while paused
+
+	blockReason  string        // why it is blocked
+	blockedAt    time.Time     // since when
+	probeAt      time.Time     // the next probe of a blocked receiver
+	probeBackoff time.Duration // the wait after the next probe
+	force        bool          // an operator asked for a probe now
 }
 
 func (r *rcv) pausedUntil() time.Time {
@@ -59,6 +89,11 @@ func (r *rcv) failing() bool {
 func (r *rcv) syncPause(paused bool, asked, until time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.blocked.Load() {
+		// A blocked receiver's pause is the block's; its end is the
+		// probe's to decide, not the server's timer.
+		return
+	}
 	if paused {
 		if until.After(r.pausedUntil()) {
 			r.pauseUntil.Store(until.UnixNano())
@@ -130,25 +165,38 @@ func (r *rcv) settled(seq uint64) {
 }
 
 // observe feeds one push result into the outage detector, pausing the
-// consumer when the receiver has failed Threshold times in a row. It also
+// consumer when the receiver has failed Threshold times in a row, and into
+// the streak of receiver-wide rejections, whose length it returns. It also
 // warns, once, whenever the receiver's failure reason changes, so an
 // operator sees "connection" turn into "http_503" without a log line per
 // retry.
-func (p *Pool) observe(ctx context.Context, r *rcv, res *push.Result) {
+func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, res *push.Result) int {
 	switch res.Outcome {
+	case push.Blocked:
+		// Not an outage: the receiver is blocked when this is settled.
+		return 0
 	case push.Delivered, push.Permanent:
 		// The receiver answered: it is up, even if it rejected this SET.
 		r.fails.Store(0)
-		if res.Outcome != push.Delivered || !r.troubled.Load() {
-			return
+		if res.Outcome == push.Permanent {
+			if receiverWide(res.Reason) {
+				return r.streak.note(seq, res.Reason)
+			}
+			r.streak.reset()
+			return 0
+		}
+		r.streak.reset()
+		if !r.troubled.Load() {
+			return 0
 		}
 		r.troubled.Store(false)
 		r.mu.Lock()
 		r.lastReason = ""
 		r.cooldown = r.Pause.Initial
 		r.mu.Unlock()
+		p.publishState(r)
 		p.log.Warn("receiver recovered", zap.String("receiver", r.Name))
-		return
+		return 0
 	}
 	r.troubled.Store(true)
 	n := r.fails.Add(1)
@@ -157,6 +205,7 @@ func (p *Pool) observe(ctx context.Context, r *rcv, res *push.Result) {
 	r.lastReason = res.Reason
 	r.mu.Unlock()
 	if changed {
+		p.publishState(r)
 		p.log.Warn("receiver failing",
 			zap.String("receiver", r.Name),
 			zap.String("reason", res.Reason),
@@ -168,6 +217,7 @@ func (p *Pool) observe(ctx context.Context, r *rcv, res *push.Result) {
 	if r.Pause.Threshold > 0 && n >= int64(r.Pause.Threshold) {
 		p.pause(ctx, r, n, res.Reason)
 	}
+	return 0
 }
 
 // pause pauses r's consumer on the server, for every process, unless it is
@@ -189,6 +239,7 @@ func (p *Pool) pause(ctx context.Context, r *rcv, fails int64, reason string) {
 
 	r.m.pauses.Inc()
 	r.m.paused.Set(1)
+	p.publishState(r)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := p.js.PauseConsumer(pctx, r.stream, r.consumer, until); err != nil {

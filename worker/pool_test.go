@@ -196,9 +196,11 @@ func TestRetryKeepsJTIAndClaims(t *testing.T) {
 	}
 }
 
-// TestInvalidAudienceDeadLettered: a 400 invalid_audience is dead-lettered
-// after exactly one attempt, with reason, status, err, description and the
-// original intent bytes.
+// TestInvalidAudienceDeadLettered: a 400 invalid_audience for one intent
+// (nothing else in flight) is dead-lettered after exactly two attempts (the
+// second tells the intent's own problem from a receiver-wide one, see
+// BlockStreak), with reason, status, err, description and the original
+// intent bytes.
 func TestInvalidAudienceDeadLettered(t *testing.T) {
 	e := newEnv(t, 30*time.Second, "strict")
 	s := newScripted(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
@@ -214,12 +216,12 @@ func TestInvalidAudienceDeadLettered(t *testing.T) {
 	eventually(t, 10*time.Second, "a dead letter", func() bool { dls = e.deadLetters(); return len(dls) > 0 })
 	eventually(t, 5*time.Second, "the intent termed", func() bool { return e.intentsLeft() == 0 })
 	time.Sleep(200 * time.Millisecond) // room for a wrong retry to show up
-	if got := s.requests(); got != 1 {
-		t.Fatalf("%d attempts, want exactly 1", got)
+	if got := s.requests(); got != 2 {
+		t.Fatalf("%d attempts, want exactly 2", got)
 	}
 	dl := dls[0].DeadLetter
 	if len(dls) != 1 || dl.Reason != "invalid_audience" || dl.Status != 400 || dl.Err != "invalid_audience" ||
-		!strings.Contains(dl.Description, "aud is not") || dl.Attempts != 1 || dl.Receiver != "strict" ||
+		!strings.Contains(dl.Description, "aud is not") || dl.Attempts != 2 || dl.Receiver != "strict" ||
 		dl.IntentID != "aud-1" || dl.StreamSeq == 0 || dl.FirstAttempt.IsZero() || dl.LastAttempt.Before(dl.FirstAttempt) {
 		t.Fatalf("dead letter %+v (of %d)", dl, len(dls))
 	}
