@@ -17,7 +17,9 @@ func TestSettleTable(t *testing.T) {
 	base := func(stage Stage) Facts {
 		return Facts{Stage: stage, Attempt: 1, Deliveries: 1, Hold: hold, Retry: pol, Jitter: 0.5}
 	}
-	res := func(o push.Outcome, reason string) push.Result { return push.Result{Outcome: o, Reason: reason, Status: 400} }
+	res := func(o push.Outcome, reason string) push.Result {
+		return push.Result{Outcome: o, Reason: reason, Status: 400}
+	}
 	with := func(f Facts, mod func(*Facts)) Facts { mod(&f); return f }
 
 	tests := []struct {
