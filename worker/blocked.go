@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,7 +89,7 @@ func (h Hints) fix(reason string) string {
 	case push.ReasonInvalidKey:
 		return "the receiver does not know the signing key: give it this relay's JWKS (GET /jwks.json) or check " + path + ".key and the key file " + h.KeyFile
 	case push.ReasonInvalidIssuer:
-		return "the receiver expects another iss: check the issuer setting, or the issuer registered with the receiver"
+		return "the receiver of " + path + " expects another iss: check the top-level issuer setting, or the issuer registered with the receiver"
 	case push.ReasonInvalidAudience:
 		return "the receiver expects another aud: check " + path + ".audience"
 	case ReasonKeyUnusable:
@@ -536,29 +537,30 @@ func SharedState(ctx context.Context, js jetstream.JetStream, receiver string) (
 }
 
 // streak counts consecutive receiver-wide rejections (invalid_key,
-// invalid_issuer, invalid_audience) from different intents.
+// invalid_issuer, invalid_audience) of different intents: the same intent
+// rejected again does not lengthen it.
 type streak struct {
 	// on is set while a streak runs, so that deliveries reset it without
 	// taking the mutex.
-	on      atomic.Bool
-	mu      sync.Mutex
-	reason  string
-	lastSeq uint64
-	n       int
+	on     atomic.Bool
+	mu     sync.Mutex
+	reason string
+	seqs   [BlockStreak]uint64 // the distinct intents seen, up to BlockStreak
+	n      int
 }
 
 // note records a receiver-wide rejection of message seq and returns the
-// streak's length.
+// number of distinct intents in the streak (at most BlockStreak).
 func (s *streak) note(seq uint64, reason string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case reason != s.reason:
-		s.reason, s.n = reason, 1
-	case seq != s.lastSeq:
+	if reason != s.reason {
+		s.reason, s.n = reason, 0
+	}
+	if s.n < BlockStreak && !slices.Contains(s.seqs[:s.n], seq) {
+		s.seqs[s.n] = seq
 		s.n++
 	}
-	s.lastSeq = seq
 	s.on.Store(true)
 	return s.n
 }
@@ -568,7 +570,7 @@ func (s *streak) reset() {
 		return
 	}
 	s.mu.Lock()
-	s.reason, s.n, s.lastSeq = "", 0, 0
+	s.reason, s.n = "", 0
 	s.on.Store(false)
 	s.mu.Unlock()
 }
