@@ -9,14 +9,17 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/signer"
@@ -225,5 +228,99 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 	// the stream, and no attempt was spent on a delivery.
 	if left := e.intentsLeft(); left != n {
 		t.Fatalf("%d intents left in the stream, want all %d", left, n)
+	}
+}
+
+// TestUnblockRequestAcrossProcesses: two processes (pools on their own
+// connections) serve a receiver whose token endpoint rejects the client.
+// One blocks it; the other adopts the block from the state bucket. Once the
+// endpoint is fixed, RequestProbe (what `setrelay receivers unblock` runs)
+// has it probed and unblocked for both at once, long before the next
+// scheduled probe, and every intent is delivered once.
+func TestUnblockRequestAcrossProcesses(t *testing.T) {
+	e := newEnv(t, 30*time.Second, "gov")
+	var broken atomic.Bool
+	broken.Store(true)
+	var tokens atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		tokens.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		if broken.Load() {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"access_token":"tok-1","token_type":"Bearer","expires_in":3600}`))
+	}))
+	t.Cleanup(ts.Close)
+	rcv := e.devReceiver("gov")
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	for _, reg := range regs {
+		js, err := jetstream.New(e.connect())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pcfg := push.Config{Name: "gov", Endpoint: rcv.endpoint(), InsecureHTTP: true, Timeout: 5 * time.Second,
+			Auth: push.AuthConfig{TokenURL: ts.URL + "/token", ClientID: "relay", ClientSecret: "s"}}
+		pc, err := push.New(pcfg, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := e.spec(js, "gov", rcv.endpoint())
+		s.Pusher = pc
+		// As relay does: a fresh client (and token) for every probe.
+		s.Reload = func(context.Context) (Signer, Pusher, error) {
+			pc, err := push.New(pcfg, nil, nil)
+			return e.sig, pc, err
+		}
+		// Scheduled probes are 5 s apart, and more once they back off:
+		// only the request can explain a recovery within the bound below.
+		s.Pause = PausePolicy{Threshold: 5, Initial: 20 * time.Second, Max: time.Minute, ProbeInterval: 5 * time.Second}
+		e.run(Config{Concurrency: 8, Receivers: []Receiver{s}}, js, reg)
+	}
+	const n = 50
+	ins := make([]*intent.Intent, n)
+	for i := range ins {
+		ins[i] = sessionRevoked(idN("unblock", i))
+	}
+	e.publishMany(ins)
+	for i, reg := range regs {
+		eventually(t, 10*time.Second, fmt.Sprintf("process %d sees the receiver blocked", i), func() bool {
+			st, _ := receiverState(t, reg, "gov")
+			return st == "blocked"
+		})
+	}
+	st, err := SharedState(context.Background(), e.js, "gov")
+	if err != nil || st.State != "blocked" || st.Reason != push.ReasonTokenConfig {
+		t.Fatalf("shared state %+v (%v)", st, err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	before := tokens.Load()
+	broken.Store(false)
+	time.Sleep(500 * time.Millisecond)
+	if tokens.Load() != before {
+		t.Fatal("probed before the request: the schedule is not what this test assumes")
+	}
+	asked := time.Now()
+	if err := RequestProbe(context.Background(), e.js, "gov"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2500*time.Millisecond, "a delivery soon after the request", func() bool { return rcv.Stats().Accepted > 0 })
+	t.Logf("first delivery %v after the request", time.Since(asked).Round(time.Millisecond))
+	// The intents handed back when the receiver blocked come back after
+	// their hold (the probe interval).
+	eventually(t, 15*time.Second, "every intent delivered", func() bool { return rcv.Stats().Accepted == n })
+	for i, reg := range regs {
+		eventually(t, 5*time.Second, fmt.Sprintf("process %d sees the receiver ok", i), func() bool {
+			st, _ := receiverState(t, reg, "gov")
+			return st == "ok"
+		})
+	}
+	if dls := e.deadLetters(); len(dls) != 0 {
+		t.Fatalf("%d dead letters, want 0", len(dls))
+	}
+	eventually(t, 5*time.Second, "stream empty", func() bool { return e.intentsLeft() == 0 })
+	if st := rcv.Stats(); st.Accepted != n {
+		t.Fatalf("accepted %d, want exactly %d", st.Accepted, n)
 	}
 }
