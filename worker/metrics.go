@@ -24,10 +24,11 @@ type metrics struct {
 	// extraOmitted counts extra events left out of a receiver's SETs
 	// because the receiver did not ask for their types (see extras.go).
 	extraOmitted *prometheus.CounterVec
-	state       *prometheus.GaugeVec
-	signErrors  *prometheus.CounterVec
-	unrouted    *prometheus.CounterVec
-	probes      *prometheus.CounterVec
+	state        *prometheus.GaugeVec
+	signErrors   *prometheus.CounterVec
+	unrouted     *prometheus.CounterVec
+	probes       *prometheus.CounterVec
+	ratio        *prometheus.GaugeVec
 
 	mu            sync.Mutex
 	unroutedTypes map[string]struct{}
@@ -93,6 +94,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "setrelay", Name: "intents_unrouted_total",
 			Help: "Intents of a type no configured receiver requested, acknowledged without sending, by event type.",
 		}, []string{"type"}),
+		ratio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "setrelay", Name: "receiver_success_ratio",
+			Help: "Share of pushes the receiver accepted over the outage window (first attempts when there are enough), as the pause rule sees it.",
+		}, []string{"receiver"}),
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "setrelay", Name: "receiver_probe_total",
 			Help: "Probes of paused or blocked receivers made by this process, by result.",
@@ -147,6 +152,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.probes, err = promreg.Register(reg, m.probes); err != nil {
 		return nil, err
 	}
+	if m.ratio, err = promreg.Register(reg, m.ratio); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -155,7 +163,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 type receiverMetrics struct {
 	delivered, deadLettered, skipped prometheus.Counter
 	pubToDeliv, attempts             prometheus.Observer
-	paused, pending                  prometheus.Gauge
+	paused, pending, successRatio    prometheus.Gauge
 	pauses, pulls, extraOmitted      prometheus.Counter
 	retries, deadLetters             *prometheus.CounterVec
 	probes                           *prometheus.CounterVec
@@ -171,6 +179,7 @@ func (m *metrics) forReceiver(name string) receiverMetrics {
 		attempts:     m.attempts.WithLabelValues(name),
 		paused:       m.paused.WithLabelValues(name),
 		pending:      m.pending.WithLabelValues(name),
+		successRatio: m.ratio.WithLabelValues(name),
 		pauses:       m.pauses.WithLabelValues(name),
 		pulls:        m.pulls.WithLabelValues(name),
 		extraOmitted: m.extraOmitted.WithLabelValues(name),

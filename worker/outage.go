@@ -53,6 +53,11 @@ type rcv struct {
 	// troubled is set by any retryable failure and cleared by a delivery;
 	// it keeps the delivered path free of the mutex.
 	troubled atomic.Bool
+	// down is set when the receiver is judged down (paused) and cleared by
+	// a delivery: until then a process sends it one message at a time.
+	down atomic.Bool
+	// win is the sliding window of outcomes behind the down judgement.
+	win window
 	// pauseUntil is the end of the current pause, in Unix nanoseconds.
 	pauseUntil atomic.Int64
 
@@ -77,10 +82,10 @@ func (r *rcv) pausedUntil() time.Time {
 	return time.Unix(0, n)
 }
 
-// failing reports whether the receiver has failed Threshold times in a row
-// and not answered properly since.
+// failing reports whether the receiver was judged down and has not
+// delivered since: its pushes are probes.
 func (r *rcv) failing() bool {
-	return r.Pause.Threshold > 0 && r.fails.Load() >= int64(r.Pause.Threshold)
+	return r.down.Load()
 }
 
 // syncPause adopts the server's view of the pause, learnt from consumer
@@ -170,7 +175,7 @@ func (r *rcv) settled(seq uint64) {
 // warns, once, whenever the receiver's failure reason changes, so an
 // operator sees "connection" turn into "http_503" without a log line per
 // retry.
-func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, res *push.Result) int {
+func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, fresh bool, res *push.Result) int {
 	switch res.Outcome {
 	case push.Blocked:
 		// Not an outage: the receiver is blocked when this is settled.
@@ -178,6 +183,7 @@ func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, res *push.Result
 	case push.Delivered, push.Permanent:
 		// The receiver answered: it is up, even if it rejected this SET.
 		r.fails.Store(0)
+		r.win.record(p.now(), true, fresh)
 		if res.Outcome == push.Permanent {
 			if receiverWide(res.Reason) {
 				return r.streak.note(seq, res.Reason)
@@ -190,6 +196,7 @@ func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, res *push.Result
 			return 0
 		}
 		r.troubled.Store(false)
+		r.down.Store(false)
 		r.mu.Lock()
 		r.lastReason = ""
 		r.cooldown = r.Pause.Initial
@@ -200,6 +207,8 @@ func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, res *push.Result
 	}
 	r.troubled.Store(true)
 	n := r.fails.Add(1)
+	now := p.now()
+	r.win.record(now, false, fresh)
 	r.mu.Lock()
 	changed := r.lastReason != res.Reason
 	r.lastReason = res.Reason
@@ -215,7 +224,9 @@ func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, res *push.Result
 			zap.NamedError("cause", res.Cause))
 	}
 	if r.Pause.Threshold > 0 && n >= int64(r.Pause.Threshold) {
-		p.pause(ctx, r, n, res.Reason)
+		if ratio, over := r.win.ratio(now, r.Pause.MinRequests); ratio < r.Pause.MinSuccessRatio {
+			p.pause(ctx, r, n, res.Reason, ratio, over)
+		}
 	}
 	return 0
 }
@@ -223,7 +234,7 @@ func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, res *push.Result
 // pause pauses r's consumer on the server, for every process, unless it is
 // already paused. Each pause that follows without a delivery in between is
 // twice as long as the last, up to Pause.Max.
-func (p *Pool) pause(ctx context.Context, r *rcv, fails int64, reason string) {
+func (p *Pool) pause(ctx context.Context, r *rcv, fails int64, reason string, ratio float64, over int) {
 	now := p.now()
 	r.mu.Lock()
 	if now.Before(r.pausedUntil()) {
@@ -235,6 +246,7 @@ func (p *Pool) pause(ctx context.Context, r *rcv, fails int64, reason string) {
 	r.cooldown = min(2*cool, r.Pause.Max)
 	r.pausedAt = now
 	r.pauseUntil.Store(until.UnixNano())
+	r.down.Store(true)
 	r.mu.Unlock()
 
 	r.m.pauses.Inc()
@@ -253,6 +265,8 @@ func (p *Pool) pause(ctx context.Context, r *rcv, fails int64, reason string) {
 		zap.String("receiver", r.Name),
 		zap.String("consumer", r.consumer),
 		zap.Int64("consecutive_failures", fails),
+		zap.Float64("success_ratio", ratio),
+		zap.Int("ratio_over", over),
 		zap.String("reason", reason),
 		zap.Duration("cool_down", cool),
 		zap.Time("until", until))

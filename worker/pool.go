@@ -145,6 +145,7 @@ func (p *Pool) newRcv(spec Receiver) (*rcv, error) {
 	r.Pause = r.Pause.withDefaults()
 	r.cooldown = r.Pause.Initial
 	r.hold = r.Pause.ProbeInterval
+	r.win.span = r.Pause.Window
 	r.probeNow = make(chan struct{}, 1)
 	r.cur.Store(&tools{sg: spec.Signer, ps: spec.Pusher})
 	if len(spec.Types) > 0 {
@@ -418,6 +419,8 @@ func (p *Pool) pollInfo(ctx context.Context) {
 				continue
 			}
 			r.m.pending.Set(float64(info.NumPending))
+			ratio, _ := r.win.ratio(p.now(), r.Pause.MinRequests)
+			r.m.successRatio.Set(ratio)
 			r.syncPause(info.Paused, asked, asked.Add(info.PauseRemaining))
 			p.publishState(r)
 		}
