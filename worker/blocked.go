@@ -53,6 +53,8 @@ type stateRecord struct {
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since"`
 	Fix    string    `json:"fix,omitempty"`
+	// Until is the end of an outage pause.
+	Until time.Time `json:"until,omitzero"`
 }
 
 // Hints name what an operator edits to fix a blocked receiver, for its
@@ -220,6 +222,7 @@ func (p *Pool) unblock(ctx context.Context, r *rcv, shared bool) {
 	r.mu.Unlock()
 	r.fails.Store(0)
 	r.streak.reset()
+	r.rampFrom.Store(p.now().UnixNano())
 	p.publishState(r)
 	if shared {
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -240,13 +243,16 @@ func (r *rcv) wakeProbe() {
 	}
 }
 
-// probeLoop probes r while it is blocked, one process of the fleet at a
-// time. work is the pool's work context, for the probe's message.
+// probeLoop probes r while it is blocked (with a backoff) or paused for an
+// outage (every Pause.ProbeInterval, whatever the pause's length), one
+// process of the fleet at a time. work is the pool's work context, for the
+// probe's message.
 func (p *Pool) probeLoop(ctx, work context.Context, r *rcv) {
-	idle := time.NewTicker(time.Second)
+	idle := time.NewTicker(heldPoll * 5)
 	defer idle.Stop()
 	for ctx.Err() == nil {
-		if !r.blocked.Load() {
+		blocked := r.blocked.Load()
+		if !blocked && !p.now().Before(r.pausedUntil()) {
 			select {
 			case <-ctx.Done():
 				return
@@ -265,8 +271,8 @@ func (p *Pool) probeLoop(ctx, work context.Context, r *rcv) {
 				t.Stop()
 				return
 			case <-r.probeNow:
-				// An unblock request, or a new block: probe now. A new
-				// block set probeAt itself, so look again.
+				// An operator's request: probe now. Anything else (a new
+				// block or pause) set probeAt itself, so look again.
 				if !r.forced() {
 					t.Stop()
 					continue
@@ -275,11 +281,117 @@ func (p *Pool) probeLoop(ctx, work context.Context, r *rcv) {
 			}
 			t.Stop()
 		}
-		if !r.blocked.Load() {
-			continue
+		switch {
+		case r.blocked.Load():
+			p.probeBlocked(ctx, work, r)
+		case p.now().Before(r.pausedUntil()):
+			p.probePaused(ctx, work, r)
 		}
-		p.probeBlocked(ctx, work, r)
 	}
+}
+
+// probePaused runs one probe of a receiver paused for an outage, if this
+// process holds the fleet's probe lease for this interval: resume the
+// consumer, push one real intent, and either declare the receiver back
+// (for every process, at once) or pause the consumer again until the
+// current pause's end. A failed probe's intent is handed back without
+// counting an attempt.
+func (p *Pool) probePaused(ctx, work context.Context, r *rcv) {
+	now := p.now()
+	r.mu.Lock()
+	r.probeAt = now.Add(r.Pause.ProbeInterval)
+	r.mu.Unlock()
+	if !p.lease(ctx, r, now.Add(r.Pause.ProbeInterval)) {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_, err := p.js.ResumeConsumer(pctx, r.stream, r.consumer)
+	cancel()
+	if err != nil {
+		r.m.probe("error")
+		p.log.Warn("paused receiver: resuming its consumer for a probe failed", zap.String("receiver", r.Name), zap.Error(err))
+		return
+	}
+	kind, got := p.probeOne(ctx, work, r)
+	switch {
+	case kind == Ack:
+		r.m.probe("ok")
+		p.recovered(ctx, r, true)
+		return
+	case kind == Block:
+		r.m.probe("blocked")
+		return // block paused the consumer again
+	case !got:
+		r.m.probe("empty")
+	default:
+		r.m.probe("failed")
+	}
+	// Still down, or nothing to tell by: hold the pause where it was.
+	if until := r.pausedUntil(); p.now().Before(until) {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		if _, err := p.js.PauseConsumer(pctx, r.stream, r.consumer, until); err != nil {
+			p.log.Warn("pausing the receiver's consumer again after a probe failed", zap.String("receiver", r.Name), zap.Error(err))
+		}
+		cancel()
+	}
+}
+
+// recovered ends an outage pause in this process and, when this process
+// found out (shared), for the fleet: the consumer is resumed and the state
+// bucket says ok, which every process follows at once. Concurrency then
+// ramps up from Pause.RampStart.
+func (p *Pool) recovered(ctx context.Context, r *rcv, shared bool) {
+	now := p.now()
+	r.mu.Lock()
+	wasPaused := now.Before(r.pausedUntil())
+	since := r.downSince
+	r.pauseUntil.Store(0)
+	r.pausedAt = time.Time{}
+	r.cooldown = r.Pause.Initial
+	r.downSince = time.Time{}
+	r.mu.Unlock()
+	r.down.Store(false)
+	r.m.paused.Set(0)
+	r.win.reset()
+	if wasPaused {
+		r.rampFrom.Store(now.UnixNano())
+	}
+	p.publishState(r)
+	if shared {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := p.js.ResumeConsumer(pctx, r.stream, r.consumer); err != nil {
+			p.log.Warn("resuming the recovered receiver's consumer failed", zap.String("receiver", r.Name), zap.Error(err))
+		}
+		p.putState(pctx, r, stateRecord{State: StateOK.String(), Since: now})
+	}
+	if wasPaused {
+		f := []zap.Field{zap.String("receiver", r.Name)}
+		if !since.IsZero() {
+			f = append(f, zap.Duration("down_for", now.Sub(since).Round(time.Millisecond)))
+		}
+		p.log.Warn("receiver back: consumer resumed", f...)
+	}
+}
+
+// adoptPaused takes over an outage pause another process recorded.
+func (p *Pool) adoptPaused(r *rcv, rec stateRecord) {
+	if !rec.Until.After(p.now()) {
+		return
+	}
+	r.mu.Lock()
+	if rec.Until.After(r.pausedUntil()) {
+		r.pauseUntil.Store(rec.Until.UnixNano())
+	}
+	if r.downSince.IsZero() {
+		r.downSince = rec.Since
+	}
+	r.probeAt = p.now().Add(r.Pause.ProbeInterval)
+	r.mu.Unlock()
+	r.down.Store(true)
+	r.m.paused.Set(1)
+	p.publishState(r)
+	r.wakeProbe()
 }
 
 // forced reports (and clears) an operator's unblock request.
@@ -475,10 +587,14 @@ func (p *Pool) watchFleet(ctx context.Context) {
 				if json.Unmarshal(e.Value(), &rec) != nil {
 					continue
 				}
-				if rec.State == StateBlocked.String() {
+				switch rec.State {
+				case StateBlocked.String():
 					p.adoptBlocked(r, rec)
-				} else {
+				case StatePaused.String():
+					p.adoptPaused(r, rec)
+				default:
 					p.unblock(ctx, r, false)
+					p.recovered(ctx, r, false)
 				}
 			case "unblock":
 				r.mu.Lock()

@@ -72,6 +72,33 @@ type rcv struct {
 	probeAt      time.Time     // the next probe of a blocked receiver
 	probeBackoff time.Duration // the wait after the next probe
 	force        bool          // an operator asked for a probe now
+	downSince    time.Time     // when the current outage pause began
+
+	// rampFrom is when the receiver last recovered, in Unix nanoseconds
+	// (0: not ramping); see rampCap.
+	rampFrom atomic.Int64
+	// inflight counts this receiver's messages handed to workers.
+	inflight atomic.Int64
+}
+
+// rampCap is how many messages the receiver may have in flight in this
+// process while it ramps up after a recovery: Pause.RampStart, doubled
+// every second, until it reaches concurrency and the ramp ends.
+func (r *rcv) rampCap(now time.Time, concurrency int) (int, bool) {
+	from := r.rampFrom.Load()
+	if from == 0 {
+		return 0, false
+	}
+	steps := now.Sub(time.Unix(0, from)) / time.Second
+	c := r.Pause.RampStart
+	for ; steps > 0 && c < concurrency; steps-- {
+		c *= 2
+	}
+	if c >= concurrency {
+		r.rampFrom.CompareAndSwap(from, 0)
+		return 0, false
+	}
+	return c, true
 }
 
 func (r *rcv) pausedUntil() time.Time {
@@ -90,13 +117,18 @@ func (r *rcv) failing() bool {
 
 // syncPause adopts the server's view of the pause, learnt from consumer
 // info requested at asked: another process may have paused the consumer,
-// or an operator resumed it.
-func (r *rcv) syncPause(paused bool, asked, until time.Time) {
+// or an operator resumed it. With a shared state bucket (shared), a pause
+// is only ever ended by the bucket (a probe found the receiver back) or by
+// its own end: a consumer seen unpaused may only be resumed for a probe.
+func (r *rcv) syncPause(paused bool, asked, until time.Time, shared bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.blocked.Load() {
 		// A blocked receiver's pause is the block's; its end is the
 		// probe's to decide, not the server's timer.
+		return
+	}
+	if shared && !paused {
 		return
 	}
 	if paused {
@@ -247,16 +279,23 @@ func (p *Pool) pause(ctx context.Context, r *rcv, fails int64, reason string, ra
 	r.pausedAt = now
 	r.pauseUntil.Store(until.UnixNano())
 	r.down.Store(true)
+	if r.downSince.IsZero() {
+		r.downSince = now
+	}
+	since := r.downSince
+	r.probeAt = now.Add(r.Pause.ProbeInterval)
 	r.mu.Unlock()
+	r.wakeProbe()
 
 	r.m.pauses.Inc()
 	r.m.paused.Set(1)
 	p.publishState(r)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	p.putState(pctx, r, stateRecord{State: StatePaused.String(), Reason: reason, Since: since, Until: until})
 	if _, err := p.js.PauseConsumer(pctx, r.stream, r.consumer, until); err != nil {
 		// This process still holds back for the cool-down; other
-		// processes find out from their own failures.
+		// processes find out from the state bucket or their own failures.
 		p.log.Warn("pausing consumer failed; holding back in this process only",
 			zap.String("receiver", r.Name), zap.String("consumer", r.consumer), zap.Error(err))
 		return

@@ -201,6 +201,7 @@ func (p *Pool) Run(ctx context.Context) error {
 			defer workers.Done()
 			for t := range tasks {
 				p.handle(work, t.r, t.msg, false)
+				t.r.inflight.Add(-1)
 				p.release(1)
 				if t.done != nil {
 					close(t.done)
@@ -333,6 +334,16 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 			sleep(ctx, min(until.Sub(p.now()), heldPoll))
 			continue
 		}
+		// After a recovery, concurrency ramps up (rampCap), so a backlog
+		// does not hit a receiver that just came back all at once.
+		limit := p.share
+		if c, ramping := r.rampCap(p.now(), p.cfg.Concurrency); ramping {
+			limit = min(limit, c-int(r.inflight.Load()))
+			if limit <= 0 {
+				sleep(ctx, rampPoll)
+				continue
+			}
+		}
 		if !p.acquire(ctx) {
 			return
 		}
@@ -342,7 +353,7 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 		// flooded, and few attempts are spent on it.
 		probing := r.failing()
 		if !probing {
-			held += p.tryAcquire(min(want, p.share) - 1)
+			held += p.tryAcquire(min(want, limit) - 1)
 		}
 		// The long poll is not cut short by shutdown: the server would
 		// still deliver into the abandoned request, and that message would
@@ -360,6 +371,7 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 		got := 0
 		for msg := range batch.Messages() {
 			got++
+			r.inflight.Add(1)
 			if !probing {
 				tasks <- task{r: r, msg: msg}
 				continue
@@ -421,7 +433,7 @@ func (p *Pool) pollInfo(ctx context.Context) {
 			r.m.pending.Set(float64(info.NumPending))
 			ratio, _ := r.win.ratio(p.now(), r.Pause.MinRequests)
 			r.m.successRatio.Set(ratio)
-			r.syncPause(info.Paused, asked, asked.Add(info.PauseRemaining))
+			r.syncPause(info.Paused, asked, asked.Add(info.PauseRemaining), p.fleet != nil)
 			p.publishState(r)
 		}
 		select {
@@ -435,6 +447,9 @@ func (p *Pool) pollInfo(ctx context.Context) {
 // heldPoll is how often a fetch loop looks whether its receiver's pause or
 // block has ended.
 const heldPoll = 100 * time.Millisecond
+
+// rampPoll is how often a ramping receiver's fetch loop looks for room.
+const rampPoll = 20 * time.Millisecond
 
 func hostname() string {
 	h, err := os.Hostname()
