@@ -140,8 +140,9 @@ func (p *Pool) signFailed(r *rcv, sg Signer, err error) SignError {
 		key = k.KeyID()
 	}
 	p.m.signErrors.WithLabelValues(key, reason).Inc()
-	if kind == SignFailed {
-		p.log.Warn("signing failed; retrying", zap.String("receiver", r.Name), zap.String("key", key), zap.Error(err))
+	if p.failingLog.allow("sign\x00"+r.Name+"\x00"+reason, p.now()) {
+		p.log.Warn("signing failed; the intent is kept (logged once a minute per reason)",
+			zap.String("receiver", r.Name), zap.String("key", key), zap.String("reason", reason), zap.Error(err))
 	}
 	return kind
 }
@@ -343,7 +344,7 @@ func (p *Pool) probePaused(ctx, work context.Context, r *rcv) {
 func (p *Pool) recovered(ctx context.Context, r *rcv, shared bool) {
 	now := p.now()
 	r.mu.Lock()
-	wasPaused := now.Before(r.pausedUntil())
+	wasPaused := now.Before(r.pausedUntil()) || r.down.Load()
 	since := r.downSince
 	r.pauseUntil.Store(0)
 	r.pausedAt = time.Time{}

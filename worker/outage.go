@@ -224,17 +224,21 @@ func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, fresh bool, res 
 			return 0
 		}
 		r.streak.reset()
-		if !r.troubled.Load() {
+		if !r.troubled.Load() || !r.troubled.CompareAndSwap(true, false) {
 			return 0
 		}
-		r.troubled.Store(false)
-		r.down.Store(false)
-		r.mu.Lock()
-		r.lastReason = ""
-		r.cooldown = r.Pause.Initial
-		r.mu.Unlock()
+		if r.down.Load() {
+			// Back after an outage, found by a push rather than a probe
+			// (the pause had ended): tell the fleet, ramp up, log it.
+			r.mu.Lock()
+			r.lastReason = ""
+			r.mu.Unlock()
+			p.recovered(ctx, r, true)
+			return 0
+		}
+		// A delivery after a few failures: the receiver is degraded at
+		// worst, which is not worth a log line per failure.
 		p.publishState(r)
-		p.log.Warn("receiver recovered", zap.String("receiver", r.Name))
 		return 0
 	}
 	r.troubled.Store(true)
@@ -247,7 +251,11 @@ func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, fresh bool, res 
 	r.mu.Unlock()
 	if changed {
 		p.publishState(r)
-		p.log.Warn("receiver failing",
+	}
+	// Once a minute per reason: a degraded receiver fails now and then for
+	// varying reasons, and each would otherwise be a line.
+	if changed && p.failingLog.allow(r.Name+"\x00"+res.Reason, now) {
+		p.log.Warn("receiver failing (logged once a minute per reason)",
 			zap.String("receiver", r.Name),
 			zap.String("reason", res.Reason),
 			zap.Int("status", res.Status),

@@ -45,6 +45,9 @@ type Pool struct {
 	// unroutedLog limits the unrouted-type warning to one per type a
 	// minute.
 	unroutedLog rateLimit
+	// failingLog limits the failing-receiver and signing warnings to one
+	// per receiver and reason a minute.
+	failingLog rateLimit
 	// procID names this process as a probe-lease holder.
 	procID string
 	// fleet is the shared state bucket; nil until Run opens it, or when it
@@ -115,6 +118,7 @@ func New(cfg Config, d Deps) (*Pool, error) {
 		r.owner = r.Name == p.sortedNames[0]
 	}
 	p.unroutedLog.every = time.Minute
+	p.failingLog.every = time.Minute
 	p.procID = fmt.Sprintf("%s-%d-%08x", hostname(), os.Getpid(), rand.Uint32())
 	return p, nil
 }

@@ -22,6 +22,8 @@ for several intents): its backlog is kept, nothing is dead-lettered, and one
 process probes it with a backoff. 'status' shows each receiver's shared state
 and the fix; 'unblock' asks the running relays to probe one now, after you
 fixed it (client_secret_file and key files are re-read before each probe).`,
+		Example: `  setrelay receivers status --config /etc/setrelay/config.yaml
+  setrelay receivers unblock gov --config /etc/setrelay/config.yaml`,
 	}
 	cmd.AddCommand(newReceiversStatusCmd(), newReceiversUnblockCmd())
 	return cmd
@@ -30,8 +32,13 @@ fixed it (client_secret_file and key files are re-read before each probe).`,
 func newReceiversStatusCmd() *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
-		Use:     "status --config FILE",
-		Short:   "Print each configured receiver's shared state (ok or blocked) and what to fix",
+		Use:   "status --config FILE",
+		Short: "Print each configured receiver's shared state (ok, paused or blocked) and what to fix",
+		Long: `Print, for each receiver in the configuration, the state the running relays
+share in the SETRELAY_RECEIVERS bucket: ok, paused (down: probed every
+pause.probe_interval) or blocked (a configuration failure), since when, why,
+and for a blocked one the setting to fix. The per-process view, with failing,
+is the setrelay_receiver_state metric.`,
 		Example: `  setrelay receivers status --config /etc/setrelay/config.yaml`,
 		Args:    positional(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
