@@ -183,7 +183,7 @@ func TestBlockedReceiverKeepsBacklog(t *testing.T) {
 			go func() { done <- svc.Run(ctx) }()
 			defer func() { cancel(); <-done }()
 
-			waitFor(t, 5*time.Second, "the receiver blocked", func() bool { return stateOf(t, reg, "local") == "blocked" })
+			waitUntil(t, 5*time.Second, "the receiver blocked", func() bool { return stateOf(t, reg, "local") == "blocked" })
 			t.Logf("blocked after %v", time.Since(start).Round(time.Millisecond))
 			time.Sleep(700 * time.Millisecond) // a few refused probes
 			if d := testenv.StreamMsgs(t, js, queue.DLQStream); d != 0 {
@@ -203,7 +203,7 @@ func TestBlockedReceiverKeepsBacklog(t *testing.T) {
 
 			tc.fix(t, o, secretFile)
 			fixed := time.Now()
-			waitFor(t, 60*time.Second, "every intent delivered", func() bool { return testenv.StreamMsgs(t, js, queue.IntentStream) == 0 })
+			waitUntil(t, 60*time.Second, "every intent delivered", func() bool { return testenv.StreamMsgs(t, js, queue.IntentStream) == 0 })
 			t.Logf("all %d delivered %v after the fix (%d pushes while blocked)", n, time.Since(fixed).Round(time.Millisecond), pushesWhileBlocked)
 
 			o.mu.Lock()
@@ -263,7 +263,7 @@ func publishN(t *testing.T, url string, n int) {
 	}
 }
 
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
