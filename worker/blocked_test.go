@@ -163,6 +163,9 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 			s.Signer = c.signer
 		}
 		s.Pause = PausePolicy{Threshold: 5, Initial: time.Second, Max: 2 * time.Second, ProbeInterval: 300 * time.Millisecond}
+		// Retries far enough apart that the other intents show the
+		// rejection is receiver-wide before one runs out of tries.
+		s.Retry.Initial, s.Retry.Max = 300*time.Millisecond, time.Second
 		s.Hints = Hints{Path: "receivers[x] (" + c.name + ")", KeyFile: "keys/k1.pem"}
 		specs = append(specs, s)
 	}

@@ -183,7 +183,7 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 		return
 	}
 	f.Stage = StagePushed
-	f.Streak = p.observe(ctx, r, j.seq, f.Attempt == 1, &f.Result)
+	f.Streak, f.OthersDelivered = p.observe(ctx, r, j.seq, f.Attempt == 1, &f.Result)
 }
 
 // unrouted tells an intent no receiver of this process will send apart:

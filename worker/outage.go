@@ -66,6 +66,7 @@ type rcv struct {
 	pausedAt   time.Time         // when this process last paused the consumer
 	lastReason string            // last failure reason, to warn only on change
 	pauseNaks  map[uint64]uint32 // stream seq -> deliveries handed back unpushed while paused
+	suspects   map[uint64]uint64 // stream seq -> deliveredN at its first receiver-wide rejection
 
 	blockReason  string        // why it is blocked
 	blockedAt    time.Time     // since when
@@ -79,6 +80,9 @@ type rcv struct {
 	rampFrom atomic.Int64
 	// inflight counts this receiver's messages handed to workers.
 	inflight atomic.Int64
+	// deliveredN counts deliveries, so that a receiver-wide rejection can
+	// be told from an intent's own (othersDelivered).
+	deliveredN atomic.Uint64
 }
 
 // rampCap is how many messages the receiver may have in flight in this
@@ -198,7 +202,28 @@ func (r *rcv) settled(seq uint64) {
 	if r.pauseNaks != nil {
 		delete(r.pauseNaks, seq)
 	}
+	if r.suspects != nil {
+		delete(r.suspects, seq)
+	}
 	r.mu.Unlock()
+}
+
+// othersDelivered records a receiver-wide rejection (invalid_key ...) of
+// message seq and reports whether the receiver has accepted other SETs
+// since this message was first rejected so: then the rejection is this
+// intent's own problem.
+func (r *rcv) othersDelivered(seq uint64) bool {
+	now := r.deliveredN.Load()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.suspects == nil || len(r.suspects) >= maxPauseNaks {
+		r.suspects = make(map[uint64]uint64)
+	}
+	first, seen := r.suspects[seq]
+	if !seen {
+		r.suspects[seq] = now
+	}
+	return seen && now > first
 }
 
 // observe feeds one push result into the outage detector, pausing the
@@ -207,25 +232,26 @@ func (r *rcv) settled(seq uint64) {
 // warns, once, whenever the receiver's failure reason changes, so an
 // operator sees "connection" turn into "http_503" without a log line per
 // retry.
-func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, fresh bool, res *push.Result) int {
+func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, fresh bool, res *push.Result) (streak int, othersDelivered bool) {
 	switch res.Outcome {
 	case push.Blocked:
 		// Not an outage: the receiver is blocked when this is settled.
-		return 0
+		return 0, false
 	case push.Delivered, push.Permanent:
 		// The receiver answered: it is up, even if it rejected this SET.
 		r.fails.Store(0)
 		r.win.record(p.now(), true, fresh)
 		if res.Outcome == push.Permanent {
 			if receiverWide(res.Reason) {
-				return r.streak.note(seq, res.Reason)
+				return r.streak.note(seq, res.Reason), r.othersDelivered(seq)
 			}
 			r.streak.reset()
-			return 0
+			return 0, false
 		}
+		r.deliveredN.Add(1)
 		r.streak.reset()
 		if !r.troubled.Load() || !r.troubled.CompareAndSwap(true, false) {
-			return 0
+			return 0, false
 		}
 		if r.down.Load() {
 			// Back after an outage, found by a push rather than a probe
@@ -234,12 +260,12 @@ func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, fresh bool, res 
 			r.lastReason = ""
 			r.mu.Unlock()
 			p.recovered(ctx, r, true)
-			return 0
+			return 0, false
 		}
 		// A delivery after a few failures: the receiver is degraded at
 		// worst, which is not worth a log line per failure.
 		p.publishState(r)
-		return 0
+		return 0, false
 	}
 	r.troubled.Store(true)
 	n := r.fails.Add(1)
@@ -268,7 +294,7 @@ func (p *Pool) observe(ctx context.Context, r *rcv, seq uint64, fresh bool, res 
 			p.pause(ctx, r, n, res.Reason, ratio, over)
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // pause pauses r's consumer on the server, for every process, unless it is

@@ -120,6 +120,10 @@ type Facts struct {
 	// with the same receiver-wide RFC 8935 code (invalid_key,
 	// invalid_issuer, invalid_audience), this one included.
 	Streak int
+	// OthersDelivered is set when the receiver accepted other SETs since
+	// this intent was first answered with such a code: the rejection is the
+	// intent's own.
+	OthersDelivered bool
 	// Owner is set when this receiver gives the intent-level verdicts
 	// (invalid intent, unknown receiver) for the whole process; the others
 	// skip such intents, so each is dead-lettered once.
@@ -138,11 +142,14 @@ type Facts struct {
 	Jitter float64
 }
 
-// BlockStreak is how many intents in a row must be answered with the same
-// invalid_key, invalid_issuer or invalid_audience before the receiver is
-// blocked. One such answer can be the intent's own problem; the same answer
-// for several different intents, with nothing delivered in between, is the
-// relay's key, issuer or audience being wrong for this receiver.
+// BlockStreak is how many different intents in a row must be answered
+// with the same invalid_key, invalid_issuer or invalid_audience before the
+// receiver is blocked. One such answer can be the intent's own problem; the
+// same answer for several different intents, with nothing delivered in
+// between, is the relay's key, issuer or audience being wrong for this
+// receiver. Until then such an intent is retried (counted), up to
+// BlockStreak attempts, unless the receiver accepts other SETs meanwhile:
+// then it is dead-lettered with the receiver's code at once.
 const BlockStreak = 3
 
 // Reasons Settle gives besides the push reasons and Decide's.
@@ -199,7 +206,8 @@ const maxLastDeliveryStores = 9
 //	pushed            delivered                               Ack
 //	pushed            blocked (configuration)                 Block with the push reason
 //	pushed            invalid_key/issuer/audience, Streak≥3   Block with that reason
-//	pushed            same, first attempt                     NakDelay (one more try)
+//	pushed            same, others delivered since            DeadLetter with that reason
+//	pushed            same, attempt < 3                       NakDelay (retry schedule)
 //	pushed            other permanent                         DeadLetter with the push reason
 //	pushed            retryable, receiver blocked             HandBack after Hold
 //	pushed            retryable, probe                        as Decide with the probe uncounted;
@@ -296,10 +304,10 @@ func settlePush(f *Facts) Action {
 			if f.Streak >= BlockStreak {
 				return Action{Kind: Block, Delay: f.Hold, Reason: r.Reason}
 			}
-			if f.Attempt < 2 {
-				// One more try after the usual delay: by then the other
-				// intents in flight show whether the receiver rejects
-				// them all (block) or only this one (dead letter).
+			if !f.OthersDelivered && f.Attempt < BlockStreak {
+				// Another try after the usual delay: by then other
+				// intents show whether the receiver rejects them all
+				// (block) or only this one (dead letter).
 				return Action{Kind: NakDelay, Delay: retryDelay(f.Attempt, f.Retry.WithDefaults(), f.Jitter), Reason: r.Reason}
 			}
 		}

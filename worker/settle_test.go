@@ -54,7 +54,15 @@ func TestSettleTable(t *testing.T) {
 		{"invalid_issuer first attempt", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Permanent, push.ReasonInvalidIssuer); f.Streak = 1 }), NakDelay, push.ReasonInvalidIssuer, time.Second},
 		{"invalid_audience second attempt", with(base(StagePushed), func(f *Facts) {
 			f.Result = res(push.Permanent, push.ReasonInvalidAudience)
-			f.Streak, f.Attempt = 1, 2
+			f.Streak, f.Attempt = 2, 2
+		}), NakDelay, push.ReasonInvalidAudience, 2 * time.Second},
+		{"invalid_audience, others delivered", with(base(StagePushed), func(f *Facts) {
+			f.Result = res(push.Permanent, push.ReasonInvalidAudience)
+			f.Streak, f.Attempt, f.OthersDelivered = 1, 2, true
+		}), DeadLetter, push.ReasonInvalidAudience, -1},
+		{"invalid_audience, third attempt", with(base(StagePushed), func(f *Facts) {
+			f.Result = res(push.Permanent, push.ReasonInvalidAudience)
+			f.Streak, f.Attempt = 1, 3
 		}), DeadLetter, push.ReasonInvalidAudience, -1},
 		{"other permanent", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Permanent, push.ReasonInvalidRequest) }), DeadLetter, push.ReasonInvalidRequest, -1},
 		{"retry while blocked", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Retry, "http_5xx"); f.State = StateBlocked }), HandBack, reasonBlocked, hold},
