@@ -625,6 +625,8 @@ func RequestProbe(ctx context.Context, js jetstream.JetStream, receiver string) 
 type ReceiverState struct {
 	Receiver, State, Reason, Fix string
 	Since                        time.Time
+	// Until is the end of an outage pause (probes may end it sooner).
+	Until time.Time
 }
 
 // SharedState reads a receiver's state from the state bucket; "ok" when
@@ -649,7 +651,12 @@ func SharedState(ctx context.Context, js jetstream.JetStream, receiver string) (
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
 		return st, err
 	}
-	st.State, st.Reason, st.Fix, st.Since = rec.State, rec.Reason, rec.Fix, rec.Since
+	st.State, st.Reason, st.Fix, st.Since, st.Until = rec.State, rec.Reason, rec.Fix, rec.Since, rec.Until
+	if st.State == StatePaused.String() && !st.Until.After(time.Now()) {
+		// The pause ran out without a probe getting through; the
+		// relays are trying the receiver again.
+		st.State = StateFailing.String()
+	}
 	return st, nil
 }
 

@@ -61,7 +61,13 @@ is the setrelay_receiver_state metric.`,
 					fmt.Fprintf(out, "%s\tok\n", name)
 					continue
 				}
-				fmt.Fprintf(out, "%s\t%s since %s (%s)\n\tfix: %s\n", name, st.State, st.Since.Format(time.RFC3339), st.Reason, st.Fix)
+				fmt.Fprintf(out, "%s\t%s since %s (%s)\n", name, st.State, st.Since.Format(time.RFC3339), st.Reason)
+				if !st.Until.IsZero() && st.State == "paused" {
+					fmt.Fprintf(out, "\tpaused until %s; probed every pause.probe_interval meanwhile\n", st.Until.Format(time.RFC3339))
+				}
+				if st.Fix != "" {
+					fmt.Fprintf(out, "\tfix: %s\n", st.Fix)
+				}
 			}
 			return nil
 		},
