@@ -126,7 +126,9 @@ func (r *rcv) state(now time.Time) State {
 	return StateOK
 }
 
-// signFailed classifies a signing error and counts it.
+// signFailed classifies a signing error (the signer counts it, in
+// setrelay_sign_errors_total) and logs it, once a minute per receiver and
+// class.
 func (p *Pool) signFailed(r *rcv, sg Signer, err error) SignError {
 	kind, reason := SignFailed, "failed"
 	switch {
@@ -135,12 +137,11 @@ func (p *Pool) signFailed(r *rcv, sg Signer, err error) SignError {
 	case errors.Is(err, signer.ErrKeyUnusable):
 		kind, reason = SignKeyUnusable, "key_unusable"
 	}
-	key := ""
-	if k, ok := sg.(interface{ KeyID() string }); ok {
-		key = k.KeyID()
-	}
-	p.m.signErrors.WithLabelValues(key, reason).Inc()
 	if p.failingLog.allow("sign\x00"+r.Name+"\x00"+reason, p.now()) {
+		key := ""
+		if k, ok := sg.(interface{ KeyID() string }); ok {
+			key = k.KeyID()
+		}
 		p.log.Warn("signing failed; the intent is kept (logged once a minute per reason)",
 			zap.String("receiver", r.Name), zap.String("key", key), zap.String("reason", reason), zap.Error(err))
 	}

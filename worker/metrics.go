@@ -25,7 +25,6 @@ type metrics struct {
 	// because the receiver did not ask for their types (see extras.go).
 	extraOmitted *prometheus.CounterVec
 	state        *prometheus.GaugeVec
-	signErrors   *prometheus.CounterVec
 	unrouted     *prometheus.CounterVec
 	probes       *prometheus.CounterVec
 	ratio        *prometheus.GaugeVec
@@ -86,10 +85,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "setrelay", Name: "receiver_state",
 			Help: "1 for the receiver's current state (ok, failing, paused, blocked), with the reason of a failing, paused or blocked one.",
 		}, []string{"receiver", "state", "reason"}),
-		signErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "setrelay", Name: "sign_errors_total",
-			Help: "Signing failures, by key id and reason (transient, key_unusable, failed).",
-		}, []string{"key", "reason"}),
 		unrouted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "setrelay", Name: "intents_unrouted_total",
 			Help: "Intents of a type no configured receiver requested, acknowledged without sending, by event type.",
@@ -141,9 +136,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.state, err = promreg.Register(reg, m.state); err != nil {
-		return nil, err
-	}
-	if m.signErrors, err = promreg.Register(reg, m.signErrors); err != nil {
 		return nil, err
 	}
 	if m.unrouted, err = promreg.Register(reg, m.unrouted); err != nil {
