@@ -53,6 +53,7 @@ const (
 	DefaultPauseThreshold   = worker.DefaultPauseThreshold
 	DefaultPauseInitial     = worker.DefaultPauseInitial
 	DefaultPauseMax         = worker.DefaultPauseMax
+	DefaultProbeInterval    = worker.DefaultProbeInterval
 	DefaultAuthStyle        = AuthStyleBasic
 	DefaultSubjectPlacement = PlacementSubID
 )
@@ -311,6 +312,11 @@ type Pause struct {
 	Threshold int `yaml:"threshold" json:"threshold"`
 	// Initial is the first pause; it doubles while the receiver stays down.
 	Initial time.Duration `yaml:"initial" json:"initial"`
-	// Max caps one pause.
+	// Max caps one pause, and the backoff between probes of a blocked
+	// receiver.
 	Max time.Duration `yaml:"max" json:"max"`
+	// ProbeInterval is how often one process of the fleet probes a paused
+	// or blocked receiver (default 10s, at most initial), whatever the
+	// pause's length, so a recovery is noticed within it.
+	ProbeInterval time.Duration `yaml:"probe_interval" json:"probe_interval"`
 }

@@ -95,7 +95,7 @@ func (r Receiver) RetryPolicy() worker.RetryPolicy {
 
 // PausePolicy returns when the worker pauses this receiver's consumer.
 func (r Receiver) PausePolicy() worker.PausePolicy {
-	return worker.PausePolicy{Threshold: r.Pause.Threshold, Initial: r.Pause.Initial, Max: r.Pause.Max}
+	return worker.PausePolicy{Threshold: r.Pause.Threshold, Initial: r.Pause.Initial, Max: r.Pause.Max, ProbeInterval: r.Pause.ProbeInterval}
 }
 
 // WorkerSpec returns the configuration-derived part of the worker's

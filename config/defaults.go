@@ -69,6 +69,9 @@ func (c *Config) FillDefaults() {
 		if r.Pause.Max == 0 {
 			r.Pause.Max = max(DefaultPauseMax, r.Pause.Initial)
 		}
+		if r.Pause.ProbeInterval == 0 {
+			r.Pause.ProbeInterval = min(DefaultProbeInterval, r.Pause.Initial)
+		}
 		if r.Auth.OAuth() && r.Auth.AuthStyle == "" {
 			r.Auth.AuthStyle = DefaultAuthStyle
 		}

@@ -208,6 +208,28 @@ func readSecretFiles(cfg *Config, p *problems) {
 	}
 }
 
+// ReloadSecrets returns r with client_secret_file and
+// authorization_header_file read again, so a relay can pick up a fixed
+// secret without a restart (a blocked receiver's probe does). Secrets given
+// inline are kept.
+func (r Receiver) ReloadSecrets() (Receiver, error) {
+	if r.Auth.ClientSecretFile != "" {
+		s, err := readSecret(r.Auth.ClientSecretFile)
+		if err != nil {
+			return r, fmt.Errorf("receivers %q: auth.client_secret_file: %w", r.Name, err)
+		}
+		r.Auth.ClientSecret = Secret(s)
+	}
+	if r.Auth.AuthorizationHeaderFile != "" {
+		s, err := readSecret(r.Auth.AuthorizationHeaderFile)
+		if err != nil {
+			return r, fmt.Errorf("receivers %q: auth.authorization_header_file: %w", r.Name, err)
+		}
+		r.Auth.AuthorizationHeader = Secret(s)
+	}
+	return r, nil
+}
+
 func readSecret(path string) (string, error) {
 	data, err := readBounded(path)
 	if err != nil {

@@ -260,6 +260,11 @@ func (r *Receiver) validate(p *problems, path string, keyIDs map[string]bool, na
 	if r.Pause.Max < r.Pause.Initial {
 		p.add(path+".pause.max", "must be at least pause.initial (%s < %s)", r.Pause.Max, r.Pause.Initial)
 	}
+	if r.Pause.ProbeInterval < 0 {
+		p.add(path+".pause.probe_interval", "must be a positive duration such as 10s (got %s)", r.Pause.ProbeInterval)
+	} else if r.Pause.ProbeInterval > r.Pause.Initial && r.Pause.Initial > 0 {
+		p.add(path+".pause.probe_interval", "must be at most pause.initial (%s > %s): a recovery would otherwise wait for the pause to end", r.Pause.ProbeInterval, r.Pause.Initial)
+	}
 	checkTLS(p, path+".tls", r.TLS)
 }
 

@@ -31,6 +31,13 @@ const (
 	// Permanent means sending the same SET again cannot succeed: dead-letter
 	// it with the Result's reason, status, err, description and body.
 	Permanent
+	// Blocked means the relay's configuration for this receiver is wrong
+	// (credentials the token endpoint rejects, an endpoint URL that does
+	// not exist or redirects, a certificate that does not match its name
+	// or trust): no SET can get through until an operator fixes it, and
+	// the SET itself is fine. The caller keeps it, without counting an
+	// attempt, and stops sending to the receiver until a probe succeeds.
+	Blocked
 )
 
 // String names the outcome for logs and metric labels.
@@ -44,6 +51,8 @@ func (o Outcome) String() string {
 		return "refresh"
 	case Permanent:
 		return "permanent"
+	case Blocked:
+		return "blocked"
 	}
 	return "outcome(" + strconv.Itoa(int(o)) + ")"
 }
@@ -70,6 +79,10 @@ const (
 	ReasonHTTP4xx              = "http_4xx"
 	ReasonRedirect             = "redirect"
 	ReasonBadResponse          = "bad_response"
+	// ReasonEndpointNotFound is a push endpoint answering 404, 405 or 410:
+	// the configured endpoint URL is not an RFC 8935 push endpoint (any
+	// more). The receiver is blocked, not the SET dead-lettered.
+	ReasonEndpointNotFound = "endpoint_not_found"
 )
 
 // RFC 8935 section 2.3 error codes, as the receiver sends them in "err".
@@ -155,10 +168,16 @@ func (r Result) Error() error {
 //   - 400 or 403 with err "access_denied" is Retry (Push drops the token so
 //     the next attempt uses a fresh one);
 //   - 400 with invalid_request, invalid_key, invalid_issuer or
-//     invalid_audience is Permanent with that reason;
+//     invalid_audience is Permanent with that reason (the worker blocks the
+//     receiver when the last three come back for several intents in a row);
+//   - 404, 405 and 410 are Blocked (endpoint_not_found), and any 3xx is
+//     Blocked (redirect): the endpoint URL is wrong, for every SET;
 //   - any other 4xx (including a 400 with an unknown, missing or unparseable
-//     err), any 3xx, any 1xx and a status outside 100-599 are Permanent;
-//   - a *TokenError is Retry, or Permanent with reason token_config when the
+//     err), any 1xx and a status outside 100-599 are Permanent;
+//   - a TLS failure of name or trust (unknown authority, hostname mismatch)
+//     is Blocked (tls); an expired or otherwise invalid certificate is
+//     Retry (tls), since only the receiver can fix it;
+//   - a *TokenError is Retry, or Blocked with reason token_config when the
 //     token endpoint rejected the client configuration.
 func Classify(status int, h http.Header, body []byte, transportErr error, now time.Time, maxRetryAfter time.Duration) Result {
 	if maxRetryAfter <= 0 {
@@ -182,7 +201,7 @@ func Classify(status int, h http.Header, body []byte, transportErr error, now ti
 		r.Outcome, r.Reason = Permanent, ReasonBadResponse
 		return r
 	case status <= 399:
-		r.Outcome, r.Reason = Permanent, ReasonRedirect
+		r.Outcome, r.Reason = Blocked, ReasonRedirect
 		r.Location = Excerpt([]byte(h.Get("Location")), maxLocation)
 		r.Body = Excerpt(body, MaxBodyExcerpt)
 		return r
@@ -213,6 +232,9 @@ func Classify(status int, h http.Header, body []byte, transportErr error, now ti
 		return r
 	case status == http.StatusUnauthorized:
 		r.Outcome, r.Reason = Refresh, ReasonAuthenticationFailed
+		return r
+	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed || status == http.StatusGone:
+		r.Outcome, r.Reason = Blocked, ReasonEndpointNotFound
 		return r
 	}
 
@@ -254,15 +276,20 @@ func classifyTransport(err error) Result {
 		r.Reason = ReasonToken
 		r.Status = te.Status
 		if te.Permanent {
-			r.Outcome, r.Reason = Permanent, ReasonTokenConfig
+			r.Outcome, r.Reason = Blocked, ReasonTokenConfig
 		}
 	case errors.Is(err, context.Canceled):
 		r.Reason = ReasonCanceled
 	case errors.Is(err, context.DeadlineExceeded):
 		r.Reason = ReasonTimeout
-	case errors.As(err, &certErr), errors.As(err, &unknownCA), errors.As(err, &hostErr), errors.As(err, &invalidCert):
-		// A certificate problem is usually an operator fixing or rotating
-		// something; retrying (and eventually dead-lettering) keeps the SET.
+	case errors.As(err, &unknownCA), errors.As(err, &hostErr):
+		// The certificate does not chain to what this relay trusts, or
+		// names another host: the endpoint URL or tls.ca_file is wrong
+		// for every SET, so the receiver is blocked until it is fixed.
+		r.Outcome, r.Reason = Blocked, ReasonTLS
+	case errors.As(err, &certErr), errors.As(err, &invalidCert):
+		// An expired or otherwise invalid certificate is the receiver's
+		// to renew; retrying keeps the SET meanwhile.
 		r.Reason = ReasonTLS
 	case errors.As(err, &netErr) && netErr.Timeout():
 		r.Reason = ReasonTimeout

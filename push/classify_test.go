@@ -2,6 +2,8 @@ package push
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -24,7 +26,9 @@ func expectStatus(status int) (Outcome, string) {
 	case status < 200:
 		return Permanent, ReasonBadResponse
 	case status < 400:
-		return Permanent, ReasonRedirect
+		return Blocked, ReasonRedirect
+	case status == 404, status == 405, status == 410:
+		return Blocked, ReasonEndpointNotFound
 	case status == 401:
 		return Refresh, ReasonAuthenticationFailed
 	case status == 408:
@@ -87,7 +91,7 @@ func TestClassifyRFC8935Codes(t *testing.T) {
 		{400, `{"err":"something_new","description":"x"}`, Permanent, ReasonHTTP4xx, "something_new", "x"},
 		{400, `{"err":"INVALID_KEY"}`, Permanent, ReasonHTTP4xx, "INVALID_KEY", ""},
 		{400, `{"err":""}`, Permanent, ReasonHTTP4xx, "", ""},
-		{404, `{"err":"invalid_request"}`, Permanent, ReasonHTTP4xx, "invalid_request", ""},
+		{404, `{"err":"invalid_request"}`, Blocked, ReasonEndpointNotFound, "invalid_request", ""},
 		{500, `{"err":"invalid_request"}`, Retry, ReasonHTTP5xx, "invalid_request", ""},
 		{429, `{"err":"access_denied"}`, Retry, ReasonHTTP429, "access_denied", ""},
 		// Malformed bodies: never a panic, never a guessed code.
@@ -172,7 +176,7 @@ func TestClassifyRetryAfter(t *testing.T) {
 func TestClassifyRedirectNamesLocation(t *testing.T) {
 	h := http.Header{"Location": {"https://elsewhere.example/events"}}
 	r := Classify(308, h, nil, nil, classifyNow, 0)
-	if r.Outcome != Permanent || r.Reason != ReasonRedirect || r.Location != "https://elsewhere.example/events" {
+	if r.Outcome != Blocked || r.Reason != ReasonRedirect || r.Location != "https://elsewhere.example/events" {
 		t.Fatalf("got %+v", r)
 	}
 	if err := r.Error(); err == nil || !strings.Contains(err.Error(), "https://elsewhere.example/events") {
@@ -198,7 +202,10 @@ func TestClassifyTransportErrors(t *testing.T) {
 		{"net timeout", &net.OpError{Op: "dial", Err: timeoutErr{}}, Retry, ReasonTimeout},
 		{"refused", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, Retry, ReasonConnection},
 		{"token retryable", &TokenError{Status: 503}, Retry, ReasonToken},
-		{"token config", &TokenError{Status: 400, Code: "invalid_client", Permanent: true}, Permanent, ReasonTokenConfig},
+		{"token config", &TokenError{Status: 400, Code: "invalid_client", Permanent: true}, Blocked, ReasonTokenConfig},
+		{"unknown authority", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}, Blocked, ReasonTLS},
+		{"wrong name", &tls.CertificateVerificationError{Err: x509.HostnameError{Host: "x.example"}}, Blocked, ReasonTLS},
+		{"expired", &tls.CertificateVerificationError{Err: x509.CertificateInvalidError{Reason: x509.Expired}}, Retry, ReasonTLS},
 		{"other", errors.New("boom"), Retry, ReasonConnection},
 	}
 	for _, tt := range tests {
@@ -267,7 +274,7 @@ func FuzzClassify(f *testing.F) {
 		if r.Reason == "" {
 			t.Fatal("empty reason")
 		}
-		if r.Outcome == Permanent && r.Error() == nil {
+		if (r.Outcome == Permanent || r.Outcome == Blocked) && r.Error() == nil {
 			t.Fatal("permanent result without error")
 		}
 	})

@@ -126,7 +126,7 @@ func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 // Push sends one compact JWS to the receiver and reports the outcome. It
 // never returns Refresh: when the receiver refuses the access token, Push
 // drops it, gets a new one and tries exactly once more; a second refusal is
-// Retry. On access_denied it drops the token too, so that the caller's next
+// Blocked (authentication_failed). On access_denied it drops the token too, so that the caller's next
 // attempt, after its backoff, uses a fresh one. Push honours ctx, and each
 // HTTP attempt is also bounded by Config.Timeout.
 func (c *Client) Push(ctx context.Context, jws []byte) Result {
@@ -142,7 +142,10 @@ func (c *Client) Push(ctx context.Context, jws []byte) Result {
 			r.Attempts += first
 		}
 		if r.Outcome == Refresh {
-			r.Outcome = Retry
+			// Refused again with a token fetched just now (or refused
+			// with credentials that cannot change: a static header, or
+			// none): the credentials are wrong for every SET.
+			r.Outcome = Blocked
 		}
 	case r.Reason == ReasonAccessDenied && c.auth != nil:
 		c.auth.refused(handle)

@@ -178,12 +178,14 @@ func TestRefusedTokenIsRefreshedOnceAndRetriedOnce(t *testing.T) {
 	}
 }
 
-func TestSecondRefusalIsRetryableAndDoesNotLoop(t *testing.T) {
+// A token refused again right after a fresh fetch means the credentials are
+// wrong for every SET: Blocked, not a retry that loops until max_age.
+func TestSecondRefusalBlocksAndDoesNotLoop(t *testing.T) {
 	ts := newTokenServer(t, false)
 	rc := newReceiver(t, false, acceptTokens()) // refuses every token
 	c, _ := newTestClient(t, oauthConfig(rc, ts))
 	r := c.Push(context.Background(), []byte(testJWS))
-	if r.Outcome != Retry || r.Reason != ReasonAuthenticationFailed || r.Status != 401 || r.Attempts != 2 {
+	if r.Outcome != Blocked || r.Reason != ReasonAuthenticationFailed || r.Status != 401 || r.Attempts != 2 {
 		t.Fatalf("result %+v", r)
 	}
 	if ts.requests.Load() != 2 || rc.hits.Load() != 2 {
@@ -195,12 +197,12 @@ func TestSecondRefusalIsRetryableAndDoesNotLoop(t *testing.T) {
 	}
 }
 
-func TestStaticHeaderRefusalIsRetryWithoutSecondAttempt(t *testing.T) {
+func TestStaticHeaderRefusalBlocksWithoutSecondAttempt(t *testing.T) {
 	rc := newReceiver(t, false, acceptTokens("right"))
 	c, _ := newTestClient(t, Config{Name: "r", Endpoint: rc.URL, InsecureHTTP: true,
 		Auth: AuthConfig{AuthorizationHeader: "Bearer wrong"}})
 	r := c.Push(context.Background(), []byte(testJWS))
-	if r.Outcome != Retry || r.Attempts != 1 || rc.hits.Load() != 1 {
+	if r.Outcome != Blocked || r.Attempts != 1 || rc.hits.Load() != 1 {
 		t.Fatalf("result %+v, hits %d", r, rc.hits.Load())
 	}
 	c2, _ := newTestClient(t, Config{Name: "r", Endpoint: rc.URL, InsecureHTTP: true,
@@ -418,7 +420,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 	})
 	c, _ := newTestClient(t, Config{Name: "r", Endpoint: rc.URL, InsecureHTTP: true})
 	r := c.Push(context.Background(), []byte(testJWS))
-	if r.Outcome != Permanent || r.Reason != ReasonRedirect || r.Status != 307 || r.Location != target.URL+"/moved" {
+	if r.Outcome != Blocked || r.Reason != ReasonRedirect || r.Status != 307 || r.Location != target.URL+"/moved" {
 		t.Fatalf("result %+v", r)
 	}
 	if !strings.Contains(r.Error().Error(), target.URL+"/moved") {
@@ -498,17 +500,25 @@ func TestTokenEndpointFailuresAreClassified(t *testing.T) {
 		{"down", nil, true, Retry, ReasonToken, 0},
 		{"500", jsonErr(500, `oops`), false, Retry, ReasonToken, 500},
 		{"503 json", jsonErr(503, `{"error":"temporarily_unavailable"}`), false, Retry, ReasonToken, 503},
-		{"bad json", jsonErr(200, `{"access_token":`), false, Retry, ReasonToken, 0},
-		{"no access_token", jsonErr(200, `{"token_type":"Bearer"}`), false, Retry, ReasonToken, 0},
-		{"array", jsonErr(200, `["x"]`), false, Retry, ReasonToken, 0},
-		{"invalid_client", jsonErr(400, `{"error":"invalid_client"}`), false, Permanent, ReasonTokenConfig, 400},
-		{"unauthorized_client", jsonErr(400, `{"error":"unauthorized_client"}`), false, Permanent, ReasonTokenConfig, 400},
-		{"invalid_client 200", jsonErr(200, `{"error":"invalid_client"}`), false, Permanent, ReasonTokenConfig, 200},
-		{"401 no body", jsonErr(401, ``), false, Permanent, ReasonTokenConfig, 401},
-		{"400 other", jsonErr(400, `{"error":"invalid_request"}`), false, Retry, ReasonToken, 400},
+		{"429", jsonErr(429, `slow down`), false, Retry, ReasonToken, 429},
+		// Everything below is a configuration failure: the receiver is
+		// blocked, not its SETs dead-lettered or retried until max_age.
+		{"bad json", jsonErr(200, `{"access_token":`), false, Blocked, ReasonTokenConfig, 0},
+		{"no access_token", jsonErr(200, `{"token_type":"Bearer"}`), false, Blocked, ReasonTokenConfig, 0},
+		{"array", jsonErr(200, `["x"]`), false, Blocked, ReasonTokenConfig, 0},
+		{"invalid_client", jsonErr(400, `{"error":"invalid_client"}`), false, Blocked, ReasonTokenConfig, 400},
+		{"unauthorized_client", jsonErr(400, `{"error":"unauthorized_client"}`), false, Blocked, ReasonTokenConfig, 400},
+		{"invalid_grant", jsonErr(400, `{"error":"invalid_grant"}`), false, Blocked, ReasonTokenConfig, 400},
+		{"invalid_scope", jsonErr(400, `{"error":"invalid_scope"}`), false, Blocked, ReasonTokenConfig, 400},
+		{"unsupported_grant_type", jsonErr(400, `{"error":"unsupported_grant_type"}`), false, Blocked, ReasonTokenConfig, 400},
+		{"invalid_request", jsonErr(400, `{"error":"invalid_request"}`), false, Blocked, ReasonTokenConfig, 400},
+		{"invalid_client 200", jsonErr(200, `{"error":"invalid_client"}`), false, Blocked, ReasonTokenConfig, 200},
+		{"401 no body", jsonErr(401, ``), false, Blocked, ReasonTokenConfig, 401},
+		{"404", jsonErr(404, `<html>not found</html>`), false, Blocked, ReasonTokenConfig, 404},
+		{"403 html", jsonErr(403, `<html>forbidden</html>`), false, Blocked, ReasonTokenConfig, 403},
 		{"redirect", func(w http.ResponseWriter, r *http.Request, _ int64) {
 			http.Redirect(w, r, "https://elsewhere.example/token", http.StatusFound)
-		}, false, Permanent, ReasonTokenConfig, 302},
+		}, false, Blocked, ReasonTokenConfig, 302},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -524,8 +534,8 @@ func TestTokenEndpointFailuresAreClassified(t *testing.T) {
 				t.Fatalf("result %+v (%v)", r, r.Error())
 			}
 			var te *TokenError
-			if !errors.As(r.Error(), &te) || te.Temporary() == (tt.outcome == Permanent) {
-				t.Fatalf("error %v: want a *TokenError, temporary=%v", r.Error(), tt.outcome != Permanent)
+			if !errors.As(r.Error(), &te) || te.Temporary() == (tt.outcome == Blocked) {
+				t.Fatalf("error %v: want a *TokenError, temporary=%v", r.Error(), tt.outcome != Blocked)
 			}
 			if rc.hits.Load() != 0 {
 				t.Fatal("pushed without a token")

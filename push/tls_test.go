@@ -106,7 +106,9 @@ func TestTLSIsVerified(t *testing.T) {
 	// No CA configured: httptest's certificate is not trusted.
 	c, _ := newTestClient(t, Config{Name: "r", Endpoint: rc.URL})
 	r := c.Push(context.Background(), []byte(testJWS))
-	if r.Outcome != Retry || r.Reason != ReasonTLS {
+	// Untrusted is a configuration failure (tls.ca_file, or the wrong
+	// endpoint): the receiver is blocked until it is fixed.
+	if r.Outcome != Blocked || r.Reason != ReasonTLS {
 		t.Fatalf("untrusted certificate: %+v", r)
 	}
 	if rc.hits.Load() != 0 {

@@ -42,8 +42,14 @@ func (*staticAuth) refused(any) bool { return false }
 
 // tokenConfigCodes are RFC 6749 5.2 errors that mean the client
 // configuration is wrong: asking again with the same credentials cannot help.
+// In the client-credentials grant every parameter comes from the relay's
+// configuration, so all six codes are about it; invalid_grant is also what
+// an endpoint that expects the parameters elsewhere (the query string, say)
+// answers.
 var tokenConfigCodes = map[string]bool{
+	"invalid_request":        true,
 	"invalid_client":         true,
+	"invalid_grant":          true,
 	"unauthorized_client":    true,
 	"invalid_scope":          true,
 	"unsupported_grant_type": true,
@@ -245,7 +251,15 @@ func (f *fetcher) tokenError(err error) *TokenError {
 			te.Permanent = true
 			te.problem = "redirect not followed; check token_url"
 		case te.Code == "" && te.Status >= 200 && te.Status < 300:
-			te.problem = "response is not a token response"
+			// Not an OAuth answer: token_url points at something else.
+			te.Permanent = true
+			te.problem = "response is not a token response; check token_url"
+		case te.Code == "" && te.Status >= 400 && te.Status < 500 &&
+			te.Status != http.StatusRequestTimeout && te.Status != http.StatusTooManyRequests:
+			// A 4xx without an OAuth error (404, an HTML 403 ...) is not
+			// a token endpoint answering: token_url is wrong.
+			te.Permanent = true
+			te.problem = "not an OAuth token endpoint answer; check token_url"
 		}
 		return te
 	}
@@ -259,8 +273,10 @@ func (f *fetcher) tokenError(err error) *TokenError {
 	// The oauth2 library's other errors are about the response's shape
 	// ("cannot parse json: ...", "server response missing access_token"). Their
 	// text is not carried over, so no fragment of a body can leak through.
+	// A 2xx that is not a token response is not an OAuth endpoint: token_url
+	// is wrong, and asking again will not change that.
 	if strings.Contains(err.Error(), "missing access_token") {
-		return &TokenError{problem: "response has no access_token"}
+		return &TokenError{problem: "response has no access_token; check token_url", Permanent: true}
 	}
-	return &TokenError{problem: "response is not a valid token response"}
+	return &TokenError{problem: "response is not a valid token response; check token_url", Permanent: true}
 }

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -58,6 +59,12 @@ type Service struct {
 	keys  []*signer.Key
 	url   string
 	steps []func(context.Context) error // shutdown, in reverse start order
+
+	signers     map[string]*signer.Signer // by key id, as loaded at start
+	signMetrics *signer.Metrics
+
+	mu      sync.Mutex
+	clients map[string]*push.Client // each receiver's current push client, for shutdown
 }
 
 // Run starts the service from cfg and runs it until ctx is cancelled (the
@@ -101,7 +108,7 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 	if err != nil {
 		return nil, err
 	}
-	s.keys = keys
+	s.keys, s.signers, s.signMetrics = keys, signers, sm
 	// Closed last: in-flight signatures end with the worker pool, before
 	// any shutdown step runs.
 	s.steps = append(s.steps, func(context.Context) error { return closeKeys(keys) })
@@ -126,13 +133,21 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 		return nil, fmt.Errorf("push metrics: %w", err)
 	}
 	wcfg := cfg.Pool()
-	for _, r := range cfg.Receivers {
-		spec, err := s.receiverSpec(pctx, r, signers, pm)
+	for i, r := range cfg.Receivers {
+		spec, err := s.receiverSpec(pctx, i, r, signers, pm)
 		if err != nil {
 			return nil, err
 		}
 		wcfg.Receivers = append(wcfg.Receivers, spec)
 	}
+	s.steps = append(s.steps, func(context.Context) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, c := range s.clients {
+			c.CloseIdleConnections()
+		}
+		return nil
+	})
 	// With only the SSF API enabled there may be no configured receiver,
 	// and so no pool: receivers' streams are served by the SSF dispatcher.
 	if len(wcfg.Receivers) > 0 {
@@ -277,22 +292,16 @@ func (s *Service) connect(ctx context.Context, qcfg queue.Config) error {
 	return nil
 }
 
-// receiverSpec builds the worker's view of one receiver: its consumer, the
-// signer of its key, its push client and its rate limiter.
-func (s *Service) receiverSpec(ctx context.Context, r config.Receiver, signers map[string]*signer.Signer, pm *push.Metrics) (worker.Receiver, error) {
+// receiverSpec builds the worker's view of one receiver (the i-th): its
+// consumer, the signer of its key, its push client, its rate limiter, and
+// how to rebuild the last two from the files when it is blocked.
+func (s *Service) receiverSpec(ctx context.Context, i int, r config.Receiver, signers map[string]*signer.Signer, pm *push.Metrics) (worker.Receiver, error) {
 	spec := s.cfg.WorkerSpec(r)
 	spec.Signer = signers[r.Key]
-	pc := r.Push()
-	// Up to the whole pool may push to one receiver at once; keep that many
-	// connections alive rather than churn them.
-	if pc.MaxConns == 0 {
-		pc.MaxConns = s.cfg.Worker.Concurrency
-	}
-	client, err := push.New(pc, s.log.Named("push"), pm)
+	client, err := s.pushClient(r, pm)
 	if err != nil {
-		return spec, fmt.Errorf("receiver %q: %w", r.Name, err)
+		return spec, err
 	}
-	s.steps = append(s.steps, func(context.Context) error { client.CloseIdleConnections(); return nil })
 	spec.Pusher = client
 	cons, err := s.js.Consumer(ctx, queue.IntentStream, queue.ConsumerName(r.Name))
 	if err != nil {
@@ -304,7 +313,76 @@ func (s *Service) receiverSpec(ctx context.Context, r config.Receiver, signers m
 		// short spike without exceeding its average rate.
 		spec.Limiter = rate.NewLimiter(rate.Limit(r.RateLimit), max(1, int(math.Ceil(r.RateLimit))))
 	}
+	spec.Hints = worker.Hints{Path: fmt.Sprintf("receivers[%d] (%q)", i, r.Name), SecretFile: r.Auth.ClientSecretFile}
+	if spec.Hints.SecretFile == "" {
+		spec.Hints.SecretFile = r.Auth.AuthorizationHeaderFile
+	}
+	var kc config.Key
+	for _, k := range s.cfg.Keys {
+		if k.ID == r.Key {
+			kc = k
+		}
+	}
+	spec.Hints.KeyFile = kc.File
+	spec.Reload = func(ctx context.Context) (worker.Signer, worker.Pusher, error) {
+		return s.reload(ctx, r, kc, pm)
+	}
 	return spec, nil
+}
+
+// pushClient builds a receiver's push client; its idle connections are
+// closed at shutdown.
+func (s *Service) pushClient(r config.Receiver, pm *push.Metrics) (*push.Client, error) {
+	pc := r.Push()
+	// Up to the whole pool may push to one receiver at once; keep that many
+	// connections alive rather than churn them.
+	if pc.MaxConns == 0 {
+		pc.MaxConns = s.cfg.Worker.Concurrency
+	}
+	client, err := push.New(pc, s.log.Named("push"), pm)
+	if err != nil {
+		return nil, fmt.Errorf("receiver %q: %w", r.Name, err)
+	}
+	s.mu.Lock()
+	if old := s.clients[r.Name]; old != nil {
+		// Replaced by a reload: a blocked receiver has nothing in flight.
+		old.CloseIdleConnections()
+	}
+	if s.clients == nil {
+		s.clients = make(map[string]*push.Client)
+	}
+	s.clients[r.Name] = client
+	s.mu.Unlock()
+	return client, nil
+}
+
+// reload re-reads a blocked receiver's secret files and, for a key in a
+// file, the key, and builds a fresh signer and push client from them (with
+// a new token), so that fixing a file unblocks the receiver without a
+// restart. A KMS or HSM key keeps its signer: the probe's signature asks the
+// key service again anyway. Other settings (endpoint, token_url ...) come
+// from the configuration loaded at start.
+func (s *Service) reload(ctx context.Context, r config.Receiver, kc config.Key, pm *push.Metrics) (worker.Signer, worker.Pusher, error) {
+	r, err := r.ReloadSecrets()
+	if err != nil {
+		return nil, nil, err
+	}
+	sg := s.signers[kc.ID]
+	if kc.Source() == "file" {
+		opts := keysource.Options{Sessions: s.cfg.Worker.Concurrency}
+		k, err := keysource.Open(ctx, kc, opts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("receivers %q: key %q: %w", r.Name, kc.ID, err)
+		}
+		if sg, err = keysource.Signer(k, kc, s.signMetrics, opts); err != nil {
+			return nil, nil, fmt.Errorf("receivers %q: key %q: %w", r.Name, kc.ID, err)
+		}
+	}
+	client, err := s.pushClient(r, pm)
+	if err != nil {
+		return nil, nil, err
+	}
+	return sg, client, nil
 }
 
 // readiness: ready when the NATS connection is up and every receiver's

@@ -65,24 +65,59 @@ type Receiver struct {
 	// for a later attempt. Receivers that choose their subjects (SSF
 	// streams, package ssf) filter with it.
 	Accept func(ctx context.Context, in *intent.Intent) (bool, error)
+	// Reload, when set, re-reads the receiver's secret files and signing
+	// key and returns a new signer and pusher. A blocked receiver is
+	// reloaded before each probe, so fixing a file unblocks it without a
+	// restart.
+	Reload func(ctx context.Context) (Signer, Pusher, error)
+	// Hints name the settings to fix in a blocked receiver's error line.
+	Hints Hints
 }
 
 // PausePolicy says when a failing receiver's consumer is paused. A receiver
-// that answers only with retryable failures (5xx, timeouts, refused
-// connections) is down: pushing the backlog at it burns every message's
-// attempts for nothing, so the consumer is paused on the server, for every
-// process, and deliveries resume by themselves when the pause ends.
+// that is down (answers only with retryable failures: 5xx, timeouts,
+// refused connections) would burn every message's attempts for nothing, so
+// its consumer is paused on the server, for every process, and probed.
+//
+// Down, not degraded: the consumer is paused when Threshold retryable
+// failures come in a row AND the success ratio over the last Window is
+// below MinSuccessRatio. The ratio is over first attempts when the window
+// holds at least MinRequests of them (retries of intents that already
+// failed are likelier to fail and must not outvote fresh traffic), else
+// over every push. So a receiver that accepts most requests is never
+// paused for a run of failures (with 64 pushes in flight, five in a row is
+// a hiccup), while one that accepts nothing is paused at the Threshold-th
+// failure, and a quiet feed with one intent failing is paused before that
+// intent runs out of attempts.
 type PausePolicy struct {
-	// Threshold is the number of consecutive retryable failures that
-	// pauses the consumer (default 5, below RetryPolicy's default 12
-	// attempts so an outage pauses before it dead-letters; negative disables
-	// pausing).
+	// Threshold is the number of consecutive retryable failures that,
+	// with a low success ratio, pauses the consumer (default 5, below
+	// RetryPolicy's default 12 attempts so an outage pauses before it
+	// dead-letters; negative disables pausing).
 	Threshold int
+	// Window is the span of the success ratio (default 30s).
+	Window time.Duration
+	// MinSuccessRatio is the success ratio below which a run of Threshold
+	// failures means down (default 0.5).
+	MinSuccessRatio float64
+	// MinRequests is how many first attempts the window needs for the
+	// ratio to be taken over them alone (default 20).
+	MinRequests int
+	// RampStart is how many messages this process may have in flight to
+	// the receiver in the first second after it recovers (a paused or
+	// blocked receiver gets through again); the limit doubles every second
+	// up to the pool's Concurrency (default 4). A rate limit still applies.
+	RampStart int
 	// Initial is the first cool-down (default 30s). Each pause that
 	// follows without a delivery in between doubles it, up to Max.
 	Initial time.Duration
-	// Max caps the cool-down (default 10m).
+	// Max caps the cool-down (default 10m), and the backoff between probes
+	// of a blocked receiver.
 	Max time.Duration
+	// ProbeInterval is how often a paused or blocked receiver is probed,
+	// by one process of the fleet (default 10s, never more than Initial).
+	// A blocked receiver's probes back off from it, doubling up to Max.
+	ProbeInterval time.Duration
 }
 
 // Defaults for PausePolicy.
@@ -90,6 +125,11 @@ const (
 	DefaultPauseThreshold = 5
 	DefaultPauseInitial   = 30 * time.Second
 	DefaultPauseMax       = 10 * time.Minute
+	DefaultProbeInterval  = 10 * time.Second
+	DefaultPauseWindow    = 30 * time.Second
+	DefaultMinSuccess     = 0.5
+	DefaultMinRequests    = 20
+	DefaultRampStart      = 4
 )
 
 func (p PausePolicy) withDefaults() PausePolicy {
@@ -105,6 +145,22 @@ func (p PausePolicy) withDefaults() PausePolicy {
 	if p.Max < p.Initial {
 		p.Max = p.Initial
 	}
+	if p.ProbeInterval <= 0 {
+		p.ProbeInterval = DefaultProbeInterval
+	}
+	if p.Window <= 0 {
+		p.Window = DefaultPauseWindow
+	}
+	if p.MinSuccessRatio <= 0 || p.MinSuccessRatio > 1 {
+		p.MinSuccessRatio = DefaultMinSuccess
+	}
+	if p.MinRequests <= 0 {
+		p.MinRequests = DefaultMinRequests
+	}
+	if p.RampStart <= 0 {
+		p.RampStart = DefaultRampStart
+	}
+	p.ProbeInterval = min(p.ProbeInterval, p.Initial)
 	return p
 }
 

@@ -22,8 +22,20 @@ const (
 	// incrementing the delivery count that Decide reads as the attempt.
 	NakDelay
 	// DeadLetter: publish a dead letter with Action.Reason, wait for its
-	// ack, then Term the message.
+	// ack, then Term the message. A Delay, set only when an earlier store
+	// failed on the last delivery, is waited out before storing again.
 	DeadLetter
+	// Skip: the message is not for this receiver (or another receiver
+	// gives its verdict); ack it without sending.
+	Skip
+	// HandBack: Nak after Action.Delay (0: at once) without counting the
+	// delivery as an attempt; the message was not this intent's failure
+	// (a paused or blocked receiver, a busy key, shutdown).
+	HandBack
+	// Block: the relay's configuration for the receiver is wrong. Block
+	// the receiver for every process with Action.Reason, then hand the
+	// message back like HandBack.
+	Block
 )
 
 // String names the kind for logs and test failures.
@@ -35,6 +47,12 @@ func (k ActionKind) String() string {
 		return "nak_delay"
 	case DeadLetter:
 		return "dead_letter"
+	case Skip:
+		return "skip"
+	case HandBack:
+		return "hand_back"
+	case Block:
+		return "block"
 	default:
 		return "ActionKind(" + strconv.Itoa(int(k)) + ")"
 	}
@@ -60,11 +78,12 @@ const (
 	ReasonInternal = "internal_error"
 )
 
-// Action is what to do with one message after one push.
+// Action is what to do with one message.
 type Action struct {
 	Kind ActionKind
-	// Delay is how long JetStream should wait before redelivering; only
-	// for NakDelay.
+	// Delay is how long JetStream should wait before redelivering
+	// (NakDelay, HandBack, Block), or how long to wait before storing a
+	// dead letter again (DeadLetter).
 	Delay time.Duration
 	// Reason is the dead-letter reason code for DeadLetter, or the push
 	// result's reason for NakDelay (for metrics and logs).
@@ -127,14 +146,15 @@ func (p RetryPolicy) WithDefaults() RetryPolicy {
 	return p
 }
 
-// Decide is the one place that decides how a message is settled after a
-// push. It is pure: the caller passes the attempt number (1 for the first
+// Decide is Settle's rule for a push result on its own, without the
+// receiver's state: the retry schedule and its limits. It is pure: the caller passes the attempt number (1 for the first
 // delivery), the intent's age (now minus the time JetStream stored it), the
 // policy, and a jitter value in [0, 1) (0.5 means no jitter), so every
 // branch can be table-tested.
 //
 // The rules, in order:
 //   - Delivered: Ack, whatever the age or attempt.
+//   - Blocked: Block with the push result's reason; the SET is kept.
 //   - Permanent: DeadLetter with the push result's reason. Retrying a SET the
 //     receiver rejected (invalid_audience, 404 ...) can only fail again.
 //   - Retry or Refresh, on the last allowed attempt: DeadLetter
@@ -150,6 +170,9 @@ func Decide(r push.Result, attempt int, age time.Duration, p RetryPolicy, jitter
 		return Action{Kind: Ack, Reason: r.Reason}
 	case push.Retry, push.Refresh:
 		// Handled below.
+	case push.Blocked:
+		// The receiver's configuration, not the SET: keep it.
+		return Action{Kind: Block, Reason: reasonOr(r.Reason, reasonBlocked)}
 	default:
 		// Permanent, and any outcome this version does not know: a
 		// dead letter is visible and replayable, a guess is not.

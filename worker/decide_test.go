@@ -172,6 +172,10 @@ func TestDecideEveryStatus(t *testing.T) {
 			if first.Kind != DeadLetter || first.Reason != r.Reason || r.Reason == "" {
 				t.Errorf("%s permanent: %+v, want dead letter with reason %q", name, first, r.Reason)
 			}
+		case push.Blocked:
+			if first.Kind != Block || last.Kind != Block || first.Reason != r.Reason {
+				t.Errorf("%s blocked: %+v / %+v, want block with reason %q", name, first, last, r.Reason)
+			}
 		case push.Retry, push.Refresh:
 			if first.Kind != NakDelay || first.Delay < p.Initial/2 {
 				t.Errorf("%s retryable: %+v, want nak >= %v", name, first, p.Initial/2)
@@ -192,6 +196,10 @@ func TestDecideEveryStatus(t *testing.T) {
 		case status == 429 || status == 408 || status >= 500 && status != 501 && status != 505:
 			if first.Kind != NakDelay {
 				t.Errorf("%s: %v, want nak_delay (transient)", name, first.Kind)
+			}
+		case status == 404 || status == 405 || status == 410:
+			if first.Kind != Block {
+				t.Errorf("%s: %v, want block (endpoint not found)", name, first.Kind)
 			}
 		case status >= 400 && status < 500 && status != 401 && status != 408 && status != 425 && status != 429:
 			if first.Kind != DeadLetter {

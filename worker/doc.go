@@ -1,9 +1,11 @@
 // Package worker is setrelay's delivery engine: a bounded pool that serves
 // every receiver's durable JetStream consumer, turns each intent into a
 // signed SET, pushes it, and settles the message with exactly one of ack,
-// nak-with-delay, or dead-letter-then-term.
+// skip, nak-with-delay, hand-back (a nak that does not count as an attempt),
+// dead-letter-then-term, or block (the receiver's configuration is wrong).
 //
-// The rules that decide between those live in one pure function, [Decide].
+// The rules that decide between those live in one pure function, [Settle],
+// over the [Facts] handle gathers; one apply carries its [Action] out.
 // Everything else in the package is plumbing around it.
 //
 // # Consuming
@@ -27,15 +29,18 @@
 // invalid_intent), skip receivers that did not ask for the event type, build
 // the claims with iat = the time JetStream stored the intent (so a
 // redelivery re-signs identical claims under the same jti), sign, wait for
-// the receiver's rate limit, push, [Decide], act. A dead letter is stored and
+// the receiver's rate limit, push, [Settle], apply. A dead letter is stored and
 // acknowledged by the DLQ stream before the message is Termed.
 //
 // # Outages
 //
-// A receiver failing PausePolicy.Threshold times in a row has its consumer
-// paused on the server (all processes stop delivering to it) for a
-// cool-down that doubles while it stays down. Messages waiting out the
-// pause keep their attempts; see outage.go for exactly how.
+// A receiver that is down (PausePolicy: Threshold failures in a row and a
+// low success ratio over a sliding window) has its consumer paused on the
+// server (all processes stop delivering to it) for a cool-down that doubles
+// while it stays down, and is probed every ProbeInterval by one process.
+// Messages waiting out the pause keep their attempts; see outage.go for
+// exactly how. A receiver the relay is misconfigured for is blocked the
+// same way until a probe with its re-read files gets through (blocked.go).
 //
 // # Shutdown
 //

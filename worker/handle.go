@@ -39,8 +39,9 @@ const (
 	reasonPaused = "paused"
 )
 
-// deadLetterRetry is how soon a message whose dead letter could not be
-// stored comes back. It must not be Termed: that would lose it.
+// deadLetterRetry is the first delay before a message whose dead letter
+// could not be stored comes back (it grows with each delivery). It must not
+// be Termed: that would lose it.
 const deadLetterRetry = 5 * time.Second
 
 // lastDeliveryRetry is the first pause before storing a dead letter again
@@ -52,27 +53,51 @@ const lastDeliveryRetry = 100 * time.Millisecond
 type job struct {
 	msg      jetstream.Msg
 	seq      uint64
-	attempt  int
 	stored   time.Time
 	start    time.Time
 	intentID string
 	replayOf string
 	data     []byte
-	// last is set on the consumer's MaxDeliver-th delivery: JetStream will
-	// not deliver the message again, so it must not be handed back.
-	last bool
+	// detail and problems explain an invalid intent or a panic in its
+	// dead letter.
+	detail   string
+	problems []string
 }
 
-// handle takes one message from delivery to settlement: decode, filter,
-// build, sign, push, decide, act. ctx is the pool's work context, which
-// outlives Run's context by the grace period.
-func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
+// handle takes one message from delivery to settlement: run the stages
+// (decode, filter, build, sign, push), gathering the Facts; Settle them;
+// apply the Action. ctx is the pool's work context, which outlives Run's
+// context by the grace period. probe is set when the message probes a
+// paused or blocked receiver. handle returns the Action's kind.
+func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg, probe bool) ActionKind {
 	p.m.inflight.Inc()
 	defer p.m.inflight.Dec()
 	beat := startBeat(msg, r.beatEvery)
 	defer beat.stop()
 
-	j := job{msg: msg, start: p.now(), data: msg.Data()}
+	md, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream message: nothing to ack and nothing to redeliver.
+		p.log.Error("message without JetStream metadata", zap.String("receiver", r.Name), zap.Error(err))
+		return 0
+	}
+	j := job{msg: msg, start: p.now(), data: msg.Data(), seq: md.Sequence.Stream, stored: md.Timestamp}
+	f := Facts{
+		Attempt:    r.attempt(j.seq, md.NumDelivered),
+		Deliveries: int(md.NumDelivered),
+		Last:       r.maxDeliver > 0 && md.NumDelivered >= uint64(r.maxDeliver),
+		Owner:      r.owner,
+		Probe:      probe,
+		Hold:       r.hold,
+		Retry:      r.Retry,
+	}
+	p.runStages(ctx, r, &j, &f)
+	return p.settle(ctx, r, &j, &f)
+}
+
+// runStages runs the stages until one decides the message's fate, and
+// records how far it got in f.
+func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 	// A panic here would be a bug in this code or a dependency, triggered
 	// by something in this message. Crashing would make JetStream
 	// redeliver it to the next worker, which would crash too: a poison
@@ -83,137 +108,177 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg) {
 			p.log.Error("panic while handling a message; dead-lettering it",
 				zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq),
 				zap.Any("panic", v), zap.ByteString("stack", debug.Stack()))
-			p.deadLetter(ctx, r, &j, queue.DeadLetter{Reason: ReasonInternal, Description: fmt.Sprint(v)})
+			f.Stage, j.detail = StagePanic, fmt.Sprint(v)
 		}
 	}()
 
-	md, err := msg.Metadata()
-	if err != nil {
-		// Not a JetStream message: nothing to ack and nothing to redeliver.
-		p.log.Error("message without JetStream metadata", zap.String("receiver", r.Name), zap.Error(err))
-		return
-	}
-	j.seq = md.Sequence.Stream
-	j.stored = md.Timestamp
-	j.attempt = r.attempt(j.seq, md.NumDelivered)
-	j.last = r.maxDeliver > 0 && md.NumDelivered >= uint64(r.maxDeliver)
-
 	in, err := intent.Decode(j.data, p.cfg.Intent)
 	if err != nil {
-		dl := queue.DeadLetter{Reason: ReasonInvalidIntent, Description: err.Error()}
+		f.Stage, j.detail = StageInvalid, err.Error()
 		var ve *intent.ValidationError
 		if errors.As(err, &ve) {
-			dl.Description, dl.Errors = ve.Summary(), ve.Problems() // the list is stored once, in errors
+			j.detail, j.problems = ve.Summary(), ve.Problems() // the list is stored once, in errors
 			// The id, when it parsed and is valid, names the dead letter.
 			j.intentID = ve.ID
 		}
-		p.deadLetter(ctx, r, &j, dl)
 		return
 	}
 	j.intentID = in.ID
 
-	if subj := msg.Subject(); strings.HasPrefix(subj, queue.ReplaySubjectPrefix) {
+	if subj := j.msg.Subject(); strings.HasPrefix(subj, queue.ReplaySubjectPrefix) {
 		// A replay is addressed to one receiver by an operator: it
 		// bypasses the type and receivers filters, which let it through
 		// the first time anyway. So it must be authentic (replay.go).
 		if subj != r.replaySubject {
-			p.skip(r, &j)
+			f.Stage = StageUnwanted
 			return
 		}
-		if !p.authenticReplay(ctx, r, &j) {
+		if f.Stage = p.authenticReplay(ctx, r, j); f.Stage != 0 {
 			return
 		}
 	} else if !r.wants(in) {
-		p.skip(r, &j)
+		f.Stage = StageUnwanted
+		if r.owner {
+			f.Stage = p.unrouted(in, j)
+		}
 		return
-	} else if !p.accepts(ctx, r, &j, in) {
-		return
-	}
-
-	// While the consumer is paused, do not even sign: hand it back.
-	if p.handBackIfPaused(r, &j) {
+	} else if f.Stage = p.accepts(ctx, r, j, in); f.Stage != 0 {
 		return
 	}
 
-	in = p.acceptedExtras(r, &j, in) // extra events follow r's filter too (extras.go)
+	// While the receiver is paused or blocked, do not even sign: hand it
+	// back. A probe goes through.
+	if !f.Probe {
+		if st := r.state(p.now()); st == StatePaused || st == StateBlocked {
+			f.Stage, f.State = StageHeld, st
+			return
+		}
+	}
+
+	in = p.acceptedExtras(r, j, in) // extra events follow r's filter too (extras.go)
 	// iat is the time JetStream stored the intent, so a redelivery
 	// re-signs byte-identical claims with the same jti.
 	claims, err := set.Build(in, r.Profile, set.Options{IssuedAt: j.stored, ReplayOf: j.replayOf})
 	if err != nil {
-		p.deadLetter(ctx, r, &j, queue.DeadLetter{Reason: ReasonBuildFailed, Description: err.Error()})
+		f.Stage, j.detail = StageBuild, err.Error()
 		return
 	}
-	var res push.Result
-	jws, err := r.Signer.Sign(claims, r.SendKID)
+	sg, ps := r.tools()
+	jws, err := sg.Sign(claims, r.SendKID)
 	if err != nil {
-		res = push.Result{Outcome: push.Retry, Reason: reasonSign, Cause: err}
-	} else {
-		if r.Limiter != nil {
-			if err := r.Limiter.Wait(ctx); err != nil && ctx.Err() != nil {
-				p.handBack(r, &j)
-				return
-			}
-		}
-		failing := r.failing()
-		res = r.Pusher.Push(ctx, []byte(jws))
-		if ctx.Err() != nil && res.Outcome != push.Delivered {
-			// The grace period ran out mid-push: not the receiver's
-			// fault, so neither an attempt to decide on nor a failure
-			// to count.
-			p.handBack(r, &j)
+		f.Stage, f.Result.Cause = StageSign, err
+		f.SignError = p.signFailed(r, sg, err)
+		return
+	}
+	if r.Limiter != nil {
+		if err := r.Limiter.Wait(ctx); err != nil && ctx.Err() != nil {
+			f.Stage = StageInterrupted
 			return
 		}
-		p.observe(ctx, r, &res)
-		if failing && res.Outcome != push.Delivered && res.Outcome != push.Permanent {
-			// A probe of a receiver already known to be down: the
-			// failure is the outage's, not this message's, so it does
-			// not count towards MaxAttempts (see outage.go), neither
-			// for later deliveries nor for this decision: otherwise a
-			// probe on an intent's last attempt would dead-letter it.
-			r.notePauseNak(j.seq)
-			j.attempt = max(j.attempt-1, 1)
+	}
+	f.Probe = f.Probe || r.failing()
+	f.Result = ps.Push(ctx, []byte(jws))
+	if ctx.Err() != nil && f.Result.Outcome != push.Delivered {
+		// The grace period ran out mid-push: not the receiver's fault, so
+		// neither an attempt to decide on nor a failure to count.
+		f.Stage = StageInterrupted
+		return
+	}
+	f.Stage = StagePushed
+	f.Streak, f.OthersDelivered = p.observe(ctx, r, j.seq, f.Attempt == 1, &f.Result)
+}
+
+// unrouted tells an intent no receiver of this process will send apart:
+// one naming only receivers that are not configured is unknown_receiver
+// (dead-lettered by the owner); one whose type no receiver asked for is
+// counted and logged, at most once a minute per type.
+func (p *Pool) unrouted(in *intent.Intent, j *job) Stage {
+	if len(in.Receivers) > 0 {
+		known := false
+		for _, name := range in.Receivers {
+			if p.names[name] {
+				known = true
+				break
+			}
+		}
+		if !known {
+			j.detail = fmt.Sprintf("receivers %q names no configured receiver (configured: %s)", in.Receivers, strings.Join(p.sortedNames, ", "))
+			return StageUnknownReceiver
 		}
 	}
-
-	now := p.now()
-	act := Decide(res, j.attempt, now.Sub(j.stored), r.Retry, p.jitter())
-	if act.Kind == NakDelay && j.last {
-		// Hand-backs during outages do not count as attempts but do
-		// count as deliveries; on the server's last delivery the only
-		// way not to lose the message is a dead letter.
-		act = Action{Kind: DeadLetter, Reason: ReasonMaxDeliveries}
+	for _, o := range p.rcvs {
+		if o.wantsType(in) {
+			return StageUnwanted
+		}
 	}
+	p.m.unroutedType(in.EventType)
+	if p.unroutedLog.allow(in.EventType, p.now()) {
+		p.log.Warn("intent of a type no receiver requested; acknowledged without sending (logged once a minute per type)",
+			zap.String("type", in.EventType), zap.String("intent_id", in.ID),
+			zap.String("fix", "add the type to a receiver's events, or stop publishing it"))
+	}
+	return StageUnwanted
+}
+
+// settle decides and carries out what happens to the message. Only a dead
+// letter that could not be stored sends it round again, with one more
+// failure in the facts: Settle then says whether to retry the store in
+// place (last delivery) or hand the message back.
+func (p *Pool) settle(ctx context.Context, r *rcv, j *job, f *Facts) ActionKind {
+	f.Age = p.now().Sub(j.stored)
+	if f.State == 0 {
+		f.State = r.state(p.now())
+	}
+	f.Shutdown = ctx.Err() != nil
+	f.Jitter = p.jitter()
+	for {
+		act := Settle(*f)
+		if p.apply(ctx, r, j, f, act) {
+			return act.Kind
+		}
+		f.StoreFailures++
+	}
+}
+
+// apply carries out one Action. It reports false only when a dead letter
+// could not be stored, so the message is still to be settled.
+func (p *Pool) apply(ctx context.Context, r *rcv, j *job, f *Facts, act Action) bool {
 	switch act.Kind {
 	case Ack:
-		p.ack(r, &j, now)
+		p.ack(r, j, f)
+	case Skip:
+		p.skip(r, j)
 	case NakDelay:
-		p.retry(r, &j, &res, act)
+		p.retry(r, j, f, act)
+	case HandBack:
+		p.handBack(r, j, act)
+	case Block:
+		p.block(ctx, r, act.Reason, &f.Result)
+		p.handBack(r, j, act)
 	default:
-		dl := queue.DeadLetter{
-			Reason: act.Reason, Status: res.Status, Err: res.Err,
-			Description: describe(&res), Body: res.Body,
-		}
-		if act.Reason != res.Reason {
-			dl.LastReason = res.Reason
-		}
-		p.deadLetter(ctx, r, &j, dl)
+		return p.deadLetter(ctx, r, j, f, act)
 	}
+	return true
 }
 
 // wants reports whether r asked for this intent: its event type is one of
 // r's requested types (or r requested all, private types only if it allows
 // them), and the intent either names no receivers or names r.
 func (r *rcv) wants(in *intent.Intent) bool {
+	return r.wantsType(in) && (len(in.Receivers) == 0 || slices.Contains(in.Receivers, r.Name))
+}
+
+// wantsType reports whether r asked for the intent's event type.
+func (r *rcv) wantsType(in *intent.Intent) bool {
 	if r.types != nil {
-		if _, ok := r.types[in.EventType]; !ok {
-			return false
-		}
-	} else if !r.AllowPrivateTypes {
-		if _, known := intent.ResolveType(in.EventType); !known {
-			return false
-		}
+		_, ok := r.types[in.EventType]
+		return ok
 	}
-	return len(in.Receivers) == 0 || slices.Contains(in.Receivers, r.Name)
+	if !r.AllowPrivateTypes {
+		_, known := intent.ResolveType(in.EventType)
+		return known
+	}
+	return true
 }
 
 // describe is the dead letter's description: the receiver's own, or the
@@ -244,28 +309,28 @@ func (p *Pool) skip(r *rcv, j *job) {
 	r.m.skipped.Inc()
 }
 
-func (p *Pool) ack(r *rcv, j *job, now time.Time) {
+func (p *Pool) ack(r *rcv, j *job, f *Facts) {
 	if err := j.msg.Ack(); err != nil {
 		p.log.Warn("ack failed; the message will be redelivered", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
 		return
 	}
 	r.settled(j.seq)
 	r.m.delivered.Inc()
-	r.m.attempts.Observe(float64(j.attempt))
-	r.m.pubToDeliv.Observe(now.Sub(j.stored).Seconds())
+	r.m.attempts.Observe(float64(f.Attempt))
+	r.m.pubToDeliv.Observe(f.Age.Seconds())
 	if ce := p.log.Check(zapcore.InfoLevel, "delivered"); ce != nil {
 		ce.Write(
 			zap.String("intent_id", j.intentID),
 			zap.String("receiver", r.Name),
 			zap.String("jti", set.JTI(j.intentID, r.Name, j.replayOf)),
-			zap.Int("attempts", j.attempt),
+			zap.Int("attempts", f.Attempt),
 			zap.Uint64("stream_seq", j.seq),
-			zap.Duration("latency", now.Sub(j.stored)),
+			zap.Duration("latency", f.Age),
 		)
 	}
 }
 
-func (p *Pool) retry(r *rcv, j *job, res *push.Result, act Action) {
+func (p *Pool) retry(r *rcv, j *job, f *Facts, act Action) {
 	if err := j.msg.NakWithDelay(act.Delay); err != nil {
 		p.log.Warn("nak failed; the message will be redelivered after AckWait", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
 		return
@@ -275,87 +340,83 @@ func (p *Pool) retry(r *rcv, j *job, res *push.Result, act Action) {
 		ce.Write(
 			zap.String("intent_id", j.intentID),
 			zap.String("receiver", r.Name),
-			zap.Int("attempt", j.attempt),
+			zap.Int("attempt", f.Attempt),
 			zap.String("reason", act.Reason),
-			zap.Int("status", res.Status),
+			zap.Int("status", f.Result.Status),
 			zap.Duration("delay", act.Delay),
 		)
 	}
 }
 
-// handBackIfPaused returns a message unpushed while its consumer is paused,
-// to come back when the pause ends; see the notes on attempts in outage.go.
-func (p *Pool) handBackIfPaused(r *rcv, j *job) bool {
-	until := r.pausedUntil()
-	now := p.now()
-	if !now.Before(until) || j.last {
-		return false
-	}
-	if err := j.msg.NakWithDelay(until.Sub(now)); err != nil {
-		p.log.Warn("nak failed; the message will be redelivered after AckWait", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
-		return true
+// handBack returns a message without counting the delivery as an attempt
+// (see the notes on attempts in outage.go): after act.Delay, or at once
+// (plain Nak) at shutdown, so another process redelivers it.
+func (p *Pool) handBack(r *rcv, j *job, act Action) {
+	if act.Reason == ReasonDeadLetterUnstored {
+		p.log.Error("dead letter not stored on the message's last delivery; JetStream will not redeliver it, so it stays in the intents stream at this sequence until an operator recovers it",
+			zap.String("receiver", r.Name), zap.String("consumer", r.consumer), zap.Uint64("stream_seq", j.seq), zap.String("intent_id", j.intentID))
 	}
 	r.notePauseNak(j.seq)
-	r.m.retry(reasonPaused)
-	return true
-}
-
-// handBack returns an unfinished message at shutdown with a plain Nak, so it
-// is redelivered at once, to another process if there is one.
-func (p *Pool) handBack(r *rcv, j *job) {
-	if j.last {
-		// JetStream would not redeliver it: record it instead, on a
-		// context of its own since the work context is cancelled.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		p.deadLetter(ctx, r, j, queue.DeadLetter{Reason: ReasonMaxDeliveries, Description: "shutdown on the consumer's last delivery"})
+	var err error
+	if act.Delay > 0 {
+		err = j.msg.NakWithDelay(act.Delay)
+	} else {
+		err = j.msg.Nak()
+	}
+	if err != nil {
+		p.log.Debug("nak failed; the message will be redelivered after AckWait", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
 		return
 	}
-	if err := j.msg.Nak(); err != nil {
-		p.log.Debug("nak at shutdown failed; the message will be redelivered after AckWait", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
+	if act.Reason != "" {
+		r.m.retry(act.Reason)
 	}
 }
 
 // deadLetter stores a dead letter and waits for the stream's ack, and only
-// then Terms the message. If storing fails the message is handed back with
-// a delay instead: it must never be Termed without its dead letter.
-func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, dl queue.DeadLetter) {
+// then Terms the message. It reports false, leaving the message unsettled,
+// when the dead letter could not be stored: it must never be Termed
+// without it.
+func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, f *Facts, act Action) bool {
+	if act.Delay > 0 && !waitOrDone(ctx, act.Delay) {
+		f.Shutdown = true
+	}
+	if ctx.Err() != nil {
+		// At shutdown (the grace period is over) a dead letter still
+		// gets a short bound of its own rather than none.
+		c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		ctx = c
+	}
 	now := p.now()
-	dl.Receiver = r.Name
-	dl.Attempts = j.attempt
-	dl.FirstAttempt = j.stored // attempts begin when JetStream stores the intent
-	dl.LastAttempt = now
-	dl.StreamSeq = j.seq
-	dl.IntentID = j.intentID
-	dl.Intent = j.data
+	res := &f.Result
+	dl := queue.DeadLetter{
+		Reason:       act.Reason,
+		Receiver:     r.Name,
+		Attempts:     f.Attempt,
+		FirstAttempt: j.stored, // attempts begin when JetStream stores the intent
+		LastAttempt:  now,
+		StreamSeq:    j.seq,
+		IntentID:     j.intentID,
+		Intent:       j.data,
+		Description:  j.detail,
+		Errors:       j.problems,
+	}
+	if f.Stage == StagePushed {
+		dl.Status, dl.Err, dl.Description, dl.Body = res.Status, res.Err, describe(res), res.Body
+		if act.Reason != res.Reason {
+			dl.LastReason = res.Reason
+		}
+	} else if f.Stage == StageSign && res.Cause != nil {
+		dl.LastReason, dl.Description = reasonSign, res.Cause.Error()
+	}
 	if j.replayOf != "" {
 		dl.ReplayOf, _ = strconv.ParseUint(j.replayOf, 10, 64)
 	}
-	err := p.storeDeadLetter(ctx, j, &dl)
-	if err != nil && j.last && ctx.Err() == nil {
-		// JetStream will not deliver this message again (MaxDeliver), so
-		// a Nak would strand it unseen in the stream. Keep trying in place
-		// while the beat keeps the message ours: the dead-letter stream
-		// is back within seconds after a leader election or a restart.
-		p.log.Warn("storing a dead letter failed on the message's last delivery; retrying until it is stored",
-			zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.String("reason", dl.Reason), zap.Error(err))
-		for delay := lastDeliveryRetry; err != nil && waitOrDone(ctx, delay); delay = min(2*delay, deadLetterRetry) {
-			err = p.storeDeadLetter(ctx, j, &dl)
-		}
-	}
-	if err != nil {
-		if ctx.Err() != nil && !j.last {
-			p.handBack(r, j)
-			return
-		}
-		if j.last {
-			p.log.Error("dead letter not stored on the message's last delivery; JetStream will not redeliver it, so it stays in the intents stream at this sequence until an operator recovers it",
-				zap.String("receiver", r.Name), zap.String("consumer", r.consumer), zap.Uint64("stream_seq", j.seq), zap.String("reason", dl.Reason), zap.Error(err))
-		} else {
-			p.log.Warn("storing a dead letter failed; the message will come back", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.String("reason", dl.Reason), zap.Error(err))
-		}
-		_ = j.msg.NakWithDelay(deadLetterRetry)
-		return
+	if err := p.storeDeadLetter(ctx, j, &dl); err != nil {
+		p.log.Warn("storing a dead letter failed; it will be tried again",
+			zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.String("reason", dl.Reason),
+			zap.Bool("last_delivery", f.Last), zap.Error(err))
+		return false
 	}
 	if err := j.msg.TermWithReason(dl.Reason); err != nil {
 		// The dead letter is stored; a redelivery would publish it again,
@@ -372,10 +433,11 @@ func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, dl queue.DeadLett
 		zap.Int("status", dl.Status),
 		zap.String("err", dl.Err),
 		zap.String("description", dl.Description),
-		zap.Int("attempts", j.attempt),
+		zap.Int("attempts", f.Attempt),
 		zap.Uint64("stream_seq", j.seq),
 		zap.Duration("latency", now.Sub(j.stored)),
 	)
+	return true
 }
 
 // storeDeadLetter publishes dl and waits for the stream's ack. An intent

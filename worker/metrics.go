@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/setrelay/setrelay/internal/promreg"
 )
@@ -22,6 +24,13 @@ type metrics struct {
 	// extraOmitted counts extra events left out of a receiver's SETs
 	// because the receiver did not ask for their types (see extras.go).
 	extraOmitted *prometheus.CounterVec
+	state        *prometheus.GaugeVec
+	unrouted     *prometheus.CounterVec
+	probes       *prometheus.CounterVec
+	ratio        *prometheus.GaugeVec
+
+	mu            sync.Mutex
+	unroutedTypes map[string]struct{}
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -72,6 +81,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "setrelay", Name: "extra_events_omitted_total",
 			Help: "Extra events (an intent's extra_events) left out of the receiver's SETs because it did not ask for their types.",
 		}, []string{"receiver"}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "setrelay", Name: "receiver_state",
+			Help: "1 for the receiver's current state (ok, failing, paused, blocked), with the reason of a failing, paused or blocked one.",
+		}, []string{"receiver", "state", "reason"}),
+		unrouted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "intents_unrouted_total",
+			Help: "Intents of a type no configured receiver requested, acknowledged without sending, by event type.",
+		}, []string{"type"}),
+		ratio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "setrelay", Name: "receiver_success_ratio",
+			Help: "Share of pushes the receiver accepted over the outage window (first attempts when there are enough), as the pause rule sees it.",
+		}, []string{"receiver"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "receiver_probe_total",
+			Help: "Probes of paused or blocked receivers made by this process, by result.",
+		}, []string{"receiver", "result"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -110,6 +135,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.extraOmitted, err = promreg.Register(reg, m.extraOmitted); err != nil {
 		return nil, err
 	}
+	if m.state, err = promreg.Register(reg, m.state); err != nil {
+		return nil, err
+	}
+	if m.unrouted, err = promreg.Register(reg, m.unrouted); err != nil {
+		return nil, err
+	}
+	if m.probes, err = promreg.Register(reg, m.probes); err != nil {
+		return nil, err
+	}
+	if m.ratio, err = promreg.Register(reg, m.ratio); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -118,9 +155,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 type receiverMetrics struct {
 	delivered, deadLettered, skipped prometheus.Counter
 	pubToDeliv, attempts             prometheus.Observer
-	paused, pending                  prometheus.Gauge
+	paused, pending, successRatio    prometheus.Gauge
 	pauses, pulls, extraOmitted      prometheus.Counter
 	retries, deadLetters             *prometheus.CounterVec
+	probes                           *prometheus.CounterVec
 	name                             string
 }
 
@@ -133,11 +171,13 @@ func (m *metrics) forReceiver(name string) receiverMetrics {
 		attempts:     m.attempts.WithLabelValues(name),
 		paused:       m.paused.WithLabelValues(name),
 		pending:      m.pending.WithLabelValues(name),
+		successRatio: m.ratio.WithLabelValues(name),
 		pauses:       m.pauses.WithLabelValues(name),
 		pulls:        m.pulls.WithLabelValues(name),
 		extraOmitted: m.extraOmitted.WithLabelValues(name),
 		retries:      m.retries,
 		deadLetters:  m.deadLetters,
+		probes:       m.probes,
 		name:         name,
 	}
 }
@@ -148,4 +188,27 @@ func (rm *receiverMetrics) retry(reason string) { rm.retries.WithLabelValues(rm.
 func (rm *receiverMetrics) deadLetter(reason string) {
 	rm.deadLetters.WithLabelValues(rm.name, reason).Inc()
 	rm.deadLettered.Inc()
+}
+
+func (rm *receiverMetrics) probe(result string) { rm.probes.WithLabelValues(rm.name, result).Inc() }
+
+// maxUnroutedTypes bounds the type label of setrelay_intents_unrouted_total:
+// private types are open-ended, and a producer must not be able to grow the
+// metrics without bound.
+const maxUnroutedTypes = 100
+
+func (m *metrics) unroutedType(typ string) {
+	m.mu.Lock()
+	if _, ok := m.unroutedTypes[typ]; !ok {
+		if len(m.unroutedTypes) >= maxUnroutedTypes {
+			typ = "other"
+		} else {
+			if m.unroutedTypes == nil {
+				m.unroutedTypes = make(map[string]struct{})
+			}
+			m.unroutedTypes[typ] = struct{}{}
+		}
+	}
+	m.mu.Unlock()
+	m.unrouted.WithLabelValues(typ).Inc()
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -36,6 +38,21 @@ type Pool struct {
 	// share caps one pull request's batch, so one busy receiver cannot
 	// take every free slot in a single request.
 	share int
+
+	// names are the configured receivers, for unknown_receiver.
+	names       map[string]bool
+	sortedNames []string
+	// unroutedLog limits the unrouted-type warning to one per type a
+	// minute.
+	unroutedLog rateLimit
+	// failingLog limits the failing-receiver and signing warnings to one
+	// per receiver and reason a minute.
+	failingLog rateLimit
+	// procID names this process as a probe-lease holder.
+	procID string
+	// fleet is the shared state bucket; nil until Run opens it, or when it
+	// is unavailable.
+	fleet *fleet
 }
 
 // New checks cfg and builds a Pool. It does not touch the network.
@@ -90,6 +107,19 @@ func New(cfg Config, d Deps) (*Pool, error) {
 	}
 	p.sem = make(chan struct{}, cfg.Concurrency)
 	p.share = max(1, cfg.Concurrency/len(p.rcvs))
+	p.names = seen
+	for name := range seen {
+		p.sortedNames = append(p.sortedNames, name)
+	}
+	slices.Sort(p.sortedNames)
+	for _, r := range p.rcvs {
+		// The first name in order is the same in every process with the
+		// same receivers; see Facts.Owner.
+		r.owner = r.Name == p.sortedNames[0]
+	}
+	p.unroutedLog.every = time.Minute
+	p.failingLog.every = time.Minute
+	p.procID = fmt.Sprintf("%s-%d-%08x", hostname(), os.Getpid(), rand.Uint32())
 	return p, nil
 }
 
@@ -118,6 +148,10 @@ func (p *Pool) newRcv(spec Receiver) (*rcv, error) {
 	r.Retry = r.Retry.WithDefaults()
 	r.Pause = r.Pause.withDefaults()
 	r.cooldown = r.Pause.Initial
+	r.hold = r.Pause.ProbeInterval
+	r.win.span = r.Pause.Window
+	r.probeNow = make(chan struct{}, 1)
+	r.cur.Store(&tools{sg: spec.Signer, ps: spec.Pusher})
 	if len(spec.Types) > 0 {
 		r.types = make(map[string]struct{}, len(spec.Types))
 		for _, t := range spec.Types {
@@ -170,7 +204,8 @@ func (p *Pool) Run(ctx context.Context) error {
 		go func() {
 			defer workers.Done()
 			for t := range tasks {
-				p.handle(work, t.r, t.msg)
+				p.handle(work, t.r, t.msg, false)
+				t.r.inflight.Add(-1)
 				p.release(1)
 				if t.done != nil {
 					close(t.done)
@@ -179,14 +214,30 @@ func (p *Pool) Run(ctx context.Context) error {
 		}()
 	}
 
+	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
+	p.openFleet(fctx)
+	fcancel()
+	for _, r := range p.rcvs {
+		p.publishState(r)
+	}
+
 	var loops sync.WaitGroup
 	for _, r := range p.rcvs {
-		loops.Add(1)
+		loops.Add(2)
 		go func() {
 			defer loops.Done()
 			p.fetchLoop(ctx, r, tasks)
 		}()
+		go func() {
+			defer loops.Done()
+			p.probeLoop(ctx, work, r)
+		}()
 	}
+	loops.Add(1)
+	go func() {
+		defer loops.Done()
+		p.watchFleet(ctx)
+	}()
 	loops.Add(1)
 	go func() {
 		defer loops.Done()
@@ -276,10 +327,26 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 	var errDelay time.Duration
 	for ctx.Err() == nil {
 		// A paused consumer delivers nothing, so do not tie up a slot in
-		// a pull request that can only time out.
-		if until := r.pausedUntil(); p.now().Before(until) {
-			sleep(ctx, until.Sub(p.now()))
+		// a pull request that can only time out. A blocked one is paused
+		// too (its probes are probeLoop's). The wait is checked often: a
+		// pause can end early (an unblock, a resume).
+		if r.blocked.Load() {
+			sleep(ctx, heldPoll)
 			continue
+		}
+		if until := r.pausedUntil(); p.now().Before(until) {
+			sleep(ctx, min(until.Sub(p.now()), heldPoll))
+			continue
+		}
+		// After a recovery, concurrency ramps up (rampCap), so a backlog
+		// does not hit a receiver that just came back all at once.
+		limit := p.share
+		if c, ramping := r.rampCap(p.now(), p.cfg.Concurrency); ramping {
+			limit = min(limit, c-int(r.inflight.Load()))
+			if limit <= 0 {
+				sleep(ctx, rampPoll)
+				continue
+			}
 		}
 		if !p.acquire(ctx) {
 			return
@@ -290,7 +357,7 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 		// flooded, and few attempts are spent on it.
 		probing := r.failing()
 		if !probing {
-			held += p.tryAcquire(min(want, p.share) - 1)
+			held += p.tryAcquire(min(want, limit) - 1)
 		}
 		// The long poll is not cut short by shutdown: the server would
 		// still deliver into the abandoned request, and that message would
@@ -308,6 +375,7 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 		got := 0
 		for msg := range batch.Messages() {
 			got++
+			r.inflight.Add(1)
 			if !probing {
 				tasks <- task{r: r, msg: msg}
 				continue
@@ -367,7 +435,10 @@ func (p *Pool) pollInfo(ctx context.Context) {
 				continue
 			}
 			r.m.pending.Set(float64(info.NumPending))
-			r.syncPause(info.Paused, asked, asked.Add(info.PauseRemaining))
+			ratio, _ := r.win.ratio(p.now(), r.Pause.MinRequests)
+			r.m.successRatio.Set(ratio)
+			r.syncPause(info.Paused, asked, asked.Add(info.PauseRemaining), p.fleet != nil)
+			p.publishState(r)
 		}
 		select {
 		case <-ctx.Done():
@@ -375,6 +446,21 @@ func (p *Pool) pollInfo(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// heldPoll is how often a fetch loop looks whether its receiver's pause or
+// block has ended.
+const heldPoll = 100 * time.Millisecond
+
+// rampPoll is how often a ramping receiver's fetch loop looks for room.
+const rampPoll = 20 * time.Millisecond
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "unknown"
+	}
+	return h
 }
 
 // sleep waits for d or until ctx is done.

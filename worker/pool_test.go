@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -196,9 +197,10 @@ func TestRetryKeepsJTIAndClaims(t *testing.T) {
 	}
 }
 
-// TestInvalidAudienceDeadLettered: a 400 invalid_audience is dead-lettered
-// after exactly one attempt, with reason, status, err, description and the
-// original intent bytes.
+// TestInvalidAudienceDeadLettered: a 400 invalid_audience for one intent,
+// with nothing else to tell an intent's problem from the receiver's, is
+// dead-lettered after exactly BlockStreak (3) attempts (see BlockStreak),
+// with reason, status, err, description and the original intent bytes.
 func TestInvalidAudienceDeadLettered(t *testing.T) {
 	e := newEnv(t, 30*time.Second, "strict")
 	s := newScripted(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
@@ -214,12 +216,12 @@ func TestInvalidAudienceDeadLettered(t *testing.T) {
 	eventually(t, 10*time.Second, "a dead letter", func() bool { dls = e.deadLetters(); return len(dls) > 0 })
 	eventually(t, 5*time.Second, "the intent termed", func() bool { return e.intentsLeft() == 0 })
 	time.Sleep(200 * time.Millisecond) // room for a wrong retry to show up
-	if got := s.requests(); got != 1 {
-		t.Fatalf("%d attempts, want exactly 1", got)
+	if got := s.requests(); got != BlockStreak {
+		t.Fatalf("%d attempts, want exactly %d", got, BlockStreak)
 	}
 	dl := dls[0].DeadLetter
 	if len(dls) != 1 || dl.Reason != "invalid_audience" || dl.Status != 400 || dl.Err != "invalid_audience" ||
-		!strings.Contains(dl.Description, "aud is not") || dl.Attempts != 1 || dl.Receiver != "strict" ||
+		!strings.Contains(dl.Description, "aud is not") || dl.Attempts != BlockStreak || dl.Receiver != "strict" ||
 		dl.IntentID != "aud-1" || dl.StreamSeq == 0 || dl.FirstAttempt.IsZero() || dl.LastAttempt.Before(dl.FirstAttempt) {
 		t.Fatalf("dead letter %+v (of %d)", dl, len(dls))
 	}
@@ -227,6 +229,50 @@ func TestInvalidAudienceDeadLettered(t *testing.T) {
 	if err := json.Unmarshal(dl.Intent, &got); err != nil || got["id"] != "aud-1" {
 		t.Errorf("dead letter intent bytes %q: %v", dl.Intent, err)
 	}
+}
+
+// TestOwnInvalidAudienceAmongGoodOnes: a receiver that rejects one intent's
+// audience but accepts the others dead-letters that intent on its second
+// attempt (other SETs got through meanwhile: the problem is the intent's)
+// and is not blocked.
+func TestOwnInvalidAudienceAmongGoodOnes(t *testing.T) {
+	e := newEnv(t, 30*time.Second, "picky")
+	s := newScripted(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if bytes.Contains(body, []byte(".")) && strings.Contains(decodedPayload(body), "odd-one") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"err":"invalid_audience"}`))
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+	reg := prometheus.NewRegistry()
+	spec := e.spec(e.js, "picky", s.endpoint())
+	spec.Retry = RetryPolicy{Initial: 200 * time.Millisecond, Max: time.Second}
+	e.run(Config{Concurrency: 4, Receivers: []Receiver{spec}}, e.js, reg)
+	e.publish(sessionRevoked("odd-one"))
+	for i := range 20 {
+		e.publish(sessionRevoked(idN("fine", i)))
+	}
+	eventually(t, 10*time.Second, "every intent settled", func() bool { return e.intentsLeft() == 0 })
+	dls := e.deadLetters()
+	if len(dls) != 1 || dls[0].IntentID != "odd-one" || dls[0].Reason != "invalid_audience" || dls[0].Attempts != 2 {
+		t.Fatalf("dead letters %+v, want odd-one's alone, invalid_audience on attempt 2", dls)
+	}
+	if got := metricValue(t, reg, "setrelay_deliveries_total", "picky", "delivered"); got != 20 {
+		t.Fatalf("%v delivered, want 20", got)
+	}
+}
+
+// decodedPayload is the JSON payload of a compact JWS, or "".
+func decodedPayload(jws []byte) string {
+	parts := strings.Split(string(jws), ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	b, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	return string(b)
 }
 
 // TestInvalidIntentDoesNotBlock: an invalid intent is dead-lettered in under

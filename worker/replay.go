@@ -25,27 +25,23 @@ const replayKeyRetry = 5 * time.Second
 
 // authenticReplay checks a message that arrived on r's replay subject (see
 // queue.ReplayKeys). For a real replay it sets j.replayOf, the verified
-// dead-letter sequence that seeds the new jti, and returns true. Otherwise
-// it settles the message itself and returns false: a forged or altered
-// replay is dead-lettered as invalid_replay; when the key cannot be read the
-// message is handed back to be tried again later (on its last delivery,
-// dead-lettered so it is not lost).
-func (p *Pool) authenticReplay(ctx context.Context, r *rcv, j *job) bool {
+// dead-letter sequence that seeds the new jti, and returns 0. Otherwise it
+// returns the stage Settle decides on: StageInvalidReplay for a forged or
+// altered replay (dead-lettered as invalid_replay), StageReplayUnchecked
+// when the key cannot be read (handed back to be tried again later; on its
+// last delivery, dead-lettered so it is not lost).
+func (p *Pool) authenticReplay(ctx context.Context, r *rcv, j *job) Stage {
 	seq, err := p.replayKeys.Verify(ctx, r.Name, j.msg.Headers(), j.data)
 	switch {
 	case err == nil:
 		j.replayOf = strconv.FormatUint(seq, 10)
-		return true
+		return 0
 	case errors.Is(err, queue.ErrInvalidReplay):
-		p.deadLetter(ctx, r, j, queue.DeadLetter{Reason: ReasonInvalidReplay, Description: err.Error()})
-	case j.last:
-		p.deadLetter(ctx, r, j, queue.DeadLetter{Reason: ReasonMaxDeliveries, Description: "replay not checked on the consumer's last delivery: " + err.Error()})
-	default:
-		p.log.Warn("cannot check a replay: the replay key is unavailable; it will come back",
-			zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
-		if nerr := j.msg.NakWithDelay(replayKeyRetry); nerr != nil {
-			p.log.Warn("nak failed; the message will be redelivered after AckWait", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(nerr))
-		}
+		j.detail = err.Error()
+		return StageInvalidReplay
 	}
-	return false
+	p.log.Warn("cannot check a replay: the replay key is unavailable; it will come back",
+		zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
+	j.detail = "replay not checked: " + err.Error()
+	return StageReplayUnchecked
 }

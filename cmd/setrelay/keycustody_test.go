@@ -32,6 +32,7 @@ import (
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/receiver"
 	"github.com/setrelay/setrelay/relay"
+	"github.com/setrelay/setrelay/worker"
 )
 
 // custodyIntents is how many intents the end-to-end key custody runs
@@ -518,13 +519,10 @@ func TestKMSThrottlingRetried(t *testing.T) {
 }
 
 // TestKMSDisabledKeyBlocksDelivery: disabling the KMS key stops delivery
-// to its receiver; the failures are classified key_unusable; nothing is
-// dead-lettered; enabling the key again delivers everything held back.
-//
-// Blocking the receiver outright (no attempts counted however long the key
-// stays disabled) is the worker's handling of signer.ErrKeyUnusable, on
-// the i10core branch; this run keeps the key disabled for less than the
-// retry budget.
+// to its receiver; the failures are classified key_unusable and block the
+// receiver (shared state blocked, the rest held back unsigned); nothing is
+// dead-lettered; enabling the key again and asking for a probe (`setrelay
+// receivers unblock`) delivers everything held back.
 func TestKMSDisabledKeyBlocksDelivery(t *testing.T) {
 	lk := testenv.StartLocalKMS(t)
 	dir := t.TempDir()
@@ -542,9 +540,13 @@ func TestKMSDisabledKeyBlocksDelivery(t *testing.T) {
 	run.publish(t, "held", 20)
 	unusable := counter(t, run.reg, "setrelay_sign_errors_total", map[string]string{"key": "kms-rs", "reason": "key_unusable"})
 	deadline := time.Now().Add(20 * time.Second)
-	for testutil.ToFloat64(unusable) < 20 {
+	for {
+		st, err := worker.SharedState(context.Background(), run.svc.JetStream(), "rcv")
+		if err == nil && st.State == "blocked" && st.Reason == worker.ReasonKeyUnusable && testutil.ToFloat64(unusable) >= 1 {
+			break
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("key_unusable sign errors = %v, want every held intent's", testutil.ToFloat64(unusable))
+			t.Fatalf("receiver not blocked for key_unusable (state %+v, %v; %v key_unusable sign errors)", st, err, testutil.ToFloat64(unusable))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -556,6 +558,9 @@ func TestKMSDisabledKeyBlocksDelivery(t *testing.T) {
 	}
 
 	if _, err := client.EnableKey(context.Background(), &kms.EnableKeyInput{KeyId: aws.String(arn)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := worker.RequestProbe(context.Background(), run.svc.JetStream(), "rcv"); err != nil {
 		t.Fatal(err)
 	}
 	waitAccepted(t, 30, 60*time.Second, rcv)

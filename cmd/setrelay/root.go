@@ -51,6 +51,7 @@ the SET an intent becomes, and 'setrelay run --config FILE' to run the service
 		newSignCmd(),
 		newKeysCmd(),
 		newReceiverCmd(),
+		newReceiversCmd(),
 		newSchemaCmd(),
 		newBenchCmd(),
 		newHealthcheckCmd(),

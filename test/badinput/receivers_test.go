@@ -21,6 +21,7 @@ import (
 	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/push"
+	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/worker"
 )
 
@@ -42,8 +43,11 @@ type misbehaving struct {
 	trustCA bool // configure that certificate as the receiver's CA
 	oauth   bool // the receiver has a /token endpoint and wants a bearer token
 
-	// Expected outcome: delivered, or a dead letter with these fields.
+	// Expected outcome: delivered, blocked (a configuration failure: the
+	// intent is kept, no dead letter, the consumer paused), or a dead
+	// letter with these fields.
 	delivered  bool
+	blocked    bool
 	reason     string
 	lastReason string // the last push reason, when reason is the worker's own
 	status     int
@@ -123,9 +127,9 @@ func misbehavingCases(written500, written200 *atomic.Int64) []misbehaving {
 				c.inc(r.URL.Path)
 				http.Redirect(w, r, r.URL.Path, http.StatusFound)
 			}
-		}, reason: push.ReasonRedirect, status: 302, attempts: 1, desc: "redirected to /events (not followed)", requests: 1, within: 2 * time.Second},
+		}, blocked: true, reason: push.ReasonRedirect, requests: 1, within: 2 * time.Second},
 		{name: "single-302", handler: simple(302, "text/plain", "moved", "Location", "https://elsewhere.example.net/ssf/events"),
-			reason: push.ReasonRedirect, status: 302, attempts: 1, desc: "redirected to https://elsewhere.example.net/ssf/events (not followed)", requests: 1, within: 2 * time.Second},
+			blocked: true, reason: push.ReasonRedirect, requests: 1, within: 2 * time.Second},
 		{name: "slowloris-body-503", handler: func(c *counter) http.HandlerFunc {
 			return func(w http.ResponseWriter, r *http.Request) {
 				c.inc(r.URL.Path)
@@ -165,13 +169,13 @@ func misbehavingCases(written500, written200 *atomic.Int64) []misbehaving {
 			}
 		}, reason: worker.ReasonAttemptsExhausted, lastReason: push.ReasonTimeout, status: 0, attempts: maxAttempts, desc: "deadline exceeded", requests: maxAttempts, within: 4 * time.Second},
 		{name: "tls-untrusted", tls: true, handler: simple(202, "text/plain", ""),
-			reason: worker.ReasonAttemptsExhausted, lastReason: push.ReasonTLS, status: 0, attempts: maxAttempts, desc: "certificate", requests: 0, within: 4 * time.Second},
+			blocked: true, reason: push.ReasonTLS, requests: 0, within: 2 * time.Second},
 		{name: "tls-trusted-ca", tls: true, trustCA: true, handler: simple(202, "text/plain", ""),
 			delivered: true, requests: 1, within: 2 * time.Second},
 		{name: "unauthorized-forever", oauth: true, handler: simple(401, "application/json", `{"err":"authentication_failed","description":"token not recognised"}`,
 			"WWW-Authenticate", `Bearer error="invalid_token"`),
-			reason: worker.ReasonAttemptsExhausted, lastReason: push.ReasonAuthenticationFailed, status: 401, attempts: maxAttempts, body: "token not recognised", desc: "token not recognised",
-			requests: 2 * maxAttempts, tokens: 1 + maxAttempts, within: 4 * time.Second},
+			// Refused again with a fresh token: the credentials are wrong.
+			blocked: true, reason: push.ReasonAuthenticationFailed, requests: 2, tokens: 2, within: 2 * time.Second},
 		{name: "retry-after-a-day", handler: simple(429, "text/plain", "slow down", "Retry-After", "86400"),
 			reason: worker.ReasonAttemptsExhausted, lastReason: push.ReasonHTTP429, status: 429, attempts: maxAttempts, body: "slow down", requests: maxAttempts, within: 4 * time.Second},
 	}
@@ -277,15 +281,26 @@ func TestMisbehavingReceivers(t *testing.T) {
 	if _, err := e.pub.Publish(context.Background(), in); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 15*time.Second, func() string {
+	// Settled by every consumer but the blocked ones, which keep it.
+	unsettled := func() []string {
 		var pending []string
 		for _, c := range cases {
-			if !c.delivered && len(e.deadLetters(c.name)) == 0 {
+			if c.blocked {
+				continue
+			}
+			info, err := e.js.Consumer(context.Background(), queue.IntentStream, queue.ConsumerName(c.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st, err := info.Info(context.Background()); err != nil || st.NumPending+uint64(st.NumAckPending) > 0 {
 				pending = append(pending, c.name)
 			}
 		}
-		return fmt.Sprintf("intent still held by a consumer (%d left); no dead letter yet for %v", e.intentsLeft(), pending)
-	}, func() bool { return e.intentsLeft() == 0 })
+		return pending
+	}
+	waitFor(t, 15*time.Second, func() string {
+		return fmt.Sprintf("intent still held by the consumers of %v", unsettled())
+	}, func() bool { return len(unsettled()) == 0 })
 	done := time.Since(published)
 
 	for _, c := range cases {
@@ -305,6 +320,23 @@ func TestMisbehavingReceivers(t *testing.T) {
 			if c.delivered {
 				if len(dls) != 0 {
 					t.Errorf("want delivered, got dead letter %+v", dls[0].DeadLetter)
+				}
+				return
+			}
+			if c.blocked {
+				if len(dls) != 0 {
+					t.Fatalf("want blocked, got dead letter %+v", dls[0].DeadLetter)
+				}
+				cons, err := e.js.Consumer(context.Background(), queue.IntentStream, queue.ConsumerName(c.name))
+				if err != nil {
+					t.Fatal(err)
+				}
+				st, err := worker.SharedState(context.Background(), e.js, c.name)
+				if err != nil || st.State != "blocked" || st.Reason != c.reason {
+					t.Errorf("shared state %+v (%v), want blocked for %s", st, err, c.reason)
+				}
+				if info, err := cons.Info(context.Background()); err != nil || !info.Paused || info.NumPending+uint64(info.NumAckPending) == 0 {
+					t.Errorf("consumer %+v (%v): want paused, the intent kept", info, err)
 				}
 				return
 			}

@@ -126,6 +126,10 @@ type run struct {
 	publishErrors atomic.Int64
 	pausedSeen    atomic.Bool
 	drainedIn     time.Duration
+
+	// degraded configures the run for TestDegradedReceiverNotPaused: no
+	// outage, concurrency 64 and the default pause settings.
+	degraded bool
 }
 
 func newRun(t *testing.T, bin string) *run {
@@ -191,6 +195,11 @@ func (r *run) setUp() {
 	ports := freePorts(t, 1+*flagWorkers)
 	r.receiverURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
 	downAfter := 20*time.Second + time.Duration(0.6*float64(r.duration))
+	concurrency, pause := 32, fmt.Sprintf("{threshold: %d, initial: 2s, max: 4s}", pauseThreshold)
+	if r.degraded {
+		downAfter = 24 * time.Hour // no outage: degraded throughout
+		concurrency, pause = 64, "{threshold: 5, initial: 30s, max: 10m}"
+	}
 	// The secret goes through the environment, as an operator should pass
 	// it: a command line is visible to every user of the machine.
 	r.receiver = newProc("receiver", r.bin, r.dir, []string{"SETRELAY_RECEIVER_CLIENT_SECRET=" + r.secret},
@@ -233,7 +242,7 @@ keys:
     file: %s
     alg: ES256
 worker:
-  concurrency: 32
+  concurrency: %d
   grace_period: %s
 ops:
   listen: 127.0.0.1:${CHAOS_OPS_PORT}
@@ -253,8 +262,8 @@ receivers:
     insecure_http: true
     timeout: %s
     retry: {initial: 200ms, max: 2s, max_attempts: %d, max_age: 1h}
-    pause: {threshold: %d, initial: 2s, max: 4s}
-`, r.cluster.URLs(), ackWait, keyPath, gracePeriod, chaosReceiver, r.receiverURL, r.receiverURL, pushTimeout, *flagAttempts, pauseThreshold)
+    pause: %s
+`, r.cluster.URLs(), ackWait, keyPath, concurrency, gracePeriod, chaosReceiver, r.receiverURL, r.receiverURL, pushTimeout, *flagAttempts, pause)
 	if err := os.WriteFile(r.configPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
