@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/setrelay/setrelay/tracing"
 )
 
 // DeadLetter records an intent that could not be delivered to one receiver:
@@ -172,9 +174,9 @@ func PublishDeadLetter(ctx context.Context, js jetstream.JetStream, dl DeadLette
 	if dl.StreamSeq > 0 {
 		msg.Header.Set(jetstream.MsgIDHeader, DeadLetterMsgID(dl.Receiver, dl.StreamSeq))
 	}
-	if tp := Traceparent(ctx); tp != "" {
-		msg.Header.Set(HeaderTraceparent, tp)
-	}
+	// The trace context of the failed delivery: Replay puts it back on
+	// the replayed intent. Set before sizing: headers count.
+	tracing.Inject(ctx, msg.Header)
 	data, _, err := FitDeadLetter(dl, payloadBudget(js.Conn(), msg.Header))
 	if err != nil {
 		return err

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/setrelay/setrelay/tracing"
 )
 
 // ErrDeadLetterNotFound is returned (wrapped) for a DLQ sequence that holds
@@ -28,6 +30,11 @@ type StoredDeadLetter struct {
 	// version can read (published by hand, say); Receiver then comes from
 	// the subject and Intent holds the raw message.
 	DecodeError string
+	// Traceparent and Tracestate are the W3C trace context the dead letter
+	// was stored with: that of the failed delivery, in the producer's
+	// trace. Replay puts them on the replayed intent, so its deliveries
+	// join the same trace.
+	Traceparent, Tracestate string
 }
 
 // storedMeta is the part of StoredDeadLetter's JSON that DeadLetter lacks.
@@ -35,12 +42,14 @@ type storedMeta struct {
 	Seq         uint64    `json:"seq"`
 	Stored      time.Time `json:"stored"`
 	DecodeError string    `json:"decode_error,omitempty"`
+	Traceparent string    `json:"traceparent,omitempty"`
+	Tracestate  string    `json:"tracestate,omitempty"`
 }
 
 // MarshalJSON adds seq, stored and decode_error to the dead letter's JSON
 // (the embedded DeadLetter's MarshalJSON would otherwise drop them).
 func (s StoredDeadLetter) MarshalJSON() ([]byte, error) {
-	meta, err := json.Marshal(storedMeta{Seq: s.Seq, Stored: s.Stored, DecodeError: s.DecodeError})
+	meta, err := json.Marshal(storedMeta{Seq: s.Seq, Stored: s.Stored, DecodeError: s.DecodeError, Traceparent: s.Traceparent, Tracestate: s.Tracestate})
 	if err != nil {
 		return nil, fmt.Errorf("queue: encode dead letter: %w", err)
 	}
@@ -62,6 +71,7 @@ func (s *StoredDeadLetter) UnmarshalJSON(data []byte) error {
 		return err
 	}
 	s.Seq, s.Stored, s.DecodeError = meta.Seq, meta.Stored, meta.DecodeError
+	s.Traceparent, s.Tracestate = meta.Traceparent, meta.Tracestate
 	return nil
 }
 
@@ -164,7 +174,7 @@ func (d *DLQ) Each(ctx context.Context, f Filter, fn func(StoredDeadLetter) erro
 				return fmt.Errorf("queue: read dead letters: %w", err)
 			}
 			remaining = md.NumPending
-			sdl := decodeStored(msg.Subject(), msg.Data(), md.Sequence.Stream, md.Timestamp)
+			sdl := decodeStored(msg.Subject(), msg.Headers(), msg.Data(), md.Sequence.Stream, md.Timestamp)
 			if !f.Until.IsZero() && !sdl.Stored.Before(f.Until) {
 				// Stored times only grow with the sequence.
 				return nil
@@ -216,7 +226,7 @@ func (d *DLQ) Get(ctx context.Context, seq uint64) (StoredDeadLetter, error) {
 		}
 		return StoredDeadLetter{}, fmt.Errorf("queue: get dead letter %d: %w", seq, err)
 	}
-	return decodeStored(msg.Subject, msg.Data, msg.Sequence, msg.Time), nil
+	return decodeStored(msg.Subject, msg.Header, msg.Data, msg.Sequence, msg.Time), nil
 }
 
 // Replay re-queues the dead letter's original intent bytes for its receiver
@@ -253,6 +263,16 @@ func (d *DLQ) Replay(ctx context.Context, seq uint64) (ReplayResult, error) {
 	hdr := nats.Header{}
 	hdr.Set(HeaderReplayOf, strconv.FormatUint(seq, 10))
 	hdr.Set(HeaderReplayMAC, mac)
+	// The replay continues the trace of the delivery that failed, so
+	// whoever follows it sees the original publish, the failed attempts
+	// and the replay's deliveries together. A dead letter stored without
+	// trace context takes the caller's, if any.
+	if sdl.Traceparent != "" {
+		hdr.Set(tracing.HeaderTraceparent, sdl.Traceparent)
+		if sdl.Tracestate != "" {
+			hdr.Set(tracing.HeaderTracestate, sdl.Tracestate)
+		}
+	}
 	msg, err := intentMsg(ctx, ReplaySubject(sdl.Receiver), ReplayMsgID(sdl.Receiver, seq), sdl.Intent, hdr)
 	if err != nil {
 		return res, err
@@ -301,8 +321,11 @@ func (d *DLQ) delete(ctx context.Context, seq uint64) error {
 
 // decodeStored decodes a DLQ message, keeping an undecodable one visible
 // rather than failing the whole listing.
-func decodeStored(subject string, data []byte, seq uint64, stored time.Time) StoredDeadLetter {
+func decodeStored(subject string, hdr nats.Header, data []byte, seq uint64, stored time.Time) StoredDeadLetter {
 	sdl := StoredDeadLetter{Seq: seq, Stored: stored}
+	if tc := tracing.Headers(hdr); tc != nil {
+		sdl.Traceparent, sdl.Tracestate = tc.Get(tracing.HeaderTraceparent), tc.Get(tracing.HeaderTracestate)
+	}
 	if err := json.Unmarshal(data, &sdl.DeadLetter); err != nil {
 		sdl.DeadLetter = DeadLetter{
 			Receiver: strings.TrimPrefix(subject, DLQSubjectPrefix),

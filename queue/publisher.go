@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/tracing"
 )
 
 // Header names on intent messages.
@@ -91,7 +92,9 @@ func Encode(in *intent.Intent, opts intent.Options) ([]byte, error) {
 // PublishRaw publishes already-validated intent bytes with Nats-Msg-Id = id.
 // hdr may carry extra headers (it is not modified); traceparent is taken
 // from ctx unless hdr has one.
-func (p *Publisher) PublishRaw(ctx context.Context, id string, data []byte, hdr nats.Header) (PubAck, error) {
+func (p *Publisher) PublishRaw(ctx context.Context, id string, data []byte, hdr nats.Header) (_ PubAck, err error) {
+	ctx, end := startSend(ctx, IntentSubject, id, len(data))
+	defer func() { end(err) }()
 	msg, err := intentMsg(ctx, IntentSubject, id, data, hdr)
 	if err != nil {
 		return PubAck{}, err
@@ -115,9 +118,7 @@ func intentMsg(ctx context.Context, subject, id string, data []byte, hdr nats.He
 	}
 	h.Set(jetstream.MsgIDHeader, id)
 	if h.Get(HeaderTraceparent) == "" {
-		if tp := Traceparent(ctx); tp != "" {
-			h.Set(HeaderTraceparent, tp)
-		}
+		tracing.Inject(ctx, h)
 	}
 	return &nats.Msg{Subject: subject, Data: data, Header: h}, nil
 }
@@ -154,23 +155,24 @@ func isStreamFull(err error) bool {
 	return false
 }
 
-type traceparentKey struct{}
-
 // WithTraceparent returns a context carrying a W3C traceparent for the
-// publishes made with it. A value that is not a well-formed traceparent
-// (version-traceid-parentid-flags, lowercase hex) is ignored rather than
-// forwarded, so a malformed value cannot break downstream tracing.
+// publishes made with it: it becomes the remote parent of spans started from
+// the context, and is what Publish writes when no span is started. A value
+// that is not a well-formed traceparent (version-traceid-parentid-flags,
+// lowercase hex) is ignored rather than forwarded, so a malformed value
+// cannot break downstream tracing. A span in the caller's context, from an
+// OpenTelemetry SDK, is propagated the same way without this.
 func WithTraceparent(ctx context.Context, tp string) context.Context {
 	if !validTraceparent(tp) {
 		return ctx
 	}
-	return context.WithValue(ctx, traceparentKey{}, tp)
+	return tracing.ContextWithTraceparent(ctx, tp, "")
 }
 
-// Traceparent returns the traceparent set by WithTraceparent, or "".
+// Traceparent returns the traceparent of the span context in ctx (set by
+// WithTraceparent or by a span), or "".
 func Traceparent(ctx context.Context) string {
-	tp, _ := ctx.Value(traceparentKey{}).(string)
-	return tp
+	return tracing.Traceparent(ctx)
 }
 
 func validTraceparent(tp string) bool {
