@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/setrelay/setrelay/secret"
+	"github.com/setrelay/setrelay/tracing"
 )
 
 // Shared, read-only request header values (see attempt).
@@ -97,7 +98,7 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 		// The token client shares the transport (same TLS settings, and
 		// the connection to the token endpoint stays warm) but has a
 		// Timeout, because the oauth2 library's fetch takes no deadline.
-		thc := &http.Client{Transport: tr, CheckRedirect: noRedirect, Timeout: cfg.Timeout}
+		thc := &http.Client{Transport: traceTransport{tr}, CheckRedirect: noRedirect, Timeout: cfg.Timeout}
 		c.auth = newOAuthAuth(newFetcher(cfg.Name, cfg.Auth, thc, log, m), cfg.Auth.RefreshBefore)
 	case cfg.Auth.AuthorizationHeader.IsSet():
 		c.auth = &staticAuth{value: []string{cfg.Auth.AuthorizationHeader.Reveal()}}
@@ -185,6 +186,8 @@ func (c *Client) attempt(ctx context.Context, jws []byte) (Result, any) {
 	if authz != nil {
 		req.Header["Authorization"] = authz
 	}
+	// A receiver that traces joins the worker's trace.
+	tracing.InjectHTTP(ctx, req.Header)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		var ue *url.Error

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -112,12 +113,14 @@ func (a *oauthAuth) authorization(ctx context.Context) ([]string, any, error) {
 		return b.header, g, nil
 	}
 	done := make(chan tokenResult, 1)
+	endSpan := a.fetch.traceFetch(ctx)
 	go func() {
 		tok, err := g.src.Token()
 		done <- tokenResult{tok, err}
 	}()
 	select {
 	case r := <-done:
+		endSpan(r.err)
 		if r.err != nil {
 			return nil, g, r.err
 		}
@@ -125,6 +128,7 @@ func (a *oauthAuth) authorization(ctx context.Context) ([]string, any, error) {
 		g.last.Store(b)
 		return b.header, g, nil
 	case <-ctx.Done():
+		endSpan(ctx.Err())
 		return nil, g, fmt.Errorf("waiting for the access token: %w", ctx.Err())
 	}
 }
@@ -163,6 +167,8 @@ type fetcher struct {
 	mu        sync.Mutex
 	lastErr   *TokenError
 	lastErrAt time.Time
+	// parent is the trace context for the next fetch (see traceFetch).
+	parent atomic.Pointer[trace.SpanContext]
 }
 
 // tokenFailureHold is how long a failed token fetch answers for all callers
@@ -200,7 +206,7 @@ func (f *fetcher) Token() (*oauth2.Token, error) {
 	if f.lastErr != nil && time.Since(f.lastErrAt) < tokenFailureHold {
 		return nil, f.lastErr
 	}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, f.hc)
+	ctx := f.traced(context.WithValue(context.Background(), oauth2.HTTPClient, f.hc))
 	tok, err := f.cc.Token(ctx)
 	if err != nil {
 		te := f.tokenError(err)

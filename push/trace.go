@@ -1,0 +1,70 @@
+package push
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/setrelay/setrelay/tracing"
+)
+
+// Tracing in push is passive: the worker's span in the caller's context is
+// propagated on the request (traceparent, tracestate), and a "token" span is
+// started only for an actual token fetch under a recording span. With
+// tracing off neither costs more than a context lookup.
+
+// traceFetch starts the "token" span of a token fetch when ctx holds a
+// recording span, and hands its context to the fetcher, whose request then
+// carries it. The fetch runs under oauth2's ReuseTokenSource, which takes no
+// context, hence the hand-over: when several callers wait for one fetch,
+// the request carries the trace of the last one to arrive, and every
+// caller's span covers its wait.
+func (f *fetcher) traceFetch(ctx context.Context) func(error) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return func(error) {}
+	}
+	_, span := tracing.ChildSpan(ctx, "token", trace.SpanKindClient,
+		semconv.HTTPRequestMethodPost, semconv.ServerAddress(f.tokenHost()))
+	sc := span.SpanContext()
+	f.parent.Store(&sc)
+	return func(err error) {
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "token fetch failed")
+		}
+		span.End()
+	}
+}
+
+// traced gives the fetch's context the waiting caller's token span, if any.
+func (f *fetcher) traced(ctx context.Context) context.Context {
+	if sc := f.parent.Swap(nil); sc != nil {
+		return trace.ContextWithSpanContext(ctx, *sc)
+	}
+	return ctx
+}
+
+func (f *fetcher) tokenHost() string {
+	u, err := url.Parse(f.cc.TokenURL)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// traceTransport adds the trace context of each request's context to the
+// request: the oauth2 library builds the token request itself.
+type traceTransport struct{ base http.RoundTripper }
+
+func (t traceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if trace.SpanContextFromContext(req.Context()).IsValid() {
+		// A RoundTripper must not modify the caller's request.
+		req = req.Clone(req.Context())
+		tracing.InjectHTTP(req.Context(), req.Header)
+	}
+	return t.base.RoundTrip(req)
+}
