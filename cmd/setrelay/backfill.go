@@ -18,6 +18,7 @@ const exitInterrupted = 130
 func newBackfillCmd() *cobra.Command {
 	var (
 		qf            queueFlags
+		tf            traceFlags
 		opts          backfill.Options
 		progressEvery time.Duration
 	)
@@ -135,7 +136,12 @@ fixing the cause); 130 when interrupted (resume with --resume).`,
 			}
 			defer closeConn(nc)
 			opts.Intent = iopts
-			sum, err = backfill.Run(cmd.Context(), nc, src, opts)
+			ctx, finish, err := tf.start(cmd.Context(), log, "setrelay backfill")
+			if err != nil {
+				return err
+			}
+			sum, err = backfill.Run(ctx, nc, src, opts)
+			finish(err)
 			return backfillResult(cmd, opts.Rejects, sum, err)
 		},
 	}
@@ -148,6 +154,7 @@ fixing the cause); 130 when interrupted (resume with --resume).`,
 	f.StringVar(&opts.Rejects, "rejects", "", "rejects file, JSON lines {line, id, errors} (default FILE.rejects.ndjson)")
 	f.DurationVar(&progressEvery, "progress-every", backfill.DefaultProgressEvery, "interval of the plain progress lines when stderr is not a terminal")
 	qf.register(cmd, true)
+	tf.register(cmd)
 	return cmd
 }
 

@@ -144,6 +144,7 @@ const maxPublishInput = 16 << 20
 func newPublishCmd() *cobra.Command {
 	var (
 		qf   queueFlags
+		tf   traceFlags
 		file string
 	)
 	cmd := &cobra.Command{
@@ -204,11 +205,18 @@ streams, publishes asynchronously and can resume.`,
 			if err != nil {
 				return err
 			}
-			return publishAll(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), queue.NewPublisher(js, opts), opts, cfg, data)
+			ctx, finish, err := tf.start(cmd.Context(), log, "setrelay publish")
+			if err != nil {
+				return err
+			}
+			err = publishAll(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), queue.NewPublisher(js, opts), opts, cfg, data)
+			finish(err)
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "file holding one intent or NDJSON ('-' or omitted: standard input)")
 	qf.register(cmd, true)
+	tf.register(cmd)
 	return cmd
 }
 
