@@ -38,6 +38,8 @@ type Client struct {
 	log           *zap.Logger
 	m             *Metrics
 	now           func() time.Time
+	host          string // server.address and server.port of spans
+	port          int
 }
 
 // New validates cfg, applies defaults and builds the client. It fails on an
@@ -93,6 +95,7 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 		m:   m,
 		now: time.Now,
 	}
+	c.host, c.port = hostPort(cfg.Endpoint)
 	switch {
 	case cfg.Auth.TokenURL != "":
 		// The token client shares the transport (same TLS settings, and
@@ -132,6 +135,7 @@ func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 // HTTP attempt is also bounded by Config.Timeout.
 func (c *Client) Push(ctx context.Context, jws []byte) Result {
 	start := time.Now()
+	ctx, endSpan := c.tracePush(ctx)
 	r, handle := c.attempt(ctx, jws)
 	switch {
 	case r.Outcome == Refresh:
@@ -153,6 +157,7 @@ func (c *Client) Push(ctx context.Context, jws []byte) Result {
 	}
 	r.Receiver = c.name
 	c.m.push(c.name, &r, time.Since(start))
+	endSpan(r)
 	return r
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
@@ -49,11 +51,8 @@ func (f *fetcher) traced(ctx context.Context) context.Context {
 }
 
 func (f *fetcher) tokenHost() string {
-	u, err := url.Parse(f.cc.TokenURL)
-	if err != nil {
-		return ""
-	}
-	return u.Hostname()
+	host, _ := hostPort(f.cc.TokenURL)
+	return host
 }
 
 // traceTransport adds the trace context of each request's context to the
@@ -67,4 +66,53 @@ func (t traceTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		tracing.InjectHTTP(req.Context(), req.Header)
 	}
 	return t.base.RoundTrip(req)
+}
+
+// tracePush starts the "push" client span of one Push when ctx holds a
+// recording span; its context is what the request's traceparent names. The
+// span carries the receiver's name, address and the outcome, never the SET.
+func (c *Client) tracePush(ctx context.Context) (context.Context, func(Result)) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, endNothing
+	}
+	ctx, span := tracing.ChildSpan(ctx, "push", trace.SpanKindClient,
+		semconv.HTTPRequestMethodPost,
+		semconv.ServerAddress(c.host),
+		semconv.ServerPort(c.port),
+		attribute.String("setrelay.receiver", c.name),
+	)
+	return ctx, func(r Result) {
+		if r.Status != 0 {
+			span.SetAttributes(semconv.HTTPResponseStatusCode(r.Status))
+		}
+		span.SetAttributes(
+			attribute.String("setrelay.outcome", r.Outcome.String()),
+			attribute.String("setrelay.reason", r.Reason),
+			attribute.Int("setrelay.http_attempts", r.Attempts),
+		)
+		if r.Outcome != Delivered {
+			span.SetAttributes(semconv.ErrorTypeKey.String(r.Reason))
+			span.SetStatus(codes.Error, r.Reason)
+		}
+		span.End()
+	}
+}
+
+func endNothing(Result) {}
+
+// hostPort splits an endpoint URL into the server.address and server.port
+// attributes (the port defaulted from the scheme).
+func hostPort(raw string) (string, int) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", 0
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		port = 443
+		if u.Scheme == "http" {
+			port = 80
+		}
+	}
+	return u.Hostname(), port
 }

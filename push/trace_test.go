@@ -9,9 +9,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Under a recording span, the push request and the token request carry
-// traceparent: the token request's names the token span, the push
-// request's the caller's span. Without one, neither carries anything.
+// Under a recording span, Push starts a "push" client span; the push
+// request carries its traceparent, and the token request the one of the
+// token span under it. Without a recording span neither carries anything.
 func TestPushPropagatesTraceContext(t *testing.T) {
 	ts := newTokenServer(t, false)
 	rc := newReceiver(t, false, nil)
@@ -20,23 +20,37 @@ func TestPushPropagatesTraceContext(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	ctx, span := tp.Tracer("test").Start(context.Background(), "push", trace.WithSpanKind(trace.SpanKindClient))
+	ctx, span := tp.Tracer("test").Start(context.Background(), "attempt", trace.WithSpanKind(trace.SpanKindConsumer))
 	if r := c.Push(ctx, []byte(testJWS)); r.Outcome != Delivered {
 		t.Fatalf("push: %+v", r)
 	}
 	span.End()
 
-	var token sdktrace.ReadOnlySpan
+	var token, push sdktrace.ReadOnlySpan
 	for _, s := range rec.Ended() {
-		if s.Name() == "token" {
+		switch s.Name() {
+		case "token":
 			token = s
+		case "push":
+			push = s
 		}
 	}
-	if token == nil {
-		t.Fatal("no token span for the fetch")
+	if token == nil || push == nil {
+		t.Fatalf("want a push and a token span, got %d spans", len(rec.Ended()))
 	}
-	if token.Parent().SpanID() != span.SpanContext().SpanID() || token.SpanKind() != trace.SpanKindClient {
+	if push.Parent().SpanID() != span.SpanContext().SpanID() || push.SpanKind() != trace.SpanKindClient {
+		t.Errorf("push span parent %v kind %v", push.Parent().SpanID(), push.SpanKind())
+	}
+	if token.Parent().SpanID() != push.SpanContext().SpanID() || token.SpanKind() != trace.SpanKindClient {
 		t.Errorf("token span parent %v kind %v", token.Parent().SpanID(), token.SpanKind())
+	}
+	attrs := map[string]string{}
+	for _, kv := range push.Attributes() {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	if attrs["http.response.status_code"] != "202" || attrs["server.address"] != "127.0.0.1" || attrs["setrelay.outcome"] != "delivered" ||
+		attrs["setrelay.receiver"] != "test-rcv" || attrs["http.request.method"] != "POST" {
+		t.Errorf("push span attributes %v", attrs)
 	}
 	ts.mu.Lock()
 	tokenTP := ts.last.Header.Get("Traceparent")
@@ -48,8 +62,8 @@ func TestPushPropagatesTraceContext(t *testing.T) {
 	if len(reqs) != 1 {
 		t.Fatalf("%d push requests", len(reqs))
 	}
-	if got, want := reqs[0].header.Get("Traceparent"), "00-"+span.SpanContext().TraceID().String()+"-"+span.SpanContext().SpanID().String()+"-01"; got != want {
-		t.Errorf("push request traceparent %q, want the caller's span %q", got, want)
+	if got, want := reqs[0].header.Get("Traceparent"), "00-"+push.SpanContext().TraceID().String()+"-"+push.SpanContext().SpanID().String()+"-01"; got != want {
+		t.Errorf("push request traceparent %q, want the push span's %q", got, want)
 	}
 
 	// Untraced: no header at all (and the cached token means no fetch).
