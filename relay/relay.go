@@ -28,6 +28,7 @@ import (
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/secret"
 	"github.com/setrelay/setrelay/signer"
+	"github.com/setrelay/setrelay/tracing"
 	"github.com/setrelay/setrelay/worker"
 )
 
@@ -58,6 +59,7 @@ type Service struct {
 	ssf   *ssfService // nil unless ssf.enabled
 	keys  []*signer.Key
 	url   string
+	trace *tracing.Provider
 	steps []func(context.Context) error // shutdown, in reverse start order
 
 	signers     map[string]*signer.Signer // by key id, as loaded at start
@@ -113,6 +115,17 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 	// any shutdown step runs.
 	s.steps = append(s.steps, func(context.Context) error { return closeKeys(keys) })
 
+	// Tracing is configured by the OTEL_* environment only (off without
+	// it). Its shutdown is the first step, so it runs last and exports the
+	// spans of the final deliveries.
+	if s.trace, err = tracing.Setup(ctx, push.Version, log); err != nil {
+		return nil, err
+	}
+	s.steps = append(s.steps, s.trace.Shutdown)
+	if s.trace.Enabled() {
+		log.Info("tracing on: exporting spans as the OTEL_* environment says")
+	}
+
 	qcfg := queueConfig(cfg)
 	if err := s.connect(ctx, qcfg); err != nil {
 		return nil, err
@@ -151,7 +164,7 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 	// With only the SSF API enabled there may be no configured receiver,
 	// and so no pool: receivers' streams are served by the SSF dispatcher.
 	if len(wcfg.Receivers) > 0 {
-		s.pool, err = worker.New(wcfg, worker.Deps{JS: s.js, Log: log.Named("worker"), Registerer: reg})
+		s.pool, err = worker.New(wcfg, worker.Deps{JS: s.js, Log: log.Named("worker"), Registerer: reg, Tracer: s.trace.TracerProvider()})
 		if err != nil {
 			return nil, fmt.Errorf("worker pool: %w", err)
 		}

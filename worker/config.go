@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
@@ -217,4 +218,7 @@ type Deps struct {
 	// Jitter returns a value in [0, 1) for retry delays; it must be safe
 	// for concurrent use (default math/rand/v2.Float64).
 	Jitter func() float64
+	// Tracer starts a span per delivery attempt (see trace.go); nil is
+	// tracing off, at no cost per message.
+	Tracer trace.TracerProvider
 }

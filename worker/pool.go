@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/queue"
+	"github.com/setrelay/setrelay/tracing"
 )
 
 // Pool serves every configured receiver's consumer with one shared set of
@@ -53,6 +55,8 @@ type Pool struct {
 	// fleet is the shared state bucket; nil until Run opens it, or when it
 	// is unavailable.
 	fleet *fleet
+	// tracer is nil when tracing is off.
+	tracer trace.Tracer
 }
 
 // New checks cfg and builds a Pool. It does not touch the network.
@@ -79,6 +83,9 @@ func New(cfg Config, d Deps) (*Pool, error) {
 		cfg.InfoInterval = DefaultInfoInterval
 	}
 	p := &Pool{cfg: cfg, js: d.JS, log: d.Log, now: d.Now, jitter: d.Jitter, replayKeys: queue.NewReplayKeys(d.JS)}
+	if d.Tracer != nil {
+		p.tracer = d.Tracer.Tracer(tracing.ScopeName)
+	}
 	if p.log == nil {
 		p.log = zap.NewNop()
 	}
