@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/set"
+	"github.com/setrelay/setrelay/tracing"
 )
 
 // intentPrefix bounds the excerpt of an intent too large to keep in its
@@ -62,6 +64,8 @@ type job struct {
 	// dead letter.
 	detail   string
 	problems []string
+	// trace is the attempt's span; nil when tracing is off (trace.go).
+	trace *attemptTrace
 }
 
 // handle takes one message from delivery to settlement: run the stages
@@ -91,6 +95,8 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg, probe bool
 		Hold:       r.hold,
 		Retry:      r.Retry,
 	}
+	ctx, j.trace = p.startAttempt(ctx, r, &j, f.Attempt)
+	defer j.trace.end()
 	p.runStages(ctx, r, &j, &f)
 	return p.settle(ctx, r, &j, &f)
 }
@@ -112,7 +118,9 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 		}
 	}()
 
+	sp := j.trace.stage(ctx, stageDecode)
 	in, err := intent.Decode(j.data, p.cfg.Intent)
+	endStage(sp, failed(err, ReasonInvalidIntent))
 	if err != nil {
 		f.Stage, j.detail = StageInvalid, err.Error()
 		var ve *intent.ValidationError
@@ -146,6 +154,8 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 		return
 	}
 
+	j.trace.decoded(r, j)
+
 	// While the receiver is paused or blocked, do not even sign: hand it
 	// back. A probe goes through.
 	if !f.Probe {
@@ -158,13 +168,17 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 	in = p.acceptedExtras(r, j, in) // extra events follow r's filter too (extras.go)
 	// iat is the time JetStream stored the intent, so a redelivery
 	// re-signs byte-identical claims with the same jti.
+	sp = j.trace.stage(ctx, stageBuild)
 	claims, err := set.Build(in, r.Profile, set.Options{IssuedAt: j.stored, ReplayOf: j.replayOf})
+	endStage(sp, failed(err, ReasonBuildFailed))
 	if err != nil {
 		f.Stage, j.detail = StageBuild, err.Error()
 		return
 	}
 	sg, ps := r.tools()
+	sp = j.trace.stage(ctx, stageSign)
 	jws, err := sg.Sign(claims, r.SendKID)
+	endStage(sp, failed(err, reasonSign))
 	if err != nil {
 		f.Stage, f.Result.Cause = StageSign, err
 		f.SignError = p.signFailed(r, sg, err)
@@ -234,6 +248,7 @@ func (p *Pool) settle(ctx context.Context, r *rcv, j *job, f *Facts) ActionKind 
 	for {
 		act := Settle(*f)
 		if p.apply(ctx, r, j, f, act) {
+			j.trace.settled(act)
 			return act.Kind
 		}
 		f.StoreFailures++
@@ -317,7 +332,7 @@ func (p *Pool) ack(r *rcv, j *job, f *Facts) {
 	r.settled(j.seq)
 	r.m.delivered.Inc()
 	r.m.attempts.Observe(float64(f.Attempt))
-	r.m.pubToDeliv.Observe(f.Age.Seconds())
+	j.trace.observe(r.m.pubToDeliv, f.Age.Seconds()) // with the trace id as exemplar
 	if ce := p.log.Check(zapcore.InfoLevel, "delivered"); ce != nil {
 		ce.Write(
 			zap.String("intent_id", j.intentID),
@@ -446,8 +461,10 @@ func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, f *Facts, act Act
 func (p *Pool) storeDeadLetter(ctx context.Context, j *job, dl *queue.DeadLetter) error {
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if tp := j.msg.Headers().Get(queue.HeaderTraceparent); tp != "" {
-		dctx = queue.WithTraceparent(dctx, tp)
+	if !trace.SpanContextFromContext(dctx).IsValid() {
+		// Tracing off: keep the producer's trace context on the dead
+		// letter all the same.
+		dctx = tracing.Extract(dctx, j.msg.Headers())
 	}
 	err := queue.PublishDeadLetter(dctx, p.js, *dl)
 	if errors.Is(err, nats.ErrMaxPayload) && len(dl.Intent) > 0 {
