@@ -18,10 +18,14 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/internal/otlptest"
 	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/set"
@@ -54,6 +58,12 @@ type benchRig struct {
 }
 
 func newBenchRig(b *testing.B, alg jose.SignatureAlgorithm, onPush func(body []byte)) *benchRig {
+	b.Helper()
+	return newTracedBenchRig(b, alg, onPush, nil)
+}
+
+// newTracedBenchRig is newBenchRig with the pool tracing on tp (nil: off).
+func newTracedBenchRig(b *testing.B, alg jose.SignatureAlgorithm, onPush func(body []byte), tp trace.TracerProvider) *benchRig {
 	b.Helper()
 	qcfg := queue.Config{StoreDir: b.TempDir(), Listen: "127.0.0.1:-1", MaxAckPending: 10000}
 	srv, err := queue.StartEmbedded(qcfg, nil)
@@ -108,7 +118,7 @@ func newBenchRig(b *testing.B, alg jose.SignatureAlgorithm, onPush func(body []b
 	}
 	p, err := New(Config{Concurrency: 64, Receivers: []Receiver{{
 		Name: "bench", Consumer: cons, Profile: (&env{}).profile("bench"), Signer: sig, Pusher: pc,
-	}}}, Deps{JS: js, Log: log, Registerer: reg})
+	}}}, Deps{JS: js, Log: log, Registerer: reg, Tracer: tp})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -140,8 +150,34 @@ func benchIntent(b *testing.B, i int) []byte {
 	return data
 }
 
+// BenchmarkPipelineTraced is BenchmarkPipeline (ES256) with every
+// delivery traced: 100 % sampling, batched OTLP/HTTP export to an
+// in-process collector, as with OTEL_EXPORTER_OTLP_ENDPOINT set. Compare its
+// cpu-us/SET with BenchmarkPipeline/ES256 from the same run.
+func BenchmarkPipelineTraced(b *testing.B) {
+	otlp := otlptest.Start(b)
+	exp, err := otlptracehttp.New(context.Background(), otlptracehttp.WithEndpointURL(otlp.URL+"/v1/traces"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	b.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	benchPipelineWith(b, newTracedBenchRig(b, jose.ES256, nil, tp))
+	// Everything recorded reached the collector.
+	if err := tp.ForceFlush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if errs := otlp.Errors(); len(errs) > 0 {
+		b.Fatalf("collector refused exports: %v", errs)
+	}
+	b.ReportMetric(float64(len(otlp.Spans()))/float64(b.N), "spans/SET")
+}
+
 func benchPipeline(b *testing.B, alg jose.SignatureAlgorithm) {
-	rig := newBenchRig(b, alg, nil)
+	benchPipelineWith(b, newBenchRig(b, alg, nil))
+}
+
+func benchPipelineWith(b *testing.B, rig *benchRig) {
 	js, stream, p := rig.js, rig.stream, rig.pool
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
