@@ -295,6 +295,7 @@ func showDeadLetter(out io.Writer, sdl queue.StoredDeadLetter) {
 	if sdl.ReplayOf != 0 {
 		row("replay of", strconv.FormatUint(sdl.ReplayOf, 10))
 	}
+	row("traceparent", sdl.Traceparent) // the failed delivery's trace; a replay joins it
 	row("unreadable", sdl.DecodeError)
 	_ = tw.Flush()
 	for _, e := range sdl.Errors {
