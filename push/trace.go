@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -35,8 +36,15 @@ func (f *fetcher) traceFetch(ctx context.Context) func(error) {
 	f.parent.Store(&sc)
 	return func(err error) {
 		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, "token fetch failed")
+			// A code, not the error's text: the endpoint's description
+			// is no business of a trace.
+			reason := ReasonToken
+			var te *TokenError
+			if errors.As(err, &te) && te.Permanent {
+				reason = ReasonTokenConfig
+			}
+			span.SetAttributes(semconv.ErrorTypeKey.String(reason))
+			span.SetStatus(codes.Error, reason)
 		}
 		span.End()
 	}

@@ -46,7 +46,7 @@ func TestPushPropagatesTraceContext(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, kv := range push.Attributes() {
-		attrs[string(kv.Key)] = kv.Value.Emit()
+		attrs[string(kv.Key)] = kv.Value.String()
 	}
 	if attrs["http.response.status_code"] != "202" || attrs["server.address"] != "127.0.0.1" || attrs["setrelay.outcome"] != "delivered" ||
 		attrs["setrelay.receiver"] != "test-rcv" || attrs["http.request.method"] != "POST" {

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -34,9 +35,21 @@ func startSend(ctx context.Context, subject, id string, size int) (context.Conte
 	)
 	return ctx, func(err error) {
 		if err != nil {
-			span.RecordError(err)
+			// A code, not the error's text: spans carry no free text.
+			span.SetAttributes(semconv.ErrorTypeKey.String(publishErrorType(err)))
 			span.SetStatus(codes.Error, "publish failed")
 		}
 		span.End()
 	}
+}
+
+// publishErrorType names a publish failure for error.type.
+func publishErrorType(err error) string {
+	switch {
+	case errors.Is(err, ErrStreamFull):
+		return "stream_full"
+	case errors.Is(err, ErrNotProvisioned):
+		return "not_provisioned"
+	}
+	return "publish_failed"
 }
