@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -266,4 +268,123 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// startTraceRelay starts a relay pushing to h, stopped when the test ends
+// (the returned stop is for stopping earlier, to flush its spans).
+func startTraceRelay(t *testing.T, h http.Handler) (*relay.Service, func()) {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: srv.URL + "/events"})
+	rc.Config.Receivers[0].Retry.Initial = 100 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := relay.Start(ctx, rc.Config, zap.NewNop(), prometheus.NewRegistry())
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- svc.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-ran; err != nil {
+				t.Errorf("relay: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return svc, stop
+}
+
+// With tracing off, a producer's traceparent still reaches the receiver
+// unchanged (W3C Trace Context asks that of a hop that does not trace).
+func TestTraceparentForwardedWhenTracingIsOff(t *testing.T) {
+	t.Setenv("TRACEPARENT", "")
+	rcv := &traceReceiver{status: []int{202}} // accept from the first push
+	svc, _ := startTraceRelay(t, rcv)
+	const given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	if code, _, stderr := runCLI(t, goodIntent, "publish", "--nats-url", svc.ClientURL(), "--traceparent", given); code != 0 {
+		t.Fatalf("publish: %s", stderr)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if tps, _, _ := rcv.snapshot(); len(tps) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if tps, _, _ := rcv.snapshot(); len(tps) != 1 || tps[0] != given {
+		t.Errorf("receiver saw traceparent %q, want the producer's %q", tps, given)
+	}
+}
+
+// A dead letter keeps the failed attempt's trace context and `dlq replay`
+// puts it back, so the replay's delivery is in the original trace, under
+// the attempt that failed.
+func TestReplayJoinsTheOriginalTrace(t *testing.T) {
+	otlp := otlptest.Start(t)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	t.Setenv("TRACEPARENT", "")
+	var refused atomic.Bool
+	svc, stop := startTraceRelay(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refused.CompareAndSwap(false, true) {
+			// Permanent for this SET: dead-lettered at once.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, `{"err":"invalid_request","description":"bad"}`)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	url := svc.ClientURL()
+	if code, _, stderr := runCLI(t, goodIntent, "publish", "--nats-url", url); code != 0 {
+		t.Fatalf("publish: %s", stderr)
+	}
+	var seq string
+	waitFor(t, "the dead letter", func() bool {
+		_, out, _ := runCLI(t, "", "dlq", "list", "--nats-url", url, "--json")
+		var dl queue.StoredDeadLetter // NDJSON: one per line
+		if json.Unmarshal([]byte(strings.TrimSpace(out)), &dl) != nil || dl.Seq == 0 {
+			return false
+		}
+		seq = fmt.Sprint(dl.Seq)
+		return true
+	})
+	_, show, _ := runCLI(t, "", "dlq", "show", seq, "--nats-url", url)
+	m := regexp.MustCompile(`traceparent:\s+00-([0-9a-f]{32})-([0-9a-f]{16})-01`).FindStringSubmatch(show)
+	if m == nil {
+		t.Fatalf("dlq show has no traceparent:\n%s", show)
+	}
+	if code, out, stderr := runCLI(t, "", "dlq", "replay", seq, "--nats-url", url); code != 0 {
+		t.Fatalf("replay: %d %s %s", code, out, stderr)
+	}
+	waitFor(t, "the replay delivered", func() bool { return testenv.StreamMsgs(t, svc.JetStream(), queue.IntentStream) == 0 })
+	stop()
+
+	var failed, replayed *otlptest.Span
+	spans := otlp.Spans()
+	for i, s := range spans {
+		switch {
+		case s.Name == "process "+queue.IntentSubject && s.Attrs["setrelay.outcome"] == "dead_lettered":
+			failed = &spans[i]
+		case strings.HasPrefix(s.Name, "process "+queue.ReplaySubjectPrefix) && s.Attrs["setrelay.outcome"] == "delivered":
+			replayed = &spans[i]
+		}
+	}
+	if failed == nil || replayed == nil {
+		t.Fatalf("want a dead-lettered attempt and a delivered replay, got %v", names(spans))
+	}
+	if failed.TraceID != m[1] || failed.SpanID != m[2] {
+		t.Errorf("dead letter's traceparent %s-%s, want the failed attempt %s-%s", m[1], m[2], failed.TraceID, failed.SpanID)
+	}
+	if replayed.TraceID != failed.TraceID || replayed.ParentID != failed.SpanID {
+		t.Errorf("replay span in trace %s under %s, want trace %s under the failed attempt %s", replayed.TraceID, replayed.ParentID, failed.TraceID, failed.SpanID)
+	}
+	if failed.Attrs["setrelay.reason"] != "invalid_request" || replayed.Attrs["setrelay.jti"] == failed.Attrs["setrelay.jti"] {
+		t.Errorf("failed %v, replayed %v: want reason invalid_request and a new jti for the replay", failed.Attrs, replayed.Attrs)
+	}
 }
