@@ -79,7 +79,7 @@ func (s *Service) startSSF(ctx context.Context, signers map[string]*signer.Signe
 	}
 	s.ssf = &ssfService{
 		api: api, http: hs, ln: ln,
-		dispatcher: ssf.NewDispatcher(api, worker.Deps{JS: s.js, Log: log.Named("push"), Registerer: reg}, pm),
+		dispatcher: ssf.NewDispatcher(api, worker.Deps{JS: s.js, Log: log.Named("push"), Registerer: reg, Tracer: s.trace.TracerProvider()}, pm),
 	}
 	return nil
 }
