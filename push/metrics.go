@@ -15,6 +15,7 @@ type Metrics struct {
 	tokenFetches *prometheus.CounterVec
 	pushSeconds  *prometheus.HistogramVec
 	pushResults  *prometheus.CounterVec
+	tokenExpiry  *prometheus.GaugeVec
 }
 
 // NewMetrics creates the instruments and registers them with reg (nil: not
@@ -35,6 +36,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "setrelay", Subsystem: "push", Name: "results_total",
 			Help: "Push results by receiver, outcome and reason code.",
 		}, []string{"receiver", "outcome", "reason"}),
+		tokenExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "setrelay", Subsystem: "push", Name: "token_expiry_timestamp_seconds",
+			Help: "When the receiver's current access token expires (Unix time), as its token endpoint said; 'setrelay status' shows the time left.",
+		}, []string{"receiver"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -52,6 +57,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.tokenExpiry, err = promreg.Register(reg, m.tokenExpiry)
+	if err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -60,6 +69,15 @@ func (m *Metrics) tokenFetch(receiver, result string) {
 		return
 	}
 	m.tokenFetches.WithLabelValues(receiver, result).Inc()
+}
+
+// tokenExpires records a new token's expiry; a token without one records
+// nothing.
+func (m *Metrics) tokenExpires(receiver string, expiry time.Time) {
+	if m == nil || expiry.IsZero() {
+		return
+	}
+	m.tokenExpiry.WithLabelValues(receiver).Set(float64(expiry.UnixNano()) / 1e9)
 }
 
 func (m *Metrics) push(receiver string, r *Result, d time.Duration) {

@@ -219,6 +219,7 @@ func (f *fetcher) Token() (*oauth2.Token, error) {
 		return nil, te
 	}
 	f.lastErr = nil
+	expiry := tok.Expiry // as the endpoint said, before the margin below moves it
 	// A token that lives less than four refresh margins would be replaced
 	// early for most of its life, and one shorter than the margin would
 	// count as expired on arrival, so every push would fetch a new token:
@@ -229,6 +230,7 @@ func (f *fetcher) Token() (*oauth2.Token, error) {
 		tok.Expiry = tok.Expiry.Add(f.refreshBefore - max(life, 0)/4)
 	}
 	f.m.tokenFetch(f.receiver, "ok")
+	f.m.tokenExpires(f.receiver, expiry)
 	// f.log already names the receiver (New adds it).
 	f.log.Info("fetched access token", zap.Time("expiry", tok.Expiry))
 	return tok, nil

@@ -331,6 +331,7 @@ func (p *Pool) ack(r *rcv, j *job, f *Facts) {
 	}
 	r.settled(j.seq)
 	r.m.delivered.Inc()
+	r.recent.add(p.now())
 	r.m.attempts.Observe(float64(f.Attempt))
 	j.trace.observe(r.m.pubToDeliv, f.Age.Seconds()) // with the trace id as exemplar
 	if ce := p.log.Check(zapcore.InfoLevel, "delivered"); ce != nil {

@@ -21,6 +21,7 @@ type rcv struct {
 	beatEvery     time.Duration
 	maxDeliver    int // the consumer's MaxDeliver; <= 0: unlimited
 	m             receiverMetrics
+	recent        minuteCount // deliveries over the last minute (recent.go)
 	// owner gives the intent-level verdicts (invalid intent, unknown
 	// receiver, unrouted type) for the process: the receiver whose name
 	// sorts first. The others skip such intents, so each is dead-lettered

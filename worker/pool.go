@@ -124,6 +124,9 @@ func New(cfg Config, d Deps) (*Pool, error) {
 		// same receivers; see Facts.Owner.
 		r.owner = r.Name == p.sortedNames[0]
 	}
+	if err := registerRecent(d.Registerer, newRecentCollector(p.rcvs, p.now)); err != nil {
+		return nil, fmt.Errorf("worker: registering metrics: %w", err)
+	}
 	p.unroutedLog.every = time.Minute
 	p.failingLog.every = time.Minute
 	p.procID = fmt.Sprintf("%s-%d-%08x", hostname(), os.Getpid(), rand.Uint32())

@@ -52,6 +52,7 @@ the SET an intent becomes, and 'setrelay run --config FILE' to run the service
 		newKeysCmd(),
 		newReceiverCmd(),
 		newReceiversCmd(),
+		newStatusCmd(),
 		newSchemaCmd(),
 		newBenchCmd(),
 		newHealthcheckCmd(),
