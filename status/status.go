@@ -114,8 +114,8 @@ func (r Report) Blocked() bool {
 
 // Options say what to look at.
 type Options struct {
-	// Receivers are the names to report, in order; empty: every receiver
-	// with a consumer on the intents stream.
+	// Receivers are the names to report first, in order (the
+	// configuration's); every other consumer on the intents stream follows.
 	Receivers []string
 	// Ops are the relays' ops endpoints ("http://host:port").
 	Ops []string
@@ -139,10 +139,21 @@ func Collect(ctx context.Context, js jetstream.JetStream, o Options) (Report, er
 	if err != nil {
 		return rep, fmt.Errorf("status: intents stream %s: %w (has setrelay provisioned this NATS?)", queue.IntentStream, err)
 	}
-	names := o.Receivers
-	if len(names) == 0 {
-		if names, err = consumerReceivers(ctx, intents); err != nil {
-			return rep, err
+	// The given receivers first, then every other consumer: receiver-
+	// managed SSF streams (ssf-<id>), and receivers removed from the
+	// configuration whose consumers still hold a backlog.
+	names := append([]string(nil), o.Receivers...)
+	known := make(map[string]bool, len(names))
+	for _, n := range names {
+		known[queue.ConsumerName(n)] = true
+	}
+	others, err := consumerReceivers(ctx, intents)
+	if err != nil {
+		return rep, err
+	}
+	for _, n := range others {
+		if !known[queue.ConsumerName(n)] {
+			names = append(names, n)
 		}
 	}
 	dlq, err := js.Stream(ctx, queue.DLQStream)
