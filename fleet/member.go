@@ -110,10 +110,33 @@ func Join(ctx context.Context, js jetstream.JetStream, o Options) (*Member, erro
 		}
 		m.shares[name] = Limits{}
 	}
+	// Announce before the first read, with no share: of two processes
+	// joining at once, the one whose announcement is stored second then
+	// reads the other's, and waits to be admitted by it.
+	if err := m.announce(ctx); err != nil {
+		return nil, err
+	}
 	if err := m.cycle(ctx); err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// announce writes the member's entry with its current view.
+func (m *Member) announce(ctx context.Context) error {
+	m.mu.Lock()
+	if m.entry.View == nil {
+		m.entry.View = []string{m.entry.ID}
+	}
+	data, err := json.Marshal(m.entry)
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("fleet: encode entry: %w", err)
+	}
+	if _, err := m.kv.Put(ctx, m.entry.ID, data); err != nil {
+		return fmt.Errorf("fleet: heartbeat: %w", err)
+	}
+	return nil
 }
 
 // bucket binds to the members bucket, creating it when missing.
@@ -227,13 +250,9 @@ func (m *Member) cycle(ctx context.Context) error {
 		m.entry.View = plan.Members
 	}
 	m.entry.Shares = plan.Shares
-	data, err := json.Marshal(m.entry)
 	m.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("fleet: encode entry: %w", err)
-	}
-	if _, err := m.kv.Put(ctx, m.entry.ID, data); err != nil {
-		return fmt.Errorf("fleet: heartbeat: %w", err)
+	if err := m.announce(ctx); err != nil {
+		return err
 	}
 
 	m.mu.Lock()
