@@ -158,9 +158,11 @@ func bucket(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.K
 		History:     1,
 		TTL:         ttl,
 		Replicas:    max(o.Replicas, 1),
-		// Membership is rebuilt within one TTL after a restart; memory
-		// storage keeps the heartbeats off the disks.
-		Storage: jetstream.MemoryStorage,
+		// File storage, although the entries live seconds: a memory
+		// bucket emptied by a restart of every NATS node would let members
+		// that read it before the others re-announce see themselves alone
+		// and each take the whole limit.
+		Storage: jetstream.FileStorage,
 	})
 	if errors.Is(err, jetstream.ErrBucketExists) {
 		// Another member created it meanwhile.
