@@ -305,7 +305,7 @@ func TestHelmChartFullValues(t *testing.T) {
 	if p, ok := keys[1].(map[string]any)["pkcs11"].(map[string]any); !ok || p["module"] != "/opt/hsm/lib/libsofthsm2.so" || p["pin_file"] != "/etc/setrelay/secrets/hsm/pin" {
 		t.Fatalf("HSM key %v; want keys[].pkcs11 passed through", keys[1])
 	}
-	if k, ok := keys[2].(map[string]any)["kms"].(map[string]any); !ok || !strings.HasPrefix(k["uri"].(string), "awskms://") {
+	if k, ok := keys[2].(map[string]any)["kms"].(map[string]any); !ok || k["provider"] != "aws" || !strings.HasPrefix(k["key_id"].(string), "arn:aws:kms:") {
 		t.Fatalf("KMS key %v; want keys[].kms passed through", keys[2])
 	}
 	nats := cfg["nats"].(map[string]any)
@@ -523,25 +523,18 @@ func selects(selector, labels map[string]string) bool {
 }
 
 // TestHelmChartConfigIsValid: the config.yaml the chart renders from the
-// full-featured values is one setrelay accepts (config.Parse is strict: a
-// misspelt key fails). The HSM and KMS keys are swapped for key files here,
-// since which key sources setrelay understands is the signer's business.
+// full-featured values, file, HSM and KMS keys included, is one setrelay
+// accepts (config.Parse is strict: a misspelt key fails).
 func TestHelmChartConfigIsValid(t *testing.T) {
 	helm := helmBinary(t)
-	override := filepath.Join(t.TempDir(), "file-keys.yaml")
-	if err := os.WriteFile(override, []byte(`keys:
-  items:
-    - {id: k1, alg: ES256, secretKey: k1.pem}
-    - {id: hsm-1, alg: ES256, secretKey: hsm-1.pem}
-    - {id: kms-1, alg: ES256, secretKey: kms-1.pem}
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	docs, err := render(t, helm, offlineChart(t), "-f", fullValues, "-f", override)
+	docs, err := render(t, helm, offlineChart(t), "-f", fullValues)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := decodeStrict(t, docs)
+	if len(m.configMaps) != 2 {
+		t.Fatalf("%d ConfigMaps; want the workers' and the provision hook's", len(m.configMaps))
+	}
 	for _, cm := range m.configMaps {
 		env := map[string]string{"NATS_PASSWORD": "p", "CAEP_CLIENT_SECRET": "s", "SSF_TOKEN": "t"}
 		cfg, err := config.Parse([]byte(cm.Data["config.yaml"]), "/etc/setrelay/config/config.yaml", func(k string) (string, bool) {
@@ -553,6 +546,9 @@ func TestHelmChartConfigIsValid(t *testing.T) {
 		}
 		if got := cfg.Receivers[0].MaxInFlight; got != 16 {
 			t.Fatalf("ConfigMap %s: max_in_flight %d, want 16", cm.Name, got)
+		}
+		if cfg.Keys[1].PKCS11 == nil || cfg.Keys[2].KMS == nil || cfg.Keys[0].File != "/etc/setrelay/keys/k1.pem" {
+			t.Fatalf("ConfigMap %s: keys %+v; want a file, a PKCS#11 and a KMS key", cm.Name, cfg.Keys)
 		}
 	}
 }
