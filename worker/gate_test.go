@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/setrelay/setrelay/fleet"
+	fleetlimits "github.com/setrelay/setrelay/fleet"
 )
 
 // TestGateBoundsConcurrentPushes: with a Gate of 3 (a process's share of
@@ -33,7 +33,7 @@ func TestGateBoundsConcurrentPushes(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	spec := e.spec(e.js, "gated", srv.URL+"/events")
-	spec.Gate = fleet.NewGate(3)
+	spec.Gate = fleetlimits.NewGate(3)
 	e.run(Config{Concurrency: 16, Receivers: []Receiver{spec}}, e.js, nil)
 	const n = 60
 	for i := range n {
