@@ -242,8 +242,12 @@ type Receiver struct {
 	MaxRetryAfter time.Duration `yaml:"max_retry_after" json:"max_retry_after"`
 	// MaxConns bounds connections to this receiver; 0 leaves it to the push client.
 	MaxConns int `yaml:"max_conns" json:"max_conns"`
-	// RateLimit is SETs per second to this receiver from this process; 0 is unlimited.
+	// RateLimit is SETs per second to this receiver from the whole fleet
+	// (every process sharing the NATS cluster, see package fleet); 0 is unlimited.
 	RateLimit float64 `yaml:"rate_limit" json:"rate_limit"`
+	// MaxInFlight bounds the pushes to this receiver in flight at once
+	// across the whole fleet; 0 is unlimited.
+	MaxInFlight int `yaml:"max_in_flight" json:"max_in_flight"`
 	// Retry is the retry policy for retryable failures.
 	Retry Retry `yaml:"retry" json:"retry"`
 	// Pause pauses the receiver's consumer (in every process) while it is down.

@@ -229,6 +229,9 @@ func (r *Receiver) validate(p *problems, path string, keyIDs map[string]bool, na
 	if r.RateLimit < 0 {
 		p.add(path+".rate_limit", "must be 0 (unlimited) or a number of SETs per second (got %s)", strconv.FormatFloat(r.RateLimit, 'g', -1, 64))
 	}
+	if r.MaxInFlight < 0 {
+		p.add(path+".max_in_flight", "must be 0 (unlimited) or the most concurrent pushes to this receiver across the fleet (got %d)", r.MaxInFlight)
+	}
 	positive("retry.initial", r.Retry.Initial)
 	positive("retry.max", r.Retry.Max)
 	if r.Retry.Max < r.Retry.Initial {

@@ -182,7 +182,7 @@ nats: {url: %q, user: relay, password: "${RELAY_PASSWORD}"}
 ops: {listen: "127.0.0.1:0"}
 worker: {concurrency: 4, grace_period: 2s}
 receivers:
-  - {name: good, endpoint: %s, audience: https://rcv.example/, key: k1, insecure_http: true}
+  - {name: good, endpoint: %s, audience: https://rcv.example/, key: k1, insecure_http: true, rate_limit: 50, max_in_flight: 4}
   - {name: bad, endpoint: %s, audience: https://rcv.example/, key: k1, insecure_http: true}
   - name: down
     endpoint: %s

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"net"
 	"strings"
 	"sync"
@@ -19,9 +18,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/fleet"
 	"github.com/setrelay/setrelay/keysource"
 	"github.com/setrelay/setrelay/ops"
 	"github.com/setrelay/setrelay/push"
@@ -60,6 +59,7 @@ type Service struct {
 	keys  []*signer.Key
 	url   string
 	trace *tracing.Provider
+	fleet *fleet.Member                 // nil when no receiver has a fleet-wide limit
 	steps []func(context.Context) error // shutdown, in reverse start order
 
 	signers     map[string]*signer.Signer // by key id, as loaded at start
@@ -145,12 +145,16 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 	if err != nil {
 		return nil, fmt.Errorf("push metrics: %w", err)
 	}
+	if err := s.joinFleet(pctx, qcfg, reg); err != nil {
+		return nil, err
+	}
 	wcfg := cfg.Pool()
 	for i, r := range cfg.Receivers {
 		spec, err := s.receiverSpec(pctx, i, r, signers, pm)
 		if err != nil {
 			return nil, err
 		}
+		s.limitReceiver(&spec)
 		wcfg.Receivers = append(wcfg.Receivers, spec)
 	}
 	s.steps = append(s.steps, func(context.Context) error {
@@ -321,11 +325,6 @@ func (s *Service) receiverSpec(ctx context.Context, i int, r config.Receiver, si
 		return spec, fmt.Errorf("receiver %q: consumer %s: %w", r.Name, queue.ConsumerName(r.Name), err)
 	}
 	spec.Consumer = cons
-	if r.RateLimit > 0 {
-		// A burst of one second's worth lets a quiet receiver take a
-		// short spike without exceeding its average rate.
-		spec.Limiter = rate.NewLimiter(rate.Limit(r.RateLimit), max(1, int(math.Ceil(r.RateLimit))))
-	}
 	spec.Hints = worker.Hints{Path: fmt.Sprintf("receivers[%d] (%q)", i, r.Name), SecretFile: r.Auth.ClientSecretFile}
 	if spec.Hints.SecretFile == "" {
 		spec.Hints.SecretFile = r.Auth.AuthorizationHeaderFile
@@ -437,7 +436,9 @@ func (s *Service) Run(ctx context.Context) error {
 		s.log.Info("shutdown requested: no new intents are pulled; in-flight pushes get the grace period, the rest is handed back",
 			zap.String("cause", context.Cause(ctx).Error()), zap.Duration("grace_period", s.cfg.Worker.GracePeriod))
 	})
+	stopFleet := s.runFleet(ctx)
 	err := s.runWorkers(ctx)
+	stopFleet()
 	stopNotice()
 	s.log.Info("shutting down")
 	if serr := s.shutdown(); serr != nil {

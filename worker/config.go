@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/push"
@@ -25,6 +24,18 @@ type Pusher interface {
 // Signer turns SET claims into a compact JWS. *signer.Signer satisfies it.
 type Signer interface {
 	Sign(payload []byte, withKID bool) (string, error)
+}
+
+// Limiter paces pushes to one receiver. *rate.Limiter and
+// *fleet.RateLimiter satisfy it.
+type Limiter interface {
+	Wait(ctx context.Context) error
+}
+
+// Gate bounds concurrent pushes to one receiver. *fleet.Gate satisfies it.
+type Gate interface {
+	Acquire(ctx context.Context) error
+	Release()
 }
 
 // Receiver is one receiver the pool delivers to: its durable consumer, how
@@ -55,7 +66,10 @@ type Receiver struct {
 	AllowPrivateTypes bool
 	// Limiter, when set, bounds the push rate to this receiver. It is
 	// shared by everything in the process that pushes to the receiver.
-	Limiter *rate.Limiter
+	Limiter Limiter
+	// Gate, when set, bounds the pushes to this receiver in flight at once
+	// (a fleet's share of max_in_flight, see package fleet).
+	Gate Gate
 	// Retry bounds retries of this receiver's SETs.
 	Retry RetryPolicy
 	// Pause says when this receiver's consumer is paused.

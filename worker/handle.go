@@ -184,6 +184,15 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 		f.SignError = p.signFailed(r, sg, err)
 		return
 	}
+	if r.Gate != nil {
+		// The fleet's share of max_in_flight, held until the push returns
+		// (this function returns right after it).
+		if err := r.Gate.Acquire(ctx); err != nil {
+			f.Stage = StageInterrupted
+			return
+		}
+		defer r.Gate.Release()
+	}
 	if r.Limiter != nil {
 		if err := r.Limiter.Wait(ctx); err != nil && ctx.Err() != nil {
 			f.Stage = StageInterrupted

@@ -1,0 +1,391 @@
+package fleet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Bucket is the JetStream key-value bucket of fleet members.
+const Bucket = "SETRELAY_FLEET"
+
+// DefaultTTL is how long a member's entry outlives its last heartbeat when
+// this member creates the bucket. A killed member's share is reclaimed
+// within about TTL plus two heartbeats.
+const DefaultTTL = 4 * time.Second
+
+// Options configure a Member.
+type Options struct {
+	// Limits are the fleet-wide limits by receiver name; a receiver with
+	// neither limit need not be listed.
+	Limits map[string]Limits
+	// Replicas of the bucket when this member creates it (default 1).
+	Replicas int
+	// TTL of the bucket when this member creates it (default DefaultTTL).
+	// An existing bucket keeps its own: every member must agree on it.
+	TTL time.Duration
+	// Heartbeat is how often the member refreshes its entry and re-reads
+	// the others (default a quarter of the bucket's TTL).
+	Heartbeat time.Duration
+	Log       *zap.Logger
+	// Registerer receives the fleet metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Member is this process's place in the fleet. Join makes one; Run keeps it
+// alive; Leave removes it.
+type Member struct {
+	kv        jetstream.KeyValue
+	log       *zap.Logger
+	limits    map[string]Limits
+	heartbeat time.Duration
+	metrics   *metrics
+	rates     map[string]*RateLimiter
+	gates     map[string]*Gate
+
+	mu       sync.Mutex
+	entry    Entry
+	plan     Plan
+	shares   map[string]Limits
+	lastSize int
+	failing  bool
+}
+
+// Join binds to (or creates) the bucket, reads the fleet and announces this
+// process. Every share starts at zero and stays there until the other
+// members have made room for it.
+func Join(ctx context.Context, js jetstream.JetStream, o Options) (*Member, error) {
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	kv, err := bucket(ctx, js, o)
+	if err != nil {
+		return nil, err
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: bucket %s: %w", Bucket, err)
+	}
+	hb := o.Heartbeat
+	if hb <= 0 {
+		hb = st.TTL() / 4
+	}
+	if hb <= 0 {
+		return nil, fmt.Errorf("fleet: bucket %s has no TTL, so a killed member would be counted for ever; delete it (nats kv del %s) and restart", Bucket, Bucket)
+	}
+	met, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	var raw [8]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, fmt.Errorf("fleet: member id: %w", err)
+	}
+	host, _ := os.Hostname()
+	m := &Member{
+		kv: kv, log: o.Log, limits: o.Limits, heartbeat: hb, metrics: met,
+		rates: map[string]*RateLimiter{}, gates: map[string]*Gate{},
+		entry:    Entry{ID: hex.EncodeToString(raw[:]), Host: host, PID: os.Getpid(), Started: time.Now().UTC()},
+		shares:   map[string]Limits{},
+		lastSize: 1,
+	}
+	for name, l := range o.Limits {
+		if l.Rate > 0 {
+			m.rates[name] = NewRateLimiter(0, nil)
+		}
+		if l.InFlight > 0 {
+			m.gates[name] = NewGate(0)
+		}
+		m.shares[name] = Limits{}
+	}
+	// Announce before the first read, with no share: of two processes
+	// joining at once, the one whose announcement is stored second then
+	// reads the other's, and waits to be admitted by it.
+	if err := m.announce(ctx); err != nil {
+		return nil, err
+	}
+	if err := m.cycle(ctx); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// announce writes the member's entry with its current view.
+func (m *Member) announce(ctx context.Context) error {
+	m.mu.Lock()
+	if m.entry.View == nil {
+		m.entry.View = []string{m.entry.ID}
+	}
+	data, err := json.Marshal(m.entry)
+	m.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("fleet: encode entry: %w", err)
+	}
+	if _, err := m.kv.Put(ctx, m.entry.ID, data); err != nil {
+		return fmt.Errorf("fleet: heartbeat: %w", err)
+	}
+	return nil
+}
+
+// bucket binds to the members bucket, creating it when missing.
+func bucket(ctx context.Context, js jetstream.JetStream, o Options) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, Bucket)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("fleet: bucket %s: %w", Bucket, err)
+	}
+	ttl := o.TTL
+	if ttl <= 0 {
+		ttl = DefaultTTL
+	}
+	kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "setrelay fleet members: receiver limits are divided among the live entries",
+		History:     1,
+		TTL:         ttl,
+		Replicas:    max(o.Replicas, 1),
+		// File storage, although the entries live seconds: a memory
+		// bucket emptied by a restart of every NATS node would let members
+		// that read it before the others re-announce see themselves alone
+		// and each take the whole limit.
+		Storage: jetstream.FileStorage,
+	})
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		// Another member created it meanwhile.
+		kv, err = js.KeyValue(ctx, Bucket)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fleet: create bucket %s: %w", Bucket, err)
+	}
+	return kv, nil
+}
+
+// ID is this member's id in the bucket.
+func (m *Member) ID() string { return m.entry.ID }
+
+// Heartbeat is how often the member refreshes its entry.
+func (m *Member) Heartbeat() time.Duration { return m.heartbeat }
+
+// RateLimiter is the limiter holding this member's share of receiver's
+// rate_limit, or nil when the receiver has none.
+func (m *Member) RateLimiter(receiver string) *RateLimiter { return m.rates[receiver] }
+
+// Gate is the gate holding this member's share of receiver's
+// max_in_flight, or nil when the receiver has none.
+func (m *Member) Gate(receiver string) *Gate { return m.gates[receiver] }
+
+// Plan is the member's last plan.
+func (m *Member) Plan() Plan {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.plan
+}
+
+// Shares are the member's current shares by receiver.
+func (m *Member) Shares() map[string]Limits {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]Limits, len(m.shares))
+	for k, v := range m.shares {
+		out[k] = v
+	}
+	return out
+}
+
+// Run refreshes the member every heartbeat until ctx is done. Failures to
+// reach the bucket are logged and the member falls back (see Fallback);
+// Run itself returns only when ctx is done.
+func (m *Member) Run(ctx context.Context) {
+	t := time.NewTicker(m.heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cctx, cancel := context.WithTimeout(ctx, m.heartbeat)
+		err := m.cycle(cctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			m.fallback(err)
+		}
+	}
+}
+
+// Leave deletes the member's entry so the others take its share at once.
+// Call it after the last push.
+func (m *Member) Leave(ctx context.Context) error {
+	if err := m.kv.Delete(ctx, m.entry.ID); err != nil {
+		return fmt.Errorf("fleet: leave: %w", err)
+	}
+	m.log.Info("left the fleet", zap.String("member", m.entry.ID))
+	return nil
+}
+
+// cycle reads the fleet, applies this member's shares and writes its entry,
+// advertising the new membership only once it is applied.
+func (m *Member) cycle(ctx context.Context) error {
+	live, err := m.read(ctx)
+	if err != nil {
+		return err
+	}
+	plan := Decide(m.entry.ID, live, m.limits)
+	m.apply(plan.Shares)
+
+	m.mu.Lock()
+	if m.drainedLocked() {
+		m.entry.View = plan.Members
+	}
+	m.entry.Shares = plan.Shares
+	m.mu.Unlock()
+	if err := m.announce(ctx); err != nil {
+		return err
+	}
+
+	m.mu.Lock()
+	changed := !slices.Equal(plan.Members, m.plan.Members) || plan.Size != m.plan.Size ||
+		plan.Admitted != m.plan.Admitted || m.failing || !sameShares(plan.Shares, m.plan.Shares)
+	m.plan, m.lastSize, m.failing = plan, plan.Size, false
+	m.mu.Unlock()
+	m.metrics.observe(plan, m.limits)
+	if changed {
+		m.logPlan(plan, live)
+	}
+	return nil
+}
+
+// drainedLocked reports whether every gate holds no more than its limit,
+// the condition for advertising a view.
+func (m *Member) drainedLocked() bool {
+	for _, g := range m.gates {
+		if g.Held() > g.Limit() {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Member) apply(shares map[string]Limits) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, s := range shares {
+		if r := m.rates[name]; r != nil && r.Rate() != s.Rate {
+			r.SetRate(s.Rate)
+		}
+		if g := m.gates[name]; g != nil && g.Limit() != s.InFlight {
+			g.SetLimit(s.InFlight)
+		}
+		m.shares[name] = s
+	}
+}
+
+// fallback shrinks to the safe share while the bucket is out of reach.
+func (m *Member) fallback(cause error) {
+	m.mu.Lock()
+	current := make(map[string]Limits, len(m.shares))
+	for k, v := range m.shares {
+		current[k] = v
+	}
+	first := !m.failing
+	m.failing = true
+	size := m.lastSize
+	m.mu.Unlock()
+	fb := Fallback(current, size, m.limits)
+	m.apply(fb)
+	m.metrics.failures.Inc()
+	m.metrics.shares(fb, m.limits)
+	if first {
+		m.log.Warn("fleet coordination unreachable; keeping at most the limit divided by the last known fleet size",
+			zap.Int("last_fleet_size", size), zap.Any("shares", fb), zap.Error(cause))
+	}
+}
+
+// read returns every unexpired entry. Expired entries are gone from the
+// bucket (its TTL is the stream's MaxAge), so the server, not this
+// process's clock, decides who is alive.
+func (m *Member) read(ctx context.Context) ([]Entry, error) {
+	w, err := m.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("fleet: read members: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []Entry
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("fleet: read members: %w", ctx.Err())
+		case kve, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("fleet: read members: watcher closed")
+			}
+			if kve == nil {
+				return out, nil
+			}
+			var e Entry
+			if err := json.Unmarshal(kve.Value(), &e); err != nil || e.ID != kve.Key() {
+				// Written by something else: counting it as a member
+				// that has applied nothing keeps everybody safe.
+				e = Entry{ID: kve.Key()}
+			}
+			out = append(out, e)
+		}
+	}
+}
+
+func (m *Member) logPlan(p Plan, live []Entry) {
+	hosts := make(map[string]string, len(live))
+	for _, e := range live {
+		hosts[e.ID] = fmt.Sprintf("%s (%s pid %d)", e.ID, e.Host, e.PID)
+	}
+	members := make([]string, 0, len(p.Members))
+	for _, id := range p.Members {
+		if h, ok := hosts[id]; ok {
+			members = append(members, h)
+		} else {
+			members = append(members, id)
+		}
+	}
+	names := make([]string, 0, len(p.Shares))
+	for n := range p.Shares {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fields := []zap.Field{
+		zap.String("member", m.entry.ID), zap.Strings("members", members),
+		zap.Int("fleet_size", p.Size), zap.Bool("admitted", p.Admitted),
+	}
+	for _, n := range names {
+		s, l := p.Shares[n], m.limits[n]
+		fields = append(fields, zap.Dict("receiver."+n,
+			zap.Float64("rate_share", s.Rate), zap.Float64("rate_limit", l.Rate),
+			zap.Int("in_flight_share", s.InFlight), zap.Int("max_in_flight", l.InFlight)))
+	}
+	m.log.Info("fleet shares", fields...)
+}
+
+func sameShares(a, b map[string]Limits) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
