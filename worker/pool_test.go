@@ -257,8 +257,12 @@ func TestOwnInvalidAudienceAmongGoodOnes(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "every intent settled", func() bool { return e.intentsLeft() == 0 })
 	dls := e.deadLetters()
-	if len(dls) != 1 || dls[0].IntentID != "odd-one" || dls[0].Reason != "invalid_audience" || dls[0].Attempts != 2 {
-		t.Fatalf("dead letters %+v, want odd-one's alone, invalid_audience on attempt 2", dls)
+	// Attempt 2 when the fine intents were accepted before its retry came
+	// round; on a loaded machine they may not have been, and then the rule
+	// (BlockStreak attempts at most) dead-letters it on attempt 3. Either
+	// way it is the intent's own verdict, never a block.
+	if len(dls) != 1 || dls[0].IntentID != "odd-one" || dls[0].Reason != "invalid_audience" || dls[0].Attempts < 2 || dls[0].Attempts > BlockStreak {
+		t.Fatalf("dead letters %+v, want odd-one's alone, invalid_audience on attempt 2 or %d", dls, BlockStreak)
 	}
 	if got := metricValue(t, reg, "setrelay_deliveries_total", "picky", "delivered"); got != 20 {
 		t.Fatalf("%v delivered, want 20", got)

@@ -588,7 +588,17 @@ func (r *run) check() {
 
 	// Every designed rejection is dead-lettered with reason invalid_request,
 	// and nothing else is.
-	dls, err := queue.NewDLQ(r.js).List(ctx, queue.Filter{})
+	// The cluster may still be electing the dead-letter stream's leader
+	// after the node restart ("no responders"): ask again for a while, a
+	// listing that never comes back is still a failure.
+	var dls []queue.StoredDeadLetter
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		if dls, err = queue.NewDLQ(r.js).List(ctx, queue.Filter{}); err == nil || time.Now().After(deadline) {
+			break
+		}
+		t.Logf("list dead letters: %v; asking again", err)
+		time.Sleep(time.Second)
+	}
 	if err != nil {
 		t.Fatalf("list dead letters: %v", err)
 	}
