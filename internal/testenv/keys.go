@@ -47,7 +47,37 @@ var (
 	softhsmOnce sync.Once
 	softhsm     *SoftHSM
 	softhsmErr  error
+	// softhsmDir is the token directory initSoftHSM made, for
+	// RemoveSoftHSM; it is set even when initialisation fails half-way.
+	softhsmDir string
 )
+
+// Main runs a package's tests and then removes what the process-wide
+// fixtures left behind (the SoftHSM token directory), which no single
+// test's Cleanup can own because every test of the process shares it.
+// A package whose tests call StartSoftHSM uses it as its TestMain:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+func Main(m *testing.M) {
+	code := m.Run()
+	if err := RemoveSoftHSM(); err != nil {
+		fmt.Fprintln(os.Stderr, "testenv:", err)
+	}
+	os.Exit(code)
+}
+
+// RemoveSoftHSM deletes the process's SoftHSM token directory, if one was
+// made. Call it only when no test will use the token again.
+func RemoveSoftHSM() error {
+	if softhsmDir == "" {
+		return nil
+	}
+	if err := os.RemoveAll(softhsmDir); err != nil {
+		return fmt.Errorf("remove the SoftHSM token directory: %w", err)
+	}
+	softhsmDir = ""
+	return nil
+}
 
 // StartSoftHSM returns the process's SoftHSM2 token, initialising it the
 // first time in a fresh directory. SoftHSM reads its configuration
@@ -90,6 +120,7 @@ func initSoftHSM() (*SoftHSM, error) {
 	if err != nil {
 		return nil, err
 	}
+	softhsmDir = dir
 	if err := os.Mkdir(filepath.Join(dir, "tokens"), 0o700); err != nil {
 		return nil, err
 	}
