@@ -221,11 +221,12 @@ func loadKeys(ctx context.Context, cfg *config.Config, log *zap.Logger, m *signe
 	opts := keysource.Options{Sessions: cfg.Worker.Concurrency}
 	for i, kc := range cfg.Keys {
 		path := fmt.Sprintf("keys[%d].%s", i, kc.Source())
-		k, err := keysource.Open(ctx, kc, opts)
-		if errors.Is(err, signer.ErrTransient) {
-			// KMS unreachable or throttled, an HSM busy: not a mistake
-			// in the configuration (status 2) but a failure to start
-			// that a restart may cure.
+		k, err := openKeyRetrying(ctx, kc, opts, log, startupKeyRetry)
+		if errors.Is(err, signer.ErrTransient) || (err != nil && ctx.Err() != nil) {
+			// KMS unreachable or throttled, an HSM busy, for longer than
+			// the start-up bound: not a mistake in the configuration
+			// (status 2) but a failure to start (status 1) that the
+			// supervisor's restart may cure.
 			closeKeys(keys)
 			return nil, nil, fmt.Errorf("keys[%d] %q: %w", i, kc.ID, err)
 		}
@@ -259,6 +260,51 @@ func loadKeys(ctx context.Context, cfg *config.Config, log *zap.Logger, m *signe
 		return nil, nil, &config.Error{Problems: problems}
 	}
 	return keys, signers, nil
+}
+
+// keyRetry bounds how long start-up waits for a key service that answers
+// with a transient failure.
+type keyRetry struct {
+	initial, max time.Duration // backoff between attempts, doubling
+	total        time.Duration // give up after this long
+}
+
+// startupKeyRetry is the start-up wait for a KMS or HSM. A deploy that
+// lands during a short cloud outage, a throttled burst of restarts or a
+// network that is still coming up (a sidecar proxy, a VPC endpoint) should
+// ride it out rather than crash-loop; an outage longer than two minutes
+// exits 1, so the supervisor's restart policy and alerting take over. A
+// configuration mistake (a wrong key id, a disabled key, a denied role, an
+// alg that does not fit) is not retried: it exits 2 at once.
+var startupKeyRetry = keyRetry{initial: time.Second, max: 15 * time.Second, total: 2 * time.Minute}
+
+// openKeyRetrying opens kc, retrying with backoff while the key service
+// answers with signer.ErrTransient, for at most b.total. It logs one line
+// per retry so that a slow start says what it is waiting for.
+func openKeyRetrying(ctx context.Context, kc config.Key, opts keysource.Options, log *zap.Logger, b keyRetry) (*signer.Key, error) {
+	start := time.Now()
+	delay := b.initial
+	for attempt := 1; ; attempt++ {
+		k, err := keysource.Open(ctx, kc, opts)
+		if !errors.Is(err, signer.ErrTransient) {
+			return k, err
+		}
+		waited := time.Since(start)
+		if waited+delay > b.total {
+			return nil, fmt.Errorf("the key service still failed after %d attempts over %s at start-up (giving up; a restart retries): %w", attempt, waited.Round(time.Second), err)
+		}
+		log.Warn("signing key service unavailable at start-up; retrying",
+			zap.String("key", kc.ID), zap.String("source", kc.Source()), zap.Int("attempt", attempt),
+			zap.Duration("retry_in", delay), zap.Duration("give_up_after", b.total), zap.Error(err))
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("start-up cancelled while waiting for the key service: %w", err)
+		case <-t.C:
+		}
+		delay = min(2*delay, b.max)
+	}
 }
 
 // closeKeys releases remote keys' sessions.
