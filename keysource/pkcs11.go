@@ -11,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/ThalesGroup/crypto11"
 	jose "github.com/go-jose/go-jose/v4"
@@ -30,18 +33,171 @@ const PKCS11Supported = true
 // pkcs11Key is a key pair on a token as a crypto.Signer. crypto11 takes a
 // session from its pool per call, so signatures run in parallel up to the
 // pool size (Options.Sessions).
+//
+// crypto11 puts a session back in its pool even after a call on it failed,
+// so once the token loses its sessions (an HSM restart, a network HSM that
+// dropped the connection, a token pulled and put back) every later call
+// would fail until the process restarts. pkcs11Key recovers instead: a
+// failure that means the sessions or the login are gone (needsReopen)
+// closes the crypto11 context and opens a new one, which logs in again and
+// finds the key pair again. One caller reopens, under mu, per generation;
+// the others that failed on the old generation just retry on the new one,
+// and after a failed reopen nobody tries again for reopenCooldown, so a
+// device that is down is not hammered by every worker at once.
 type pkcs11Key struct {
-	s crypto11.Signer
+	h         *config.PKCS11Key
+	o         Options
+	id, label []byte
+	pub       crypto.PublicKey // read once at open; a reopen must find the same key
+
+	mu         sync.RWMutex
+	c11        *crypto11.Context // nil after a failed reopen, until the next one succeeds
+	s          crypto11.Signer
+	gen        uint64
+	lastFailed time.Time // of the last failed reopen
+	closed     bool
+
+	reopens atomic.Int64 // successful reopens, for tests
 }
 
-func (k pkcs11Key) Public() crypto.PublicKey { return k.s.Public() }
+// reopenCooldown is how long after a failed reopen signers fail fast
+// (transient) rather than try again.
+const reopenCooldown = time.Second
 
-func (k pkcs11Key) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	sig, err := k.s.Sign(r, digest, opts)
+func (k *pkcs11Key) Public() crypto.PublicKey { return k.pub }
+
+func (k *pkcs11Key) current() (crypto11.Signer, uint64) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.s, k.gen
+}
+
+func (k *pkcs11Key) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	s, gen := k.current()
+	if s == nil {
+		// The last reopen failed: try again (or fail fast in the cooldown).
+		if err := k.reopen(gen); err != nil {
+			return nil, err
+		}
+		if s, gen = k.current(); s == nil {
+			return nil, fmt.Errorf("%w: pkcs11 token %s is not open", signer.ErrTransient, tokenName(k.h))
+		}
+	}
+	sig, err := s.Sign(r, digest, opts)
+	if err == nil {
+		return sig, nil
+	}
+	if !needsReopen(err) {
+		if _, now := k.current(); now != gen {
+			// Another signer reopened the pool under this call (the
+			// old context is closed): not this digest's fault.
+			return k.retry(r, digest, opts, err)
+		}
+		return nil, classifyPKCS11(err)
+	}
+	if rerr := k.reopen(gen); rerr != nil {
+		return nil, fmt.Errorf("%w (and reopening failed: %w)", classifyPKCS11(err), rerr)
+	}
+	return k.retry(r, digest, opts, err)
+}
+
+// retry signs once more on the current generation after a reopen. A
+// failure now is classified as usual, with the first failure for context.
+func (k *pkcs11Key) retry(r io.Reader, digest []byte, opts crypto.SignerOpts, first error) ([]byte, error) {
+	s, _ := k.current()
+	if s == nil {
+		return nil, fmt.Errorf("%w: pkcs11 token %s is not open after %w", signer.ErrTransient, tokenName(k.h), first)
+	}
+	sig, err := s.Sign(r, digest, opts)
 	if err != nil {
 		return nil, classifyPKCS11(err)
 	}
 	return sig, nil
+}
+
+// reopen replaces the crypto11 context of generation gen with a new one,
+// unless another caller already did. The old context is closed first (it
+// waits for calls still using its sessions, which fail fast on a lost
+// session), so that when it was the module's last user the module is
+// finalised and initialised again, which a removed device needs.
+func (k *pkcs11Key) reopen(gen uint64) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	switch {
+	case k.closed:
+		return fmt.Errorf("%w: pkcs11 key is closed", signer.ErrTransient)
+	case k.gen != gen:
+		return nil // reopened meanwhile
+	case k.c11 == nil && time.Since(k.lastFailed) < reopenCooldown:
+		return fmt.Errorf("%w: pkcs11 token %s: reopening failed less than %s ago", signer.ErrTransient, tokenName(k.h), reopenCooldown)
+	}
+	if k.c11 != nil {
+		_ = k.c11.Close()
+		k.c11, k.s = nil, nil
+	}
+	k.gen++
+	c11, pair, err := k.open()
+	if err != nil {
+		k.lastFailed = time.Now()
+		return err
+	}
+	k.c11, k.s = c11, pair
+	k.reopens.Add(1)
+	return nil
+}
+
+// open configures a crypto11 context and finds the key pair, which must be
+// the one opened first: a different key under the same label or id would
+// sign SETs that no receiver's copy of the JWKS verifies.
+func (k *pkcs11Key) open() (*crypto11.Context, crypto11.Signer, error) {
+	c11, err := configurePKCS11(k.h, k.o)
+	if err != nil {
+		if c := classifyPKCS11(err); errors.Is(c, signer.ErrKeyUnusable) {
+			return nil, nil, c
+		}
+		return nil, nil, fmt.Errorf("%w: %w", signer.ErrTransient, err)
+	}
+	pair, err := findPair(c11, k.h, k.id, k.label)
+	if err != nil {
+		c11.Close()
+		return nil, nil, fmt.Errorf("%w: %w", signer.ErrKeyUnusable, err)
+	}
+	if k.pub != nil {
+		if p, ok := pair.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !p.Equal(k.pub) {
+			c11.Close()
+			return nil, nil, fmt.Errorf("%w: pkcs11 token %s: key pair %s is no longer the key setrelay started with; restart to publish its new public key", signer.ErrKeyUnusable, tokenName(k.h), keyName(k.h))
+		}
+	}
+	return c11, pair, nil
+}
+
+// Close closes the current context; the key does not reopen after it.
+func (k *pkcs11Key) Close() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.closed = true
+	if k.c11 == nil {
+		return nil
+	}
+	err := k.c11.Close()
+	k.c11, k.s = nil, nil
+	return err
+}
+
+// needsReopen reports whether a token error means this process's sessions
+// or login are gone, so that only a new context can recover.
+func needsReopen(err error) bool {
+	var code pkcs11.Error
+	if !errors.As(err, &code) {
+		return false
+	}
+	switch code {
+	case pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_DEVICE_REMOVED,
+		pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_USER_NOT_LOGGED_IN,
+		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED, pkcs11.CKR_KEY_HANDLE_INVALID, pkcs11.CKR_OBJECT_HANDLE_INVALID:
+		return true
+	}
+	return false
 }
 
 // classifyPKCS11 wraps a token error with the class the worker acts on.
@@ -52,7 +208,8 @@ func classifyPKCS11(err error) error {
 		case pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_SESSION_COUNT,
 			pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_DEVICE_MEMORY, pkcs11.CKR_HOST_MEMORY,
 			pkcs11.CKR_FUNCTION_FAILED, pkcs11.CKR_FUNCTION_CANCELED, pkcs11.CKR_OPERATION_ACTIVE,
-			pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_CANT_LOCK:
+			pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_CANT_LOCK,
+			pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:
 			return fmt.Errorf("%w: %w", signer.ErrTransient, err)
 		case pkcs11.CKR_KEY_HANDLE_INVALID, pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED,
 			pkcs11.CKR_KEY_TYPE_INCONSISTENT, pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_PIN_EXPIRED,
@@ -107,7 +264,20 @@ func keyName(h *config.PKCS11Key) string {
 }
 
 func openPKCS11(_ context.Context, kc config.Key, o Options) (*signer.Key, error) {
-	h := kc.PKCS11
+	pk, err := openPKCS11Key(kc.PKCS11, o)
+	if err != nil {
+		return nil, err
+	}
+	k, err := signer.NewRemoteKey(pk, kc.ID, jose.SignatureAlgorithm(kc.Alg), pk)
+	if err != nil {
+		pk.Close()
+		return nil, fmt.Errorf("pkcs11 key %s: %w", keyName(kc.PKCS11), err)
+	}
+	return k, nil
+}
+
+// openPKCS11Key logs in to the token and finds the key pair h names.
+func openPKCS11Key(h *config.PKCS11Key, o Options) (*pkcs11Key, error) {
 	id, err := hex.DecodeString(h.KeyID)
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11 key_id %q is not hex", h.KeyID)
@@ -128,12 +298,7 @@ func openPKCS11(_ context.Context, kc config.Key, o Options) (*signer.Key, error
 		c11.Close()
 		return nil, err
 	}
-	k, err := signer.NewRemoteKey(pkcs11Key{s: pair}, kc.ID, jose.SignatureAlgorithm(kc.Alg), c11)
-	if err != nil {
-		c11.Close()
-		return nil, fmt.Errorf("pkcs11 key %s: %w", keyName(h), err)
-	}
-	return k, nil
+	return &pkcs11Key{h: h, o: o, id: id, label: label, pub: pair.Public(), c11: c11, s: pair}, nil
 }
 
 // findPair finds exactly one key pair by id and/or label. Two matches is

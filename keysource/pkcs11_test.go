@@ -198,3 +198,120 @@ func TestClassifyPKCS11(t *testing.T) {
 		t.Errorf("an unknown error was classified: %v", err)
 	}
 }
+
+// closeAllSessions does underneath crypto11 what an HSM restart or a
+// dropped network-HSM connection does: it closes every session this
+// process has on the token (which also logs the token out), through a
+// second handle on the same module.
+func closeAllSessions(t *testing.T, module, tokenLabel string) {
+	t.Helper()
+	p := pkcs11.New(module)
+	if p == nil {
+		t.Fatalf("load %s", module)
+	}
+	defer p.Destroy()
+	if err := p.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		t.Fatal(err)
+	}
+	slots, err := p.GetSlotList(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, slot := range slots {
+		ti, err := p.GetTokenInfo(slot)
+		if err == nil && ti.Label == tokenLabel {
+			if err := p.CloseAllSessions(slot); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no token %q", tokenLabel)
+}
+
+// TestPKCS11RecoversLostSessions: after every session on the token is
+// closed underneath the key (an HSM restart), concurrent signers get
+// their signatures (the key reopens its context once, not once per
+// signer), and the token keeps signing afterwards. Without the reopen,
+// crypto11 hands the dead sessions out forever.
+func TestPKCS11RecoversLostSessions(t *testing.T) {
+	h := testenv.StartSoftHSM(t)
+	kc := softhsmKey(t, jose.ES256)
+	o := Options{Sessions: 4}.withDefaults()
+	pk, err := openPKCS11Key(kc.PKCS11, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := signer.NewRemoteKey(pk, kc.ID, jose.ES256, pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	sg, err := Signer(k, kc, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func() error {
+		compact, err := sg.Sign([]byte(`{"jti":"x"}`), true)
+		if err != nil {
+			return err
+		}
+		_, err = jws.Verify([]byte(compact), jws.WithKey(jwa.ES256(), k.Public()))
+		return err
+	}
+	// Warm every pooled session, so that all of them are lost below.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if err := sign(); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+
+	for round := range 2 {
+		closeAllSessions(t, h.Module, h.TokenLabel)
+		var failed atomic.Int64
+		for range 8 {
+			wg.Go(func() {
+				if err := sign(); err != nil {
+					failed.Add(1)
+					t.Logf("round %d: %v", round, err)
+				}
+			})
+		}
+		wg.Wait()
+		if failed.Load() != 0 {
+			t.Errorf("round %d: %d of 8 signatures failed after the sessions were lost", round, failed.Load())
+		}
+		for i := range 5 {
+			if err := sign(); err != nil {
+				t.Fatalf("round %d: signature %d after the recovery: %v", round, i, err)
+			}
+		}
+	}
+	if n := pk.reopens.Load(); n != 2 {
+		t.Errorf("%d reopens for 2 session losses, want 2 (one per loss, not one per signer)", n)
+	}
+}
+
+// TestNeedsReopen: lost sessions and logins reopen; a key that may not
+// sign, or a busy token, does not.
+func TestNeedsReopen(t *testing.T) {
+	for code, want := range map[uint]bool{
+		pkcs11.CKR_SESSION_HANDLE_INVALID:     true,
+		pkcs11.CKR_SESSION_CLOSED:             true,
+		pkcs11.CKR_DEVICE_REMOVED:             true,
+		pkcs11.CKR_TOKEN_NOT_PRESENT:          true,
+		pkcs11.CKR_USER_NOT_LOGGED_IN:         true,
+		pkcs11.CKR_CRYPTOKI_NOT_INITIALIZED:   true,
+		pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED: false,
+		pkcs11.CKR_SESSION_COUNT:              false,
+		pkcs11.CKR_PIN_LOCKED:                 false,
+	} {
+		if got := needsReopen(fmt.Errorf("sign: %w", pkcs11.Error(code))); got != want {
+			t.Errorf("needsReopen(%v) = %v, want %v", pkcs11.Error(code), got, want)
+		}
+	}
+}
