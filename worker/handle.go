@@ -145,13 +145,21 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 			return
 		}
 	} else if !r.wants(in) {
+		if f.Owner && f.Deliveries == 1 {
+			p.unknownReceivers(in)
+		}
 		f.Stage = StageUnwanted
 		if r.owner {
 			f.Stage = p.unrouted(in, j)
 		}
 		return
-	} else if f.Stage = p.accepts(ctx, r, j, in); f.Stage != 0 {
-		return
+	} else {
+		if f.Owner && f.Deliveries == 1 {
+			p.unknownReceivers(in)
+		}
+		if f.Stage = p.accepts(ctx, r, j, in); f.Stage != 0 {
+			return
+		}
 	}
 
 	j.trace.decoded(r, j)
@@ -241,6 +249,37 @@ func (p *Pool) unrouted(in *intent.Intent, j *job) Stage {
 			zap.String("fix", "add the type to a receiver's events, or stop publishing it"))
 	}
 	return StageUnwanted
+}
+
+// unknownReceivers counts and logs each name in the intent's receivers
+// that is no configured receiver. Only the owner receiver calls it, on the
+// first delivery, so each intent counts once per process group (as the
+// owner's other verdicts do). An intent naming only unknown receivers is
+// also dead-lettered (unrouted); one naming a real receiver as well is
+// delivered there, and this is the only trace of the typo.
+func (p *Pool) unknownReceivers(in *intent.Intent) {
+	var known []string
+	for _, name := range in.Receivers {
+		if p.names[name] {
+			known = append(known, name)
+		}
+	}
+	for _, name := range in.Receivers {
+		if p.names[name] {
+			continue
+		}
+		p.m.unknownReceiver(name)
+		if p.unknownRcvLog.allow(name, p.now()) {
+			outcome := "sent only to the configured receivers it names"
+			if len(known) == 0 {
+				outcome = "dead-lettered as " + ReasonUnknownReceiver
+			}
+			p.log.Warn("intent names a receiver that is not configured (logged once a minute per name)",
+				zap.String("unknown_receiver", name), zap.String("intent_id", in.ID), zap.String("outcome", outcome),
+				zap.Strings("also_names", known), zap.Strings("configured", p.sortedNames),
+				zap.String("fix", "correct the name in the producer, or add the receiver to the configuration"))
+		}
+	}
 }
 
 // settle decides and carries out what happens to the message. Only a dead

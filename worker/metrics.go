@@ -26,11 +26,13 @@ type metrics struct {
 	extraOmitted *prometheus.CounterVec
 	state        *prometheus.GaugeVec
 	unrouted     *prometheus.CounterVec
+	unknownRcv   *prometheus.CounterVec
 	probes       *prometheus.CounterVec
 	ratio        *prometheus.GaugeVec
 
 	mu            sync.Mutex
 	unroutedTypes map[string]struct{}
+	unknownNames  map[string]struct{}
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -89,6 +91,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "setrelay", Name: "intents_unrouted_total",
 			Help: "Intents of a type no configured receiver requested, acknowledged without sending, by event type.",
 		}, []string{"type"}),
+		unknownRcv: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "intents_unknown_receiver_total",
+			Help: "Intents whose receivers list names a receiver that is not configured (a typo, a removed receiver), by that name, counted once per intent.",
+		}, []string{"receiver"}),
 		ratio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "setrelay", Name: "receiver_success_ratio",
 			Help: "Share of pushes the receiver accepted over the outage window (first attempts when there are enough), as the pause rule sees it.",
@@ -139,6 +145,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.unrouted, err = promreg.Register(reg, m.unrouted); err != nil {
+		return nil, err
+	}
+	if m.unknownRcv, err = promreg.Register(reg, m.unknownRcv); err != nil {
 		return nil, err
 	}
 	if m.probes, err = promreg.Register(reg, m.probes); err != nil {
@@ -198,17 +207,30 @@ func (rm *receiverMetrics) probe(result string) { rm.probes.WithLabelValues(rm.n
 const maxUnroutedTypes = 100
 
 func (m *metrics) unroutedType(typ string) {
+	m.unrouted.WithLabelValues(m.bounded(&m.unroutedTypes, typ)).Inc()
+}
+
+// unknownReceiver counts an intent naming a receiver that is not
+// configured. The name comes from the producer, so its label is bounded
+// like the unrouted type.
+func (m *metrics) unknownReceiver(name string) {
+	m.unknownRcv.WithLabelValues(m.bounded(&m.unknownNames, name)).Inc()
+}
+
+// bounded returns v, or "other" once seen already holds maxUnroutedTypes
+// other values: a label taken from input must not grow without bound.
+func (m *metrics) bounded(seen *map[string]struct{}, v string) string {
 	m.mu.Lock()
-	if _, ok := m.unroutedTypes[typ]; !ok {
-		if len(m.unroutedTypes) >= maxUnroutedTypes {
-			typ = "other"
-		} else {
-			if m.unroutedTypes == nil {
-				m.unroutedTypes = make(map[string]struct{})
-			}
-			m.unroutedTypes[typ] = struct{}{}
-		}
+	defer m.mu.Unlock()
+	if _, ok := (*seen)[v]; ok {
+		return v
 	}
-	m.mu.Unlock()
-	m.unrouted.WithLabelValues(typ).Inc()
+	if len(*seen) >= maxUnroutedTypes {
+		return "other"
+	}
+	if *seen == nil {
+		*seen = make(map[string]struct{})
+	}
+	(*seen)[v] = struct{}{}
+	return v
 }

@@ -47,6 +47,9 @@ type Pool struct {
 	// unroutedLog limits the unrouted-type warning to one per type a
 	// minute.
 	unroutedLog rateLimit
+	// unknownRcvLog limits the unknown-receiver warning to one per name a
+	// minute.
+	unknownRcvLog rateLimit
 	// failingLog limits the failing-receiver and signing warnings to one
 	// per receiver and reason a minute.
 	failingLog rateLimit
@@ -128,6 +131,7 @@ func New(cfg Config, d Deps) (*Pool, error) {
 		return nil, fmt.Errorf("worker: registering metrics: %w", err)
 	}
 	p.unroutedLog.every = time.Minute
+	p.unknownRcvLog.every = time.Minute
 	p.failingLog.every = time.Minute
 	p.procID = fmt.Sprintf("%s-%d-%08x", hostname(), os.Getpid(), rand.Uint32())
 	return p, nil

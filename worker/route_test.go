@@ -130,3 +130,71 @@ func runPool(t *testing.T, p *Pool) (stop func()) {
 	t.Cleanup(stop)
 	return stop
 }
+
+// TestUnknownReceiverAmongKnownIsCounted: an intent naming a configured
+// receiver and a typo is delivered to the configured one, and the typo is
+// counted once per intent (by the owner only, though every receiver sees
+// the message) and logged once a minute per name.
+func TestUnknownReceiverAmongKnownIsCounted(t *testing.T) {
+	e := newEnv(t, 30*time.Second, "alpha", "beta", "gamma")
+	accept := newScripted(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	core, logs := observer.New(zapcore.WarnLevel)
+	reg := prometheus.NewRegistry()
+	p, err := New(Config{Concurrency: 6, FetchWait: 300 * time.Millisecond, Receivers: []Receiver{
+		e.spec(e.js, "alpha", accept.endpoint()),
+		e.spec(e.js, "beta", accept.endpoint()),
+		e.spec(e.js, "gamma", accept.endpoint()),
+	}}, Deps{JS: e.js, Log: zap.New(core), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runPool(t, p)
+	defer stop()
+	for i := range 3 {
+		// Named by beta (not the owner) and by gamma plus alpha (the
+		// owner is among the addressees): both routes must count.
+		in := sessionRevoked(idN("mixed", i))
+		in.Receivers = []string{"beta", "btea"}
+		if i == 2 {
+			in.Receivers = []string{"alpha", "gamma", "btea"}
+		}
+		e.publish(in)
+	}
+	eventually(t, 10*time.Second, "every intent settled by every receiver", func() bool { return e.intentsLeft() == 0 })
+	if got := accept.requests(); got != 4 {
+		t.Fatalf("%d pushes, want 4 (beta twice, alpha and gamma once)", got)
+	}
+	if got := metricValueLabel(t, reg, "setrelay_intents_unknown_receiver_total", "receiver", "btea"); got != 3 {
+		t.Fatalf("unknown receiver counter %v, want 3 (once per intent)", got)
+	}
+	if n := logs.FilterMessageSnippet("names a receiver that is not configured").Len(); n != 1 {
+		t.Fatalf("%d log lines about btea, want 1 (rate-limited per name)", n)
+	}
+	if l := logs.FilterMessageSnippet("names a receiver that is not configured").All()[0]; l.ContextMap()["unknown_receiver"] != "btea" {
+		t.Errorf("log line %v does not name btea", l.ContextMap())
+	}
+	if dls := e.deadLetters(); len(dls) != 0 {
+		t.Fatalf("%d dead letters, want 0: a known receiver was named", len(dls))
+	}
+}
+
+func metricValueLabel(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
