@@ -374,6 +374,15 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, p *Princip
 	// The last verification time is claimed with compare-and-set, so two
 	// processes cannot both let a request through inside the interval.
 	st, err := s.streams.modify(ctx, req.StreamID, func(st *Stream) error {
+		if st.Status == StatusDisabled {
+			// §8.1.4.2: a 204 promises the event "has been or will be"
+			// transmitted, and a disabled stream transmits nothing and
+			// holds nothing, so the request is invalid (400), and it
+			// does not use up the verification interval. A paused
+			// stream holds the event and sends it once enabled: 204.
+			return &apiError{status: http.StatusBadRequest, code: "stream_disabled",
+				msg: "the stream is disabled, so no verification event can be sent; enable it (POST the status endpoint) and ask again"}
+		}
 		if next := st.LastVerified.Add(s.cfg.MinVerificationInterval); now.Before(next) {
 			wait = next.Sub(now)
 			return errTooSoon

@@ -3,6 +3,7 @@ package ssf_test
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,5 +166,30 @@ func TestVerificationWithoutStateAndInterval(t *testing.T) {
 		if _, ev := eventOf(c); len(ev) != 0 {
 			t.Fatalf("verification without state carries %v", ev)
 		}
+	}
+}
+
+// TestVerificationOnDisabledStream: a disabled stream transmits and holds
+// nothing, so a verification request gets 400 rather than a 204 that
+// promises an event that never comes (SSF 1.0 §8.1.4.2), and it does not
+// use up min_verification_interval; once enabled, verification works. A
+// paused stream holds the event: 204, delivered after enabling.
+func TestVerificationOnDisabledStream(t *testing.T) {
+	x := newTX(t, txOptions{MinVerify: time.Hour, PollAckWait: 5 * time.Second})
+	id := x.createPoll(tokenA)["stream_id"].(string)
+	x.must(200, "POST", "/ssf/status", tokenA, map[string]any{"stream_id": id, "status": "disabled"}, nil)
+	status, body, _ := x.do("POST", "/ssf/verify", tokenA, map[string]any{"stream_id": id, "state": "lost"})
+	if status != 400 || !strings.Contains(string(body), "disabled") {
+		t.Fatalf("verification on a disabled stream: %d %s, want 400 saying it is disabled", status, body)
+	}
+	x.must(200, "POST", "/ssf/status", tokenA, map[string]any{"stream_id": id, "status": "paused"}, nil)
+	x.must(204, "POST", "/ssf/verify", tokenA, map[string]any{"stream_id": id, "state": "held"}, nil)
+	x.must(200, "POST", "/ssf/status", tokenA, map[string]any{"stream_id": id, "status": "enabled"}, nil)
+	got := x.drain(tokenA, id, 1)
+	if len(got) != 1 {
+		t.Fatalf("%d SETs after enabling, want the held verification", len(got))
+	}
+	if typ, ev := eventOf(got[0]); typ != intent.SSFPrefix+"verification" || ev["state"] != "held" {
+		t.Fatalf("got %s %v, want the verification with state held", typ, ev)
 	}
 }
