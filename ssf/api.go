@@ -256,7 +256,8 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, p *Princip
 			s.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, statusBody{StreamID: st.ID, Status: st.Status, Reason: st.Reason})
+		status, reason := st.EffectiveStatus()
+		writeJSON(w, http.StatusOK, statusBody{StreamID: st.ID, Status: status, Reason: reason})
 		return
 	}
 	if !need(w, p, ScopeManage) {
@@ -287,7 +288,12 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request, p *Princip
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, statusBody{StreamID: st.ID, Status: st.Status, Reason: st.Reason})
+	// Enabling a stream the transmitter holds back says the receiver has
+	// fixed its side: probe now rather than at the next backoff step. Until
+	// the probe gets through, the stream reads paused.
+	s.requestProbe(ctx, st)
+	status, reason := st.EffectiveStatus()
+	writeJSON(w, http.StatusOK, statusBody{StreamID: st.ID, Status: status, Reason: reason})
 }
 
 // SetStatus changes a stream's status and applies it to its consumer.

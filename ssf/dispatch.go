@@ -37,6 +37,9 @@ type Dispatcher struct {
 
 	// GracePeriod bounds in-flight pushes when a stream's pool stops.
 	GracePeriod time.Duration
+	// Pause tunes every push stream's outage pauses and the probes of a
+	// blocked stream; zero fields take the worker's defaults.
+	Pause worker.PausePolicy
 
 	mu      sync.Mutex
 	running map[string]*runningStream
@@ -164,6 +167,9 @@ func (d *Dispatcher) apply(ctx context.Context, id string, st *Stream) error {
 			old := cur.pusher.cur.Swap(client)
 			old.CloseIdleConnections()
 			cur.delivery = dfp
+			// A new endpoint or header may be the fix of a blocked
+			// stream: probe it now.
+			d.s.requestProbe(ctx, st)
 		}
 		return nil
 	}
@@ -234,6 +240,7 @@ func (d *Dispatcher) start(ctx context.Context, st *Stream, fp string) error {
 	rcv := worker.Receiver{
 		Name: name, Consumer: cons, Profile: s.profile(st), SendKID: s.sendKID,
 		Signer: s.signer, Pusher: rs.pusher, Types: types,
+		Observer: streamObserver{s: s, id: st.ID}, Pause: d.Pause,
 		Accept: func(ctx context.Context, in *intent.Intent) (bool, error) {
 			cur := rs.stream.Load()
 			if in.EventType == typeVerification || in.EventType == typeStreamUpdated {

@@ -62,10 +62,13 @@ func (r *pushReceiver) got() ([]string, []string) {
 
 func (r *pushReceiver) count() int { s, _ := r.got(); return len(s) }
 
-func startDispatcher(t testing.TB, x *tx) *ssf.Dispatcher {
+func startDispatcher(t testing.TB, x *tx, tune ...func(*ssf.Dispatcher)) *ssf.Dispatcher {
 	t.Helper()
 	d := ssf.NewDispatcher(x.srv, worker.Deps{JS: x.js.JS, Log: zap.NewNop(), Registerer: prometheus.NewRegistry()}, nil)
 	d.GracePeriod = time.Second
+	for _, f := range tune {
+		f(d)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

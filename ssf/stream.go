@@ -50,6 +50,11 @@ type Stream struct {
 	// InactivityPause is set by the process that claimed the pause of an
 	// inactive stream, so only one process sends the event and pauses.
 	InactivityPause time.Time `json:"inactivity_pause,omitzero"`
+	// Blocked is the worker's block reason while setrelay holds an enabled
+	// push stream back for a delivery failure only a configuration change
+	// fixes (blocked.go); the receiver sees it as paused.
+	Blocked      string    `json:"blocked,omitempty"`
+	BlockedSince time.Time `json:"blocked_since,omitzero"`
 }
 
 // Delivery is the stream's delivery method. AuthorizationHeader is a

@@ -186,6 +186,9 @@ func (p *Pool) block(ctx context.Context, r *rcv, reason string, res *push.Resul
 		zap.String("description", describe(res)),
 		zap.String("fix", fix),
 		zap.String("unblock", "fixed? `setrelay receivers unblock "+r.Name+"` probes at once"))
+	if first && r.Observer != nil {
+		r.Observer.Blocked(pctx, r.Name, reason)
+	}
 	r.wakeProbe()
 }
 
@@ -233,6 +236,9 @@ func (p *Pool) unblock(ctx context.Context, r *rcv, shared bool) {
 			p.log.Warn("resuming the unblocked receiver's consumer failed", zap.String("receiver", r.Name), zap.Error(err))
 		}
 		p.putState(pctx, r, stateRecord{State: StateOK.String(), Since: p.now()})
+		if r.Observer != nil {
+			r.Observer.Unblocked(pctx, r.Name)
+		}
 	}
 	p.log.Info("receiver unblocked", zap.String("receiver", r.Name), zap.String("was", reason),
 		zap.Duration("blocked_for", p.now().Sub(since)))

@@ -87,6 +87,24 @@ type Receiver struct {
 	Reload func(ctx context.Context) (Signer, Pusher, error)
 	// Hints name the settings to fix in a blocked receiver's error line.
 	Hints Hints
+	// Observer, when set, is told when this process blocks the receiver
+	// or a probe unblocks it, for whoever must tell the receiver (an SSF
+	// stream's Stream Updated event, package ssf).
+	Observer BlockObserver
+}
+
+// BlockObserver learns of the blocked-state changes a process makes for a
+// receiver. The process that decides a change calls it synchronously, with
+// a context bounded to a few seconds; two processes that block a receiver
+// at the same moment may both call Blocked, so an implementation that
+// sends something must deduplicate (package ssf does, with a
+// compare-and-set on the stream's registry entry).
+type BlockObserver interface {
+	// Blocked: the receiver's consumer was paused for a configuration
+	// failure; reason is the block reason (push.Reason*, ReasonKeyUnusable).
+	Blocked(ctx context.Context, receiver, reason string)
+	// Unblocked: a probe got through and the consumer was resumed.
+	Unblocked(ctx context.Context, receiver string)
 }
 
 // PausePolicy says when a failing receiver's consumer is paused. A receiver

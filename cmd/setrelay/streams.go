@@ -141,6 +141,11 @@ status and reason, times, and whether it has subjects.`,
 			if !st.LastVerified.IsZero() {
 				view["last_verification"] = st.LastVerified
 			}
+			if st.Blocked != "" {
+				// The worker holds the push stream back; the receiver
+				// sees it as paused (package ssf, blocked.go).
+				view["blocked"], view["blocked_since"] = st.Blocked, st.BlockedSince
+			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
 			return enc.Encode(view)
@@ -188,6 +193,10 @@ arrives until enabled again. The receiver is sent a Stream Updated event
 			line := st.ID + " " + st.Status
 			if st.Reason != "" {
 				line += " (" + strings.ReplaceAll(st.Reason, "\n", " ") + ")"
+			}
+			if st.Blocked != "" {
+				line += "; blocked by setrelay since " + st.BlockedSince.UTC().Format(time.RFC3339) + " (" + st.Blocked +
+					"), so the receiver sees paused; `setrelay receivers unblock " + ssf.ReceiverName(st.ID) + "` probes now"
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), line)
 			return nil
