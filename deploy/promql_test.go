@@ -398,7 +398,8 @@ func TestQueriesNameExportedMetrics(t *testing.T) {
 	}
 	// The README's "What to alert on" list, each item by the series it is about.
 	for _, m := range []string{"setrelay_dead_letters_total", "setrelay_consumer_paused", "setrelay_consumer_pending",
-		"setrelay_push_token_fetches_total", "setrelay_publish_to_delivery_seconds_bucket", "up"} {
+		"setrelay_push_token_fetches_total", "setrelay_publish_to_delivery_seconds_bucket", "up",
+		"setrelay_receiver_state", "setrelay_consumer_oldest_pending_age_seconds", "setrelay_receiver_success_ratio"} {
 		if !used[m] {
 			t.Errorf("no alert uses %s", m)
 		}
@@ -429,7 +430,8 @@ func TestQueriesNameExportedMetrics(t *testing.T) {
 	}
 	for _, m := range []string{"setrelay_deliveries_total", "setrelay_retries_total", "setrelay_dead_letters_total",
 		"setrelay_publish_to_delivery_seconds_bucket", "setrelay_consumer_pending", "setrelay_consumer_paused",
-		"setrelay_push_token_fetches_total"} {
+		"setrelay_push_token_fetches_total", "setrelay_receiver_state", "setrelay_consumer_oldest_pending_age_seconds",
+		"setrelay_sign_errors_total", "setrelay_sign_duration_seconds_bucket", "setrelay_receiver_probe_total"} {
 		if !used[m] {
 			t.Errorf("no dashboard panel shows %s", m)
 		}
