@@ -50,7 +50,8 @@ var (
 // exported returns the metrics a running relay registers, read from its
 // real registry rather than from a list kept by hand: relay.Start with an
 // embedded JetStream registers every collector (its own, the push
-// client's, the worker pool's and ops' runtime ones), and Describe lists
+// client's, the signer's, the fleet's, the worker pool's and ops' runtime
+// ones), and Describe lists
 // them with their label names, even those no event has touched yet. One
 // intent is delivered so that the histograms have series and Gather tells
 // their type.
@@ -66,6 +67,9 @@ func exported(t *testing.T) map[string]metric {
 	}))
 	defer rcv.Close()
 	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: rcv.URL + "/events"})
+	// A limited receiver makes the relay join the fleet, which registers
+	// the setrelay_fleet_* metrics the dashboard shows.
+	rc.Config.Receivers[0].RateLimit = 1000
 	reg := prometheus.NewRegistry()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -398,7 +402,8 @@ func TestQueriesNameExportedMetrics(t *testing.T) {
 	}
 	// The README's "What to alert on" list, each item by the series it is about.
 	for _, m := range []string{"setrelay_dead_letters_total", "setrelay_consumer_paused", "setrelay_consumer_pending",
-		"setrelay_push_token_fetches_total", "setrelay_publish_to_delivery_seconds_bucket", "up"} {
+		"setrelay_push_token_fetches_total", "setrelay_publish_to_delivery_seconds_bucket", "up",
+		"setrelay_receiver_state", "setrelay_consumer_oldest_pending_age_seconds", "setrelay_receiver_success_ratio"} {
 		if !used[m] {
 			t.Errorf("no alert uses %s", m)
 		}
@@ -428,8 +433,9 @@ func TestQueriesNameExportedMetrics(t *testing.T) {
 		t.Fatal("the dashboard has no queries")
 	}
 	for _, m := range []string{"setrelay_deliveries_total", "setrelay_retries_total", "setrelay_dead_letters_total",
-		"setrelay_publish_to_delivery_seconds_bucket", "setrelay_consumer_pending", "setrelay_consumer_paused",
-		"setrelay_push_token_fetches_total"} {
+		"setrelay_publish_to_delivery_seconds_bucket", "setrelay_consumer_pending",
+		"setrelay_push_token_fetches_total", "setrelay_receiver_state", "setrelay_consumer_oldest_pending_age_seconds",
+		"setrelay_sign_errors_total", "setrelay_sign_duration_seconds_bucket", "setrelay_receiver_probe_total"} {
 		if !used[m] {
 			t.Errorf("no dashboard panel shows %s", m)
 		}

@@ -216,7 +216,7 @@ func collectOne(ctx context.Context, js jetstream.JetStream, intents, dlq jetstr
 		r.raise(StatePaused, "", time.Time{})
 	}
 	if r.Pending+uint64(r.InFlight) > 0 {
-		if at, ok := oldestUnsettled(ctx, intents, ci); ok {
+		if at, ok := queue.OldestUnsettled(ctx, intents, ci); ok {
 			r.OldestPending = max(now.Sub(at), 0)
 		}
 	}
@@ -247,29 +247,6 @@ func (r *Receiver) raise(state, reason string, since time.Time) {
 	} else if state == r.State && r.Reason == "" {
 		r.Reason = reason
 	}
-}
-
-// oldestUnsettled returns when the receiver's oldest unsettled intent was
-// stored: the first message after the consumer's ack floor on one of its
-// filter subjects (anything between was acked out of order or is another
-// receiver's replay).
-func oldestUnsettled(ctx context.Context, s jetstream.Stream, ci *jetstream.ConsumerInfo) (time.Time, bool) {
-	from := ci.AckFloor.Stream + 1
-	subjects := ci.Config.FilterSubjects
-	if ci.Config.FilterSubject != "" {
-		subjects = append(subjects, ci.Config.FilterSubject)
-	}
-	var oldest time.Time
-	for _, subj := range subjects {
-		m, err := s.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subj))
-		if err != nil {
-			continue // none on this subject (jetstream.ErrMsgNotFound)
-		}
-		if oldest.IsZero() || m.Time.Before(oldest) {
-			oldest = m.Time
-		}
-	}
-	return oldest, !oldest.IsZero()
 }
 
 // countSince counts the messages on subject stored since t, with an

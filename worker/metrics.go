@@ -2,6 +2,7 @@ package worker
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/setrelay/setrelay/internal/promreg"
@@ -29,14 +30,16 @@ type metrics struct {
 	unknownRcv   *prometheus.CounterVec
 	probes       *prometheus.CounterVec
 	ratio        *prometheus.GaugeVec
+	oldest       *oldestPending
 
 	mu            sync.Mutex
 	unroutedTypes map[string]struct{}
 	unknownNames  map[string]struct{}
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, now func() time.Time) (*metrics, error) {
 	m := &metrics{
+		oldest: newOldestPending(now),
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "setrelay", Name: "deliveries_total",
 			Help: "Messages settled for good, by receiver and outcome (delivered, dead_lettered, skipped).",
@@ -156,6 +159,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.ratio, err = promreg.Register(reg, m.ratio); err != nil {
 		return nil, err
 	}
+	if m.oldest, err = promreg.Register(reg, m.oldest); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -168,6 +174,7 @@ type receiverMetrics struct {
 	pauses, pulls, extraOmitted      prometheus.Counter
 	retries, deadLetters             *prometheus.CounterVec
 	probes                           *prometheus.CounterVec
+	oldest                           *oldestPending
 	name                             string
 }
 
@@ -187,9 +194,14 @@ func (m *metrics) forReceiver(name string) receiverMetrics {
 		retries:      m.retries,
 		deadLetters:  m.deadLetters,
 		probes:       m.probes,
+		oldest:       m.oldest,
 		name:         name,
 	}
 }
+
+// oldestPending records when the receiver's oldest unsettled intent was
+// stored (zero: none), for setrelay_consumer_oldest_pending_age_seconds.
+func (rm *receiverMetrics) oldestPending(at time.Time) { rm.oldest.set(rm.name, at) }
 
 // retry and deadLetter count by reason; reasons are a small fixed set of
 // codes, and these are off the delivered path, so the lookup is fine.

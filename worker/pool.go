@@ -98,7 +98,7 @@ func New(cfg Config, d Deps) (*Pool, error) {
 	if p.jitter == nil {
 		p.jitter = rand.Float64
 	}
-	m, err := newMetrics(d.Registerer)
+	m, err := newMetrics(d.Registerer, p.now)
 	if err != nil {
 		return nil, fmt.Errorf("worker: registering metrics: %w", err)
 	}
@@ -429,12 +429,13 @@ func (p *Pool) fetchFailed(ctx context.Context, r *rcv, err error, prev time.Dur
 	return prev
 }
 
-// pollInfo refreshes the pending and paused gauges, and learns about pauses
+// pollInfo refreshes the pending, oldest-pending and paused gauges, and learns about pauses
 // made by other processes, so this one does not sit in pull requests the
 // server will not answer.
 func (p *Pool) pollInfo(ctx context.Context) {
 	t := time.NewTicker(p.cfg.InfoInterval)
 	defer t.Stop()
+	oldest := oldestFinder{js: p.js}
 	for {
 		for _, r := range p.rcvs {
 			if ctx.Err() != nil {
@@ -443,6 +444,9 @@ func (p *Pool) pollInfo(ctx context.Context) {
 			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			asked := p.now()
 			info, err := r.Consumer.Info(ictx)
+			if err == nil {
+				r.m.oldestPending(oldest.find(ictx, info))
+			}
 			cancel()
 			if err != nil {
 				p.log.Debug("consumer info failed", zap.String("receiver", r.Name), zap.Error(err))

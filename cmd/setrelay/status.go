@@ -41,6 +41,10 @@ state bucket) and each relay's ops endpoint (--ops, default the config's
 ops.listen). DELIVERED, TOKEN LEFT and the failing state come from the ops
 endpoints only: '-' when none answered (a warning says which).
 
+With --watch it prints the report again every interval, each under its
+time, until interrupted (exit status 0); a report that cannot be collected
+is a warning on stderr and the next interval tries again.
+
 Exit status: 0 when no receiver is blocked, 1 when any is (so scripts and
 probes can use it), 2 for bad flags or configuration.`,
 		Example: `  setrelay status --config /etc/setrelay/config.yaml
@@ -73,31 +77,25 @@ probes can use it), 2 for bad flags or configuration.`,
 			}
 			defer closeConn(nc)
 			out := cmd.OutOrStdout()
-			for {
-				ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
-				rep, err := status.Collect(ctx, js, opts)
-				cancel()
-				if err != nil {
-					return err
-				}
-				if watch > 0 {
-					fmt.Fprintf(out, "\n%s\n", rep.At.Format(time.RFC3339))
-				}
-				if err := printStatus(out, rep, asJSON); err != nil {
-					return err
-				}
-				if watch == 0 {
-					if rep.Blocked() {
-						return &silentError{code: exitFailure, err: errors.New("a receiver is blocked")}
-					}
-					return nil
-				}
-				select {
-				case <-cmd.Context().Done():
-					return nil
-				case <-time.After(watch):
-				}
+			collect := func(ctx context.Context) (status.Report, error) {
+				ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				return status.Collect(ctx, js, opts)
 			}
+			if watch > 0 {
+				return watchStatus(cmd.Context(), out, cmd.ErrOrStderr(), watch, collect, asJSON)
+			}
+			rep, err := collect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if err := printStatus(out, rep, asJSON); err != nil {
+				return err
+			}
+			if rep.Blocked() {
+				return &silentError{code: exitFailure, err: errors.New("a receiver is blocked")}
+			}
+			return nil
 		},
 	}
 	qf.register(cmd, false)
@@ -105,6 +103,35 @@ probes can use it), 2 for bad flags or configuration.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (durations in seconds)")
 	cmd.Flags().DurationVar(&watch, "watch", 0, "print again every interval until interrupted (0: once)")
 	return cmd
+}
+
+// watchStatus prints a report every interval, each under its time, until
+// ctx is done (an interrupt), and then returns nil: watching ends by being
+// stopped, not by failing. A report that cannot be collected (NATS
+// reconnecting) is a warning line, and the next interval tries again.
+func watchStatus(ctx context.Context, out, errOut io.Writer, every time.Duration,
+	collect func(context.Context) (status.Report, error), asJSON bool) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		rep, err := collect(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil:
+			fmt.Fprintf(errOut, "%s warning: %v (trying again in %s)\n", time.Now().UTC().Format(time.RFC3339), err, every)
+		default:
+			fmt.Fprintf(out, "\n%s\n", rep.At.Format(time.RFC3339))
+			if err := printStatus(out, rep, asJSON); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 func printStatus(out io.Writer, rep status.Report, asJSON bool) error {

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -195,5 +196,74 @@ receivers:
 	}
 	if h := byName(rep)["healthy"]; h["pending"].(float64)+h["in_flight"].(float64) != 1 || h["oldest_pending_seconds"].(float64) <= 0 {
 		t.Errorf("blocked receiver's backlog not shown: %v", h)
+	}
+}
+
+// TestStatusWatch runs `setrelay status --watch 50ms` against a real
+// JetStream: it prints a fresh report every interval (an intent published
+// while it runs shows up in a later one, so it collects again rather than
+// reprinting), and an interrupt (the context's cancel) ends it with exit
+// status 0.
+func TestStatusWatch(t *testing.T) {
+	url, _ := startQueueForCLI(t, "r1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out, errb syncBuffer
+	exited := make(chan int, 1)
+	go func() {
+		exited <- execute(ctx, []string{"status", "--nats-url", url, "--watch", "50ms"}, strings.NewReader(""), &out, &errb)
+	}()
+	// pendingRe matches r1's line with a pending count.
+	pendingRe := regexp.MustCompile(`(?m)^r1\s+ok\s+(\d+)\s`)
+	reports := func() []string {
+		// Each report starts with a blank line and its time.
+		return strings.Split(out.String(), "\n\n")[1:]
+	}
+	waitFor := func(what string, cond func([]string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !cond(reports()) {
+			select {
+			case code := <-exited:
+				t.Fatalf("status --watch exited %d while waiting for %s\n%s\n%s", code, what, out.String(), errb.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status --watch: no %s in 20s\n%s\n%s", what, out.String(), errb.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("two reports", func(r []string) bool { return len(r) >= 2 })
+	for _, r := range reports()[:2] {
+		at, _, _ := strings.Cut(r, "\n")
+		if _, err := time.Parse(time.RFC3339, at); err != nil {
+			t.Fatalf("a report does not start with its time: %q", r)
+		}
+		if m := pendingRe.FindStringSubmatch(r); m == nil || m[1] != "0" {
+			t.Fatalf("before any intent, r1 should be ok with 0 pending:\n%s", r)
+		}
+	}
+	if code, _, stderr := runCLI(t, goodIntent, "publish", "--nats-url", url, "-"); code != 0 {
+		t.Fatalf("publish: %s", stderr)
+	}
+	waitFor("report with the intent pending", func(r []string) bool {
+		m := pendingRe.FindStringSubmatch(r[len(r)-1])
+		return m != nil && m[1] == "1"
+	})
+
+	cancel()
+	select {
+	case code := <-exited:
+		if code != exitOK {
+			t.Fatalf("status --watch ended by an interrupt: exit %d, want 0\n%s", code, errb.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("status --watch did not stop within 10s of the interrupt")
+	}
+	n := len(reports())
+	time.Sleep(200 * time.Millisecond)
+	if len(reports()) != n {
+		t.Fatal("status --watch printed after it returned")
 	}
 }
