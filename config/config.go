@@ -254,7 +254,30 @@ type Receiver struct {
 	Pause Pause `yaml:"pause" json:"pause"`
 	// TLS trusts a private CA and presents a client certificate (mTLS).
 	TLS TLS `yaml:"tls" json:"tls"`
+	// Ordering is "none" (default: fastest, no order) or "subject": SETs
+	// about one subject reach this receiver in the order their intents
+	// were stored, across every process (README, "Per-subject ordering").
+	Ordering string `yaml:"ordering" json:"ordering"`
+	// Partitions is how many subjects of an ordered receiver can be in
+	// flight at once: a power of two from 8 to 1024 (default 256).
+	Partitions int `yaml:"partitions" json:"partitions"`
+	// OnDeadLetter, for an ordered receiver, is what a dead-lettered
+	// intent does to later intents about its subject: "continue" (default)
+	// delivers them; "hold" dead-letters them too (reason subject_held)
+	// until the held dead letters are replayed or purged.
+	OnDeadLetter string `yaml:"on_dead_letter" json:"on_dead_letter"`
 }
+
+// Ordering values.
+const (
+	OrderingNone       = "none"
+	OrderingSubject    = "subject"
+	DeadLetterContinue = "continue"
+	DeadLetterHold     = "hold"
+)
+
+// Ordered reports whether the receiver asked for per-subject ordering.
+func (r Receiver) Ordered() bool { return r.Ordering == OrderingSubject }
 
 // EventTypes returns the requested event types resolved to URIs, in the
 // configured order; nil means every type. Validate has already rejected

@@ -37,7 +37,32 @@ func (c *Config) Queue() queue.Config {
 		AckWait:       n.AckWait,
 
 		DuplicateWindow: n.DuplicateWindow,
+		Ordered:         c.orderedPartitions(),
 	}
+}
+
+// orderedPartitions maps each receiver with ordering: subject to its
+// partition count, or is nil when there is none.
+func (c *Config) orderedPartitions() map[string]int {
+	var out map[string]int
+	for _, r := range c.Receivers {
+		if !r.Ordered() {
+			continue
+		}
+		if out == nil {
+			out = map[string]int{}
+		}
+		out[r.Name] = r.PartitionCount()
+	}
+	return out
+}
+
+// PartitionCount is an ordered receiver's partition count, defaulted.
+func (r Receiver) PartitionCount() int {
+	if r.Partitions == 0 {
+		return queue.DefaultPartitions
+	}
+	return r.Partitions
 }
 
 // ReceiverNames lists the receivers' names, in configuration order, for
@@ -111,6 +136,7 @@ func (c *Config) WorkerSpec(r Receiver) worker.Receiver {
 		Pause:   r.PausePolicy(),
 
 		AllowPrivateTypes: r.AllowPrivateTypes,
+		HoldOnDeadLetter:  r.Ordered() && r.OnDeadLetter == DeadLetterHold,
 	}
 }
 

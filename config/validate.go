@@ -226,6 +226,23 @@ func (r *Receiver) validate(p *problems, path string, keyIDs map[string]bool, na
 	if r.MaxConns < 0 {
 		p.add(path+".max_conns", "must not be negative")
 	}
+	switch r.Ordering {
+	case "", OrderingNone:
+		if r.Partitions != 0 || r.OnDeadLetter != "" {
+			p.add(path+".ordering", "partitions and on_dead_letter apply only with ordering: subject")
+		}
+	case OrderingSubject:
+		if r.Partitions != 0 {
+			if err := queue.ValidPartitions(r.Partitions); err != nil {
+				p.add(path+".partitions", "%v", err)
+			}
+		}
+		if r.OnDeadLetter != "" && r.OnDeadLetter != DeadLetterContinue && r.OnDeadLetter != DeadLetterHold {
+			p.add(path+".on_dead_letter", "must be continue (default) or hold (got %q)", r.OnDeadLetter)
+		}
+	default:
+		p.add(path+".ordering", "must be none (default) or subject (got %q)", r.Ordering)
+	}
 	if r.RateLimit < 0 {
 		p.add(path+".rate_limit", "must be 0 (unlimited) or a number of SETs per second (got %s)", strconv.FormatFloat(r.RateLimit, 'g', -1, 64))
 	}

@@ -133,7 +133,7 @@ func (b *BatchPublisher) Publish(ctx context.Context, in *intent.Intent, ref int
 	if err != nil {
 		return err
 	}
-	return b.Add(ctx, in.ID, data, ref)
+	return b.add(ctx, IntentSubjectFor(in.Subject), in.ID, data, ref)
 }
 
 // Add publishes already-validated intent bytes with Nats-Msg-Id = id and the
@@ -141,8 +141,16 @@ func (b *BatchPublisher) Publish(ctx context.Context, in *intent.Intent, ref int
 // the result will reach OnResult; an error means it will not. data is kept
 // (for a re-send) until its result is reported, so the caller must not reuse
 // the buffer: copy bufio.Scanner.Bytes, for instance.
+//
+// The subject is read from data to choose the intent's slot subject
+// (partition.go); the window keeps submission order per slot, so a file's
+// intents about one subject are stored in file order.
 func (b *BatchPublisher) Add(ctx context.Context, id string, data []byte, ref int64) error {
-	msg, err := intentMsg(ctx, IntentSubject, id, data, nil)
+	return b.add(ctx, SlotSubject(slotOf(data)), id, data, ref)
+}
+
+func (b *BatchPublisher) add(ctx context.Context, subject, id string, data []byte, ref int64) error {
+	msg, err := intentMsg(ctx, subject, id, data, nil)
 	if err != nil {
 		return err
 	}

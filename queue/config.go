@@ -71,6 +71,11 @@ type Config struct {
 	StreamMaxBytes  int64
 	StreamMaxMsgs   int64
 	DuplicateWindow time.Duration
+
+	// Ordered maps each receiver with per-subject ordering to its number
+	// of partitions (ValidPartitions); Provision gives it one consumer per
+	// partition (PartitionConsumerConfig).
+	Ordered map[string]int
 }
 
 // ApplyEnv overrides fields from the environment, with the usual NATS names:

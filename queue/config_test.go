@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -26,7 +27,7 @@ func TestApplyEnvOverridesConfig(t *testing.T) {
 	t.Setenv("NATS_KEY", "")
 	cfg.ApplyEnv()
 	want := queue.Config{URL: "nats://env:4222", Creds: "env.creds", CA: "env-ca.pem", Cert: "c.pem", Key: "k.pem", NKey: "env.nk"}
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("after ApplyEnv:\n got %s\nwant %s", cfg, want)
 	}
 }

@@ -273,7 +273,7 @@ func (d *DLQ) Replay(ctx context.Context, seq uint64) (ReplayResult, error) {
 			hdr.Set(tracing.HeaderTracestate, sdl.Tracestate)
 		}
 	}
-	msg, err := intentMsg(ctx, ReplaySubject(sdl.Receiver), ReplayMsgID(sdl.Receiver, seq), sdl.Intent, hdr)
+	msg, err := intentMsg(ctx, slotReplaySubject(sdl.Receiver, slotOf(sdl.Intent)), ReplayMsgID(sdl.Receiver, seq), sdl.Intent, hdr)
 	if err != nil {
 		return res, err
 	}

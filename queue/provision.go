@@ -68,7 +68,7 @@ func IntentStreamConfig(cfg Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        IntentStream,
 		Description: "setrelay event intents awaiting delivery to receivers",
-		Subjects:    []string{IntentSubject, ReplaySubjectPrefix + ">"},
+		Subjects:    []string{IntentSubject, IntentSubject + ".*", ReplaySubjectPrefix + ">"},
 		Retention:   jetstream.InterestPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxAge:      0,
@@ -110,9 +110,19 @@ func DLQStreamConfig(cfg Config) jetstream.StreamConfig {
 // ConsumerConfig is receiver's durable pull consumer for cfg. It sees every
 // intent plus the replays addressed to it. No BackOff: the worker chooses
 // each delay with NakWithDelay, and a consumer BackOff would skew it.
+//
+// For an ordered receiver (cfg.Ordered) it sees only intents published on
+// the bare "setrelay.intent" by producers older than per-subject ordering,
+// and replays made by them: those carry no slot, so they are delivered
+// without an order guarantee; the partition consumers
+// (PartitionConsumerConfig) take every slotted intent.
 func ConsumerConfig(cfg Config, receiver string) jetstream.ConsumerConfig {
 	cfg = cfg.withDefaults()
 	name := ConsumerName(receiver)
+	filters := []string{IntentSubject, IntentSubject + ".*", ReplaySubject(receiver), ReplaySubject(receiver) + ".*"}
+	if cfg.Ordered[receiver] > 0 {
+		filters = []string{IntentSubject, ReplaySubject(receiver)}
+	}
 	return jetstream.ConsumerConfig{
 		Durable:        name,
 		Description:    "setrelay deliveries to receiver " + receiver,
@@ -121,7 +131,7 @@ func ConsumerConfig(cfg Config, receiver string) jetstream.ConsumerConfig {
 		AckWait:        cfg.AckWait,
 		MaxDeliver:     cfg.MaxDeliver,
 		MaxAckPending:  cfg.MaxAckPending,
-		FilterSubjects: []string{IntentSubject, ReplaySubject(receiver)},
+		FilterSubjects: filters,
 		ReplayPolicy:   jetstream.ReplayInstantPolicy,
 		Replicas:       cfg.Replicas,
 		Metadata:       map[string]string{"setrelay_receiver": receiver},
@@ -164,6 +174,22 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 		})
 		if err != nil {
 			return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", ConsumerName(r), r, err)
+		}
+		n := cfg.Ordered[r]
+		if n == 0 {
+			continue
+		}
+		if err := ValidPartitions(n); err != nil {
+			return fmt.Errorf("queue: receiver %q: %w", r, err)
+		}
+		for part := range n {
+			err := retryProvision(ctx, func(ctx context.Context) error {
+				_, err := stream.CreateOrUpdateConsumer(ctx, PartitionConsumerConfig(cfg, r, part, n))
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", PartitionConsumerName(r, part), r, err)
+			}
 		}
 	}
 	err = retryProvision(ctx, func(ctx context.Context) error {
@@ -270,7 +296,12 @@ func Orphans(ctx context.Context, js jetstream.JetStream, receivers []string) ([
 	for ci := range infos.Info() {
 		tok, ok := strings.CutPrefix(ci.Name, consumerPrefix)
 		if !ok {
-			continue
+			// A partition consumer of an ordered receiver: its receiver
+			// is recorded in its metadata.
+			if !strings.HasPrefix(ci.Name, partitionPrefix) || ci.Config.Metadata["setrelay_receiver"] == "" {
+				continue
+			}
+			tok = Token(ci.Config.Metadata["setrelay_receiver"])
 		}
 		if _, ok := configured[tok]; ok {
 			continue
@@ -293,8 +324,12 @@ func Orphans(ctx context.Context, js jetstream.JetStream, receivers []string) ([
 // remaining consumers hold. It refuses a name that is not a receiver
 // consumer, so it cannot delete anything setrelay did not create.
 func DeleteOrphan(ctx context.Context, js jetstream.JetStream, consumer string) error {
-	if tok, ok := strings.CutPrefix(consumer, consumerPrefix); !ok || tok == "" {
-		return fmt.Errorf("queue: %q is not a receiver consumer (rcv_<name>)", consumer)
+	tok, ok := strings.CutPrefix(consumer, consumerPrefix)
+	if !ok {
+		tok, ok = strings.CutPrefix(consumer, partitionPrefix)
+	}
+	if !ok || tok == "" {
+		return fmt.Errorf("queue: %q is not a receiver consumer (rcv_<name> or ord_<name>_<partition>)", consumer)
 	}
 	if err := js.DeleteConsumer(ctx, IntentStream, consumer); err != nil {
 		return fmt.Errorf("queue: delete consumer %s: %w", consumer, err)

@@ -67,7 +67,7 @@ func (p *Publisher) Publish(ctx context.Context, in *intent.Intent) (PubAck, err
 	if err != nil {
 		return PubAck{}, err
 	}
-	return p.PublishRaw(ctx, in.ID, data, nil)
+	return p.publish(ctx, IntentSubjectFor(in.Subject), in.ID, data, nil)
 }
 
 // Encode validates and marshals an intent as Publish does, for callers that
@@ -92,10 +92,17 @@ func Encode(in *intent.Intent, opts intent.Options) ([]byte, error) {
 // PublishRaw publishes already-validated intent bytes with Nats-Msg-Id = id.
 // hdr may carry extra headers (it is not modified); traceparent is taken
 // from ctx unless hdr has one.
-func (p *Publisher) PublishRaw(ctx context.Context, id string, data []byte, hdr nats.Header) (_ PubAck, err error) {
-	ctx, end := startSend(ctx, IntentSubject, id, len(data))
+//
+// The subject is read from data to choose the intent's slot subject
+// (partition.go), so receivers with per-subject ordering get it in order.
+func (p *Publisher) PublishRaw(ctx context.Context, id string, data []byte, hdr nats.Header) (PubAck, error) {
+	return p.publish(ctx, SlotSubject(slotOf(data)), id, data, hdr)
+}
+
+func (p *Publisher) publish(ctx context.Context, subject, id string, data []byte, hdr nats.Header) (_ PubAck, err error) {
+	ctx, end := startSend(ctx, subject, id, len(data))
 	defer func() { end(err) }()
-	msg, err := intentMsg(ctx, IntentSubject, id, data, hdr)
+	msg, err := intentMsg(ctx, subject, id, data, hdr)
 	if err != nil {
 		return PubAck{}, err
 	}

@@ -371,6 +371,16 @@ func (s *Service) receiverSpec(ctx context.Context, i int, r config.Receiver, si
 		return spec, fmt.Errorf("receiver %q: consumer %s: %w", r.Name, queue.ConsumerName(r.Name), err)
 	}
 	spec.Consumer = cons
+	if r.Ordered() {
+		n := r.PartitionCount()
+		spec.Partitions = make([]jetstream.Consumer, n)
+		for part := range n {
+			name := queue.PartitionConsumerName(r.Name, part)
+			if spec.Partitions[part], err = s.js.Consumer(ctx, queue.IntentStream, name); err != nil {
+				return spec, fmt.Errorf("receiver %q: partition consumer %s: %w", r.Name, name, err)
+			}
+		}
+	}
 	spec.Hints = worker.Hints{Path: fmt.Sprintf("receivers[%d] (%q)", i, r.Name), SecretFile: r.Auth.ClientSecretFile}
 	if spec.Hints.SecretFile == "" {
 		spec.Hints.SecretFile = r.Auth.AuthorizationHeaderFile

@@ -371,7 +371,7 @@ func (s *Server) offer(ctx context.Context, st *Stream, msg jetstream.Msg, resp 
 	}
 	replayOf := ""
 	switch {
-	case msg.Subject() == queue.ReplaySubject(name):
+	case queue.IsReplayFor(msg.Subject(), name):
 		// A dead letter replayed by `setrelay dlq replay`: authentic
 		// replays only (queue.ReplayKeys), as for a push receiver.
 		seq, err := s.replayKeys.Verify(ctx, name, msg.Headers(), msg.Data())

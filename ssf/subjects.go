@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
+
+	"github.com/setrelay/setrelay/intent"
 )
 
 // Subject states in the subjects bucket.
@@ -40,48 +42,18 @@ type subjectEntry struct {
 	State    string          `json:"state"`
 }
 
-// canonical is the subject's canonical JSON: encoding/json writes object
-// members in sorted order at every level, so equal subjects give equal bytes.
-func canonical(subject map[string]any) []byte {
-	b, _ := json.Marshal(subject)
-	return b
-}
+// canonical is the subject's canonical JSON (intent.SubjectKey, the one
+// definition of subject equality, shared with per-subject ordering).
+func canonical(subject map[string]any) []byte { return intent.SubjectKey(subject) }
 
 func subjectKey(streamID string, subject map[string]any) string {
 	sum := sha256.Sum256(canonical(subject))
 	return streamID + "." + hex.EncodeToString(sum[:20])
 }
 
-// isComplex reports whether subject is a complex subject: "format":
-// "complex" (SSF 1.0 §3.2), or, as setrelay's producers write it, no format
-// and only subject-identifier members (user, tenant ...).
-func isComplex(subject map[string]any) bool {
-	f, hasFormat := subject["format"]
-	if hasFormat {
-		return f == "complex"
-	}
-	return len(subject) > 0
-}
-
-// members are a complex subject's members, without "format", which is
-// how both forms are compared and stored.
-func members(subject map[string]any) map[string]any {
-	out := make(map[string]any, len(subject))
-	for k, v := range subject {
-		if k != "format" {
-			out[k] = v
-		}
-	}
-	return out
-}
-
-// normalise is the form a subject is stored and looked up in.
-func normalise(subject map[string]any) map[string]any {
-	if isComplex(subject) {
-		return members(subject)
-	}
-	return subject
-}
+func isComplex(subject map[string]any) bool           { return intent.IsComplexSubject(subject) }
+func members(subject map[string]any) map[string]any   { return intent.SubjectMembers(subject) }
+func normalise(subject map[string]any) map[string]any { return intent.NormaliseSubject(subject) }
 
 // checkSubject accepts an RFC 9493 / SSF subject: an object with a string
 // "format", or a complex one whose members are simple subjects.

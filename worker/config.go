@@ -91,6 +91,17 @@ type Receiver struct {
 	// or a probe unblocks it, for whoever must tell the receiver (an SSF
 	// stream's Stream Updated event, package ssf).
 	Observer BlockObserver
+	// Partitions, when set, are an ordered receiver's partition consumers
+	// (queue.PartitionConsumerConfig, MaxAckPending 1). Each is pulled one
+	// message at a time by every process; the server serialises them, so
+	// intents about one subject are settled in stored order. Consumer then
+	// carries only intents published without a slot (old producers).
+	Partitions []jetstream.Consumer
+	// HoldOnDeadLetter (on_dead_letter: hold): once an intent of an
+	// ordered receiver is dead-lettered, later intents about its subject
+	// are dead-lettered as subject_held, until a replay of the last held
+	// one is delivered or the held dead letters are purged (hold.go).
+	HoldOnDeadLetter bool
 }
 
 // BlockObserver learns of the blocked-state changes a process makes for a

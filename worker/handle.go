@@ -137,7 +137,7 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 		// A replay is addressed to one receiver by an operator: it
 		// bypasses the type and receivers filters, which let it through
 		// the first time anyway. So it must be authentic (replay.go).
-		if subj != r.replaySubject {
+		if !queue.IsReplayFor(subj, r.Name) {
 			f.Stage = StageUnwanted
 			return
 		}

@@ -14,14 +14,13 @@ import (
 // rcv is a Receiver with its run-time state.
 type rcv struct {
 	Receiver
-	types         map[string]struct{} // nil: every type
-	stream        string
-	consumer      string
-	replaySubject string
-	beatEvery     time.Duration
-	maxDeliver    int // the consumer's MaxDeliver; <= 0: unlimited
-	m             receiverMetrics
-	recent        minuteCount // deliveries over the last minute (recent.go)
+	types      map[string]struct{} // nil: every type
+	stream     string
+	consumer   string
+	beatEvery  time.Duration
+	maxDeliver int // the consumer's MaxDeliver; <= 0: unlimited
+	m          receiverMetrics
+	recent     minuteCount // deliveries over the last minute (recent.go)
 	// owner gives the intent-level verdicts (invalid intent, unknown
 	// receiver, unrouted type) for the process: the receiver whose name
 	// sorts first. The others skip such intents, so each is dead-lettered

@@ -153,11 +153,10 @@ func (p *Pool) newRcv(spec Receiver) (*rcv, error) {
 		return nil, errors.New("consumer has no cached info")
 	}
 	r := &rcv{
-		Receiver:      spec,
-		stream:        info.Stream,
-		consumer:      info.Name,
-		replaySubject: queue.ReplaySubject(spec.Name),
-		m:             p.m.forReceiver(spec.Name),
+		Receiver: spec,
+		stream:   info.Stream,
+		consumer: info.Name,
+		m:        p.m.forReceiver(spec.Name),
 	}
 	r.Retry = r.Retry.WithDefaults()
 	r.Pause = r.Pause.withDefaults()
@@ -246,6 +245,13 @@ func (p *Pool) Run(ctx context.Context) error {
 			defer loops.Done()
 			p.probeLoop(ctx, work, r)
 		}()
+		for _, cons := range r.Partitions {
+			loops.Add(1)
+			go func() {
+				defer loops.Done()
+				p.partitionLoop(ctx, r, cons, tasks)
+			}()
+		}
 	}
 	loops.Add(1)
 	go func() {

@@ -1,0 +1,131 @@
+package queue
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/setrelay/setrelay/intent"
+)
+
+// Per-subject ordering (issue 16). Producers publish every intent on
+// "setrelay.intent.<slot>", where slot is a hash of the intent's normalised
+// subject (intent.SubjectKey) modulo Slots. The slot space is fixed and part
+// of the wire contract, so producers need no configuration: a receiver with
+// `ordering: subject` groups the slots into its own number of partitions,
+// one durable consumer per partition with MaxAckPending 1. JetStream then
+// hands out a partition's intents one at a time, in stored order, to
+// whichever process pulls it: the order lives on the server, not in a
+// process's memory, and survives retries, pauses and kills.
+
+// Slots is the number of intent subjects "setrelay.intent.0" to
+// "setrelay.intent.1023". Partition counts must divide it.
+const Slots = 1024
+
+// Partition count limits for an ordered receiver. Each partition consumer
+// filters Slots/partitions intent subjects and as many replay subjects, so
+// the lower bound keeps a consumer's filter list short (at most 256
+// subjects); the upper bound is the slot space.
+const (
+	MinPartitions     = 8
+	MaxPartitions     = Slots
+	DefaultPartitions = 256
+)
+
+// partitionPrefix names partition consumers: "ord_<token>_<partition>".
+// It differs from the receiver consumers' "rcv_" so that no receiver name
+// can collide with a partition consumer's.
+const partitionPrefix = "ord_"
+
+// SubjectSlot is the slot of an intent about subject.
+func SubjectSlot(subject map[string]any) int {
+	return keySlot(intent.SubjectKey(subject))
+}
+
+func keySlot(key []byte) int {
+	h := fnv.New32a()
+	h.Write(key)
+	return int(h.Sum32() % Slots)
+}
+
+// slotOf reads the subject from encoded intent bytes. Bytes that do not
+// parse get the slot of an intent without a subject; the worker
+// dead-letters them anyway.
+func slotOf(data []byte) int {
+	var v struct {
+		Subject map[string]any `json:"subject"`
+	}
+	if json.Unmarshal(data, &v) != nil {
+		return SubjectSlot(nil)
+	}
+	return SubjectSlot(v.Subject)
+}
+
+// SlotSubject is the intent subject of slot.
+func SlotSubject(slot int) string { return IntentSubject + "." + strconv.Itoa(slot) }
+
+// IntentSubjectFor is the subject an intent about subject is published on.
+func IntentSubjectFor(subject map[string]any) string { return SlotSubject(SubjectSlot(subject)) }
+
+// slotReplaySubject is where a replay for receiver of an intent in slot is
+// published: an ordered receiver's partition consumer sees it in line with
+// newer intents about the same subject.
+func slotReplaySubject(receiver string, slot int) string {
+	return ReplaySubject(receiver) + "." + strconv.Itoa(slot)
+}
+
+// IsReplayFor reports whether a message subject is a replay addressed to
+// receiver: "setrelay.replay.<token>" or "setrelay.replay.<token>.<slot>".
+func IsReplayFor(subject, receiver string) bool {
+	rest, ok := strings.CutPrefix(subject, ReplaySubject(receiver))
+	if !ok {
+		return false
+	}
+	if rest == "" {
+		return true
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(rest, "."))
+	return rest[0] == '.' && err == nil && n >= 0 && n < Slots
+}
+
+// ValidPartitions checks an ordered receiver's partition count.
+func ValidPartitions(n int) error {
+	if n < MinPartitions || n > MaxPartitions || Slots%n != 0 {
+		return fmt.Errorf("partitions must be a power of two from %d to %d (got %d)", MinPartitions, MaxPartitions, n)
+	}
+	return nil
+}
+
+// PartitionConsumerName is partition p's consumer of an ordered receiver.
+func PartitionConsumerName(receiver string, p int) string {
+	return partitionPrefix + Token(receiver) + "_" + strconv.Itoa(p)
+}
+
+// PartitionConsumerConfig is partition p of n of an ordered receiver: the
+// intent and replay subjects of the slots s with s % n == p, MaxAckPending
+// 1 so that the server never hands out the next intent before the current
+// one is acked or terminated (a Nak with delay keeps it pending), and the
+// receiver consumer's other settings.
+func PartitionConsumerConfig(cfg Config, receiver string, p, n int) jetstream.ConsumerConfig {
+	cc := ConsumerConfig(cfg, receiver)
+	cc.Durable = PartitionConsumerName(receiver, p)
+	cc.Description = fmt.Sprintf("setrelay ordered deliveries to receiver %s, partition %d of %d", receiver, p, n)
+	cc.MaxAckPending = 1
+	cc.FilterSubjects = make([]string, 0, 2*Slots/n)
+	for s := p; s < Slots; s += n {
+		cc.FilterSubjects = append(cc.FilterSubjects, SlotSubject(s))
+	}
+	for s := p; s < Slots; s += n {
+		cc.FilterSubjects = append(cc.FilterSubjects, slotReplaySubject(receiver, s))
+	}
+	cc.Metadata = map[string]string{
+		"setrelay_receiver":   receiver,
+		"setrelay_partition":  strconv.Itoa(p),
+		"setrelay_partitions": strconv.Itoa(n),
+	}
+	return cc
+}
