@@ -234,6 +234,19 @@ receivers:
 	if ack.Sequence == 0 || ack.Duplicate {
 		t.Fatalf("intent publish ack %+v, want a new stored message", ack)
 	}
+	// Publish used the intent's slot subject (per-subject ordering);
+	// producers built before it publish on the bare subject, which must
+	// still be allowed and stored.
+	if want := queue.IntentSubjectFor(in.Subject); !strings.HasPrefix(want, queue.IntentSubject+".") {
+		t.Fatalf("slot subject %q", want)
+	}
+	pctx, pcancel = context.WithTimeout(ctx, 10*time.Second)
+	bare, err := pjs.Publish(pctx, queue.IntentSubject, []byte(`{"id":"perm-bare","type":"risc.account-disabled","receivers":["good"],"subject":{"format":"email","email":"b@example.com"}}`),
+		jetstream.WithMsgID("perm-bare"))
+	pcancel()
+	if err != nil || bare.Sequence <= ack.Sequence {
+		t.Fatalf("producer cannot publish on the bare %s: ack %+v, %v", queue.IntentSubject, bare, err)
+	}
 
 	// The relay user did its job: delivered to good, dead-lettered for bad,
 	// paused down.
