@@ -167,8 +167,16 @@ func DeadLetterMsgID(receiver string, streamSeq uint64) string {
 // is trimmed rather than refused by the server on every attempt; only a
 // budget too small for the untrimmable fields gives ErrDeadLetterTooLarge.
 func PublishDeadLetter(ctx context.Context, js jetstream.JetStream, dl DeadLetter) error {
+	_, err := StoreDeadLetter(ctx, js, dl)
+	return err
+}
+
+// StoreDeadLetter is PublishDeadLetter returning the dead letter's DLQ
+// sequence (for a duplicate, the first copy's), which a subject hold
+// records.
+func StoreDeadLetter(ctx context.Context, js jetstream.JetStream, dl DeadLetter) (uint64, error) {
 	if dl.Receiver == "" || dl.Reason == "" {
-		return errors.New("queue: dead letter needs a receiver and a reason")
+		return 0, errors.New("queue: dead letter needs a receiver and a reason")
 	}
 	msg := &nats.Msg{Subject: DLQSubject(dl.Receiver), Header: nats.Header{}}
 	if dl.StreamSeq > 0 {
@@ -179,11 +187,12 @@ func PublishDeadLetter(ctx context.Context, js jetstream.JetStream, dl DeadLette
 	tracing.Inject(ctx, msg.Header)
 	data, _, err := FitDeadLetter(dl, payloadBudget(js.Conn(), msg.Header))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	msg.Data = data
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithExpectStream(DLQStream)); err != nil {
-		return fmt.Errorf("queue: store dead letter for intent %q (receiver %q, seq %d): %w", dl.IntentID, dl.Receiver, dl.StreamSeq, err)
+	ack, err := js.PublishMsg(ctx, msg, jetstream.WithExpectStream(DLQStream))
+	if err != nil {
+		return 0, fmt.Errorf("queue: store dead letter for intent %q (receiver %q, seq %d): %w", dl.IntentID, dl.Receiver, dl.StreamSeq, err)
 	}
-	return nil
+	return ack.Sequence, nil
 }

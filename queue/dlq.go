@@ -294,9 +294,20 @@ func ReplayMsgID(receiver string, seq uint64) string {
 }
 
 // Purge deletes the dead letters matching f and returns how many it deleted.
+//
+// A purged dead letter no longer holds its subject (on_dead_letter: hold):
+// it is released from the subject's hold first, so a failure leaves the
+// dead letter in place to purge again rather than a hold nothing can end.
 func (d *DLQ) Purge(ctx context.Context, f Filter) (int, error) {
+	holds, err := bindHolds(ctx, d.js)
+	if err != nil {
+		return 0, err
+	}
 	n := 0
-	err := d.Each(ctx, f, func(sdl StoredDeadLetter) error {
+	err = d.Each(ctx, f, func(sdl StoredDeadLetter) error {
+		if err := holds.releasePurged(ctx, sdl); err != nil {
+			return err
+		}
 		if err := d.delete(ctx, sdl.Seq); err != nil {
 			return err
 		}

@@ -66,6 +66,14 @@ type job struct {
 	problems []string
 	// trace is the attempt's span; nil when tracing is off (trace.go).
 	trace *attemptTrace
+	// holdKey is the intent's subject key (intent.SubjectKey) when its
+	// receiver holds subjects on a dead letter (hold.go); dlqSeq is the
+	// sequence of its stored dead letter.
+	holdKey []byte
+	dlqSeq  uint64
+	// subjectHeld is set when the intent is dead-lettered only because
+	// its subject is held.
+	subjectHeld bool
 }
 
 // handle takes one message from delivery to settlement: run the stages
@@ -169,6 +177,12 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 	if !f.Probe {
 		if st := r.state(p.now()); st == StatePaused || st == StateBlocked {
 			f.Stage, f.State = StageHeld, st
+			return
+		}
+	}
+
+	if r.HoldOnDeadLetter {
+		if f.Stage = p.checkHold(ctx, r, j, in); f.Stage != 0 {
 			return
 		}
 	}
@@ -482,6 +496,13 @@ func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, f *Facts, act Act
 			zap.Bool("last_delivery", f.Last), zap.Error(err))
 		return false
 	}
+	// The hold is written before the Term: a kill in between redelivers
+	// the intent, whose dead letter is deduplicated and hold written then.
+	if err := p.holdSubject(ctx, r, j, dl.ReplayOf); err != nil {
+		p.log.Warn("recording a held subject failed; it will be tried again",
+			zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
+		return false
+	}
 	if err := j.msg.TermWithReason(dl.Reason); err != nil {
 		// The dead letter is stored; a redelivery would publish it again,
 		// and the DLQ's duplicate window absorbs that.
@@ -515,7 +536,7 @@ func (p *Pool) storeDeadLetter(ctx context.Context, j *job, dl *queue.DeadLetter
 		// letter all the same.
 		dctx = tracing.Extract(dctx, j.msg.Headers())
 	}
-	err := queue.PublishDeadLetter(dctx, p.js, *dl)
+	seq, err := queue.StoreDeadLetter(dctx, p.js, *dl)
 	if errors.Is(err, nats.ErrMaxPayload) && len(dl.Intent) > 0 {
 		// The intent fits in a NATS message but not once wrapped in its
 		// dead letter (base64 adds a third). Only an oversized, hence
@@ -525,8 +546,9 @@ func (p *Pool) storeDeadLetter(ctx context.Context, j *job, dl *queue.DeadLetter
 		dl.Description += fmt.Sprintf(" (the %d intent bytes are not kept: too large for a dead letter; they start %s)",
 			len(dl.Intent), push.Excerpt(dl.Intent, intentPrefix))
 		dl.Intent = nil
-		err = queue.PublishDeadLetter(dctx, p.js, *dl)
+		seq, err = queue.StoreDeadLetter(dctx, p.js, *dl)
 	}
+	j.dlqSeq = seq
 	return err
 }
 

@@ -55,6 +55,9 @@ type Pool struct {
 	failingLog rateLimit
 	// procID names this process as a probe-lease holder.
 	procID string
+	// holds is the subject hold bucket (hold.go); nil unless a receiver
+	// has on_dead_letter: hold.
+	holds *queue.Holds
 	// fleet is the shared state bucket; nil until Run opens it, or when it
 	// is unavailable.
 	fleet *fleet
@@ -229,6 +232,7 @@ func (p *Pool) Run(ctx context.Context) error {
 
 	fctx, fcancel := context.WithTimeout(ctx, 10*time.Second)
 	p.openFleet(fctx)
+	p.openHolds(fctx)
 	fcancel()
 	for _, r := range p.rcvs {
 		p.publishState(r)

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/setrelay/setrelay/push"
+	"github.com/setrelay/setrelay/queue"
 )
 
 // Stage is how far handle got with a message before it had to be settled.
@@ -29,6 +30,13 @@ const (
 	// StageFilterUnavailable: the receiver's own subject filter
 	// (Receiver.Accept, SSF streams) could not be asked now.
 	StageFilterUnavailable
+	// StageSubjectHeld: an earlier intent about the subject is
+	// dead-lettered and the receiver holds subjects on a dead letter
+	// (on_dead_letter: hold, hold.go).
+	StageSubjectHeld
+	// StageHoldUnchecked: whether the subject is held cannot be read now
+	// (the hold bucket is unavailable).
+	StageHoldUnchecked
 	// StageHeld: not pushed because the receiver is paused or blocked.
 	StageHeld
 	// StageBuild: the SET could not be built for this receiver's profile.
@@ -44,7 +52,7 @@ const (
 	StagePanic
 )
 
-var stageNames = [...]string{"", "invalid", "unknown_receiver", "unwanted", "invalid_replay", "replay_unchecked", "filter_unavailable", "held", "build", "sign", "interrupted", "pushed", "panic"}
+var stageNames = [...]string{"", "invalid", "unknown_receiver", "unwanted", "invalid_replay", "replay_unchecked", "filter_unavailable", "subject_held", "hold_unchecked", "held", "build", "sign", "interrupted", "pushed", "panic"}
 
 // String names the stage for logs and test failures.
 func (s Stage) String() string {
@@ -174,6 +182,9 @@ const (
 	// reasonFilterUnavailable is the hand-back reason when the receiver's
 	// subject filter could not be asked.
 	reasonFilterUnavailable = "filter_unavailable"
+	// reasonHoldUnchecked is the hand-back reason when the subject hold
+	// bucket could not be read.
+	reasonHoldUnchecked = "hold_unchecked"
 	// reasonBlocked is the hand-back reason while the receiver is blocked.
 	reasonBlocked = "blocked"
 	// reasonShutdown is the hand-back reason at shutdown.
@@ -203,6 +214,8 @@ const maxLastDeliveryStores = 9
 //	invalid_replay                                            DeadLetter invalid_replay
 //	replay_unchecked  replay key unavailable                  HandBack after replayKeyRetry
 //	filter_unavailable  Receiver.Accept failed                HandBack after acceptRetry
+//	subject_held      earlier intent of the subject held      DeadLetter subject_held
+//	hold_unchecked    hold bucket unavailable                 HandBack after holdRetry
 //	held              receiver paused or blocked              HandBack after Hold
 //	build                                                     DeadLetter build_failed
 //	sign              transient                               HandBack after the retry delay
@@ -273,6 +286,14 @@ func settleStage(f *Facts) Action {
 	case StageFilterUnavailable:
 		// The filter's store is unreachable: not the message's fault.
 		return Action{Kind: HandBack, Delay: acceptRetry, Reason: reasonFilterUnavailable}
+	case StageSubjectHeld:
+		// Kept, in order, in the dead-letter stream: the partition moves
+		// on for the other subjects.
+		return Action{Kind: DeadLetter, Reason: queue.ReasonSubjectHeld}
+	case StageHoldUnchecked:
+		// The hold cannot be read: delivering might overtake a held
+		// intent, so wait; not the message's fault.
+		return Action{Kind: HandBack, Delay: holdRetry, Reason: reasonHoldUnchecked}
 	case StageHeld:
 		reason := reasonPaused
 		if f.State == StateBlocked {

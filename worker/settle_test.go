@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/setrelay/setrelay/push"
+	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/signer"
 )
 
@@ -40,6 +41,9 @@ func TestSettleTable(t *testing.T) {
 		{"replay unchecked", base(StageReplayUnchecked), HandBack, reasonReplayUnchecked, replayKeyRetry},
 		{"filter unavailable", base(StageFilterUnavailable), HandBack, reasonFilterUnavailable, acceptRetry},
 		{"last, filter unavailable", with(base(StageFilterUnavailable), func(f *Facts) { f.Last = true }), DeadLetter, ReasonMaxDeliveries, -1},
+		{"subject held", base(StageSubjectHeld), DeadLetter, queue.ReasonSubjectHeld, -1},
+		{"hold unchecked", base(StageHoldUnchecked), HandBack, reasonHoldUnchecked, holdRetry},
+		{"last, hold unchecked", with(base(StageHoldUnchecked), func(f *Facts) { f.Last = true }), DeadLetter, ReasonMaxDeliveries, -1},
 		{"held, paused", with(base(StageHeld), func(f *Facts) { f.State = StatePaused }), HandBack, reasonPaused, hold},
 		{"held, blocked", with(base(StageHeld), func(f *Facts) { f.State = StateBlocked }), HandBack, reasonBlocked, hold},
 		{"build", base(StageBuild), DeadLetter, ReasonBuildFailed, -1},
