@@ -1,0 +1,157 @@
+package queue_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/queue"
+)
+
+func TestSubjectSlotFollowsTheNormalisedSubject(t *testing.T) {
+	user := map[string]any{"format": "opaque", "id": "u1"}
+	tenant := map[string]any{"format": "opaque", "id": "t1"}
+	complexWith := map[string]any{"format": "complex", "user": user, "tenant": tenant}
+	complexWithout := map[string]any{"user": user, "tenant": tenant}
+	if a, b := queue.SubjectSlot(complexWith), queue.SubjectSlot(complexWithout); a != b {
+		t.Errorf("complex subject with and without format: slots %d and %d, want one", a, b)
+	}
+	if a, b := string(intent.SubjectKey(complexWith)), string(intent.SubjectKey(complexWithout)); a != b {
+		t.Errorf("subject keys differ: %s and %s", a, b)
+	}
+	// Every member counts: a user alone is another subject.
+	if a, b := string(intent.SubjectKey(complexWith)), string(intent.SubjectKey(map[string]any{"format": "complex", "user": user})); a == b {
+		t.Errorf("{user, tenant} and {user} share the key %s", a)
+	}
+	slots := map[int]bool{}
+	for i := range 2000 {
+		s := queue.SubjectSlot(map[string]any{"format": "email", "email": fmt.Sprintf("u%d@example.com", i)})
+		if s < 0 || s >= queue.Slots {
+			t.Fatalf("slot %d out of range", s)
+		}
+		slots[s] = true
+	}
+	// 2000 subjects over 1024 slots: a fair hash fills most of them.
+	if len(slots) < 700 {
+		t.Errorf("2000 subjects used only %d of %d slots", len(slots), queue.Slots)
+	}
+	if got := queue.IntentSubjectFor(nil); !strings.HasPrefix(got, queue.IntentSubject+".") {
+		t.Errorf("subject of an intent without subject: %q", got)
+	}
+}
+
+func TestPartitionConsumersCoverEverySlotOnce(t *testing.T) {
+	for _, n := range []int{8, 256, 1024} {
+		seen := map[string]int{}
+		for p := range n {
+			cc := queue.PartitionConsumerConfig(queue.Config{}, "rcv.a", p, n)
+			if cc.MaxAckPending != 1 {
+				t.Fatalf("partition %d/%d: MaxAckPending %d, want 1", p, n, cc.MaxAckPending)
+			}
+			for _, f := range cc.FilterSubjects {
+				seen[f]++
+			}
+		}
+		if len(seen) != 2*queue.Slots {
+			t.Errorf("%d partitions filter %d subjects, want %d", n, len(seen), 2*queue.Slots)
+		}
+		for f, c := range seen {
+			if c != 1 {
+				t.Errorf("%d partitions: %s filtered %d times", n, f, c)
+			}
+		}
+	}
+	for _, n := range []int{0, 4, 12, 2048} {
+		if queue.ValidPartitions(n) == nil {
+			t.Errorf("ValidPartitions(%d) accepted", n)
+		}
+	}
+}
+
+func TestIsReplayFor(t *testing.T) {
+	for subj, want := range map[string]bool{
+		"setrelay.replay.a":      true,
+		"setrelay.replay.a.17":   true,
+		"setrelay.replay.a.1024": false,
+		"setrelay.replay.ab":     false,
+		"setrelay.replay.a.x":    false,
+		"setrelay.replay.b.1":    false,
+	} {
+		if got := queue.IsReplayFor(subj, "a"); got != want {
+			t.Errorf("IsReplayFor(%q, a) = %v, want %v", subj, got, want)
+		}
+	}
+}
+
+// TestBatchPublisherKeepsOrderPerSubject: backfill's publisher keeps a
+// window of publishes in flight, and an ordered receiver's partition
+// consumers still see each subject's intents in submission (file) order;
+// the unordered consumer sees every one of them too.
+func TestBatchPublisherKeepsOrderPerSubject(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Ordered = map[string]int{"ordered": 8}
+	env := startEnv(t, cfg, "ordered", "plain")
+	const subjects, per = 12, 25
+	b, err := queue.NewBatchPublisher(env.nc, queue.BatchOptions{Window: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range per {
+		for s := range subjects {
+			in := &intent.Intent{ID: fmt.Sprintf("b-%d-%d", s, k), Type: "caep.session-revoked", Txn: fmt.Sprintf("%d-%d", s, k),
+				Subject: map[string]any{"format": "email", "email": fmt.Sprintf("u%d@example.com", s)}}
+			data, err := queue.Encode(in, optsNone)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.Add(ctxT(t), in.ID, data, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := b.Close(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	next := map[int]int{}
+	total := 0
+	for p := range 8 {
+		cons, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.PartitionConsumerName("ordered", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for {
+			ctx, cancel := context.WithTimeout(ctxT(t), 500*time.Millisecond)
+			msg, err := cons.Next(jetstream.FetchContext(ctx))
+			cancel()
+			if err != nil {
+				break
+			}
+			var in struct{ Txn string }
+			_ = json.Unmarshal(msg.Data(), &in)
+			var s, k int
+			fmt.Sscanf(in.Txn, "%d-%d", &s, &k)
+			if k != next[s] {
+				t.Errorf("partition %d: subject %d intent %d, want %d", p, s, k, next[s])
+			}
+			next[s] = k + 1
+			total++
+			_ = msg.Ack()
+		}
+	}
+	if total != subjects*per {
+		t.Errorf("partition consumers delivered %d intents, want %d", total, subjects*per)
+	}
+	info, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.ConsumerName("plain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci := info.CachedInfo(); ci.NumPending != subjects*per {
+		t.Errorf("unordered consumer has %d pending, want %d", ci.NumPending, subjects*per)
+	}
+}
