@@ -54,6 +54,14 @@ type PipelineOptions struct {
 	// LogOutput receives the relay's JSON logs at info, as in production
 	// (nil: io.Discard). The encoding cost is paid either way.
 	LogOutput io.Writer
+	// Partitions, when positive, gives the receiver ordering: subject
+	// with that many partitions (bench/ordering.go).
+	Partitions int
+	// Subjects, when positive, spreads the intents over that many
+	// subjects and publishes each on its slot subject, as queue.Publisher
+	// does; zero keeps one subject on the bare setrelay.intent (the
+	// unordered path as it was before per-subject ordering).
+	Subjects int
 }
 
 // Pipeline is setrelay assembled by relay.Start from a configuration, as
@@ -149,6 +157,9 @@ func NewPipeline(ctx context.Context, opts PipelineOptions) (_ *Pipeline, err er
 			AuthStyle:    config.AuthStyleBasic,
 		},
 	}}
+	if opts.Partitions > 0 {
+		cfg.Receivers[0].Ordering, cfg.Receivers[0].Partitions = config.OrderingSubject, opts.Partitions
+	}
 	cfg.FillDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bench: configuration: %w", err)
@@ -207,11 +218,16 @@ func (p *Pipeline) Publish(ctx context.Context, first, n int) error {
 
 func (p *Pipeline) publishOne(i int) (jetstream.PubAckFuture, error) {
 	id := IntentID(i)
-	data, err := queue.Encode(Intent(id), intent.Options{})
+	in, subject := Intent(id), queue.IntentSubject
+	if p.opts.Subjects > 0 {
+		in.Subject = map[string]any{"format": "email", "email": "user" + strconv.Itoa(i%p.opts.Subjects) + "@example.com"}
+		subject = queue.IntentSubjectFor(in.Subject)
+	}
+	data, err := queue.Encode(in, intent.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("bench: encode intent: %w", err)
 	}
-	msg := &nats.Msg{Subject: queue.IntentSubject, Data: data, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, id)
 	f, err := p.js.PublishMsgAsync(msg)
 	if err != nil {

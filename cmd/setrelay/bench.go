@@ -19,6 +19,9 @@ func newBenchCmd() *cobra.Command {
 		noBase   bool
 		logFile  string
 		noLatent bool
+		ordering bool
+		subjects int
+		parts    int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -33,7 +36,12 @@ Prints a RESULT line per measurement (SETs/s, CPU time per delivered SET,
 foreign_cpu_util: the cores other programs took meanwhile, so a noisy run
 shows), publish-to-202 latency p50/p99 at a fixed rate, peak RSS, and with
 --backlog the RSS while a large backlog drains; then COMPARE lines with the
-ratios and goals. On a shared machine compare CPU per SET, not SETs/s.`,
+ratios and goals. On a shared machine compare CPU per SET, not SETs/s.
+
+With --ordering it measures per-subject ordering instead: alternating drains
+of --n intents unordered on the bare setrelay.intent, unordered on the slot
+subjects, and ordered (ordering: subject, --partitions), spread over
+--subjects subjects; the goal is ordered >= 0.5x unordered SETs/s.`,
 		Example: `  setrelay bench
   setrelay bench --alg ES256 --n 50000 --repeat 3 --cpuprofile /tmp/cpu.prof
   setrelay bench --alg ES256 --no-baseline --no-latency --backlog 1000000`,
@@ -63,6 +71,12 @@ ratios and goals. On a shared machine compare CPU per SET, not SETs/s.`,
 				w = f
 			}
 			o.LogOutput = w
+			if ordering {
+				return bench.Ordering(cmd.Context(), bench.OrderingOptions{
+					Pipeline: bench.PipelineOptions{Alg: o.Algs[0], Workers: o.Workers, LogOutput: w},
+					N:        o.N, Subjects: subjects, Partitions: parts, Repeat: o.Repeat,
+				}, cmd.OutOrStdout())
+			}
 			return bench.Run(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
@@ -77,6 +91,9 @@ ratios and goals. On a shared machine compare CPU per SET, not SETs/s.`,
 	f.IntVar(&o.LatencyRate, "rate", 1000, "intents per second in the latency phase (ES256)")
 	f.DurationVar(&o.LatencyDuration, "duration", 10*time.Second, "length of the latency phase")
 	f.BoolVar(&noLatent, "no-latency", false, "skip the latency phase")
+	f.BoolVar(&ordering, "ordering", false, "measure per-subject ordering (ordered vs unordered SETs/s) instead; uses the first --alg")
+	f.IntVar(&subjects, "subjects", 10000, "with --ordering: distinct subjects the intents are about")
+	f.IntVar(&parts, "partitions", 256, "with --ordering: the ordered receiver's partitions")
 	f.IntVar(&o.Backlog, "backlog", 0, "also pre-publish this many intents and report RSS while they drain (e.g. 1000000)")
 	f.BoolVar(&o.Verify, "verify", false, "push to the conformance receiver (verifies every SET; not comparable with the baseline)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of setrelay's measured phase (one file per algorithm)")
