@@ -171,21 +171,6 @@ func (h *Holds) Release(ctx context.Context, receiver string, subjectKey []byte,
 	})
 }
 
-// List returns every hold, for `dlq holds` and metrics.
-func (h *Holds) List(ctx context.Context) ([]Hold, error) {
-	lister, err := h.kv.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("queue: list holds: %w", err)
-	}
-	var out []Hold
-	for key := range lister.Keys() {
-		if hold, _, ok, err := h.get(ctx, key); err == nil && ok {
-			out = append(out, hold)
-		}
-	}
-	return out, nil
-}
-
 // releasePurged releases a purged dead letter from its subject's hold.
 func (h *Holds) releasePurged(ctx context.Context, sdl StoredDeadLetter) error {
 	if h == nil || len(sdl.Intent) == 0 {
@@ -198,4 +183,42 @@ func (h *Holds) releasePurged(ctx context.Context, sdl StoredDeadLetter) error {
 		return nil
 	}
 	return h.Release(ctx, sdl.Receiver, intent.SubjectKey(v.Subject), sdl.Seq)
+}
+
+// HoldOf reports whether dead letter sdl holds its subject (on_dead_letter:
+// hold): the hold and sdl's place in it (0 is the head, whose replay is
+// delivered first). ok is false when no hold names it.
+func (d *DLQ) HoldOf(ctx context.Context, sdl StoredDeadLetter) (hold Hold, place int, ok bool, err error) {
+	holds, err := bindHolds(ctx, d.js)
+	if err != nil || holds == nil || len(sdl.Intent) == 0 {
+		return Hold{}, 0, false, err
+	}
+	var v struct {
+		Subject map[string]any `json:"subject"`
+	}
+	if json.Unmarshal(sdl.Intent, &v) != nil {
+		return Hold{}, 0, false, nil
+	}
+	hold, held, err := holds.Get(ctx, sdl.Receiver, intent.SubjectKey(v.Subject))
+	if err != nil || !held {
+		return Hold{}, 0, false, err
+	}
+	place = slices.Index(hold.DeadLetters, sdl.Seq)
+	return hold, place, place >= 0, nil
+}
+
+// Count is how many subjects receiver holds now.
+func (h *Holds) Count(ctx context.Context, receiver string) (int, error) {
+	lister, err := h.kv.ListKeysFiltered(ctx, Token(receiver)+".*")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("queue: count holds: %w", err)
+	}
+	n := 0
+	for range lister.Keys() {
+		n++
+	}
+	return n, nil
 }

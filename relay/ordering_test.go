@@ -224,6 +224,10 @@ func testOrderedHead(t *testing.T, mode string) {
 		t.Fatalf("hold of subject 0: %+v held=%v err=%v", h, held, err)
 	}
 
+	waitFor(t, 20*time.Second, "setrelay_held_subjects 2", func() bool {
+		return testutil.ToFloat64(mustGauge(t, reg, "setrelay_held_subjects", map[string]string{"receiver": r.Name})) == 2
+	})
+
 	// A newer intent about a held subject is held too.
 	publish(0, perSubject)
 	waitFor(t, 10*time.Second, "the newer intent held", func() bool { return len(heads()) == 2*perSubject+1 })
@@ -256,6 +260,12 @@ func testOrderedHead(t *testing.T, mode string) {
 	inOrder(2, []int{perSubject})
 }
 
+func mustGauge(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) prometheus.Collector {
+	return mustCounter(t, reg, name, labels)
+}
+
+// mustCounter is the named counter's (or gauge's) child with labels, as a
+// collector testutil can read; a missing one reads 0.
 func mustCounter(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) prometheus.Collector {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -273,7 +283,11 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name string, labels map
 					continue next
 				}
 			}
-			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name}, func() float64 { return m.GetCounter().GetValue() })
+			v := m.GetCounter().GetValue()
+			if m.GetGauge() != nil {
+				v = m.GetGauge().GetValue()
+			}
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name}, func() float64 { return v })
 		}
 	}
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name}, func() float64 { return 0 })

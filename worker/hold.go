@@ -7,9 +7,11 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/internal/promreg"
 	"github.com/setrelay/setrelay/queue"
 )
 
@@ -44,6 +46,33 @@ func (p *Pool) openHolds(ctx context.Context) {
 		p.holds = h
 		return
 	}
+}
+
+// newHeldSubjectsGauge registers setrelay_held_subjects: how many subjects
+// each receiver with on_dead_letter: hold is holding now. Alert on it: a
+// held subject delivers nothing until someone replays or purges.
+func newHeldSubjectsGauge(reg prometheus.Registerer) (*prometheus.GaugeVec, error) {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "setrelay", Name: "held_subjects",
+		Help: "Subjects an ordered receiver with on_dead_letter: hold is holding back after a dead letter (replay or purge them).",
+	}, []string{"receiver"})
+	if reg == nil {
+		return g, nil
+	}
+	return promreg.Register(reg, g)
+}
+
+// countHeld refreshes r's held-subjects gauge.
+func (p *Pool) countHeld(ctx context.Context, r *rcv) {
+	if !r.HoldOnDeadLetter || p.holds == nil {
+		return
+	}
+	n, err := p.holds.Count(ctx, r.Name)
+	if err != nil {
+		p.log.Debug("counting held subjects failed", zap.String("receiver", r.Name), zap.Error(err))
+		return
+	}
+	p.heldSubjects.WithLabelValues(r.Name).Set(float64(n))
 }
 
 // holdRetry is how soon an intent comes back when its subject's hold

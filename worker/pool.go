@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
@@ -58,6 +59,8 @@ type Pool struct {
 	// holds is the subject hold bucket (hold.go); nil unless a receiver
 	// has on_dead_letter: hold.
 	holds *queue.Holds
+	// heldSubjects is setrelay_held_subjects{receiver}, set by pollInfo.
+	heldSubjects *prometheus.GaugeVec
 	// fleet is the shared state bucket; nil until Run opens it, or when it
 	// is unavailable.
 	fleet *fleet
@@ -106,6 +109,9 @@ func New(cfg Config, d Deps) (*Pool, error) {
 		return nil, fmt.Errorf("worker: registering metrics: %w", err)
 	}
 	p.m = m
+	if p.heldSubjects, err = newHeldSubjectsGauge(d.Registerer); err != nil {
+		return nil, fmt.Errorf("worker: registering metrics: %w", err)
+	}
 	seen := make(map[string]bool, len(cfg.Receivers))
 	for i := range cfg.Receivers {
 		r, err := p.newRcv(cfg.Receivers[i])
@@ -467,6 +473,7 @@ func (p *Pool) pollInfo(ctx context.Context) {
 			r.m.successRatio.Set(ratio)
 			r.syncPause(info.Paused, asked, asked.Add(info.PauseRemaining), p.fleet != nil)
 			p.publishState(r)
+			p.countHeld(ctx, r)
 		}
 		select {
 		case <-ctx.Done():

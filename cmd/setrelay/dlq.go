@@ -254,6 +254,16 @@ SEQ is the SEQ column of 'setrelay dlq list'.`,
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(sdl)
 			}
 			showDeadLetter(cmd.OutOrStdout(), sdl)
+			// A dead letter of a receiver with on_dead_letter: hold may
+			// be keeping its subject's later intents back.
+			if hold, place, ok, err := dlq.HoldOf(cmd.Context(), sdl); err != nil {
+				fmt.Fprintf(cmd.OutOrStdout(), "hold: cannot tell whether it holds its subject: %v\n", err)
+			} else if ok {
+				fmt.Fprintf(cmd.OutOrStdout(), "hold: its subject is held for receiver %s (dead letter %d of %d held, since %s; the head is seq %d).\n"+
+					"  Later intents about the subject are dead-lettered as %s. Replay the held dead letters in order\n"+
+					"  ('setrelay dlq replay --receiver %s') or purge them to release the subject.\n",
+					hold.Receiver, place+1, len(hold.DeadLetters), hold.Since.Format(time.RFC3339), hold.DeadLetters[0], queue.ReasonSubjectHeld, hold.Receiver)
+			}
 			return nil
 		},
 	}
