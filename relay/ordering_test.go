@@ -44,32 +44,36 @@ func newOrderSink(t *testing.T, reject ...string) (*orderSink, *httptest.Server)
 	for _, r := range reject {
 		o.reject[r] = true
 	}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		txn, _ := jwtClaims(t, string(b))["txn"].(string)
-		var s, k int
-		if _, err := fmt.Sscanf(txn, "s%d-%d", &s, &k); err != nil {
-			t.Errorf("txn %q: %v", txn, err)
-		}
-		o.mu.Lock()
-		defer o.mu.Unlock()
-		if o.reject[txn] && !o.accept.Load() {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusBadRequest)
-			_, _ = w.Write([]byte(`{"err":"invalid_request","description":"rejected by the test"}`))
-			return
-		}
-		if o.flaky[txn] > 0 {
-			o.flaky[txn]--
-			http.Error(w, "flaky", http.StatusInternalServerError)
-			return
-		}
-		o.order[s] = append(o.order[s], k)
-		w.WriteHeader(http.StatusAccepted)
-		o.got <- struct{}{}
-	}))
+	srv := httptest.NewServer(o)
 	t.Cleanup(srv.Close)
 	return o, srv
+}
+
+// ServeHTTP records or rejects one SET.
+func (o *orderSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := o.t
+	b, _ := io.ReadAll(r.Body)
+	txn, _ := jwtClaims(t, string(b))["txn"].(string)
+	var s, k int
+	if _, err := fmt.Sscanf(txn, "s%d-%d", &s, &k); err != nil {
+		t.Errorf("txn %q: %v", txn, err)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.reject[txn] && !o.accept.Load() {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"err":"invalid_request","description":"rejected by the test"}`))
+		return
+	}
+	if o.flaky[txn] > 0 {
+		o.flaky[txn]--
+		http.Error(w, "flaky", http.StatusInternalServerError)
+		return
+	}
+	o.order[s] = append(o.order[s], k)
+	w.WriteHeader(http.StatusAccepted)
+	o.got <- struct{}{}
 }
 
 func (o *orderSink) delivered(s int) []int {
@@ -291,4 +295,89 @@ func mustCounter(t *testing.T, reg *prometheus.Registry, name string, labels map
 		}
 	}
 	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name}, func() float64 { return 0 })
+}
+
+// TestOrderedThroughOutage: an ordered receiver that is down long enough to
+// be paused (its partitions stop pulling, held intents are handed back and
+// stay pending) gets every subject's SETs in order once it is back.
+func TestOrderedThroughOutage(t *testing.T) {
+	const subjects, perSubject = 16, 10
+	var down atomic.Bool
+	down.Store(true)
+	sink, srv := newOrderSink(t)
+	outage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		sink.ServeHTTP(w, r)
+	}))
+	t.Cleanup(outage.Close)
+	_ = srv
+	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: outage.URL + "/events", Concurrency: 16})
+	cfg := rc.Config
+	r := &cfg.Receivers[0]
+	r.Ordering, r.Partitions = config.OrderingSubject, 8
+	r.Retry = config.Retry{Initial: 50 * time.Millisecond, Max: 300 * time.Millisecond, MaxAttempts: 60, MaxAge: time.Hour}
+	r.Pause = config.Pause{Threshold: 3, Initial: time.Second, Max: 2 * time.Second, ProbeInterval: 300 * time.Millisecond}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	svc, err := Start(ctx, cfg, zaptest.NewLogger(t), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	nc, err := nats.Connect(svc.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := queue.NewPublisher(js, intent.Options{})
+	for k := range perSubject {
+		for s := range subjects {
+			in := &intent.Intent{ID: fmt.Sprintf("out-%d-%d", s, k), Type: "risc.account-disabled", Txn: fmt.Sprintf("s%d-%d", s, k),
+				Subject: map[string]any{"format": "opaque", "id": fmt.Sprintf("acct-%d", s)}}
+			if _, err := pub.Publish(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, 20*time.Second, "the receiver paused", func() bool {
+		return testutil.ToFloat64(mustCounter(t, reg, "setrelay_pauses_total", map[string]string{"receiver": r.Name})) > 0
+	})
+	down.Store(false)
+	waitFor(t, 40*time.Second, "every SET delivered", func() bool {
+		for s := range subjects {
+			if len(sink.delivered(s)) < perSubject {
+				return false
+			}
+		}
+		return true
+	})
+	for s := range subjects {
+		got := sink.delivered(s)
+		for k := range perSubject {
+			if got[k] != k {
+				t.Fatalf("subject %d delivered %v, want 0..%d in order", s, got, perSubject-1)
+			}
+		}
+	}
+	if n := testenv.StreamMsgs(t, js, queue.DLQStream); n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
 }

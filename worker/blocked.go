@@ -475,7 +475,14 @@ func (p *Pool) probeOne(ctx, work context.Context, r *rcv) (ActionKind, bool) {
 	defer p.release(1)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FetchWait)
 	defer cancel()
-	batch, err := r.Consumer.Fetch(1, jetstream.FetchContext(fctx))
+	cons := r.Consumer
+	if len(r.Partitions) > 0 {
+		// An ordered receiver's intents are in its partitions, which
+		// are not paused on the server (ordered.go): probe with the head
+		// of the first partition that has one.
+		cons = p.probePartition(fctx, r)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
 	r.m.pulls.Inc()
 	if err != nil {
 		return 0, false

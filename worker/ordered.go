@@ -72,3 +72,28 @@ func (p *Pool) partitionLoop(ctx context.Context, r *rcv, cons jetstream.Consume
 		errDelay = 0
 	}
 }
+
+// probeScan bounds the consumer info requests one probe makes.
+const probeScan = 32
+
+// probePartition picks the partition consumer an ordered receiver's probe
+// pulls from: the next one, in turn, with a message it can hand out now
+// (none in flight, one waiting), or the receiver consumer (slot-less
+// intents) when none of the next probeScan has. Its head is probed, so the
+// probe too keeps the partition's order.
+func (p *Pool) probePartition(ctx context.Context, r *rcv) jetstream.Consumer {
+	n := len(r.Partitions)
+	start := int(r.probeNext.Add(1))
+	for i := range min(n, probeScan) {
+		cons := r.Partitions[(start+i)%n]
+		info, err := cons.Info(ctx)
+		if err != nil {
+			continue
+		}
+		if info.NumAckPending == 0 && (info.NumPending > 0 || info.NumRedelivered > 0) {
+			r.probeNext.Store(uint32((start + i) % n))
+			return cons
+		}
+	}
+	return r.Consumer
+}

@@ -36,6 +36,9 @@ type rcv struct {
 	streak streak
 	// blocked is set while the receiver is blocked (blocked.go).
 	blocked atomic.Bool
+	// probeNext is where an ordered receiver's next probe starts looking
+	// among its partitions (ordered.go).
+	probeNext atomic.Uint32
 	// probeNow wakes the probe loop.
 	probeNow chan struct{}
 	// published is the last state and reason put in the state gauge.
