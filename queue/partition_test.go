@@ -155,3 +155,40 @@ func TestBatchPublisherKeepsOrderPerSubject(t *testing.T) {
 		t.Errorf("unordered consumer has %d pending, want %d", ci.NumPending, subjects*per)
 	}
 }
+
+// TestProvisionLeavesUnchangedPartitionsAlone: every process provisions at
+// start-up; the second time, the partition consumers are listed, not each
+// updated (counted in JetStream API requests), and a changed setting is
+// still applied.
+func TestProvisionLeavesUnchangedPartitionsAlone(t *testing.T) {
+	const n = 64
+	cfg := testConfig(t)
+	cfg.Ordered = map[string]int{"ordered": n}
+	env := startEnv(t, cfg, "ordered")
+	apiCalls := func() uint64 {
+		t.Helper()
+		ai, err := env.js.AccountInfo(ctxT(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ai.API.Total
+	}
+	before := apiCalls()
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"ordered"}); err != nil {
+		t.Fatal(err)
+	}
+	if calls := apiCalls() - before; calls >= n {
+		t.Errorf("an idempotent provision made %d JetStream API requests for %d partitions", calls, n)
+	}
+	cfg.AckWait = 7 * time.Second
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"ordered"}); err != nil {
+		t.Fatal(err)
+	}
+	changed, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.PartitionConsumerName("ordered", n-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := changed.CachedInfo().Config.AckWait; got != 7*time.Second {
+		t.Errorf("AckWait after provisioning 7s: %v", got)
+	}
+}

@@ -182,9 +182,17 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 		if err := ValidPartitions(n); err != nil {
 			return fmt.Errorf("queue: receiver %q: %w", r, err)
 		}
+		// Every process provisions at start-up: list once and touch only
+		// the partition consumers that are missing or differ, rather than
+		// sending hundreds of updates that change nothing.
+		current := partitionConsumers(ctx, stream, r)
 		for part := range n {
+			want := PartitionConsumerConfig(cfg, r, part, n)
+			if samePartition(current[want.Durable], want) {
+				continue
+			}
 			err := retryProvision(ctx, func(ctx context.Context) error {
-				_, err := stream.CreateOrUpdateConsumer(ctx, PartitionConsumerConfig(cfg, r, part, n))
+				_, err := stream.CreateOrUpdateConsumer(ctx, want)
 				return err
 			})
 			if err != nil {
