@@ -1,9 +1,11 @@
 package queue
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -128,4 +130,32 @@ func PartitionConsumerConfig(cfg Config, receiver string, p, n int) jetstream.Co
 		"setrelay_partitions": strconv.Itoa(n),
 	}
 	return cc
+}
+
+// partitionConsumers lists receiver's existing partition consumers by
+// name. A listing that fails returns what it got: the caller then updates
+// the rest, which is only slower.
+func partitionConsumers(ctx context.Context, stream jetstream.Stream, receiver string) map[string]*jetstream.ConsumerConfig {
+	out := map[string]*jetstream.ConsumerConfig{}
+	prefix := partitionPrefix + Token(receiver) + "_"
+	infos := stream.ListConsumers(ctx)
+	for ci := range infos.Info() {
+		if strings.HasPrefix(ci.Name, prefix) {
+			cfg := ci.Config
+			out[ci.Name] = &cfg
+		}
+	}
+	return out
+}
+
+// samePartition reports whether an existing partition consumer already
+// has the settings Provision would give it.
+func samePartition(have *jetstream.ConsumerConfig, want jetstream.ConsumerConfig) bool {
+	if have == nil {
+		return false
+	}
+	// A consumer that follows its stream's replicas may report 0.
+	replicas := have.Replicas == want.Replicas || (have.Replicas == 0 && want.Replicas <= 1)
+	return replicas && have.MaxAckPending == want.MaxAckPending && have.AckWait == want.AckWait &&
+		have.MaxDeliver == want.MaxDeliver && slices.Equal(have.FilterSubjects, want.FilterSubjects)
 }
