@@ -64,7 +64,7 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 		sc.Storage != jetstream.FileStorage || sc.Duplicates != queue.DefaultDuplicateWindow {
 		t.Errorf("intents stream config = retention %v discard %v maxage %v storage %v dup %v", sc.Retention, sc.Discard, sc.MaxAge, sc.Storage, sc.Duplicates)
 	}
-	if !slices.Equal(sc.Subjects, []string{"setrelay.intent", "setrelay.replay.>"}) {
+	if !slices.Equal(sc.Subjects, []string{"setrelay.intent", "setrelay.intent.*", "setrelay.replay.>"}) {
 		t.Errorf("subjects = %v", sc.Subjects)
 	}
 	if info.State.Consumers != 2 {
@@ -87,8 +87,8 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 			cc.MaxDeliver != queue.DefaultMaxDeliver || len(cc.BackOff) != 0 || cc.DeliverPolicy != jetstream.DeliverAllPolicy {
 			t.Errorf("%s: consumer config %+v", r, cc)
 		}
-		if want := []string{"setrelay.intent", "setrelay.replay." + r}; !slices.Equal(cc.FilterSubjects, want) {
-			t.Errorf("%s: filters %v, want %v", r, cc.FilterSubjects, want)
+		if len(cc.FilterSubjects) != 0 || cc.FilterSubject != "" {
+			t.Errorf("%s: filters %v %q, want none (every subject; the worker skips other receivers' replays)", r, cc.FilterSubjects, cc.FilterSubject)
 		}
 	}
 
@@ -175,16 +175,28 @@ func TestInterestRetentionRemovesOnlyWhenAllReceiversAcked(t *testing.T) {
 	})
 }
 
+// TestReplaySubjectReachesOnlyItsReceiver: receiver consumers take every
+// subject (the server's fastest path, see ConsumerConfig), so another
+// receiver's consumer sees a replay too, on a subject IsReplayFor tells
+// apart: the worker skips it there. An ordered receiver's partition
+// consumers filter their own replays only.
 func TestReplaySubjectReachesOnlyItsReceiver(t *testing.T) {
-	env := startEnv(t, testConfig(t), "govuk", "acme")
+	cfg := testConfig(t)
+	cfg.Ordered = map[string]int{"ordered": 8}
+	env := startEnv(t, cfg, "govuk", "acme", "ordered")
 	if _, err := env.js.Publish(ctxT(t), queue.ReplaySubject("acme"), intentBytes(t, "r-1")); err != nil {
 		t.Fatal(err)
 	}
-	if msgs := fetchAll(t, env.js, "acme", 1, 5*time.Second); len(msgs) != 1 {
-		t.Fatalf("acme got %d replays, want 1", len(msgs))
+	msgs := fetchAll(t, env.js, "acme", 1, 5*time.Second)
+	if len(msgs) != 1 || !queue.IsReplayFor(msgs[0].Subject(), "acme") {
+		t.Fatalf("acme got %d replays, want 1 for it", len(msgs))
 	}
-	if msgs := fetchAll(t, env.js, "govuk", 1, 300*time.Millisecond); len(msgs) != 0 {
-		t.Fatalf("govuk got acme's replay")
+	msgs = fetchAll(t, env.js, "govuk", 1, 2*time.Second)
+	if len(msgs) != 1 || queue.IsReplayFor(msgs[0].Subject(), "govuk") {
+		t.Fatalf("govuk: %d messages, want acme's replay, told apart by its subject", len(msgs))
+	}
+	if msgs := fetchAll(t, env.js, "ordered", 1, 300*time.Millisecond); len(msgs) != 0 {
+		t.Fatalf("the ordered receiver's consumer got acme's replay")
 	}
 }
 

@@ -25,6 +25,9 @@ func (s *Server) consumerConfig(st *Stream) jetstream.ConsumerConfig {
 	name := ReceiverName(st.ID)
 	cc := queue.ConsumerConfig(s.cfg.Queue, name)
 	cc.DeliverPolicy = jetstream.DeliverNewPolicy
+	// Only this stream's replays: the poll path hands messages out as
+	// they come, so another receiver's replay must never reach it.
+	cc.FilterSubjects = queue.ReceiverFilters(name)
 	cc.Description = "setrelay SSF stream " + st.ID + " (" + st.Delivery.Method + ")"
 	cc.Metadata = map[string]string{"setrelay_receiver": name, "setrelay_ssf_stream": st.ID}
 	if st.Delivery.Method == MethodPoll {

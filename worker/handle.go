@@ -126,6 +126,16 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 		}
 	}()
 
+	// A replay addressed to another receiver (receiver consumers see
+	// every subject, see queue.ConsumerConfig) is none of this one's
+	// business, not even to judge it invalid.
+	subj := j.msg.Subject()
+	isReplay := strings.HasPrefix(subj, queue.ReplaySubjectPrefix)
+	if isReplay && !queue.IsReplayFor(subj, r.Name) {
+		f.Stage = StageUnwanted
+		return
+	}
+
 	sp := j.trace.stage(ctx, stageDecode)
 	in, err := intent.Decode(j.data, p.cfg.Intent)
 	endStage(sp, failed(err, ReasonInvalidIntent))
@@ -141,14 +151,10 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 	}
 	j.intentID = in.ID
 
-	if subj := j.msg.Subject(); strings.HasPrefix(subj, queue.ReplaySubjectPrefix) {
+	if isReplay {
 		// A replay is addressed to one receiver by an operator: it
 		// bypasses the type and receivers filters, which let it through
 		// the first time anyway. So it must be authentic (replay.go).
-		if !queue.IsReplayFor(subj, r.Name) {
-			f.Stage = StageUnwanted
-			return
-		}
 		if f.Stage = p.authenticReplay(ctx, r, j); f.Stage != 0 {
 			return
 		}
