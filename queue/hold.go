@@ -42,7 +42,6 @@ type Hold struct {
 // Holds reads and changes held subjects. Every change is a compare-and-set
 // on the key's revision, so processes never overwrite each other.
 type Holds struct {
-	js jetstream.JetStream
 	kv jetstream.KeyValue
 }
 
@@ -62,7 +61,7 @@ func OpenHolds(ctx context.Context, js jetstream.JetStream) (*Holds, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: hold bucket %s: %w", HoldBucket, err)
 	}
-	return &Holds{js: js, kv: kv}, nil
+	return &Holds{kv: kv}, nil
 }
 
 // bindHolds returns the bucket if it exists, nil if no receiver ever held.
@@ -74,7 +73,7 @@ func bindHolds(ctx context.Context, js jetstream.JetStream) (*Holds, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: hold bucket %s: %w", HoldBucket, err)
 	}
-	return &Holds{js: js, kv: kv}, nil
+	return &Holds{kv: kv}, nil
 }
 
 // HoldKey is the bucket key of receiver's hold on the subject whose

@@ -159,3 +159,22 @@ func samePartition(have *jetstream.ConsumerConfig, want jetstream.ConsumerConfig
 	return replicas && have.MaxAckPending == want.MaxAckPending && have.AckWait == want.AckWait &&
 		have.MaxDeliver == want.MaxDeliver && slices.Equal(have.FilterSubjects, want.FilterSubjects)
 }
+
+// LogicalSubject is subject without its slot: "setrelay.intent.<slot>" is
+// "setrelay.intent", "setrelay.replay.<token>.<slot>" is
+// "setrelay.replay.<token>". Span names and metric labels use it, so that
+// the 1024 slots do not multiply them.
+func LogicalSubject(subject string) string {
+	i := strings.LastIndexByte(subject, '.')
+	if i < 0 {
+		return subject
+	}
+	head, slot := subject[:i], subject[i+1:]
+	if n, err := strconv.Atoi(slot); err != nil || n < 0 || n >= Slots {
+		return subject
+	}
+	if head == IntentSubject || (strings.HasPrefix(head, ReplaySubjectPrefix) && !strings.Contains(head[len(ReplaySubjectPrefix):], ".")) {
+		return head
+	}
+	return subject
+}

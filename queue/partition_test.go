@@ -74,6 +74,22 @@ func TestPartitionConsumersCoverEverySlotOnce(t *testing.T) {
 	}
 }
 
+func TestLogicalSubject(t *testing.T) {
+	for in, want := range map[string]string{
+		"setrelay.intent":        "setrelay.intent",
+		"setrelay.intent.725":    "setrelay.intent",
+		"setrelay.replay.a":      "setrelay.replay.a",
+		"setrelay.replay.a.17":   "setrelay.replay.a",
+		"setrelay.replay.a.1024": "setrelay.replay.a.1024",
+		"setrelay.dlq.a":         "setrelay.dlq.a",
+		"setrelay.intent.x":      "setrelay.intent.x",
+	} {
+		if got := queue.LogicalSubject(in); got != want {
+			t.Errorf("LogicalSubject(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestIsReplayFor(t *testing.T) {
 	for subj, want := range map[string]bool{
 		"setrelay.replay.a":      true,

@@ -100,7 +100,9 @@ func (p *Publisher) PublishRaw(ctx context.Context, id string, data []byte, hdr 
 }
 
 func (p *Publisher) publish(ctx context.Context, subject, id string, data []byte, hdr nats.Header) (_ PubAck, err error) {
-	ctx, end := startSend(ctx, subject, id, len(data))
+	// The span names the logical destination, not the slot subject:
+	// 1024 span names would defeat grouping by name.
+	ctx, end := startSend(ctx, IntentSubject, id, len(data))
 	defer func() { end(err) }()
 	msg, err := intentMsg(ctx, subject, id, data, hdr)
 	if err != nil {

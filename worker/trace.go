@@ -59,7 +59,9 @@ func (p *Pool) startAttempt(ctx context.Context, r *rcv, j *job, attempt int) (c
 		return ctx, nil
 	}
 	ctx = tracing.Extract(ctx, h)
-	subject := j.msg.Subject()
+	// The logical destination, not the slot subject: 1024 span names
+	// would defeat grouping by name.
+	subject := queue.LogicalSubject(j.msg.Subject())
 	ctx, span := p.tracer.Start(ctx, "process "+subject,
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
