@@ -2,8 +2,8 @@ package chaos
 
 import (
 	"context"
-	"errors"
 	"crypto/ecdsa"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
