@@ -14,7 +14,8 @@ import (
 )
 
 // Stream and subject names. Producers publish on IntentSubject; dead-letter
-// replays go to ReplaySubjectPrefix+token so only that receiver sees them.
+// replays go to ReplaySubjectPrefix+token(+"."+slot), so only that receiver
+// delivers them (IsReplayFor).
 const (
 	IntentStream        = "SETRELAY_INTENTS"
 	IntentSubject       = "setrelay.intent"
