@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,13 @@ import (
 
 // Bucket is the JetStream key-value bucket of fleet members.
 const Bucket = "SETRELAY_FLEET"
+
+// stream and keyPrefix are the bucket's stream and the subject prefix of
+// its keys, as JetStream names them for a key-value bucket.
+const (
+	streamName = "KV_" + Bucket
+	keyPrefix  = "$KV." + Bucket + "."
+)
 
 // DefaultTTL is how long a member's entry outlives its last heartbeat when
 // this member creates the bucket. A killed member's share is reclaimed
@@ -48,6 +56,7 @@ type Options struct {
 // alive; Leave removes it.
 type Member struct {
 	kv        jetstream.KeyValue
+	stream    jetstream.Stream // the bucket's stream, for the snapshot of its keys
 	log       *zap.Logger
 	limits    map[string]Limits
 	heartbeat time.Duration
@@ -78,6 +87,10 @@ func Join(ctx context.Context, js jetstream.JetStream, o Options) (*Member, erro
 	if err != nil {
 		return nil, fmt.Errorf("fleet: bucket %s: %w", Bucket, err)
 	}
+	stream, err := js.Stream(ctx, streamName)
+	if err != nil {
+		return nil, fmt.Errorf("fleet: bucket %s: %w", Bucket, err)
+	}
 	hb := o.Heartbeat
 	if hb <= 0 {
 		hb = st.TTL() / 4
@@ -95,7 +108,7 @@ func Join(ctx context.Context, js jetstream.JetStream, o Options) (*Member, erro
 	}
 	host, _ := os.Hostname()
 	m := &Member{
-		kv: kv, log: o.Log, limits: o.Limits, heartbeat: hb, metrics: met,
+		kv: kv, stream: stream, log: o.Log, limits: o.Limits, heartbeat: hb, metrics: met,
 		rates: map[string]*RateLimiter{}, gates: map[string]*Gate{},
 		entry:    Entry{ID: hex.EncodeToString(raw[:]), Host: host, PID: os.Getpid(), Started: time.Now().UTC()},
 		shares:   map[string]Limits{},
@@ -318,33 +331,47 @@ func (m *Member) fallback(cause error) {
 // read returns every unexpired entry. Expired entries are gone from the
 // bucket (its TTL is the stream's MaxAge), so the server, not this
 // process's clock, decides who is alive.
+//
+// The keys come from the stream's per-subject state, one snapshot the
+// stream leader takes at once, and each value from a get of that key. A
+// KV watcher is not used: it ends its initial replay when a delivered
+// message reports no pending messages, and under concurrent puts (every
+// member's heartbeat) that count can reach zero before the replay is
+// complete (nats-io/nats-server#4824, nats-io/nats.py#995). The reader then
+// misses a live member, believes the fleet smaller than it is and takes
+// that member's share too. A key in the snapshot whose get finds nothing
+// expired or was deleted meanwhile; an entry written after the snapshot
+// belongs to a joiner, which takes no share until this member admits it.
 func (m *Member) read(ctx context.Context) ([]Entry, error) {
-	w, err := m.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	info, err := m.stream.Info(ctx, jetstream.WithSubjectFilter(keyPrefix+">"))
 	if err != nil {
 		return nil, fmt.Errorf("fleet: read members: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
-	var out []Entry
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("fleet: read members: %w", ctx.Err())
-		case kve, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("fleet: read members: watcher closed")
-			}
-			if kve == nil {
-				return out, nil
-			}
-			var e Entry
-			if err := json.Unmarshal(kve.Value(), &e); err != nil || e.ID != kve.Key() {
-				// Written by something else: counting it as a member
-				// that has applied nothing keeps everybody safe.
-				e = Entry{ID: kve.Key()}
-			}
-			out = append(out, e)
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		if key, ok := strings.CutPrefix(subj, keyPrefix); ok {
+			keys = append(keys, key)
 		}
 	}
+	sort.Strings(keys)
+	out := make([]Entry, 0, len(keys))
+	for _, key := range keys {
+		kve, err := m.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("fleet: read member %s: %w", key, err)
+		}
+		var e Entry
+		if err := json.Unmarshal(kve.Value(), &e); err != nil || e.ID != kve.Key() {
+			// Written by something else: counting it as a member
+			// that has applied nothing keeps everybody safe.
+			e = Entry{ID: kve.Key()}
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 func (m *Member) logPlan(p Plan, live []Entry) {
