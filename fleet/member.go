@@ -22,7 +22,7 @@ import (
 // Bucket is the JetStream key-value bucket of fleet members.
 const Bucket = "SETRELAY_FLEET"
 
-// stream and keyPrefix are the bucket's stream and the subject prefix of
+// streamName and keyPrefix are the bucket's stream and the subject prefix of
 // its keys, as JetStream names them for a key-value bucket.
 const (
 	streamName = "KV_" + Bucket
