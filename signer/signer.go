@@ -1,9 +1,13 @@
 package signer
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -18,8 +22,9 @@ const MediaType = "secevent+jwt"
 // Signer turns SET claims into compact JWS with one key.
 //
 // Build it once per key with New or NewOpaque and share it: it holds the two
-// go-jose signers (with and without "kid") so no signer is rebuilt per SET,
-// and it is safe for concurrent use by many workers.
+// encoded protected headers (with and without "kid") so nothing but the
+// payload and the signature is encoded per SET (see compact), and it is safe
+// for concurrent use by many workers.
 //
 // Callers should depend on the method they use, not on this type; the worker
 // takes
@@ -30,8 +35,8 @@ const MediaType = "secevent+jwt"
 type Signer struct {
 	alg     jose.SignatureAlgorithm
 	kid     string
-	withKID jose.Signer
-	noKID   jose.Signer
+	withKID *compact
+	noKID   *compact
 
 	metrics  *Metrics
 	limiter  *rate.Limiter
@@ -97,14 +102,14 @@ func New(k *Key, opts ...Option) (*Signer, error) {
 		}
 		return s, nil
 	}
-	// go-jose puts "kid" in the header when the signing key is a JWK with a
-	// KeyID; with the bare private key it sends none. Some receivers (GOV.UK's
-	// own transmitter sends no kid) are configured without it.
-	with, err := newJoseSigner(k.Alg, jose.JSONWebKey{Key: k.priv, KeyID: k.ID, Algorithm: string(k.Alg)})
+	// The header has "kid" only for receivers configured to get it; some
+	// (GOV.UK's own transmitter sends no kid) are configured without it.
+	op := localOpaque(k, nil)
+	with, err := newCompact(k.Alg, k.ID, op, k.priv.Public())
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", k.ID, err)
 	}
-	without, err := newJoseSigner(k.Alg, k.priv)
+	without, err := newCompact(k.Alg, "", op, k.priv.Public())
 	if err != nil {
 		return nil, fmt.Errorf("key %q: %w", k.ID, err)
 	}
@@ -146,37 +151,35 @@ func NewOpaque(s jose.OpaqueSigner, opts ...Option) (*Signer, error) {
 		}
 		kid = tp
 	}
-	// The header's kid comes from Public(); fix the two answers up front so
-	// Sign neither copies a JWK nor asks the KMS per SET.
-	withPub := jose.JSONWebKey{Key: pub.Key, KeyID: kid, Algorithm: string(alg), Use: "sig"}
-	noPub := jose.JSONWebKey{Key: pub.Key, Algorithm: string(alg), Use: "sig"}
-	with, err := newJoseSigner(alg, fixedPublic{OpaqueSigner: s, pub: &withPub})
+	// go-jose refuses an opaque signer that does not list the algorithm
+	// or whose Public is a private key; so does this.
+	if !slices.Contains(s.Algs(), alg) {
+		return nil, fmt.Errorf("opaque key %q: %w: the signer does not offer %s", kid, ErrUnsupportedAlgorithm, alg)
+	}
+	if isPrivate(pub.Key) {
+		return nil, fmt.Errorf("opaque key %q: Public() returned a private key", kid)
+	}
+	// kid and alg are read once here, so Sign neither copies a JWK nor
+	// asks the KMS per SET.
+	with, err := newCompact(alg, kid, s, pub.Key)
 	if err != nil {
 		return nil, fmt.Errorf("opaque key %q: %w", kid, err)
 	}
-	without, err := newJoseSigner(alg, fixedPublic{OpaqueSigner: s, pub: &noPub})
+	without, err := newCompact(alg, "", s, pub.Key)
 	if err != nil {
 		return nil, fmt.Errorf("opaque key %q: %w", kid, err)
 	}
 	return (&Signer{alg: alg, kid: kid, withKID: with, noKID: without}).apply(opts), nil
 }
 
-// fixedPublic answers Public() with a fixed JWK so the header's kid is the
-// one chosen at construction (or absent).
-type fixedPublic struct {
-	jose.OpaqueSigner
-	pub *jose.JSONWebKey
-}
-
-func (f fixedPublic) Public() *jose.JSONWebKey { return f.pub }
-
-func newJoseSigner(alg jose.SignatureAlgorithm, key any) (jose.Signer, error) {
-	opts := (&jose.SignerOptions{}).WithType(MediaType)
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
-	if err != nil {
-		return nil, fmt.Errorf("build go-jose signer for %s: %w", alg, err)
+// isPrivate reports whether key is private key material, which a public
+// JWK must never carry.
+func isPrivate(key any) bool {
+	switch key.(type) {
+	case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey, *ed25519.PrivateKey:
+		return true
 	}
-	return s, nil
+	return false
 }
 
 // Sign returns the compact JWS of payload with header typ "secevent+jwt",
@@ -188,29 +191,36 @@ func newJoseSigner(alg jose.SignatureAlgorithm, key any) (jose.Signer, error) {
 // retrying soon: throttled, busy, over max_sign_rate) or ErrKeyUnusable
 // (disabled, deleted, denied: an operator must act).
 func (s *Signer) Sign(payload []byte, withKID bool) (string, error) {
-	js := s.noKID
+	b, err := s.SignBytes(payload, withKID)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// SignBytes is Sign returning the compact JWS as bytes the caller owns,
+// for a caller that sends it as a request body: it saves converting the
+// string back.
+func (s *Signer) SignBytes(payload []byte, withKID bool) ([]byte, error) {
+	c := s.noKID
 	if withKID {
-		js = s.withKID
+		c = s.withKID
 	}
 	if s.limiter != nil {
 		if err := s.wait(); err != nil {
 			s.failed(err)
-			return "", err
+			return nil, err
 		}
 	}
 	start := time.Now()
-	obj, err := js.Sign(payload)
+	out, err := c.sign(payload)
 	if err != nil {
 		err = fmt.Errorf("sign with key %q: %w", s.kid, err)
 		s.failed(err)
-		return "", err
+		return nil, err
 	}
 	if s.duration != nil {
 		s.duration.Observe(time.Since(start).Seconds())
-	}
-	out, err := obj.CompactSerialize()
-	if err != nil {
-		return "", fmt.Errorf("serialize JWS with key %q: %w", s.kid, err)
 	}
 	return out, nil
 }
