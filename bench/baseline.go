@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // ErrNoBaseline means the baseline directory is not there; the comparison
@@ -26,6 +27,8 @@ type BaselineResult struct {
 	CPUPerSetUS float64           // total_cpu_us_per_msg
 	ForeignUtil float64           // foreign_cpu_util
 	PeakRSSKB   int64             // the subprocess's maximum RSS (getrusage)
+	// P50, P99 and Max are publish-to-202 latencies, in latency mode.
+	P50, P99, Max time.Duration
 }
 
 // BuildBaseline compiles the baseline's pipeline command from dir into
@@ -51,8 +54,30 @@ func BuildBaseline(ctx context.Context, dir, outDir string) (string, error) {
 // RunBaseline runs the baseline binary with the same algorithm, worker
 // count and message count, and parses its RESULT line.
 func RunBaseline(ctx context.Context, bin, alg string, workers, n int) (BaselineResult, error) {
+	return runBaseline(ctx, bin, "-alg", alg, "-workers", strconv.Itoa(workers), "-n", strconv.Itoa(n))
+}
+
+// RunBaselineLatency runs the baseline in its latency mode: it publishes
+// rate intents a second for d while consuming, and adds p50_ms, p99_ms and
+// max_ms (publish to 202) to its RESULT line.
+func RunBaselineLatency(ctx context.Context, bin, alg string, workers, rate int, d time.Duration) (BaselineResult, error) {
+	res, err := runBaseline(ctx, bin, "-alg", alg, "-workers", strconv.Itoa(workers), "-rate", strconv.Itoa(rate), "-duration", d.String())
+	if err != nil {
+		return res, err
+	}
+	for key, dst := range map[string]*time.Duration{"p50_ms": &res.P50, "p99_ms": &res.P99, "max_ms": &res.Max} {
+		v, err := strconv.ParseFloat(res.Fields[key], 64)
+		if err != nil {
+			return res, fmt.Errorf("bench: baseline RESULT %s: %w (is the baseline older than its latency mode?)", key, err)
+		}
+		*dst = time.Duration(v * float64(time.Millisecond))
+	}
+	return res, nil
+}
+
+func runBaseline(ctx context.Context, bin string, args ...string) (BaselineResult, error) {
 	var res BaselineResult
-	cmd := exec.CommandContext(ctx, bin, "-alg", alg, "-workers", strconv.Itoa(workers), "-n", strconv.Itoa(n))
+	cmd := exec.CommandContext(ctx, bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

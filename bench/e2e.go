@@ -24,17 +24,31 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 )
 
-// Goals the comparison is reported against (issue 4).
+// Goals the comparison is reported against (issue 14). Every ratio is to
+// the baseline measured in the same run, median against median.
 const (
-	GoalES256CPURatio = 0.75 // setrelay CPU per SET / baseline's, at most
-	GoalRS256Rate     = 0.95 // setrelay SETs/s / baseline's, at least
-	GoalP99           = 10 * time.Millisecond
+	GoalES256CPURatio = 0.9 // setrelay CPU per SET / baseline's, at most
+	GoalRS256Rate     = 1.0 // setrelay SETs/s / baseline's, at least
+	// At the latency phase's fixed rate: p99 at most the baseline's and
+	// at most GoalP99; max at most GoalMaxRatio times the baseline's; CPU
+	// per SET at most GoalLatencyCPURatio times the baseline's.
+	GoalP99             = 5 * time.Millisecond
+	GoalMaxRatio        = 2.0
+	GoalLatencyCPURatio = 1.0
+	// GoalScaleRatio: scale-out reaches at least this share of processes
+	// × concurrency / receiver delay.
+	GoalScaleRatio = 0.9
+	// GoalBacklogRSSKB bounds the 'setrelay run' process's RSS while it
+	// drains a backlog on an external server.
+	GoalBacklogRSSKB = 64 * 1024
 )
 
 // Options configure Run.
 type Options struct {
 	// Algs are measured in turn (default ES256 and RS256).
 	Algs []jose.SignatureAlgorithm
+	// NoThroughput skips the throughput comparisons.
+	NoThroughput bool
 	// N is how many intents each throughput run delivers, per algorithm;
 	// RSA signing is about six times slower, so RS256 uses RSAN.
 	N, RSAN int
@@ -60,6 +74,12 @@ type Options struct {
 	// MemProfile, when set, gets a heap profile at the end of the backlog
 	// drain.
 	MemProfile string
+	// Scale, when Processes is set, runs the scale-out measurement.
+	Scale ScaleOptions
+	// BacklogExternal, when positive, stores that many intents on a
+	// separate nats-server and reports the RSS of one 'setrelay run'
+	// process while it drains them.
+	BacklogExternal int
 	// LogOutput receives setrelay's JSON logs (nil: discarded).
 	LogOutput io.Writer
 }
@@ -102,6 +122,9 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	var summary []string
 	var failed []string
 	for _, alg := range o.Algs {
+		if o.NoThroughput {
+			break
+		}
 		n := o.N
 		if strings.HasPrefix(string(alg), "RS") || strings.HasPrefix(string(alg), "PS") {
 			n = o.RSAN
@@ -152,12 +175,70 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		if d <= 0 {
 			d = 10 * time.Second
 		}
-		l, err := Latency(ctx, PipelineOptions{Alg: jose.ES256, Workers: o.Workers, Verify: o.Verify, LogOutput: o.LogOutput}, o.LatencyRate, d, latencyProfile(o.CPUProfile))
+		popts := PipelineOptions{Alg: jose.ES256, Workers: o.Workers, Verify: o.Verify, LogOutput: o.LogOutput}
+		var ours []LatencyResult
+		var base []BaselineResult
+		for r := 0; r < o.Repeat; r++ {
+			if bin != "" {
+				b, err := RunBaselineLatency(ctx, bin, string(jose.ES256), o.Workers, o.LatencyRate, d)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(out, b.Line)
+				base = append(base, b)
+			}
+			prof := ""
+			if r == 0 {
+				prof = latencyProfile(o.CPUProfile)
+			}
+			l, err := Latency(ctx, popts, o.LatencyRate, d, prof)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, l)
+			ours = append(ours, l)
+		}
+		p99 := time.Duration(median(ours, func(l LatencyResult) float64 { return float64(l.P99) }))
+		mx := time.Duration(median(ours, func(l LatencyResult) float64 { return float64(l.Max) }))
+		line := fmt.Sprintf("COMPARE latency rate=%d p99_ms=%.2f max_ms=%.2f", o.LatencyRate, ms(p99), ms(mx))
+		if len(base) == 0 {
+			line += goal(p99 <= GoalP99, fmt.Sprintf("p99<=%s", GoalP99), &failed)
+		} else {
+			bp99 := time.Duration(median(base, func(b BaselineResult) float64 { return float64(b.P99) }))
+			bmax := time.Duration(median(base, func(b BaselineResult) float64 { return float64(b.Max) }))
+			cpuR := median(ours, func(l LatencyResult) float64 { return l.CPUPerSetUS }) /
+				median(base, func(b BaselineResult) float64 { return b.CPUPerSetUS })
+			line += fmt.Sprintf(" baseline_p99_ms=%.2f baseline_max_ms=%.2f ratio_max(setrelay/baseline)=%.2f ratio_cpu_per_set(setrelay/baseline)=%.2f foreign_cpu_util_max=%.2f",
+				ms(bp99), ms(bmax), float64(mx)/float64(bmax), cpuR,
+				max(maxOf(ours, func(l LatencyResult) float64 { return l.ForeignUtil }), maxOf(base, func(b BaselineResult) float64 { return b.ForeignUtil })))
+			line += goal(p99 <= bp99 && p99 <= GoalP99, fmt.Sprintf("p99<=baseline_and_%s", GoalP99), &failed)
+			line += goal(float64(mx) <= GoalMaxRatio*float64(bmax), fmt.Sprintf("max<=%.0fx", GoalMaxRatio), &failed)
+			line += goal(cpuR <= GoalLatencyCPURatio, fmt.Sprintf("latency_cpu_per_set<=%.1fx", GoalLatencyCPURatio), &failed)
+		}
+		summary = append(summary, line)
+	}
+
+	if len(o.Scale.Processes) > 0 {
+		rs, err := Scale(ctx, o.Scale, out)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintln(out, l)
-		summary = append(summary, fmt.Sprintf("COMPARE latency p99_ms=%.2f", ms(l.P99))+goal(l.P99 <= GoalP99, fmt.Sprintf("p99<=%s", GoalP99), &failed))
+		for _, r := range rs {
+			fmt.Fprintln(out, r)
+			summary = append(summary, fmt.Sprintf("COMPARE scale processes=%d msgs_per_s=%.0f expected=%.0f ratio=%.3f machine_cpu_util=%.2f", r.Processes, r.SetsPerSec, r.Expected, r.Ratio, r.MachineUtil)+
+				goal(r.Ratio >= GoalScaleRatio, fmt.Sprintf("scale_%d>=%.2f", r.Processes, GoalScaleRatio), &failed))
+		}
+	}
+
+	if o.BacklogExternal > 0 {
+		b, err := ExternalBacklog(ctx, o.BacklogExternal, o.Workers, o.Scale.Exe, out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(out, b)
+		summary = append(summary, fmt.Sprintf("COMPARE backlog_external rss_max_kb=%d rss_growth=%.2f", b.RSSMaxKB, b.Growth)+
+			goal(b.RSSMaxKB <= GoalBacklogRSSKB, fmt.Sprintf("rss<=%dMiB", GoalBacklogRSSKB/1024), &failed)+
+			goal(b.Growth <= 1.25, "rss_growth<=1.25", &failed))
 	}
 
 	if o.Backlog > 0 {

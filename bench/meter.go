@@ -67,8 +67,12 @@ func machineBusy() time.Duration {
 
 // procStatusKB reads one kB field (VmRSS, VmHWM) of /proc/self/status; 0
 // where it is not there.
-func procStatusKB(field string) int64 {
-	f, err := os.Open("/proc/self/status")
+func procStatusKB(field string) int64 { return pidStatusKB("self", field) }
+
+// pidStatusKB reads one kB field of /proc/PID/status (pid "self" for this
+// process); 0 where it is not there.
+func pidStatusKB(pid, field string) int64 {
+	f, err := os.Open("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
 	}

@@ -205,7 +205,7 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 	}
 	sg, ps := r.tools()
 	sp = j.trace.stage(ctx, stageSign)
-	jws, err := sg.Sign(claims, r.SendKID)
+	jws, err := sign(sg, claims, r.SendKID)
 	endStage(sp, failed(err, reasonSign))
 	if err != nil {
 		f.Stage, f.Result.Cause = StageSign, err
@@ -228,7 +228,7 @@ func (p *Pool) runStages(ctx context.Context, r *rcv, j *job, f *Facts) {
 		}
 	}
 	f.Probe = f.Probe || r.failing()
-	f.Result = ps.Push(ctx, []byte(jws))
+	f.Result = ps.Push(ctx, jws)
 	if ctx.Err() != nil && f.Result.Outcome != push.Delivered {
 		// The grace period ran out mid-push: not the receiver's fault, so
 		// neither an attempt to decide on nor a failure to count.
@@ -611,4 +611,18 @@ func (b *beat) stop() {
 	b.stopped = true
 	b.t.Stop()
 	b.mu.Unlock()
+}
+
+// byteSigner is a Signer that can hand the compact JWS over as bytes
+// (*signer.Signer can), saving a copy per SET on the way to Push.
+type byteSigner interface {
+	SignBytes(payload []byte, withKID bool) ([]byte, error)
+}
+
+func sign(sg Signer, claims []byte, withKID bool) ([]byte, error) {
+	if bs, ok := sg.(byteSigner); ok {
+		return bs.SignBytes(claims, withKID)
+	}
+	s, err := sg.Sign(claims, withKID)
+	return []byte(s), err
 }

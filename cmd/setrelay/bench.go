@@ -22,6 +22,7 @@ func newBenchCmd() *cobra.Command {
 		ordering bool
 		subjects int
 		parts    int
+		scale    []int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -41,10 +42,25 @@ ratios and goals. On a shared machine compare CPU per SET, not SETs/s.
 With --ordering it measures per-subject ordering instead: alternating drains
 of --n intents unordered on the bare setrelay.intent, unordered on the slot
 subjects, and ordered (ordering: subject, --partitions), spread over
---subjects subjects; the goal is ordered >= 0.5x unordered SETs/s.`,
+--subjects subjects; the goal is ordered >= 0.5x unordered SETs/s.
+
+--repeat N runs every comparison N times, alternating baseline and
+setrelay, and compares medians (the goals ask for N >= 5).
+
+--scale 1,2,3 measures scale-out: that many 'setrelay run' processes (this
+binary) on one 3-node JetStream cluster with R3 streams, against a receiver
+that takes --scale-delay per request. Processes that add up without
+contending deliver processes x --scale-concurrency / --scale-delay SETs a
+second; the ratio to that is reported.
+
+--backlog-external N stores N intents on a nats-server apart from the
+worker and reports the RSS of one 'setrelay run' process draining them.`,
 		Example: `  setrelay bench
   setrelay bench --alg ES256 --n 50000 --repeat 3 --cpuprofile /tmp/cpu.prof
-  setrelay bench --alg ES256 --no-baseline --no-latency --backlog 1000000`,
+  setrelay bench --alg ES256 --no-baseline --no-latency --backlog 1000000
+  setrelay bench --repeat 5 --baseline-dir ../shared/bench/baseline
+  setrelay bench --alg ES256 --no-throughput --no-latency --scale 1,2,3
+  setrelay bench --alg ES256 --no-throughput --no-latency --backlog-external 1000000`,
 		Args: positional(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, a := range algs {
@@ -77,6 +93,12 @@ subjects, and ordered (ordering: subject, --partitions), spread over
 					N:        o.N, Subjects: subjects, Partitions: parts, Repeat: o.Repeat,
 				}, cmd.OutOrStdout())
 			}
+			for _, n := range scale {
+				if n < 1 {
+					return usageErrorf("--scale %d: give process counts of at least 1, e.g. --scale 1,2,3", n)
+				}
+			}
+			o.Scale.Processes = scale
 			return bench.Run(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
@@ -94,10 +116,16 @@ subjects, and ordered (ordering: subject, --partitions), spread over
 	f.BoolVar(&ordering, "ordering", false, "measure per-subject ordering (ordered vs unordered SETs/s) instead; uses the first --alg")
 	f.IntVar(&subjects, "subjects", 10000, "with --ordering: distinct subjects the intents are about")
 	f.IntVar(&parts, "partitions", 256, "with --ordering: the ordered receiver's partitions")
+	f.BoolVar(&o.NoThroughput, "no-throughput", false, "skip the throughput comparisons")
 	f.IntVar(&o.Backlog, "backlog", 0, "also pre-publish this many intents and report RSS while they drain (e.g. 1000000)")
 	f.BoolVar(&o.Verify, "verify", false, "push to the conformance receiver (verifies every SET; not comparable with the baseline)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of setrelay's measured phase (one file per algorithm)")
 	f.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile at the end of the --backlog drain")
+	f.IntSliceVar(&scale, "scale", nil, "scale-out: numbers of 'setrelay run' processes to measure on a 3-node cluster (e.g. 1,2,3)")
+	f.IntVar(&o.Scale.Concurrency, "scale-concurrency", 16, "worker.concurrency of each process in the scale-out measurement")
+	f.DurationVar(&o.Scale.Delay, "scale-delay", 50*time.Millisecond, "the scale-out receiver's time per request")
+	f.DurationVar(&o.Scale.Measure, "scale-measure", 5*time.Second, "the scale-out measurement window")
+	f.IntVar(&o.BacklogExternal, "backlog-external", 0, "store this many intents on a separate nats-server and report the RSS of one 'setrelay run' draining them")
 	f.StringVar(&logFile, "log-file", "", "write setrelay's JSON logs here instead of discarding them")
 	return cmd
 }
