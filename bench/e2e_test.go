@@ -161,6 +161,13 @@ func TestBaseline(t *testing.T) {
 	if res.SetsPerSec <= 0 || res.CPUPerSetUS <= 0 || res.Fields["failed"] != "0" {
 		t.Errorf("baseline result %q", res.Line)
 	}
+	lat, err := RunBaselineLatency(context.Background(), bin, "ES256", 8, 200, 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lat.P50 <= 0 || lat.P99 < lat.P50 || lat.Max < lat.P99 || lat.CPUPerSetUS <= 0 {
+		t.Errorf("baseline latency result %q parsed as p50 %v p99 %v max %v", lat.Line, lat.P50, lat.P99, lat.Max)
+	}
 }
 
 func TestParseResult(t *testing.T) {

@@ -193,15 +193,15 @@ func publishN(ctx context.Context, js jetstream.JetStream, first, n int) error {
 // ExternalBacklogResult is the memory of one 'setrelay run' process while
 // it drains a backlog stored on a separate nats-server.
 type ExternalBacklogResult struct {
-	N                          int
-	PublishSecs, DrainSecs     float64
-	SetsPerSec                 float64
-	RSSStartKB, RSSMaxKB       int64
-	RSSEndKB                   int64
-	Samples                    int
-	Growth                     float64 // RSSMaxKB / RSSStartKB
-	RSSAtTenths                []int64 // RSS when each tenth of the backlog was delivered
-	CPUPerSetUS                float64
+	N                      int
+	PublishSecs, DrainSecs float64
+	SetsPerSec             float64
+	RSSStartKB, RSSMaxKB   int64
+	RSSEndKB               int64
+	Samples                int
+	Growth                 float64 // RSSMaxKB / RSSStartKB
+	RSSAtTenths            []int64 // RSS when each tenth of the backlog was delivered
+	CPUPerSetUS            float64
 }
 
 // String is the RESULT line.
