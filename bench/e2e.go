@@ -22,6 +22,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/setrelay/setrelay/internal/gctune"
 )
 
 // Goals the comparison is reported against (issue 14). Every ratio is to
@@ -49,6 +51,9 @@ type Options struct {
 	Algs []jose.SignatureAlgorithm
 	// NoThroughput skips the throughput comparisons.
 	NoThroughput bool
+	// DefaultGC measures with Go's default GC pacing instead of the one
+	// 'setrelay run' applies (internal/gctune), to show its effect.
+	DefaultGC bool
 	// N is how many intents each throughput run delivers, per algorithm;
 	// RSA signing is about six times slower, so RS256 uses RSAN.
 	N, RSAN int
@@ -100,6 +105,12 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		o.Workers = 64
 	}
 	o.Repeat = max(1, o.Repeat)
+	if !o.DefaultGC {
+		// The GC pacing 'setrelay run' applies (internal/gctune).
+		gctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go gctune.Run(gctx, gctune.DefaultHeadroom, time.Second)
+	}
 
 	var bin string
 	if o.BaselineDir != "" {

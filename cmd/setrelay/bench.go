@@ -117,6 +117,7 @@ worker and reports the RSS of one 'setrelay run' process draining them.`,
 	f.IntVar(&subjects, "subjects", 10000, "with --ordering: distinct subjects the intents are about")
 	f.IntVar(&parts, "partitions", 256, "with --ordering: the ordered receiver's partitions")
 	f.BoolVar(&o.NoThroughput, "no-throughput", false, "skip the throughput comparisons")
+	f.BoolVar(&o.DefaultGC, "default-gc", false, "measure with Go's default GC pacing, not the one 'setrelay run' applies")
 	f.IntVar(&o.Backlog, "backlog", 0, "also pre-publish this many intents and report RSS while they drain (e.g. 1000000)")
 	f.BoolVar(&o.Verify, "verify", false, "push to the conformance receiver (verifies every SET; not comparable with the baseline)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of setrelay's measured phase (one file per algorithm)")

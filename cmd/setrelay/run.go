@@ -1,12 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/setrelay/setrelay/config"
+	"github.com/setrelay/setrelay/internal/gctune"
 	"github.com/setrelay/setrelay/relay"
 )
 
@@ -53,6 +56,11 @@ they share the receivers' consumers.`,
 				return err
 			}
 			defer func() { _ = log.Sync() }()
+			// Pace the collector for a small, steadily allocating heap
+			// (internal/gctune); GOGC or GOMEMLIMIT in the environment wins.
+			gctx, stopTune := context.WithCancel(cmd.Context())
+			defer stopTune()
+			go gctune.Run(gctx, gctune.DefaultHeadroom, time.Second)
 			err = relay.Run(cmd.Context(), cfg, log, prometheus.NewRegistry())
 			// Key files are checked when loaded; name the file their
 			// paths (keys[0].file) belong to.
