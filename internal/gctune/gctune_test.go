@@ -13,12 +13,12 @@ func TestPercent(t *testing.T) {
 		want int
 	}{
 		{0, 1000},
-		{1 * mib, 1000},    // 24 MiB headroom would be 2400%: capped
-		{4 * mib, 600},     // goal 28 MiB
-		{8 * mib, 300},     // goal 32 MiB
-		{24 * mib, 100},    // headroom = live: the default
-		{200 * mib, 100},   // a big heap is collected as with GOGC=100
-		{24*mib - 1, 100},  // rounding never goes below the default
+		{1 * mib, 1000},   // 24 MiB headroom would be 2400%: capped
+		{4 * mib, 600},    // goal 28 MiB
+		{8 * mib, 300},    // goal 32 MiB
+		{24 * mib, 100},   // headroom = live: the default
+		{200 * mib, 100},  // a big heap is collected as with GOGC=100
+		{24*mib - 1, 100}, // rounding never goes below the default
 		{2400 * 1024, 1000},
 	} {
 		if got := Percent(c.live, DefaultHeadroom); got != c.want {
