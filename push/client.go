@@ -37,6 +37,7 @@ type Client struct {
 	auth          credentials // nil: no Authorization header
 	log           *zap.Logger
 	m             *Metrics
+	delivered     *deliveredMetrics // m's series for this receiver's deliveries
 	now           func() time.Time
 	host          string // server.address and server.port of spans
 	port          int
@@ -90,10 +91,11 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 		maxRetryAfter: cfg.MaxRetryAfter,
 		// Each attempt gets its own context deadline, which also covers
 		// reading the body, so the push client has no Timeout of its own.
-		hc:  &http.Client{Transport: tr, CheckRedirect: noRedirect},
-		log: log,
-		m:   m,
-		now: time.Now,
+		hc:        &http.Client{Transport: tr, CheckRedirect: noRedirect},
+		log:       log,
+		m:         m,
+		delivered: m.forDelivered(cfg.Name),
+		now:       time.Now,
 	}
 	c.host, c.port = hostPort(cfg.Endpoint)
 	switch {
@@ -156,7 +158,7 @@ func (c *Client) Push(ctx context.Context, jws []byte) Result {
 		c.auth.refused(handle)
 	}
 	r.Receiver = c.name
-	c.m.push(c.name, &r, time.Since(start))
+	c.m.push(c.name, c.delivered, &r, time.Since(start))
 	endSpan(r)
 	return r
 }

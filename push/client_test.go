@@ -597,7 +597,7 @@ func TestMetricsRegisterTwice(t *testing.T) {
 		t.Fatal("second NewMetrics did not reuse the registered collectors")
 	}
 	var nilM *Metrics
-	nilM.push("r", &Result{}, time.Second) // must not panic
+	nilM.push("r", nilM.forDelivered("r"), &Result{}, time.Second) // must not panic
 	nilM.tokenFetch("r", "ok")
 }
 

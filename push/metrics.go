@@ -80,8 +80,32 @@ func (m *Metrics) tokenExpires(receiver string, expiry time.Time) {
 	m.tokenExpiry.WithLabelValues(receiver).Set(float64(expiry.UnixNano()) / 1e9)
 }
 
-func (m *Metrics) push(receiver string, r *Result, d time.Duration) {
+// deliveredMetrics are one receiver's series for a delivered push, looked
+// up once: every other outcome is rare, but this one is paid per SET, and a
+// label lookup hashes the labels and takes the vector's lock.
+type deliveredMetrics struct {
+	seconds prometheus.Observer
+	results prometheus.Counter
+}
+
+func (m *Metrics) forDelivered(receiver string) *deliveredMetrics {
 	if m == nil {
+		return nil
+	}
+	o := Delivered.String()
+	return &deliveredMetrics{
+		seconds: m.pushSeconds.WithLabelValues(receiver, o),
+		results: m.pushResults.WithLabelValues(receiver, o, ReasonDelivered),
+	}
+}
+
+func (m *Metrics) push(receiver string, dm *deliveredMetrics, r *Result, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if dm != nil && r.Outcome == Delivered && r.Reason == ReasonDelivered {
+		dm.seconds.Observe(d.Seconds())
+		dm.results.Inc()
 		return
 	}
 	o := r.Outcome.String()
