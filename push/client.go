@@ -30,6 +30,7 @@ var (
 type Client struct {
 	name          string
 	endpoint      string
+	url           *url.URL // endpoint, parsed once; never modified
 	userAgent     []string // shared, read-only header value
 	timeout       time.Duration
 	maxRetryAfter time.Duration
@@ -86,6 +87,7 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 	c := &Client{
 		name:          cfg.Name,
 		endpoint:      cfg.Endpoint,
+		url:           parseEndpoint(cfg.Endpoint),
 		userAgent:     []string{cfg.UserAgent},
 		timeout:       cfg.Timeout,
 		maxRetryAfter: cfg.MaxRetryAfter,
@@ -178,7 +180,7 @@ func (c *Client) attempt(ctx context.Context, jws []byte) (Result, any) {
 
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(jws))
+	req, err := c.newRequest(ctx, jws)
 	if err != nil {
 		return Classify(0, nil, nil, err, c.now(), c.maxRetryAfter), handle
 	}
@@ -227,6 +229,41 @@ func (c *Client) attempt(ctx context.Context, jws []byte) (Result, any) {
 	scrubResult(&r, authz)
 	r.Attempts = 1
 	return r, handle
+}
+
+// parseEndpoint parses the endpoint for newRequest; nil leaves the parsing
+// (and its error) to http.NewRequestWithContext.
+func parseEndpoint(raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return nil
+	}
+	u.Host = strings.TrimSuffix(u.Host, ":") // "host:" means the default port, as NewRequest has it
+	return u
+}
+
+// newRequest is http.NewRequestWithContext(ctx, POST, endpoint, jws)
+// without parsing the endpoint again for every SET: the same request, with
+// a copy of the URL parsed in New.
+func (c *Client) newRequest(ctx context.Context, jws []byte) (*http.Request, error) {
+	if c.url == nil || len(jws) == 0 {
+		return http.NewRequestWithContext(ctx, http.MethodPost, c.endpoint, bytes.NewReader(jws))
+	}
+	u := *c.url
+	req := &http.Request{
+		Method:        http.MethodPost,
+		URL:           &u,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Body:          io.NopCloser(bytes.NewReader(jws)),
+		ContentLength: int64(len(jws)),
+		// As NewRequest sets it for a bytes.Reader: the transport may
+		// need the body again to retry on a connection that died idle.
+		GetBody: func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(jws)), nil },
+		Host:    u.Host,
+	}
+	return req.WithContext(ctx), nil
 }
 
 // cleartextHost returns the host of an http:// URL that is not a loopback
