@@ -3,6 +3,8 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 	"runtime"
 	"slices"
 	"time"
@@ -104,6 +106,13 @@ func Latency(ctx context.Context, opts PipelineOptions, rate int, d time.Duratio
 	dm := takeMeter().since(m0)
 	res.NATSMsgsPerSet = float64(nc.Stats().OutMsgs-out0-uint64(p.polls-polls0)-uint64(n)) / float64(n)
 	res.Sent = n
+	if f := os.Getenv("SETRELAY_BENCH_LATDUMP"); f != "" { // TEMP diagnostic
+		var sb strings.Builder
+		for i := range t.received {
+			fmt.Fprintf(&sb, "%d %d %d\n", i, t.published[i].Load()-t.published[0].Load(), t.received[i].Load()-t.published[i].Load())
+		}
+		_ = os.WriteFile(f, []byte(sb.String()), 0o644)
+	}
 	lat := t.latencies()
 	res.Got = len(lat)
 	res.CPUPerSetUS = dm.self.Seconds() * 1e6 / float64(n)

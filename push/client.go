@@ -295,6 +295,9 @@ func scrubResult(r *Result, authzHeader []string) {
 	if len(authzHeader) == 0 || authzHeader[0] == "" {
 		return
 	}
+	if r.Body == "" && r.Description == "" && r.Err == "" && r.Location == "" {
+		return // a 2xx: nothing from the receiver to scrub, so no scrubber to build
+	}
 	s := secret.NewScrubber(authzHeader[0])
 	r.Body = s.String(r.Body)
 	for _, f := range []*string{&r.Description, &r.Err, &r.Location} {
