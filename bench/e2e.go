@@ -76,6 +76,9 @@ type Options struct {
 	// per algorithm (name.ES256.ext) when there are several, and the
 	// latency phase into name.latency.ext.
 	CPUProfile string
+	// LatencyDump, when set, gets the first latency run's per-SET
+	// publish times and latencies (see Latency).
+	LatencyDump string
 	// MemProfile, when set, gets a heap profile at the end of the backlog
 	// drain.
 	MemProfile string
@@ -202,7 +205,11 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 			if r == 0 {
 				prof = latencyProfile(o.CPUProfile)
 			}
-			l, err := Latency(ctx, popts, o.LatencyRate, d, prof)
+			dump := ""
+			if r == 0 {
+				dump = o.LatencyDump
+			}
+			l, err := Latency(ctx, popts, o.LatencyRate, d, prof, dump)
 			if err != nil {
 				return err
 			}

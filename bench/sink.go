@@ -3,8 +3,10 @@ package bench
 import (
 	"bytes"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,6 +98,7 @@ type tracker struct {
 	index     map[string]int // jti -> intent number, filled before the run
 	published []atomic.Int64 // unix ns, by intent number
 	received  []atomic.Int64 // unix ns of the first arrival
+	count     atomic.Int64   // SETs with a first arrival
 	mu        sync.Mutex
 	unknown   int
 }
@@ -148,8 +151,32 @@ func (t *tracker) arrived(compact []byte, at time.Time) {
 		t.miss()
 		return
 	}
-	t.received[i].CompareAndSwap(0, at.UnixNano())
+	if t.received[i].CompareAndSwap(0, at.UnixNano()) {
+		t.count.Add(1)
+	}
 }
+
+// dump writes "number published_ns latency_ns" per SET (latency 0: never
+// arrived) to path.
+func (t *tracker) dump(path string) error {
+	var b strings.Builder
+	first := t.published[0].Load()
+	for i := range t.received {
+		p, r := t.published[i].Load(), t.received[i].Load()
+		lat := int64(0)
+		if r != 0 {
+			lat = r - p
+		}
+		fmt.Fprintf(&b, "%d %d %d\n", i, p-first, lat)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		return fmt.Errorf("bench: latency dump: %w", err)
+	}
+	return nil
+}
+
+// arrivals is how many distinct SETs arrived.
+func (t *tracker) arrivals() int { return int(t.count.Load()) }
 
 func (t *tracker) miss() {
 	t.mu.Lock()

@@ -121,6 +121,7 @@ worker and reports the RSS of one 'setrelay run' process draining them.`,
 	f.IntVar(&o.Backlog, "backlog", 0, "also pre-publish this many intents and report RSS while they drain (e.g. 1000000)")
 	f.BoolVar(&o.Verify, "verify", false, "push to the conformance receiver (verifies every SET; not comparable with the baseline)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of setrelay's measured phase (one file per algorithm)")
+	f.StringVar(&o.LatencyDump, "latency-dump", "", "write the first latency run's per-SET publish time and latency (ns) here, to see when the slow ones happen")
 	f.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile at the end of the --backlog drain")
 	f.IntSliceVar(&scale, "scale", nil, "scale-out: numbers of 'setrelay run' processes to measure on a 3-node cluster (e.g. 1,2,3)")
 	f.IntVar(&o.Scale.Concurrency, "scale-concurrency", 16, "worker.concurrency of each process in the scale-out measurement")
