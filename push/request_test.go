@@ -7,12 +7,15 @@ import (
 	"testing"
 )
 
+// ctxMarker makes the test's context distinguishable from any other.
+type ctxMarker struct{}
+
 // TestNewRequestIsNewRequestWithContext: the request built from the URL
 // parsed once is the one http.NewRequestWithContext builds, field by field
 // that the transport reads, for endpoints with a port, a query, an empty
 // port and IPv6.
 func TestNewRequestIsNewRequestWithContext(t *testing.T) {
-	ctx := context.WithValue(context.Background(), struct{}{}, 1)
+	ctx := context.WithValue(context.Background(), ctxMarker{}, 1)
 	jws := []byte("eyJhbGciOiJFUzI1NiJ9.eyJqdGkiOiJ4In0.c2ln")
 	for _, ep := range []string{
 		"https://rcv.example/events",
