@@ -24,6 +24,7 @@ import (
 	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/relay"
 	"github.com/setrelay/setrelay/signer"
+	"github.com/setrelay/setrelay/worker"
 )
 
 // cluster is n nats-servers with JetStream, routed together, running in
@@ -185,6 +186,34 @@ func (r *slowReceiver) close()      { _ = r.srv.Close() }
 type runProcs struct {
 	cmds     []*exec.Cmd
 	opsPorts []int
+	logFiles []string
+}
+
+// warnings are the warn and error lines the processes logged so far.
+func (rp *runProcs) warnings() []string {
+	var out []string
+	for _, f := range rp.logFiles {
+		data, _ := os.ReadFile(f)
+		for _, l := range strings.Split(string(data), "\n") {
+			if strings.Contains(l, `"level":"warn"`) || strings.Contains(l, `"level":"error"`) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
+// logs is the end of each process's log, for an error.
+func (rp *runProcs) logs() string {
+	var b strings.Builder
+	for _, f := range rp.logFiles {
+		data, _ := os.ReadFile(f)
+		if len(data) > 4000 {
+			data = data[len(data)-4000:]
+		}
+		fmt.Fprintf(&b, "--- %s\n%s\n", f, data)
+	}
+	return b.String()
 }
 
 // writeRunConfig writes a 'setrelay run' configuration for one receiver at
@@ -206,7 +235,7 @@ func writeRunConfig(dir, urls, endpoint string, replicas, concurrency int) (stri
 keys: [{id: %s, file: %s, alg: ES256}]
 nats: {url: %q, replicas: %d}
 ops: {listen: "${SETRELAY_BENCH_OPS}"}
-log: {level: warn}
+log: {level: info}
 worker: {concurrency: %d}
 receivers:
   - name: %s
@@ -231,10 +260,23 @@ receivers:
 }
 
 // provision creates the streams and consumer as 'setrelay run' would,
-// once, before any process starts, so they do not race to create them.
-func provision(ctx context.Context, cfg *config.Config) error {
+// once, before any process starts, so they do not race to create them; and
+// the receiver state bucket, which relay.Provision does not create and
+// which processes started together failed to create (each timed out after
+// 10s and ran without it).
+func provision(ctx context.Context, cfg *config.Config, js jetstream.JetStream) error {
 	if err := relay.Provision(ctx, cfg, zap.NewNop()); err != nil {
 		return fmt.Errorf("bench: provision: %w", err)
+	}
+	replicas := max(1, cfg.NATS.Replicas)
+	_, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      worker.StateBucket,
+		Description: "setrelay receiver states and probe leases, shared by every process",
+		History:     1,
+		Replicas:    replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("bench: create the receiver state bucket: %w", err)
 	}
 	return nil
 }
@@ -248,7 +290,9 @@ func startRuns(ctx context.Context, exe, path string, n int, logDir string) (*ru
 		return nil, err
 	}
 	for i := range n {
-		logf, err := os.Create(filepath.Join(logDir, fmt.Sprintf("run-%d.log", i+1)))
+		logName := filepath.Join(logDir, fmt.Sprintf("run-%d.log", i+1))
+		rp.logFiles = append(rp.logFiles, logName)
+		logf, err := os.Create(logName)
 		if err != nil {
 			rp.stop()
 			return nil, fmt.Errorf("bench: %w", err)
@@ -266,12 +310,39 @@ func startRuns(ctx context.Context, exe, path string, n int, logDir string) (*ru
 		rp.opsPorts = append(rp.opsPorts, ports[i])
 	}
 	for i, p := range rp.opsPorts {
-		if err := waitReady(ctx, p); err != nil {
+		err := waitReady(ctx, p)
+		if err == nil {
+			// Ready is not yet pulling: the pool starts after the
+			// shared state bucket is open.
+			err = waitLog(ctx, rp.logFiles[i], `"msg":"worker pool started"`)
+		}
+		if err != nil {
 			rp.stop()
-			return nil, fmt.Errorf("bench: setrelay run #%d (log in %s): %w", i+1, logDir, err)
+			err = fmt.Errorf("bench: setrelay run #%d: %w; logs:\n%s", i+1, err, rp.logs())
+			rp.stop()
+			return nil, err
 		}
 	}
 	return rp, nil
+}
+
+// waitLog waits until the log file at path has a line containing s.
+func waitLog(ctx context.Context, path, s string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		data, _ := os.ReadFile(path)
+		if strings.Contains(string(data), s) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no %s in its log after 60s", s)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func waitReady(ctx context.Context, port int) error {

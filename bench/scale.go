@@ -113,14 +113,14 @@ func scaleOnce(ctx context.Context, o ScaleOptions, n int, progress io.Writer) (
 	if err != nil {
 		return res, err
 	}
-	if err := provision(ctx, cfg); err != nil {
-		return res, err
-	}
 	nc, js, err := cl.connect()
 	if err != nil {
 		return res, err
 	}
 	defer nc.Close()
+	if err := provision(ctx, cfg, js); err != nil {
+		return res, err
+	}
 	// Enough for start-up, the warm-up and the window, twice over.
 	backlog := int(res.Expected * (o.Measure.Seconds() + 5) * 2)
 	if err := publishN(ctx, js, 0, backlog); err != nil {
@@ -129,11 +129,18 @@ func scaleOnce(ctx context.Context, o ScaleOptions, n int, progress io.Writer) (
 	if progress != nil {
 		fmt.Fprintf(progress, "scale: %d intents stored on a 3-node cluster; starting %d setrelay run process(es), concurrency %d each\n", backlog, n, o.Concurrency)
 	}
+	started := time.Now()
 	rp, err := startRuns(ctx, o.Exe, path, n, dir)
 	if err != nil {
 		return res, err
 	}
 	defer rp.stop()
+	if progress != nil {
+		fmt.Fprintf(progress, "scale: %d process(es) pulling %.1fs after they were started\n", n, time.Since(started).Seconds())
+		for _, w := range rp.warnings() {
+			fmt.Fprintf(progress, "scale: a setrelay run process warned: %s\n", w)
+		}
+	}
 	time.Sleep(time.Second)
 	d0, cpu0, m0 := rcv.accepted.Load(), rp.cpu(), takeMeter()
 	time.Sleep(o.Measure)
@@ -144,6 +151,9 @@ func scaleOnce(ctx context.Context, o ScaleOptions, n int, progress io.Writer) (
 	res.Ratio = res.SetsPerSec / res.Expected
 	res.RunCPUUtil = (cpu1 - cpu0).Seconds() / dm.wall.Seconds()
 	res.MachineUtil = dm.mach.Seconds() / dm.wall.Seconds()
+	if d1 == d0 {
+		return res, fmt.Errorf("bench: no SET delivered in %s by %d setrelay run process(es); their logs:\n%s", o.Measure, n, rp.logs())
+	}
 	if d1 >= int64(backlog) {
 		return res, fmt.Errorf("bench: the backlog of %d ran out during the window; the figure would be low", backlog)
 	}
@@ -242,14 +252,14 @@ func ExternalBacklog(ctx context.Context, n, concurrency int, exe string, progre
 	if err != nil {
 		return res, err
 	}
-	if err := provision(ctx, cfg); err != nil {
-		return res, err
-	}
 	nc, js, err := cl.connect()
 	if err != nil {
 		return res, err
 	}
 	defer nc.Close()
+	if err := provision(ctx, cfg, js); err != nil {
+		return res, err
+	}
 	t0 := time.Now()
 	if err := publishN(ctx, js, 0, n); err != nil {
 		return res, err

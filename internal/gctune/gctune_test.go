@@ -9,20 +9,20 @@ import (
 func TestPercent(t *testing.T) {
 	const mib = 1 << 20
 	for _, c := range []struct {
-		live uint64
-		want int
+		live, headroom uint64
+		want           int
 	}{
-		{0, 1000},
-		{1 * mib, 1000},   // 24 MiB headroom would be 2400%: capped
-		{4 * mib, 600},    // goal 28 MiB
-		{8 * mib, 300},    // goal 32 MiB
-		{24 * mib, 100},   // headroom = live: the default
-		{200 * mib, 100},  // a big heap is collected as with GOGC=100
-		{24*mib - 1, 100}, // rounding never goes below the default
-		{2400 * 1024, 1000},
+		{0, 24 * mib, 1000},
+		{1 * mib, 24 * mib, 1000},   // 2400% would be unbounded: capped
+		{4 * mib, 24 * mib, 600},    // goal 28 MiB
+		{8 * mib, 24 * mib, 300},    // goal 32 MiB
+		{24 * mib, 24 * mib, 100},   // headroom = live: the default
+		{200 * mib, 24 * mib, 100},  // a big heap is collected as with GOGC=100
+		{24*mib - 1, 24 * mib, 100}, // rounding never goes below the default
+		{4 * mib, DefaultHeadroom, 200},
 	} {
-		if got := Percent(c.live, DefaultHeadroom); got != c.want {
-			t.Errorf("Percent(%d) = %d, want %d", c.live, got, c.want)
+		if got := Percent(c.live, c.headroom); got != c.want {
+			t.Errorf("Percent(%d, %d) = %d, want %d", c.live, c.headroom, got, c.want)
 		}
 	}
 }
