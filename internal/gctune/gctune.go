@@ -32,13 +32,18 @@ const DefaultHeadroom = 8 << 20
 // multiple of itself (the headroom already bounds the bytes).
 const maxPercent = 1000
 
+// minHeap is the Go runtime's minimum heap goal at GOGC=100 (4 MiB, scaled
+// by GOGC/100). A live heap below it is taken as this size, so that a high
+// GOGC never raises that minimum past live + headroom: right after start,
+// before the first collection, the live heap reads 0.
+const minHeap = 4 << 20
+
 // Percent is the GOGC that lets a heap with live bytes grow by
 // max(live, headroom) before the next collection: headroom/live as a
-// percentage, at least 100 (the default) and at most 1000.
+// percentage, at least 100 (the default) and at most 1000, with live taken
+// as at least 4 MiB (minHeap).
 func Percent(live, headroom uint64) int {
-	if live == 0 {
-		return maxPercent
-	}
+	live = max(live, minHeap)
 	p := headroom * 100 / live
 	return int(min(max(p, 100), maxPercent))
 }

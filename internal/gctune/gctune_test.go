@@ -12,14 +12,16 @@ func TestPercent(t *testing.T) {
 		live, headroom uint64
 		want           int
 	}{
-		{0, 24 * mib, 1000},
-		{1 * mib, 24 * mib, 1000},   // 2400% would be unbounded: capped
+		{0, 24 * mib, 600},          // no collection yet: taken as 4 MiB
+		{1 * mib, 24 * mib, 600},    // below the runtime's minimum heap: as 4 MiB
 		{4 * mib, 24 * mib, 600},    // goal 28 MiB
+		{1 * mib, 100 * mib, 1000},  // capped
 		{8 * mib, 24 * mib, 300},    // goal 32 MiB
 		{24 * mib, 24 * mib, 100},   // headroom = live: the default
 		{200 * mib, 24 * mib, 100},  // a big heap is collected as with GOGC=100
 		{24*mib - 1, 24 * mib, 100}, // rounding never goes below the default
 		{4 * mib, DefaultHeadroom, 200},
+		{0, DefaultHeadroom, 200}, // at start: min heap 8 MiB, not 40
 	} {
 		if got := Percent(c.live, c.headroom); got != c.want {
 			t.Errorf("Percent(%d, %d) = %d, want %d", c.live, c.headroom, got, c.want)
