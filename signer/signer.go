@@ -78,9 +78,10 @@ func (s *Signer) apply(opts []Option) *Signer {
 
 // New builds the Signer for k. The algorithm and key id are fixed here, so a
 // misconfigured key fails at start-up, not on the first SET. A remote key
-// (NewRemoteKey) is signed with through go-jose's OpaqueSigner seam; its
-// calls run in parallel, with no lock around them, so an HSM's session
-// pool or KMS's request concurrency is the only bound.
+// (NewRemoteKey) signs through the go-jose OpaqueSigner interface (its
+// adapter, remoteOpaque, is called exactly as go-jose calls it); its calls
+// run in parallel, with no lock around them, so an HSM's session pool or
+// KMS's request concurrency is the only bound.
 func New(k *Key, opts ...Option) (*Signer, error) {
 	if k == nil || k.priv == nil {
 		return nil, errors.New("signer: empty key")
