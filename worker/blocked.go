@@ -507,18 +507,28 @@ func stateKey(r *rcv) string      { return queue.Token(r.Name) + ".state" }
 func leaseKey(r *rcv) string      { return queue.Token(r.Name) + ".probe" }
 func probeKey(name string) string { return queue.Token(name) + ".unblock" }
 
-// openFleet creates or binds the state bucket.
+// openFleet binds the state bucket, creating it when it does not exist.
+// Binding comes first: processes started together on a cluster that all
+// create-or-update the same bucket queue stream updates behind one
+// another, and each waited out its whole timeout before it pulled.
 func (p *Pool) openFleet(ctx context.Context) {
-	replicas := 1
-	if s, err := p.js.Stream(ctx, queue.IntentStream); err == nil && s.CachedInfo() != nil && s.CachedInfo().Config.Replicas > 0 {
-		replicas = s.CachedInfo().Config.Replicas
+	kv, err := p.js.KeyValue(ctx, StateBucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		replicas := 1
+		if s, serr := p.js.Stream(ctx, queue.IntentStream); serr == nil && s.CachedInfo() != nil && s.CachedInfo().Config.Replicas > 0 {
+			replicas = s.CachedInfo().Config.Replicas
+		}
+		kv, err = p.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      StateBucket,
+			Description: "setrelay receiver states and probe leases, shared by every process",
+			History:     1,
+			Replicas:    replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			// Another process created it meanwhile.
+			kv, err = p.js.KeyValue(ctx, StateBucket)
+		}
 	}
-	kv, err := p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      StateBucket,
-		Description: "setrelay receiver states and probe leases, shared by every process",
-		History:     1,
-		Replicas:    replicas,
-	})
 	if err != nil {
 		p.log.Warn("receiver state bucket unavailable; blocks are not shared beyond the paused consumer", zap.String("bucket", StateBucket), zap.Error(err))
 		return
