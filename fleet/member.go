@@ -60,6 +60,7 @@ type Member struct {
 	log       *zap.Logger
 	limits    map[string]Limits
 	heartbeat time.Duration
+	ttl       time.Duration // the bucket's, after which an unrefreshed entry is gone
 	metrics   *metrics
 	rates     map[string]*RateLimiter
 	gates     map[string]*Gate
@@ -70,6 +71,12 @@ type Member struct {
 	shares   map[string]Limits
 	lastSize int
 	failing  bool
+	// written is when the last successful write of the entry was issued:
+	// the server stored it no earlier, so the entry lives at least until
+	// written plus the TTL.
+	written time.Time
+	// orphaned is true while the entry may have expired: the share is zero.
+	orphaned bool
 }
 
 // Join binds to (or creates) the bucket, reads the fleet and announces this
@@ -108,7 +115,7 @@ func Join(ctx context.Context, js jetstream.JetStream, o Options) (*Member, erro
 	}
 	host, _ := os.Hostname()
 	m := &Member{
-		kv: kv, stream: stream, log: o.Log, limits: o.Limits, heartbeat: hb, metrics: met,
+		kv: kv, stream: stream, log: o.Log, limits: o.Limits, heartbeat: hb, ttl: st.TTL(), metrics: met,
 		rates: map[string]*RateLimiter{}, gates: map[string]*Gate{},
 		entry:    Entry{ID: hex.EncodeToString(raw[:]), Host: host, PID: os.Getpid(), Started: time.Now().UTC()},
 		shares:   map[string]Limits{},
@@ -146,9 +153,13 @@ func (m *Member) announce(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("fleet: encode entry: %w", err)
 	}
+	issued := time.Now()
 	if _, err := m.kv.Put(ctx, m.entry.ID, data); err != nil {
 		return fmt.Errorf("fleet: heartbeat: %w", err)
 	}
+	m.mu.Lock()
+	m.written = issued
+	m.mu.Unlock()
 	return nil
 }
 
@@ -234,11 +245,38 @@ func (m *Member) Run(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(ctx, m.heartbeat)
 		err := m.cycle(cctx)
 		cancel()
-		if err != nil && ctx.Err() == nil {
-			m.fallback(err)
+		if err == nil || ctx.Err() != nil {
+			continue
 		}
+		m.fallback(err)
+		var rerr *readError
+		if !errors.As(err, &rerr) {
+			continue
+		}
+		// The read failed, but the write may not: refresh the entry
+		// anyway, its view and shares unchanged but for the fallback.
+		// Without it the entry would expire while this member keeps
+		// pushing at its fallback share, and the others, no longer
+		// seeing it, would grow into that share: the fleet would push
+		// more than the limit. Its own timeout, since a read that timed
+		// out has used up the cycle's.
+		m.mu.Lock()
+		m.entry.Shares = m.sharesLocked()
+		m.mu.Unlock()
+		wctx, cancel := context.WithTimeout(ctx, m.heartbeat)
+		if werr := m.announce(wctx); werr != nil && ctx.Err() == nil {
+			m.fallback(werr)
+		}
+		cancel()
 	}
 }
+
+// readError is a failure to read the bucket, as opposed to one to write
+// this member's entry.
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
 
 // Leave deletes the member's entry so the others take its share at once.
 // Call it after the last push.
@@ -255,7 +293,7 @@ func (m *Member) Leave(ctx context.Context) error {
 func (m *Member) cycle(ctx context.Context) error {
 	live, err := m.read(ctx)
 	if err != nil {
-		return err
+		return &readError{err}
 	}
 	plan := Decide(m.entry.ID, live, m.limits)
 	m.apply(plan.Shares)
@@ -273,7 +311,7 @@ func (m *Member) cycle(ctx context.Context) error {
 	m.mu.Lock()
 	changed := !slices.Equal(plan.Members, m.plan.Members) || plan.Size != m.plan.Size ||
 		plan.Admitted != m.plan.Admitted || m.failing || !sameShares(plan.Shares, m.plan.Shares)
-	m.plan, m.lastSize, m.failing = plan, plan.Size, false
+	m.plan, m.lastSize, m.failing, m.orphaned = plan, plan.Size, false, false
 	m.mu.Unlock()
 	m.metrics.observe(plan, m.limits)
 	if changed {
@@ -307,24 +345,55 @@ func (m *Member) apply(shares map[string]Limits) {
 	}
 }
 
+func (m *Member) sharesLocked() map[string]Limits {
+	out := make(map[string]Limits, len(m.shares))
+	for k, v := range m.shares {
+		out[k] = v
+	}
+	return out
+}
+
 // fallback shrinks to the safe share while the bucket is out of reach.
+//
+// Once the entry may have expired, that share is zero. The others, no
+// longer seeing this member, divide the whole limit among themselves, so any
+// share at all here, even one of a fleet counted one larger than last seen,
+// would push the fleet over the limit. The entry lives at least until its
+// last successful write was issued plus the TTL; this member drops to zero
+// two heartbeats before that, since the next check may come a failed write
+// and a failed read later, each bounded by a heartbeat (with the default
+// heartbeat of a quarter of the TTL, a member whose reads time out but whose
+// writes succeed checks about a heartbeat after its last write, and keeps
+// its fallback share). The others grow only after reading the bucket once
+// the entry has expired, later still. A successful cycle
+// then reads whether the others still count it (Decide admits it only if
+// they do) and gives it its share back.
 func (m *Member) fallback(cause error) {
 	m.mu.Lock()
-	current := make(map[string]Limits, len(m.shares))
-	for k, v := range m.shares {
-		current[k] = v
-	}
+	current := m.sharesLocked()
 	first := !m.failing
 	m.failing = true
 	size := m.lastSize
+	orphan := time.Since(m.written) >= m.ttl-2*m.heartbeat
+	firstOrphan := orphan && !m.orphaned
+	m.orphaned = orphan
 	m.mu.Unlock()
 	fb := Fallback(current, size, m.limits)
+	if orphan {
+		for name := range fb {
+			fb[name] = Limits{}
+		}
+	}
 	m.apply(fb)
 	m.metrics.failures.Inc()
 	m.metrics.shares(fb, m.limits)
 	if first {
 		m.log.Warn("fleet coordination unreachable; keeping at most the limit divided by the last known fleet size",
 			zap.Int("last_fleet_size", size), zap.Any("shares", fb), zap.Error(cause))
+	}
+	if firstOrphan {
+		m.log.Warn("fleet entry not refreshed for most of its TTL; the others may take this process's share, so it pushes nothing until it can write its entry again",
+			zap.Duration("ttl", m.ttl), zap.Error(cause))
 	}
 }
 
