@@ -25,8 +25,11 @@
 //     counted until its entry expires (the TTL), so its share is reclaimed
 //     only after it can no longer be pushing.
 //
-// A member that cannot read or write the bucket keeps at most the limit
-// divided by the last fleet size it saw (and never more than half the limit
-// for a fleet it last saw alone: an unseen process may have joined), until
-// the bucket answers again.
+// A member that cannot read the bucket keeps at most the limit divided by
+// the last fleet size it saw (and never more than half the limit for a fleet
+// it last saw alone: an unseen process may have joined), until the bucket
+// answers again. It still writes its entry every heartbeat, so the others
+// keep counting it. A member that cannot write its entry either pushes
+// nothing from two heartbeats before that entry could expire: the others,
+// no longer seeing it, then divide the whole limit among themselves.
 package fleet
