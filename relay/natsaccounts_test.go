@@ -256,7 +256,7 @@ receivers:
 		t.Fatal("the relay user did not deliver the intent")
 	}
 	_, rjs := connectAs(t, url, "relay", nil)
-	waitFor(t, 20*time.Second, "a dead letter for receiver bad", func() bool {
+	waitUntil(t, 20*time.Second, "a dead letter for receiver bad", func() bool {
 		s, err := rjs.Stream(ctx, queue.DLQStream)
 		if err != nil {
 			return false
@@ -264,7 +264,7 @@ receivers:
 		info, err := s.Info(ctx)
 		return err == nil && info.State.Msgs == 1
 	})
-	waitFor(t, 20*time.Second, "the down receiver's consumer paused", func() bool {
+	waitUntil(t, 20*time.Second, "the down receiver's consumer paused", func() bool {
 		c, err := rjs.Consumer(ctx, queue.IntentStream, queue.ConsumerName("down"))
 		if err != nil {
 			return false
@@ -361,7 +361,7 @@ receivers:
 	}
 	// The replay fails again (the receiver still refuses) and is
 	// dead-lettered again, which the operator then purges.
-	waitFor(t, 20*time.Second, "the replay dead-lettered again", func() bool {
+	waitUntil(t, 20*time.Second, "the replay dead-lettered again", func() bool {
 		dls, err := dlq.List(ctx, queue.Filter{})
 		return err == nil && len(dls) == 1
 	})
@@ -388,17 +388,6 @@ receivers:
 		if b, _ := json.Marshal(e.ContextMap()); bytes.Contains(bytes.ToLower(append([]byte(e.Message), b...)), []byte("permission")) {
 			t.Errorf("relay logged a permission problem: %s %s", e.Message, b)
 		}
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -674,7 +663,7 @@ func TestShippedClusterConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ack queue.PubAck
-	waitFor(t, 30*time.Second, "the producer's publish to be acknowledged", func() bool {
+	waitUntil(t, 30*time.Second, "the producer's publish to be acknowledged", func() bool {
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 		defer pcancel()
 		ack, err = queue.NewPublisher(pjs, intent.Options{}).Publish(pctx, in)

@@ -107,30 +107,8 @@ func testOrderedHead(t *testing.T, mode string) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	svc, err := Start(ctx, cfg, zaptest.NewLogger(t), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	nc, err := nats.Connect(svc.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, reg := runOrderedRelay(t, cfg)
+	ctx := t.Context()
 	pub := queue.NewPublisher(js, intent.Options{})
 	publish := func(s, k int) {
 		t.Helper()
@@ -148,7 +126,7 @@ func testOrderedHead(t *testing.T, mode string) {
 
 	// Every subject but 0 and 2 (whose heads are rejected) is complete
 	// and in order, subject 1 despite its head's three failures.
-	waitFor(t, 30*time.Second, "every other subject delivered", func() bool {
+	waitUntil(t, 30*time.Second, "every other subject delivered", func() bool {
 		for s := 1; s < subjects; s++ {
 			if s != 2 && len(sink.delivered(s)) < perSubject {
 				return false
@@ -185,7 +163,7 @@ func testOrderedHead(t *testing.T, mode string) {
 	}
 
 	if mode == config.DeadLetterContinue {
-		waitFor(t, 20*time.Second, "subjects 0 and 2 delivered after their heads", func() bool {
+		waitUntil(t, 20*time.Second, "subjects 0 and 2 delivered after their heads", func() bool {
 			return len(sink.delivered(0)) == perSubject-1 && len(sink.delivered(2)) == perSubject-1
 		})
 		inOrder(0, seq(1, perSubject))
@@ -198,7 +176,7 @@ func testOrderedHead(t *testing.T, mode string) {
 
 	// hold: the heads and everything after them about subjects 0 and 2
 	// are dead letters, in order; nothing of theirs was delivered.
-	waitFor(t, 20*time.Second, "subjects 0 and 2 held", func() bool { return len(heads()) == 2*perSubject })
+	waitUntil(t, 20*time.Second, "subjects 0 and 2 held", func() bool { return len(heads()) == 2*perSubject })
 	inOrder(0, nil)
 	inOrder(2, nil)
 	perSubj := map[string][]queue.StoredDeadLetter{}
@@ -228,13 +206,13 @@ func testOrderedHead(t *testing.T, mode string) {
 		t.Fatalf("hold of subject 0: %+v held=%v err=%v", h, held, err)
 	}
 
-	waitFor(t, 20*time.Second, "setrelay_held_subjects 2", func() bool {
+	waitUntil(t, 20*time.Second, "setrelay_held_subjects 2", func() bool {
 		return testutil.ToFloat64(mustGauge(t, reg, "setrelay_held_subjects", map[string]string{"receiver": r.Name})) == 2
 	})
 
 	// A newer intent about a held subject is held too.
 	publish(0, perSubject)
-	waitFor(t, 10*time.Second, "the newer intent held", func() bool { return len(heads()) == 2*perSubject+1 })
+	waitUntil(t, 10*time.Second, "the newer intent held", func() bool { return len(heads()) == 2*perSubject+1 })
 
 	// The receiver is fixed; replaying subject 0's dead letters in order
 	// delivers them in order, ends the hold, and newer intents follow.
@@ -246,13 +224,13 @@ func testOrderedHead(t *testing.T, mode string) {
 			}
 		}
 	}
-	waitFor(t, 20*time.Second, "subject 0 replayed", func() bool { return len(sink.delivered(0)) == perSubject+1 })
+	waitUntil(t, 20*time.Second, "subject 0 replayed", func() bool { return len(sink.delivered(0)) == perSubject+1 })
 	inOrder(0, seq(0, perSubject+1))
 	if _, held, err := holds.Get(ctx, r.Name, key0); err != nil || held {
 		t.Errorf("subject 0 still held after its replays (err %v)", err)
 	}
 	publish(0, perSubject+1)
-	waitFor(t, 10*time.Second, "a newer intent after the hold", func() bool { return len(sink.delivered(0)) == perSubject+2 })
+	waitUntil(t, 10*time.Second, "a newer intent after the hold", func() bool { return len(sink.delivered(0)) == perSubject+2 })
 
 	// Purging subject 2's dead letters ends its hold: newer intents are
 	// delivered again.
@@ -260,7 +238,7 @@ func testOrderedHead(t *testing.T, mode string) {
 		t.Fatalf("purge: %d, %v; want subject 2's %d dead letters", n, err, perSubject)
 	}
 	publish(2, perSubject)
-	waitFor(t, 10*time.Second, "subject 2 delivered after the purge", func() bool { return len(sink.delivered(2)) == 1 })
+	waitUntil(t, 10*time.Second, "subject 2 delivered after the purge", func() bool { return len(sink.delivered(2)) == 1 })
 	inOrder(2, []int{perSubject})
 }
 
@@ -323,30 +301,8 @@ func TestOrderedThroughOutage(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	svc, err := Start(ctx, cfg, zaptest.NewLogger(t), reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- svc.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	nc, err := nats.Connect(svc.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js, reg := runOrderedRelay(t, cfg)
+	ctx := t.Context()
 	pub := queue.NewPublisher(js, intent.Options{})
 	for k := range perSubject {
 		for s := range subjects {
@@ -357,11 +313,11 @@ func TestOrderedThroughOutage(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, 20*time.Second, "the receiver paused", func() bool {
+	waitUntil(t, 20*time.Second, "the receiver paused", func() bool {
 		return testutil.ToFloat64(mustCounter(t, reg, "setrelay_pauses_total", map[string]string{"receiver": r.Name})) > 0
 	})
 	down.Store(false)
-	waitFor(t, 40*time.Second, "every SET delivered", func() bool {
+	waitUntil(t, 40*time.Second, "every SET delivered", func() bool {
 		for s := range subjects {
 			if len(sink.delivered(s)) < perSubject {
 				return false
@@ -380,4 +336,36 @@ func TestOrderedThroughOutage(t *testing.T) {
 	if n := testenv.StreamMsgs(t, js, queue.DLQStream); n != 0 {
 		t.Errorf("%d dead letters, want none", n)
 	}
+}
+
+// runOrderedRelay starts a relay on cfg, runs it until the test ends (a
+// Run error fails the test), and returns a JetStream client of its
+// embedded server and its metrics registry.
+func runOrderedRelay(t *testing.T, cfg *config.Config) (jetstream.JetStream, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	ctx, cancel := context.WithCancel(context.Background())
+	svc, err := Start(ctx, cfg, zaptest.NewLogger(t), reg)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	nc, err := nats.Connect(svc.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, reg
 }
