@@ -83,6 +83,10 @@ const (
 	// the configured endpoint URL is not an RFC 8935 push endpoint (any
 	// more). The receiver is blocked, not the SET dead-lettered.
 	ReasonEndpointNotFound = "endpoint_not_found"
+	// ReasonNonPublicAddress is a PublicOnly client refusing to connect
+	// to an internal address. The receiver is blocked: the endpoint
+	// resolves there for every SET.
+	ReasonNonPublicAddress = "non_public_address"
 )
 
 // RFC 8935 section 2.3 error codes, as the receiver sends them in "err".
@@ -278,6 +282,8 @@ func classifyTransport(err error) Result {
 		if te.Permanent {
 			r.Outcome, r.Reason = Blocked, ReasonTokenConfig
 		}
+	case errors.Is(err, ErrNonPublicAddress):
+		r.Outcome, r.Reason = Blocked, ReasonNonPublicAddress
 	case errors.Is(err, context.Canceled):
 		r.Reason = ReasonCanceled
 	case errors.Is(err, context.DeadlineExceeded):

@@ -71,9 +71,13 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 	}
 
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
+	dial, proxy := dialer.DialContext, http.ProxyFromEnvironment
+	if cfg.PublicOnly {
+		dial, proxy = publicOnlyDial(dialer, proxyHostFor(cfg.Endpoint)), publicOnlyProxy(proxy)
+	}
 	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           dialer.DialContext,
+		Proxy:                 proxy,
+		DialContext:           dial,
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   cfg.ConnectTimeout,
 		ForceAttemptHTTP2:     true,

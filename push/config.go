@@ -67,6 +67,11 @@ type Config struct {
 	MaxConns int
 	// UserAgent overrides the default "setrelay/<Version>".
 	UserAgent string
+	// PublicOnly refuses, on every connection, endpoints whose address is
+	// not public (PublicIP). For endpoints chosen by the receiver itself
+	// (SSF streams), so that it cannot make the transmitter post into its
+	// own network; a refusal blocks the receiver (ReasonNonPublicAddress).
+	PublicOnly bool
 }
 
 // AuthConfig is how the client authenticates to the receiver. Set TokenURL

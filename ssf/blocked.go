@@ -57,6 +57,8 @@ func blockedReason(code string) string {
 		why = "the endpoint_url answers 404, 405 or 410"
 	case push.ReasonRedirect:
 		why = "the endpoint_url redirects; give the final URL"
+	case push.ReasonNonPublicAddress:
+		why = "the endpoint_url's host now resolves to a loopback, private or otherwise internal address"
 	case push.ReasonTLS:
 		why = "the endpoint_url's TLS certificate is not valid for its name or not trusted"
 	case push.ReasonAuthenticationFailed:

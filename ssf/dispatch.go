@@ -211,6 +211,7 @@ func (d *Dispatcher) pushClient(st *Stream) (*push.Client, error) {
 		InsecureHTTP: s.cfg.PushInsecureHTTP,
 		TLS:          s.cfg.PushTLS,
 		MaxConns:     s.cfg.PushConcurrency,
+		PublicOnly:   !s.cfg.AllowPrivateEndpoints,
 	}, s.log.Named("push"), d.pm)
 	if err != nil {
 		return nil, fmt.Errorf("push client: %w", err)

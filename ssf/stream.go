@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/secret"
 )
 
@@ -366,10 +367,10 @@ func (st *Stream) wantsType(uri string) bool { return slices.Contains(st.EventsD
 // checkPublicHost refuses a push endpoint on a loopback, private,
 // link-local or otherwise internal address: a receiver chooses the URL, and
 // must not be able to make the transmitter post to its own network (the
-// metadata service, an admin port). The name is resolved now, once; a name
-// that later resolves elsewhere is not caught (the push client's dialer
-// would have to check every connection), which is why the option to allow
-// private endpoints is off by default and the API is for trusted receivers.
+// metadata service, an admin port). The name is resolved now, so the
+// receiver hears at once; a name that later resolves elsewhere (DNS
+// rebinding) is caught by the push client, which checks the address of
+// every connection it makes (push.Config.PublicOnly).
 func checkPublicHost(ctx context.Context, host string) *apiError {
 	var ips []net.IP
 	if ip := net.ParseIP(host); ip != nil {
@@ -386,13 +387,9 @@ func checkPublicHost(ctx context.Context, host string) *apiError {
 		}
 	}
 	for _, ip := range ips {
-		if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-			ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() || cgnat.Contains(ip) {
+		if !push.PublicIP(ip) {
 			return badRequest("delivery.endpoint_url: %s is not a public address; this transmitter pushes only to public endpoints", host)
 		}
 	}
 	return nil
 }
-
-// cgnat is the shared address space of RFC 6598, internal like RFC 1918.
-var cgnat = &net.IPNet{IP: net.IPv4(100, 64, 0, 0), Mask: net.CIDRMask(10, 32)}
