@@ -44,6 +44,11 @@ func Enabled(getenv func(string) string) bool {
 	}
 }
 
+// ErrEnvironment marks a Setup failure caused by the OTEL_* variables
+// themselves (an unknown exporter or protocol): the operator's to fix, so
+// the CLI exits with status 2 rather than 1.
+var ErrEnvironment = errors.New("tracing: the OTEL_* environment is not usable")
+
 var errorHandlerOnce sync.Once
 
 // Setup builds the Provider from the OTEL_* environment. When tracing is
@@ -58,7 +63,7 @@ func Setup(ctx context.Context, version string, log *zap.Logger) (*Provider, err
 	}
 	exp, err := autoexport.NewSpanExporter(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("tracing: OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_PROTOCOL: %w (use otlp, console or none; grpc or http/protobuf)", err)
+		return nil, fmt.Errorf("%w: OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_PROTOCOL: %w (use otlp, console or none; grpc or http/protobuf)", ErrEnvironment, err)
 	}
 	if autoexport.IsNoneSpanExporter(exp) {
 		return &Provider{}, nil

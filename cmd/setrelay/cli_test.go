@@ -648,3 +648,13 @@ receivers:
 		}
 	}
 }
+
+// An unusable OTEL_* environment is the operator's to fix, like a bad
+// flag: exit status 2, with the variable named.
+func TestBadTracingEnvironmentIsAUsageError(t *testing.T) {
+	t.Setenv("OTEL_TRACES_EXPORTER", "bogus")
+	code, _, stderr := runCLI(t, "", "demo", "--count", "1")
+	if code != exitUsage || !strings.Contains(stderr, "OTEL_TRACES_EXPORTER") {
+		t.Fatalf("exit %d, stderr %q; want %d naming OTEL_TRACES_EXPORTER", code, stderr, exitUsage)
+	}
+}

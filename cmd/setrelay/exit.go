@@ -11,6 +11,7 @@ import (
 
 	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/tracing"
 )
 
 // Exit statuses. Scripts rely on 2 meaning "your input is wrong, retrying
@@ -83,7 +84,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &silent):
 		return silent.code
-	case errors.As(err, &usage), errors.As(err, &cfg), errors.As(err, &inv):
+	case errors.As(err, &usage), errors.As(err, &cfg), errors.As(err, &inv), errors.Is(err, tracing.ErrEnvironment):
 		return exitUsage
 	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"):
 		// cobra reports unknown subcommands with a plain error.
