@@ -38,7 +38,7 @@ func NewAdmin(ctx context.Context, cfg Config, js jetstream.JetStream, log *zap.
 	s.streams = &registry{kv: streams}
 	// The subjects bucket is needed only to delete a stream's subjects.
 	if subjects, err := js.KeyValue(ctx, SubjectsBucket); err == nil {
-		s.subjects = &subjectStore{kv: subjects}
+		s.subjects = newSubjectStore(js, subjects)
 	}
 	return &Admin{s: s}, nil
 }

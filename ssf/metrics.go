@@ -21,6 +21,7 @@ type metrics struct {
 	setErrs       *prometheus.CounterVec
 	skipped       *prometheus.CounterVec
 	subjectOps    *prometheus.CounterVec
+	tooWide       prometheus.Counter
 	streams       *prometheus.GaugeVec
 	pending       *prometheus.GaugeVec
 }
@@ -51,6 +52,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		subjectOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "setrelay_ssf_subject_operations_total", Help: "Subjects added and removed, per stream.",
 		}, []string{"stream", "op"}),
+		tooWide: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "setrelay_ssf_subjects_too_wide_total", Help: "Intents whose complex subject has more members than subject matching looks up (8), settled without delivery to streams that have subjects.",
+		}),
 		streams: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "setrelay_ssf_streams", Help: "Receiver-managed streams, by delivery method and status.",
 		}, []string{"method", "status"}),
@@ -80,5 +84,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, fmt.Errorf("ssf: register metrics: %w", err)
 	}
 	m.authFailures = got
+	if m.tooWide, err = promreg.Register(reg, m.tooWide); err != nil {
+		return nil, fmt.Errorf("ssf: register metrics: %w", err)
+	}
 	return m, nil
 }

@@ -107,7 +107,8 @@ func New(ctx context.Context, cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	s.streams = &registry{kv: streams}
-	s.subjects = &subjectStore{kv: subjects}
+	s.subjects = newSubjectStore(d.JS, subjects)
+	s.subjects.tooWide = s.m.tooWide.Inc
 	s.replayKeys = queue.NewReplayKeys(d.JS)
 	s.poll = poll
 	if d.JWKS != nil {

@@ -52,6 +52,10 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, replicas int, poll
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("ssf: bucket %s: %w", SubjectsBucket, err)
 	}
+	// Subject changes are atomic batches (subjectindex.go).
+	if err := ensureAtomic(ctx, js); err != nil {
+		return nil, nil, nil, err
+	}
 	poll, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: PollBucket, Description: "setrelay SSF polled SETs awaiting acknowledgement",
 		History: 1, Replicas: replicas, Storage: jetstream.FileStorage, TTL: pollTTL,

@@ -45,6 +45,11 @@ type Stream struct {
 	// HasSubjects is set once a subject is added or removed; until then
 	// the default_subjects rule decides without any look-up.
 	HasSubjects bool `json:"has_subjects,omitempty"`
+	// SubjectIndex is set with HasSubjects by this version and later:
+	// every complex subject of the stream is in the match index. A stream
+	// that had subjects before (HasSubjects without SubjectIndex) also
+	// reads its older records the way they were written (subjectindex.go).
+	SubjectIndex bool `json:"subject_index,omitempty"`
 	// LastActivity is the receiver's last request about the stream, kept
 	// to within a tenth of the inactivity timeout.
 	LastActivity time.Time `json:"last_activity,omitzero"`

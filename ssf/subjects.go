@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
@@ -28,18 +28,44 @@ const (
 // event's complex subject looks up every non-empty subset of its members.
 const maxComplexMembers = 8
 
-// subjectStore is the subjects bucket: one key per (stream, subject),
-// "<stream id>.<hash of the subject's canonical JSON>", so a stream may
-// have millions of subjects and matching an event costs a few key
-// look-ups, never a scan or a copy in memory.
+// subjectStore is the subjects bucket: one record per (stream, subject),
+// "<stream id>.<hash of the subject's canonical JSON>", and the complex
+// subject match index beside it (subjectindex.go), so a stream may have
+// millions of subjects and matching an event costs a few key look-ups,
+// never a scan or a copy in memory.
 type subjectStore struct {
 	kv jetstream.KeyValue
+	js jetstream.JetStream
+	nc *nats.Conn
+	// apiPrefix is the JetStream API prefix, for leader reads.
+	apiPrefix string
+	// crash, in tests only, interrupts a change before its commit.
+	crash crashHook
+	// tooWide counts events whose complex subject has more members than
+	// the index can look up, settled without delivery.
+	tooWide func()
 }
 
+func newSubjectStore(js jetstream.JetStream, kv jetstream.KeyValue) *subjectStore {
+	o := js.Options()
+	prefix := "$JS.API."
+	switch {
+	case o.Domain != "":
+		prefix = "$JS." + o.Domain + ".API."
+	case o.APIPrefix != "":
+		prefix = strings.TrimSuffix(o.APIPrefix, ".") + "."
+	}
+	return &subjectStore{kv: kv, js: js, nc: js.Conn(), apiPrefix: prefix}
+}
+
+// subjectEntry is a subject record. Indexed says a complex subject is
+// counted in the match index; records written before the index existed
+// lack it and are read the old way (legacy look-ups) until changed.
 type subjectEntry struct {
 	Subject  json.RawMessage `json:"subject"`
 	Verified bool            `json:"verified"`
 	State    string          `json:"state"`
+	Indexed  bool            `json:"indexed,omitempty"`
 }
 
 // canonical is the subject's canonical JSON (intent.SubjectKey, the one
@@ -83,42 +109,13 @@ func checkSubject(subject map[string]any) error {
 	return nil
 }
 
-// candidates are the stored subjects that would match an event about
-// subject (§8.1.3.1): the subject itself when simple; when complex, every
-// complex subject made of a non-empty subset of its members (a stream
-// subscribed to {tenant: T} matches an event about {tenant: T, user: U}).
-func candidates(subject map[string]any) []map[string]any {
-	if !isComplex(subject) {
-		return []map[string]any{subject}
-	}
-	m := members(subject)
-	names := make([]string, 0, len(m))
-	for name := range m {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	if len(names) > maxComplexMembers {
-		names = names[:maxComplexMembers]
-	}
-	var out []map[string]any
-	for mask := 1; mask < 1<<len(names); mask++ {
-		c := map[string]any{}
-		for i, name := range names {
-			if mask&(1<<i) != 0 {
-				c[name] = m[name]
-			}
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
 // wants decides whether an event about subject goes to st. With default
-// ALL, every subject does unless a matching subject was removed; with
-// NONE, only subjects matching an added (and, when configured,
-// verified) one. An event without a subject goes to every stream that
-// wants its type. A stream that never had a subject added or removed is
-// decided without any look-up.
+// ALL, every subject does unless it matches a removed one; with NONE, only
+// subjects matching an added (and verified) one. A removed match wins over
+// an added one. An event without a subject goes to every stream that wants
+// its type. A stream that never had a subject added or removed is decided
+// without any look-up. A simple subject costs one look-up; a complex one
+// one per non-empty subset of its members (§8.1.3.1, subjectindex.go).
 func (ss *subjectStore) wants(ctx context.Context, st *Stream, def string, subject map[string]any) (bool, error) {
 	if subject == nil {
 		return true, nil
@@ -126,26 +123,32 @@ func (ss *subjectStore) wants(ctx context.Context, st *Stream, def string, subje
 	if !st.HasSubjects {
 		return def == DefaultSubjectsAll, nil
 	}
-	added, removed := false, false
-	for _, c := range candidates(subject) {
-		e, err := ss.kv.Get(ctx, subjectKey(st.ID, c))
-		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
-			continue
+	var added, removed bool
+	if isComplex(subject) {
+		m := members(subject)
+		if len(m) > maxComplexMembers {
+			// Too many members to look up every subset: settle without
+			// delivery rather than risk sending an event about a removed
+			// subject. Counted (setrelay_ssf_subjects_too_wide_total).
+			if ss.tooWide != nil {
+				ss.tooWide()
+			}
+			return false, nil
 		}
+		var err error
+		if added, removed, err = ss.complexMatch(ctx, st, m); err != nil {
+			return false, err
+		}
+	} else {
+		se, err := ss.record(ctx, subjectKey(st.ID, subject))
 		if err != nil {
-			return false, fmt.Errorf("ssf: subject look-up: %w", err)
+			return false, err
 		}
-		var se subjectEntry
-		if json.Unmarshal(e.Value(), &se) != nil {
-			continue
-		}
-		switch se.State {
-		case subjectAdded:
+		if se != nil {
 			// An unverified subject (verified: false) does not open the
 			// stream to its events: §9 information harvesting.
-			added = added || se.Verified
-		case subjectRemoved:
-			removed = true
+			added = se.State == subjectAdded && se.Verified
+			removed = se.State == subjectRemoved
 		}
 	}
 	if removed {
@@ -223,27 +226,36 @@ func (s *Server) changeSubject(w http.ResponseWriter, r *http.Request, p *Princi
 		return
 	}
 	if !st.HasSubjects {
-		if st, err = s.streams.modify(ctx, st.ID, func(st *Stream) error { st.HasSubjects = true; return nil }); err != nil {
+		// A stream's first subject: every record it will have is written
+		// with the match index, so no legacy look-ups are needed.
+		if st, err = s.streams.modify(ctx, st.ID, func(st *Stream) error {
+			if !st.HasSubjects {
+				st.HasSubjects, st.SubjectIndex = true, true
+			}
+			return nil
+		}); err != nil {
 			s.fail(w, r, err)
 			return
 		}
 	}
-	key := subjectKey(st.ID, normalise(req.Subject))
+	norm := normalise(req.Subject)
+	key := subjectKey(st.ID, norm)
 	verified := req.Verified == nil || *req.Verified
 	raw, _ := json.Marshal(req.Subject)
+	var next *subjectEntry // nil: no record
 	switch {
 	case add:
-		b, _ := json.Marshal(subjectEntry{Subject: raw, Verified: verified, State: subjectAdded})
-		_, err = s.subjects.kv.Put(ctx, key, b)
+		next = &subjectEntry{Subject: raw, Verified: verified, State: subjectAdded}
 	case s.cfg.DefaultSubjects == DefaultSubjectsAll:
 		// Under ALL a removal must be remembered: it is what stops the
 		// subject's events.
-		b, _ := json.Marshal(subjectEntry{Subject: raw, State: subjectRemoved})
-		_, err = s.subjects.kv.Put(ctx, key, b)
-	default:
-		err = s.subjects.kv.Purge(ctx, key)
+		next = &subjectEntry{Subject: raw, State: subjectRemoved}
 	}
-	if err != nil {
+	if err = s.subjects.set(ctx, st.ID, norm, next); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
 		s.fail(w, r, fmt.Errorf("ssf: store subject: %w", err))
 		return
 	}
