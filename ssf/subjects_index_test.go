@@ -62,7 +62,7 @@ func newTestStream() *Stream {
 }
 
 func opaque(id string) map[string]any { return map[string]any{"format": "opaque", "id": id} }
-func mail(e string) map[string]any   { return map[string]any{"format": "email", "email": e} }
+func mail(e string) map[string]any    { return map[string]any{"format": "email", "email": e} }
 
 // cx is a complex subject in the SSF 1.0 form: name, member, name, member...
 func cx(kv ...any) map[string]any {
