@@ -99,3 +99,68 @@ func TestSubjectsTooFast429(t *testing.T) {
 		t.Fatalf("remove within a second at 1/s: %d %s", status, b)
 	}
 }
+
+// §8.1.3.1 in the direction the event has fewer members, through the API:
+// a stream that added {tenant: T, user: U} receives events about {tenant:
+// T} alone and about {user: U, device: D}, not about another tenant, a
+// conflicting user, a device alone, or U as a simple subject. Adding it
+// twice and removing it once removes it (subjects are a set).
+func TestSubjectsComplexMatchesEventWithFewerMembers(t *testing.T) {
+	x := newTX(t, txOptions{DefaultSubjects: "NONE"})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	tenant := map[string]any{"format": "opaque", "id": "tenant-T"}
+	user := email("u@example.com")
+	stored := complexSubject(map[string]any{"tenant": tenant, "user": user})
+	for range 2 {
+		x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": stored}, nil)
+	}
+
+	x.publish(
+		subjectEvent("tenant-only", complexSubject(map[string]any{"tenant": tenant})),
+		subjectEvent("user-device", complexSubject(map[string]any{"user": user, "device": map[string]any{"format": "opaque", "id": "D"}})),
+		subjectEvent("other-tenant", complexSubject(map[string]any{"tenant": map[string]any{"format": "opaque", "id": "tenant-X"}})),
+		subjectEvent("other-user", complexSubject(map[string]any{"tenant": tenant, "user": email("v@example.com")})),
+		subjectEvent("device-only", complexSubject(map[string]any{"device": map[string]any{"format": "opaque", "id": "D"}})),
+		subjectEvent("simple-user", user),
+	)
+	got := txns(x.drain(tokenA, id, 6))
+	if len(got) != 2 || !got["tenant-only"] || !got["user-device"] {
+		t.Fatalf("delivered %v, want tenant-only and user-device", got)
+	}
+
+	x.must(204, "POST", "/ssf/subjects:remove", tokenA, map[string]any{"stream_id": id, "subject": stored}, nil)
+	// A simple subject added afterwards shows the stream still delivers.
+	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": email("marker@example.com")}, nil)
+	x.publish(
+		subjectEvent("tenant-after-remove", complexSubject(map[string]any{"tenant": tenant})),
+		subjectEvent("marker", email("marker@example.com")),
+	)
+	got = txns(x.drain(tokenA, id, 2))
+	if len(got) != 1 || !got["marker"] {
+		t.Fatalf("after removing the complex subject: delivered %v, want marker only", got)
+	}
+}
+
+// Under ALL, removing {tenant: T, user: U} stops events about {tenant: T}
+// alone too (they match it), and leaves other tenants alone; adding it
+// back restores them.
+func TestSubjectsAllRemovedComplexMatchesEventWithFewerMembers(t *testing.T) {
+	x := newTX(t, txOptions{})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	tenant := map[string]any{"format": "opaque", "id": "tenant-T"}
+	subject := complexSubject(map[string]any{"tenant": tenant, "user": email("u@example.com")})
+	x.must(204, "POST", "/ssf/subjects:remove", tokenA, map[string]any{"stream_id": id, "subject": subject}, nil)
+	x.publish(
+		subjectEvent("tenant-only", complexSubject(map[string]any{"tenant": tenant})),
+		subjectEvent("other-tenant", complexSubject(map[string]any{"tenant": map[string]any{"format": "opaque", "id": "tenant-X"}})),
+	)
+	got := txns(x.drain(tokenA, id, 2))
+	if len(got) != 1 || !got["other-tenant"] {
+		t.Fatalf("delivered %v, want other-tenant only", got)
+	}
+	x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": subject}, nil)
+	x.publish(subjectEvent("tenant-back", complexSubject(map[string]any{"tenant": tenant})))
+	if got := txns(x.drain(tokenA, id, 1)); !got["tenant-back"] {
+		t.Fatalf("after adding it back: %v", got)
+	}
+}
