@@ -38,6 +38,9 @@ type SSF struct {
 	Key string `yaml:"key" json:"key"`
 	// DefaultSubjects is ALL or NONE (default ALL).
 	DefaultSubjects string `yaml:"default_subjects" json:"default_subjects"`
+	// CriticalSubjectMembers are advertised as critical_subject_members:
+	// complex subject member names receivers must interpret (SSF 1.0 §6.1).
+	CriticalSubjectMembers []string `yaml:"critical_subject_members" json:"critical_subject_members"`
 	// EventsSupported are the event types streams may request, as aliases
 	// or URIs. Default: every CAEP and RISC type.
 	EventsSupported []string `yaml:"events_supported" json:"events_supported"`
@@ -139,6 +142,13 @@ func (c *Config) validateSSF(p *problems, keyIDs map[string]bool) {
 	if s.DefaultSubjects != "" && s.DefaultSubjects != ssf.DefaultSubjectsAll && s.DefaultSubjects != ssf.DefaultSubjectsNone {
 		p.add("ssf.default_subjects", "must be ALL or NONE (got %q)", s.DefaultSubjects)
 	}
+	seenCritical := map[string]bool{}
+	for i, n := range s.CriticalSubjectMembers {
+		if n == "" || n == "format" || seenCritical[n] {
+			p.add(fmt.Sprintf("ssf.critical_subject_members[%d]", i), "must be a complex subject member name (such as user, device, session, application, tenant, org_unit, group), each once (got %q)", n)
+		}
+		seenCritical[n] = true
+	}
 	for i, e := range s.EventsSupported {
 		if uri, _ := resolveKnown(e); uri == "" {
 			p.add(fmt.Sprintf("ssf.events_supported[%d]", i), "%q is not a known event type alias or URI", e)
@@ -187,6 +197,7 @@ func (c *Config) Transmitter() ssf.Config {
 		BaseURL:                 s.BaseURL,
 		JWKSURI:                 s.JWKSURI,
 		DefaultSubjects:         s.DefaultSubjects,
+		CriticalSubjectMembers:  s.CriticalSubjectMembers,
 		MinVerificationInterval: s.MinVerificationInterval,
 		MaxStreamsPerClient:     s.MaxStreamsPerClient,
 		PollAckWait:             s.PollAckWait,

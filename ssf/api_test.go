@@ -37,6 +37,10 @@ func TestMetadataIssuerPathAndRoot(t *testing.T) {
 		if md["default_subjects"] != "ALL" {
 			t.Errorf("default_subjects %v", md["default_subjects"])
 		}
+		// Nothing is critical unless the operator says so.
+		if v, ok := md["critical_subject_members"]; ok {
+			t.Errorf("critical_subject_members %v, want it left out", v)
+		}
 	}
 	// The metadata is public, but only readable.
 	if status, _, _ := x.do("POST", "/.well-known/ssf-configuration", "", "{}"); status != http.StatusMethodNotAllowed {
@@ -322,4 +326,15 @@ func TestPushToInternalAddressesIs400(t *testing.T) {
 	}
 	// A public address is fine (no DNS needed for a literal).
 	x.must(201, "POST", "/ssf/streams", tokenA, map[string]any{"delivery": map[string]any{"method": ssf.MethodPush, "endpoint_url": "https://203.0.113.7/events"}}, nil)
+}
+
+// critical_subject_members (§6.1) is advertised as configured.
+func TestMetadataCriticalSubjectMembers(t *testing.T) {
+	x := newTX(t, txOptions{Critical: []string{"tenant", "user"}})
+	var md map[string]any
+	x.must(200, "GET", "/.well-known/ssf-configuration/issuer1", "", nil, &md)
+	got, _ := md["critical_subject_members"].([]any)
+	if len(got) != 2 || got[0] != "tenant" || got[1] != "user" {
+		t.Fatalf("critical_subject_members %v", md["critical_subject_members"])
+	}
 }

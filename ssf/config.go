@@ -65,6 +65,11 @@ type Config struct {
 	// DefaultSubjects is ALL (events for every subject unless removed)
 	// or NONE (only for added subjects).
 	DefaultSubjects string
+	// CriticalSubjectMembers are the complex subject member names a
+	// receiver must be able to interpret, or discard the event (SSF 1.0
+	// §3.3, §6.1 critical_subject_members). Advertised in the metadata;
+	// empty leaves the member out.
+	CriticalSubjectMembers []string
 	// EventsSupported are the event-type URIs offered to streams. Empty
 	// means every CAEP, RISC and SSF type setrelay knows.
 	EventsSupported []string
@@ -187,6 +192,9 @@ func (c *Config) Validate() error {
 	if c.DefaultSubjects != "" && c.DefaultSubjects != DefaultSubjectsAll && c.DefaultSubjects != DefaultSubjectsNone {
 		errs = append(errs, fmt.Errorf("default_subjects must be ALL or NONE (got %q)", c.DefaultSubjects))
 	}
+	if err := checkCriticalMembers(c.CriticalSubjectMembers); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.Clients) == 0 && c.JWT == nil {
 		errs = append(errs, errors.New("no clients and no jwt authorization server: no receiver could use the API"))
 	}
@@ -210,4 +218,20 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("jwt: issuer, jwks_uri and audience are all required"))
 	}
 	return errors.Join(errs...)
+}
+
+// checkCriticalMembers refuses critical_subject_members that no complex
+// subject could have: empty, "format", or repeated names.
+func checkCriticalMembers(names []string) error {
+	seen := map[string]bool{}
+	for _, n := range names {
+		switch {
+		case n == "" || n == "format":
+			return fmt.Errorf("critical_subject_members: %q is not a complex subject member name (such as user, device, session, application, tenant, org_unit, group)", n)
+		case seen[n]:
+			return fmt.Errorf("critical_subject_members: %q is listed twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
 }

@@ -56,6 +56,7 @@ type tx struct {
 
 type txOptions struct {
 	DefaultSubjects string
+	Critical        []string
 	PollAckWait     time.Duration
 	MaxPollWait     time.Duration
 	MinVerify       time.Duration
@@ -110,6 +111,7 @@ func newTX(t testing.TB, o txOptions) *tx {
 			{ID: "ro", TokenSHA256: ssf.HashToken(tokenRO), Audience: []string{"https://ro.example/"}, Scopes: []string{ssf.ScopeRead}},
 		},
 		DefaultSubjects:         o.DefaultSubjects,
+		CriticalSubjectMembers:  o.Critical,
 		MinVerificationInterval: o.MinVerify,
 		MaxStreamsPerClient:     o.MaxStreams,
 		PollAckWait:             o.PollAckWait,

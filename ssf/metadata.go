@@ -56,6 +56,9 @@ func (s *Server) metadata() Metadata {
 		// OAuth 2.0 bearer tokens (RFC 6750 over RFC 6749), static or JWT.
 		AuthorizationSchemes: []AuthScheme{{SpecURN: "urn:ietf:rfc:6749"}},
 		DefaultSubjects:      c.DefaultSubjects,
+		// What a receiver must interpret is the operator's to say: the
+		// transmitter only matches members, it never interprets them.
+		CriticalSubjectMembers: c.CriticalSubjectMembers,
 	}
 }
 

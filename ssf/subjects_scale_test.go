@@ -102,7 +102,9 @@ func TestSubjectStoreScales(t *testing.T) {
 		{"{tenant: T}", func(int) map[string]any { return cx("tenant", T) }, true},
 		{"{user: U_i}", func(i int) map[string]any { return cx("user", user(i)) }, true},
 		{"{tenant: T, user: U_i}", func(i int) map[string]any { return cx("tenant", T, "user", user(i)) }, true},
-		{"{tenant: T, user: U'} not stored", func(i int) map[string]any { return cx("tenant", T, "user", mail(fmt.Sprintf("stranger%d@example.com", i))) }, false},
+		{"{tenant: T, user: U'} not stored", func(i int) map[string]any {
+			return cx("tenant", T, "user", mail(fmt.Sprintf("stranger%d@example.com", i)))
+		}, false},
 		{"{tenant: X}", func(i int) map[string]any { return cx("tenant", opaque(fmt.Sprint("other", i))) }, false},
 	}
 	const rounds = 200
