@@ -109,23 +109,29 @@ func TestSubjectStoreScales(t *testing.T) {
 	}
 	const rounds = 200
 	for _, p := range probes {
-		before := worker.nc.Stats()
-		start := time.Now()
-		for r := range rounds {
-			i := (r * 7919) % n
-			if got := mustWant(t, worker, st, DefaultSubjectsNone, p.event(i)); got != p.want {
-				t.Fatalf("%s (i=%d): delivered %v, want %v", p.name, i, got, p.want)
+		// Two passes over the same events: the first reads entries the
+		// server may have to load from disk, the second finds them in its
+		// block cache.
+		for _, pass := range []string{"first", "again"} {
+			before := worker.nc.Stats()
+			start := time.Now()
+			for r := range rounds {
+				i := (r * 7919) % n
+				if got := mustWant(t, worker, st, DefaultSubjectsNone, p.event(i)); got != p.want {
+					t.Fatalf("%s (i=%d): delivered %v, want %v", p.name, i, got, p.want)
+				}
 			}
-		}
-		per := time.Since(start) / rounds
-		after := worker.nc.Stats()
-		msgs := float64(after.InMsgs-before.InMsgs) / rounds
-		bytes := float64(after.InBytes-before.InBytes) / rounds
-		t.Logf("%d subjects, event %s: %s, %.1f reads, %.0f bytes read per decision", n+1, p.name, per.Round(time.Microsecond), msgs, bytes)
-		// At most one read per non-empty subset of the event's members
-		// (3 for two members), each a small entry: bounded whatever N is.
-		if msgs > 3 || bytes > 3*1024 {
-			t.Errorf("event %s: %.1f reads and %.0f bytes per decision; the index should need at most 3 small reads", p.name, msgs, bytes)
+			per := time.Since(start) / rounds
+			after := worker.nc.Stats()
+			msgs := float64(after.InMsgs-before.InMsgs) / rounds
+			bytes := float64(after.InBytes-before.InBytes) / rounds
+			t.Logf("%d subjects, event %s (%s): %s, %.1f reads, %.0f bytes read per decision", n+1, p.name, pass, per.Round(time.Microsecond), msgs, bytes)
+			// At most one read per non-empty subset of the event's
+			// members (3 for two members), each a small entry: bounded
+			// whatever N is.
+			if msgs > 3 || bytes > 3*1024 {
+				t.Errorf("event %s: %.1f reads and %.0f bytes per decision; the index should need at most 3 small reads", p.name, msgs, bytes)
+			}
 		}
 	}
 }
