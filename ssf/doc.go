@@ -16,4 +16,12 @@
 // (events are held and delivered in stored order after re-enabling);
 // "disabled" deletes it, so nothing is held, and re-enabling creates a new
 // one that starts with the next event published.
+//
+// Stream subjects (§8.1.3) live in SubjectsBucket, never loaded as a
+// whole: a record per (stream, subject), and for complex subjects a match
+// index of projections counted per shape, which answers §8.1.3.1 in both
+// directions with one look-up per subset of an event's members. A change
+// writes the record and the counts it moves in one JetStream atomic batch
+// with compare-and-set on every key, so the counts stay exact across
+// processes, retries and crashes (subjectindex.go).
 package ssf
