@@ -349,7 +349,7 @@ func (ss *subjectStore) set(ctx context.Context, streamID string, subject map[st
 	delay := 5 * time.Millisecond
 	for range maxChangeAttempts {
 		err := ss.trySet(ctx, streamID, key, subject, names, next)
-		if !casConflict(err) && !atomicDisabled(err) {
+		if !casConflict(err) && !atomicDisabled(err) && !batchRetryable(err) {
 			return err
 		}
 		if atomicDisabled(err) {
@@ -451,8 +451,20 @@ func atomicDisabled(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeAtomicPublishDisabled
 }
 
-// jsErrCodeAtomicPublishDisabled is nats-server's JSAtomicPublishDisabledErr.
-const jsErrCodeAtomicPublishDisabled jetstream.ErrorCode = 10174
+// nats-server's error codes for atomic batches (jetstream_errors_generated.go).
+const (
+	jsErrCodeAtomicPublishDisabled        jetstream.ErrorCode = 10174
+	jsErrCodeAtomicPublishIncompleteBatch jetstream.ErrorCode = 10176
+	jsErrCodeAtomicPublishTooManyInflight jetstream.ErrorCode = 10210
+)
+
+// batchRetryable reports a batch refused for a passing reason: the server
+// had too many batches open, or did not get all of this one (a leader
+// change, a lost message). Nothing of it was written, so it is redone.
+func batchRetryable(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jsErrCodeAtomicPublishIncompleteBatch || apiErr.ErrorCode == jsErrCodeAtomicPublishTooManyInflight)
+}
 
 // ensureAtomic lets the subjects bucket's stream take atomic batches
 // (nats-server 2.12 or later). KV bucket options cannot say so, and
