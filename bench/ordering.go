@@ -18,6 +18,9 @@ type OrderingOptions struct {
 	Subjects   int // distinct subjects (default 10,000)
 	Partitions int // the ordered receiver's partitions (default 256)
 	Repeat     int // rounds, each running the three modes in turn
+	// CPUProfile, when set, profiles each mode's first run into
+	// CPUProfile + "." + mode.
+	CPUProfile string
 }
 
 // Ordering measures, in the same process and alternating, three drains of
@@ -46,11 +49,15 @@ func Ordering(ctx context.Context, o OrderingOptions, out io.Writer) error {
 		{"ordered", func(p *PipelineOptions) { p.Subjects, p.Partitions = o.Subjects, o.Partitions }},
 	}
 	results := map[string][]ThroughputResult{}
-	for range o.Repeat {
+	for round := range o.Repeat {
 		for _, m := range modes {
 			popts := o.Pipeline
 			m.set(&popts)
-			t, err := Throughput(ctx, popts, o.N, "")
+			prof := ""
+			if o.CPUProfile != "" && round == 0 {
+				prof = o.CPUProfile + "." + m.name
+			}
+			t, err := Throughput(ctx, popts, o.N, prof)
 			if err != nil {
 				return fmt.Errorf("bench: %s: %w", m.name, err)
 			}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -19,10 +20,14 @@ import (
 // subject (intent.SubjectKey) modulo Slots. The slot space is fixed and part
 // of the wire contract, so producers need no configuration: a receiver with
 // `ordering: subject` groups the slots into its own number of partitions,
-// one durable consumer per partition with MaxAckPending 1. JetStream then
-// hands out a partition's intents one at a time, in stored order, to
-// whichever process pulls it: the order lives on the server, not in a
-// process's memory, and survives retries, pauses and kills.
+// one durable consumer per partition. Each partition consumer pins its
+// deliveries to one process at a time (a pinned-client priority group), which
+// keeps up to PartitionMaxAckPending of its intents in flight and starts an
+// intent only when no earlier one about the same subject can still be
+// outstanding (worker/ordered.go). The order is the stream's: the server
+// keeps every unsettled intent pending, so a retry, a hand-back or a killed
+// owner's intents come back to whichever process owns the partition next,
+// which sorts them by stream sequence again.
 
 // Slots is the number of intent subjects "setrelay.intent.0" to
 // "setrelay.intent.1023". Partition counts must divide it.
@@ -37,6 +42,22 @@ const (
 	MaxPartitions     = Slots
 	DefaultPartitions = 256
 )
+
+// PartitionGroup is the priority group every process pulls partition
+// consumers with; the server pins each partition to one of its pullers.
+const PartitionGroup = "setrelay"
+
+// PartitionMaxAckPending bounds one partition's intents in flight, and so
+// the memory its owner holds: when a subject's head keeps failing, its later
+// intents wait in the owner's memory, and once they fill the window the
+// whole partition waits for the head to settle (retried until delivered or
+// dead-lettered).
+const PartitionMaxAckPending = 64
+
+// PartitionPinnedTTL is how long a partition stays pinned to a process that
+// has stopped pulling it (killed, hung, or cut off): then the server pins it
+// to another process. Owners pull at least every second.
+const PartitionPinnedTTL = 10 * time.Second
 
 // partitionPrefix names partition consumers: "ord_<token>_<partition>".
 // It differs from the receiver consumers' "rcv_" so that no receiver name
@@ -65,6 +86,17 @@ func slotOf(data []byte) int {
 		return SubjectSlot(nil)
 	}
 	return SubjectSlot(v.Subject)
+}
+
+// OrderKey is the subject key (intent.SubjectKey) of encoded intent bytes:
+// what an ordered receiver keeps in order. Bytes that do not parse share
+// the key of an intent without a subject.
+func OrderKey(data []byte) string {
+	var v struct {
+		Subject map[string]any `json:"subject"`
+	}
+	_ = json.Unmarshal(data, &v)
+	return string(intent.SubjectKey(v.Subject))
 }
 
 // SlotSubject is the intent subject of slot.
@@ -108,15 +140,18 @@ func PartitionConsumerName(receiver string, p int) string {
 }
 
 // PartitionConsumerConfig is partition p of n of an ordered receiver: the
-// intent and replay subjects of the slots s with s % n == p, MaxAckPending
-// 1 so that the server never hands out the next intent before the current
-// one is acked or terminated (a Nak with delay keeps it pending), and the
-// receiver consumer's other settings.
+// intent and replay subjects of the slots s with s % n == p, pinned to one
+// puller at a time (PartitionGroup, PartitionPinnedTTL), at most
+// PartitionMaxAckPending in flight, and the receiver consumer's other
+// settings.
 func PartitionConsumerConfig(cfg Config, receiver string, p, n int) jetstream.ConsumerConfig {
 	cc := ConsumerConfig(cfg, receiver)
 	cc.Durable = PartitionConsumerName(receiver, p)
 	cc.Description = fmt.Sprintf("setrelay ordered deliveries to receiver %s, partition %d of %d", receiver, p, n)
-	cc.MaxAckPending = 1
+	cc.MaxAckPending = PartitionMaxAckPending
+	cc.PriorityPolicy = jetstream.PriorityPolicyPinned
+	cc.PriorityGroups = []string{PartitionGroup}
+	cc.PinnedTTL = PartitionPinnedTTL
 	cc.FilterSubjects = make([]string, 0, 2*Slots/n)
 	for s := p; s < Slots; s += n {
 		cc.FilterSubjects = append(cc.FilterSubjects, SlotSubject(s))
@@ -157,7 +192,9 @@ func samePartition(have *jetstream.ConsumerConfig, want jetstream.ConsumerConfig
 	// A consumer that follows its stream's replicas may report 0.
 	replicas := have.Replicas == want.Replicas || (have.Replicas == 0 && want.Replicas <= 1)
 	return replicas && have.MaxAckPending == want.MaxAckPending && have.AckWait == want.AckWait &&
-		have.MaxDeliver == want.MaxDeliver && slices.Equal(have.FilterSubjects, want.FilterSubjects)
+		have.MaxDeliver == want.MaxDeliver && slices.Equal(have.FilterSubjects, want.FilterSubjects) &&
+		have.PriorityPolicy == want.PriorityPolicy && have.PinnedTTL == want.PinnedTTL &&
+		slices.Equal(have.PriorityGroups, want.PriorityGroups)
 }
 
 // LogicalSubject is subject without its slot: "setrelay.intent.<slot>" is

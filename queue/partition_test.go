@@ -51,8 +51,11 @@ func TestPartitionConsumersCoverEverySlotOnce(t *testing.T) {
 		seen := map[string]int{}
 		for p := range n {
 			cc := queue.PartitionConsumerConfig(queue.Config{}, "rcv.a", p, n)
-			if cc.MaxAckPending != 1 {
-				t.Fatalf("partition %d/%d: MaxAckPending %d, want 1", p, n, cc.MaxAckPending)
+			if cc.MaxAckPending != queue.PartitionMaxAckPending || cc.PriorityPolicy != jetstream.PriorityPolicyPinned ||
+				len(cc.PriorityGroups) != 1 || cc.PriorityGroups[0] != queue.PartitionGroup || cc.PinnedTTL != queue.PartitionPinnedTTL {
+				t.Fatalf("partition %d/%d: MaxAckPending %d, priority %v %v ttl %v; want %d, pinned to group %q for %v", p, n,
+					cc.MaxAckPending, cc.PriorityPolicy, cc.PriorityGroups, cc.PinnedTTL,
+					queue.PartitionMaxAckPending, queue.PartitionGroup, queue.PartitionPinnedTTL)
 			}
 			for _, f := range cc.FilterSubjects {
 				seen[f]++

@@ -467,22 +467,26 @@ func (p *Pool) probeBlocked(ctx, work context.Context, r *rcv) {
 	}
 }
 
-// probeOne fetches at most one message and handles it as a probe.
+// probeOne fetches at most one message and handles it as a probe. An
+// ordered receiver's probe pushes an intent one of this process's
+// partitions may start now (ordered.go), so the probe keeps the subject's
+// order too; without one, it tries the receiver consumer (intents without
+// a slot).
 func (p *Pool) probeOne(ctx, work context.Context, r *rcv) (ActionKind, bool) {
 	if !p.acquire(ctx) {
 		return 0, false
 	}
 	defer p.release(1)
+	if len(r.parts) > 0 {
+		if t, ok := p.probePartitioned(ctx, r); ok {
+			out := p.handle(work, r, t.msg, true)
+			t.done <- settledMsg{seq: t.seq, out: out}
+			return out.kind, true
+		}
+	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FetchWait)
 	defer cancel()
-	cons := r.Consumer
-	if len(r.Partitions) > 0 {
-		// An ordered receiver's intents are in its partitions, which
-		// are not paused on the server (ordered.go): probe with the head
-		// of the first partition that has one.
-		cons = p.probePartition(fctx, r)
-	}
-	batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+	batch, err := r.Consumer.Fetch(1, jetstream.FetchContext(fctx))
 	r.m.pulls.Inc()
 	if err != nil {
 		return 0, false
@@ -491,7 +495,7 @@ func (p *Pool) probeOne(ctx, work context.Context, r *rcv) (ActionKind, bool) {
 	got := false
 	for msg := range batch.Messages() {
 		got = true
-		kind = p.handle(work, r, msg, true)
+		kind = p.handle(work, r, msg, true).kind
 	}
 	return kind, got
 }

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -74,14 +75,27 @@ type job struct {
 	// subjectHeld is set when the intent is dead-lettered only because
 	// its subject is held.
 	subjectHeld bool
+	// unsent is set when the ack or term could not be sent: the server
+	// still counts the message pending and will deliver it again.
+	unsent bool
+}
+
+// outcome is how handle left a message.
+type outcome struct {
+	kind ActionKind
+	// pending: the server still holds the message for redelivery (a
+	// retry, a hand-back, or an ack or term that could not be sent).
+	// An ordered partition's owner keeps later intents about its subject
+	// waiting until it comes back (ordered.go).
+	pending bool
 }
 
 // handle takes one message from delivery to settlement: run the stages
 // (decode, filter, build, sign, push), gathering the Facts; Settle them;
 // apply the Action. ctx is the pool's work context, which outlives Run's
 // context by the grace period. probe is set when the message probes a
-// paused or blocked receiver. handle returns the Action's kind.
-func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg, probe bool) ActionKind {
+// paused or blocked receiver. handle returns how it settled the message.
+func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg, probe bool) outcome {
 	p.m.inflight.Inc()
 	defer p.m.inflight.Dec()
 	beat := startBeat(msg, r.beatEvery)
@@ -91,7 +105,7 @@ func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg, probe bool
 	if err != nil {
 		// Not a JetStream message: nothing to ack and nothing to redeliver.
 		p.log.Error("message without JetStream metadata", zap.String("receiver", r.Name), zap.Error(err))
-		return 0
+		return outcome{}
 	}
 	j := job{msg: msg, start: p.now(), data: msg.Data(), seq: md.Sequence.Stream, stored: md.Timestamp}
 	f := Facts{
@@ -302,11 +316,42 @@ func (p *Pool) unknownReceivers(in *intent.Intent) {
 	}
 }
 
+// letGo hands back, through Settle like every other message, an ordered
+// partition's intent this process received but never started, because it
+// gives the partition up (ordered.go).
+func (p *Pool) letGo(ctx context.Context, r *rcv, msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	j := job{msg: msg, start: p.now(), seq: md.Sequence.Stream, stored: md.Timestamp}
+	f := Facts{
+		Stage:      StageReleased,
+		Attempt:    r.attempt(j.seq, md.NumDelivered),
+		Deliveries: int(md.NumDelivered),
+		Last:       r.maxDeliver > 0 && md.NumDelivered >= uint64(r.maxDeliver),
+		Owner:      r.owner,
+		Hold:       r.hold,
+		Retry:      r.Retry,
+	}
+	if f.Last {
+		// A dead letter names the intent.
+		j.data = msg.Data()
+		var v struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(j.data, &v) == nil {
+			j.intentID = v.ID
+		}
+	}
+	p.settle(ctx, r, &j, &f)
+}
+
 // settle decides and carries out what happens to the message. Only a dead
 // letter that could not be stored sends it round again, with one more
 // failure in the facts: Settle then says whether to retry the store in
 // place (last delivery) or hand the message back.
-func (p *Pool) settle(ctx context.Context, r *rcv, j *job, f *Facts) ActionKind {
+func (p *Pool) settle(ctx context.Context, r *rcv, j *job, f *Facts) outcome {
 	f.Age = p.now().Sub(j.stored)
 	if f.State == 0 {
 		f.State = r.state(p.now())
@@ -317,7 +362,8 @@ func (p *Pool) settle(ctx context.Context, r *rcv, j *job, f *Facts) ActionKind 
 		act := Settle(*f)
 		if p.apply(ctx, r, j, f, act) {
 			j.trace.settled(act)
-			return act.Kind
+			back := act.Kind == NakDelay || act.Kind == HandBack || act.Kind == Block
+			return outcome{kind: act.Kind, pending: back || j.unsent}
 		}
 		f.StoreFailures++
 	}
@@ -385,6 +431,7 @@ func describe(res *push.Result) string {
 
 func (p *Pool) skip(r *rcv, j *job) {
 	if err := j.msg.Ack(); err != nil {
+		j.unsent = true
 		p.log.Warn("ack failed; the message will be redelivered", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
 		return
 	}
@@ -394,6 +441,7 @@ func (p *Pool) skip(r *rcv, j *job) {
 
 func (p *Pool) ack(r *rcv, j *job, f *Facts) {
 	if err := j.msg.Ack(); err != nil {
+		j.unsent = true
 		p.log.Warn("ack failed; the message will be redelivered", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
 		return
 	}
@@ -510,6 +558,7 @@ func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, f *Facts, act Act
 		return false
 	}
 	if err := j.msg.TermWithReason(dl.Reason); err != nil {
+		j.unsent = true
 		// The dead letter is stored; a redelivery would publish it again,
 		// and the DLQ's duplicate window absorbs that.
 		p.log.Warn("term after dead-lettering failed", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))

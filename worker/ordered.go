@@ -3,69 +3,443 @@ package worker
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/setrelay/setrelay/queue"
 )
 
 // Per-subject ordering (Receiver.Partitions, issue 16).
 //
-// Every process runs one partitionLoop per partition consumer of an
-// ordered receiver. The consumers have MaxAckPending 1, so the server
-// delivers a partition's next intent only once the current one is acked
-// or terminated: a Nak with delay (retry, hand-back while paused or
-// blocked) keeps it pending, and an AckWait expiry after a process died
-// redelivers the same intent before any later one. That is what keeps
-// intents about one subject (one slot, one partition) in stored order
-// across processes, retries, pauses and kills, without any state in a
-// process's memory. Partitions are not assigned to processes: every
-// process pulls every partition and the server gives each message to one
-// of them, so a dead process's partitions are taken over by the others as
-// soon as its message's AckWait runs out (its heartbeats stop).
+// Each partition consumer of an ordered receiver is pinned by the server to
+// one puller at a time (queue.PartitionGroup): every process pulls every
+// partition, and the server delivers a partition's intents only to the
+// process it pinned, up to queue.PartitionMaxAckPending in flight. That
+// process, the partition's owner, keeps the intents it received in memory,
+// grouped by subject key, and starts an intent only when no earlier intent
+// about the same subject can still be outstanding:
 //
-// The cost: head-of-line blocking per partition. While a partition's head
-// intent waits for a retry, the other subjects hashed to that partition
-// wait too; with the default 256 partitions a failing subject delays about
-// 1/256 of the others. A dead-lettered head releases the partition at once.
+//   - Within the owner, only a subject's oldest intent (lowest stream
+//     sequence) runs; the later ones wait, heartbeating so that their
+//     AckWait does not run out.
+//   - An intent the owner hands back to the server (a retry with delay, a
+//     hand-back while paused or blocked, an ack that could not be sent)
+//     stays its subject's head while it is away: the subject's later
+//     intents wait for it to come back and settle. Other subjects go on.
+//     That is head-of-line blocking per subject, not per partition, as
+//     long as the partition's window has room.
+//   - When a partition is pinned to this process (at start, or when it
+//     takes over from a process that died or stopped pulling), intents
+//     may still be pending elsewhere: the old owner's, redelivered only
+//     when their AckWait runs out, or retries it handed back. Nothing of
+//     the partition starts until the consumer's count of pending intents
+//     (NumAckPending) is no more than what this process holds; then every
+//     pending intent is here, and each subject starts from its oldest.
+//   - A process that loses the pin (another one was pinned after it
+//     stopped pulling for queue.PartitionPinnedTTL) or shuts down hands
+//     back, at once, the intents it had not started (StageReleased); what
+//     it had started settles as usual. The next owner waits for all of them
+//     (previous point).
+//
+// So the order lives on the server, in the consumer's pending list and the
+// stream's sequence, and each owner only ever reorders what it holds.
 
-// partitionLoop pulls one partition consumer of r, one message at a time,
-// and waits for each to be settled before asking for the next. It holds a
-// pool slot only while a message is being worked on, never while polling,
-// so hundreds of idle partitions do not starve the other receivers. It
+// pinIDHeader carries, on every message of a pinned consumer, the id of
+// the pin it was delivered under.
+const pinIDHeader = "Nats-Pin-Id"
+
+// partition is one partition consumer of an ordered receiver, as this
+// process sees it. Its loop (ownPartition) owns everything else.
+type partition struct {
+	cons jetstream.Consumer
+	// take is how a probe asks the partition's loop for an intent it may
+	// push now.
+	take chan chan<- taken
+}
+
+// taken is an intent handed to a probe; the probe reports its outcome on
+// done.
+type taken struct {
+	msg  jetstream.Msg
+	seq  uint64
+	done chan<- settledMsg
+}
+
+// settledMsg tells a partition's loop how one of its intents was settled.
+type settledMsg struct {
+	seq uint64
+	out outcome
+}
+
+// entry is one intent of a partition that this process holds, or handed
+// back and expects back.
+type entry struct {
+	msg jetstream.Msg // nil while away (pending on the server)
+	key string
+	// running: handed to a worker or probe, not yet settled.
+	running bool
+	// orphan: started before this process gave the partition up; its
+	// outcome is no longer this process's to track.
+	orphan bool
+}
+
+// order is a partition owner's view of its intents: which it holds, which
+// it handed back, and which it may start. Only the partition's loop uses
+// it; it is a plain data structure so that the rules are tested alone.
+type order struct {
+	entries map[uint64]*entry
+	// subjects lists, per subject key, the stream sequences of its
+	// intents held or away, ascending.
+	subjects map[string][]uint64
+	held     int // entries with a message (running or waiting)
+	away     int // entries handed back to the server
+	// pin is the pin id of the last intent received; a new one means the
+	// partition was (re)pinned to this process.
+	pin string
+	// unknown: intents of the partition may be pending elsewhere, so
+	// nothing starts (see reconcile).
+	unknown bool
+	// dseq is the consumer's delivery sequence of the last intent
+	// received. While one pin lasts every delivery comes here, so a gap is
+	// a delivery lost on the way (into a pull request the client had
+	// already given up): that intent is pending but not here.
+	dseq uint64
+	// first is the delivery sequence of the first intent received under
+	// this pin, and gap is set once a delivery under it went missing (see
+	// reconcile).
+	first uint64
+	gap   bool
+}
+
+func newOrder() *order {
+	return &order{entries: map[uint64]*entry{}, subjects: map[string][]uint64{}}
+}
+
+// add records a delivered intent (stream sequence seq, consumer delivery
+// sequence dseq). A new pin id means this process was just pinned: what it
+// handed back before may have been settled by another owner since, so it
+// forgets it, and it starts nothing until reconcile; nor after a gap in
+// the deliveries.
+func (o *order) add(msg jetstream.Msg, seq, dseq uint64, key, pin string) {
+	switch {
+	case pin != o.pin:
+		o.pin, o.first, o.gap = pin, dseq, false
+		o.unknown = true
+		o.forgetAway()
+	case dseq != o.dseq+1:
+		o.unknown, o.gap = true, true
+	}
+	o.dseq = dseq
+	if e, ok := o.entries[seq]; ok {
+		switch {
+		case e.running:
+			// A redelivery of an intent being worked on (its AckWait ran
+			// out meanwhile): the running one settles it.
+		case e.msg == nil:
+			e.msg = msg // back from the server
+			o.away--
+			o.held++
+		default:
+			e.msg = msg // the newer delivery is the one to settle
+		}
+		return
+	}
+	o.entries[seq] = &entry{msg: msg, key: key}
+	o.held++
+	seqs := o.subjects[key]
+	i, _ := slices.BinarySearch(seqs, seq)
+	o.subjects[key] = slices.Insert(seqs, i, seq)
+}
+
+// next is the intent to start now: the oldest among the subjects whose
+// oldest intent is here and not running; nil when there is none, or while
+// the partition may have intents pending elsewhere.
+func (o *order) next() (*entry, uint64) {
+	if o.unknown {
+		return nil, 0
+	}
+	var best *entry
+	var bestSeq uint64
+	for _, seqs := range o.subjects {
+		e := o.entries[seqs[0]]
+		if e.msg == nil || e.running {
+			continue
+		}
+		if best == nil || seqs[0] < bestSeq {
+			best, bestSeq = e, seqs[0]
+		}
+	}
+	return best, bestSeq
+}
+
+// done records how a started intent was settled: still pending on the
+// server (it stays its subject's head, away) or gone.
+func (o *order) done(seq uint64, pending bool) {
+	e, ok := o.entries[seq]
+	if !ok || !e.running {
+		return
+	}
+	e.running = false
+	if pending && !e.orphan {
+		e.msg = nil
+		o.held--
+		o.away++
+		return
+	}
+	o.remove(seq, e)
+}
+
+func (o *order) remove(seq uint64, e *entry) {
+	delete(o.entries, seq)
+	if e.msg != nil || e.running {
+		o.held--
+	} else {
+		o.away--
+	}
+	seqs := o.subjects[e.key]
+	if i, found := slices.BinarySearch(seqs, seq); found {
+		seqs = slices.Delete(seqs, i, i+1)
+	}
+	if len(seqs) == 0 {
+		delete(o.subjects, e.key)
+	} else {
+		o.subjects[e.key] = seqs
+	}
+}
+
+// forgetAway drops the intents handed back to the server.
+func (o *order) forgetAway() {
+	for seq, e := range o.entries {
+		if e.msg == nil && !e.running {
+			o.remove(seq, e)
+		}
+	}
+}
+
+// waiting lists the intents held and not started.
+func (o *order) waiting() []jetstream.Msg {
+	var out []jetstream.Msg
+	for _, e := range o.entries {
+		if e.msg != nil && !e.running {
+			out = append(out, e.msg)
+		}
+	}
+	return out
+}
+
+// release gives the partition up: it returns the intents not started, for
+// handing back, and forgets everything but the running ones, whose
+// outcomes it will ignore.
+func (o *order) release() []jetstream.Msg {
+	out := o.waiting()
+	for seq, e := range o.entries {
+		if e.running {
+			e.orphan = true
+			continue
+		}
+		o.remove(seq, e)
+	}
+	o.pin = ""
+	o.unknown = true
+	return out
+}
+
+// reconcile ends the wait after a pin (or a lost delivery) once no
+// earlier intent of the partition can be pending elsewhere. info was asked
+// after the intents held now were received; that it is older only makes
+// either test stricter. Either suffices:
+//
+//   - Every delivery before the first one under this pin is acked
+//     (AckFloor), and none under it went missing: whatever is pending was
+//     delivered here, so it is held or was handed back from here. A
+//     redelivery gets a new delivery sequence, so the old owner's
+//     unsettled intents hold the floor down until they come back here.
+//     This lets a new owner start while the server is still delivering.
+//   - The consumer's pending count is no more than what this process holds
+//     or handed back itself.
+func (o *order) reconcile(numAckPending int, ackFloor uint64) {
+	if !o.unknown || o.pin == "" {
+		return
+	}
+	if (!o.gap && ackFloor+1 >= o.first) || numAckPending <= o.held+o.away {
+		o.unknown, o.gap = false, false
+	}
+}
+
+// reconcileRetry bounds how often a partition just pinned here asks the
+// server whether intents are still pending elsewhere.
+const (
+	reconcileFirst = 20 * time.Millisecond
+	reconcileMax   = time.Second
+)
+
+// ownPartition pulls partition pt of r and, while the server pins it to
+// this process, works on its intents in per-subject order (see the
+// comment at the top of this file). It returns when ctx is cancelled,
+// after its outstanding pull ended and the intents it had not started
+// were handed back; started ones settle on their workers.
+func (p *Pool) ownPartition(ctx, work context.Context, r *rcv, pt *partition, tasks chan<- task) {
+	msgs := make(chan jetstream.Msg, queue.PartitionMaxAckPending)
+	lost := make(chan struct{}, 1)
+	pulled := make(chan struct{})
+	go func() {
+		defer close(pulled)
+		p.pullPartition(ctx, r, pt, msgs, lost)
+	}()
+	// Workers never wait to report: each held intent runs at most once
+	// at a time, and this process holds at most two windows (its own and
+	// the orphans of one it gave up).
+	settled := make(chan settledMsg, 4*queue.PartitionMaxAckPending)
+	o := newOrder()
+	beat := time.NewTicker(r.beatEvery)
+	defer beat.Stop()
+	recheck := time.NewTimer(time.Hour)
+	recheck.Stop()
+	defer recheck.Stop()
+	retry := reconcileFirst
+	wake := time.NewTicker(heldPoll)
+	defer wake.Stop()
+
+	for {
+		var sem chan struct{}
+		var held <-chan time.Time
+		if e, _ := o.next(); e != nil {
+			if r.blocked.Load() || p.now().Before(r.pausedUntil()) {
+				held = wake.C // look again soon: a pause can end early
+			} else {
+				sem = p.sem
+			}
+		}
+		select {
+		case <-ctx.Done():
+			p.givePartitionUp(work, r, pt, o, msgs, pulled)
+			return
+		case msg := <-msgs:
+			md, err := msg.Metadata()
+			if err != nil {
+				continue // not a JetStream message: nothing to settle
+			}
+			was := o.unknown
+			o.add(msg, md.Sequence.Stream, md.Sequence.Consumer, queue.OrderKey(msg.Data()), msg.Headers().Get(pinIDHeader))
+			if o.unknown && (!was || len(msgs) == 0) {
+				// Just pinned, or the burst that came with the pin is
+				// in: ask at once, then back off.
+				retry = reconcileFirst
+				recheck.Reset(0)
+			}
+		case <-recheck.C:
+			if !o.unknown {
+				continue
+			}
+			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			info, err := pt.cons.Info(ictx)
+			cancel()
+			if err == nil {
+				o.reconcile(info.NumAckPending, info.AckFloor.Consumer)
+			}
+			if o.unknown {
+				recheck.Reset(retry)
+				retry = min(2*retry, reconcileMax)
+			}
+		case <-lost:
+			for _, msg := range o.release() {
+				p.letGo(work, r, msg)
+			}
+		case s := <-settled:
+			o.done(s.seq, s.out.pending)
+		case sem <- struct{}{}:
+			e, seq := o.next()
+			e.running = true
+			r.inflight.Add(1)
+			tasks <- task{r: r, msg: e.msg, seq: seq, settled: settled}
+		case reply := <-pt.take:
+			e, seq := o.next()
+			if e == nil {
+				reply <- taken{}
+				continue
+			}
+			e.running = true
+			reply <- taken{msg: e.msg, seq: seq, done: settled}
+		case <-beat.C:
+			for _, msg := range o.waiting() {
+				_ = msg.InProgress() // best effort: failing, it is redelivered, in order
+			}
+		case <-held:
+		}
+	}
+}
+
+// givePartitionUp is ownPartition's shutdown: it waits for the last pull
+// to end, hands back every intent not started, and unpins the partition if
+// it was pinned here, so that another process takes it over at once rather
+// than after queue.PartitionPinnedTTL.
+func (p *Pool) givePartitionUp(work context.Context, r *rcv, pt *partition, o *order, msgs <-chan jetstream.Msg, pulled <-chan struct{}) {
+	for done := false; !done; {
+		select {
+		case msg := <-msgs:
+			p.letGo(work, r, msg)
+		case <-pulled:
+			done = true
+		}
+	}
+	for len(msgs) > 0 {
+		p.letGo(work, r, <-msgs)
+	}
+	pinned := o.pin != ""
+	for _, msg := range o.release() {
+		p.letGo(work, r, msg)
+	}
+	if !pinned {
+		return
+	}
+	uctx, cancel := context.WithTimeout(work, 2*time.Second)
+	defer cancel()
+	s, err := p.js.Stream(uctx, r.stream)
+	if err == nil {
+		err = s.UnpinConsumer(uctx, pt.cons.CachedInfo().Name, queue.PartitionGroup)
+	}
+	if err != nil {
+		p.log.Debug("unpinning a partition at shutdown failed; another process takes it over after the pin's TTL",
+			zap.String("receiver", r.Name), zap.Error(err))
+	}
+}
+
+// pullPartition keeps a pull request open on pt, in its priority group, so
+// that the server can pin the partition here and keeps it pinned, and
+// forwards what it delivers. A request asks for a whole window; the server
+// sends no more than the consumer's MaxAckPending allows. It reports on
+// lost when the server answers that the partition is pinned elsewhere. It
 // returns when ctx is cancelled, after its outstanding request ends.
-func (p *Pool) partitionLoop(ctx context.Context, r *rcv, cons jetstream.Consumer, tasks chan<- task) {
+func (p *Pool) pullPartition(ctx context.Context, r *rcv, pt *partition, msgs chan<- jetstream.Msg, lost chan<- struct{}) {
 	var errDelay time.Duration
 	for ctx.Err() == nil {
-		if r.blocked.Load() {
-			sleep(ctx, heldPoll)
-			continue
-		}
-		if until := r.pausedUntil(); p.now().Before(until) {
-			sleep(ctx, min(until.Sub(p.now()), heldPoll))
-			continue
-		}
-		// As in fetchLoop, the long poll is not cut short by shutdown:
-		// a message delivered into an abandoned request would wait out
-		// AckWait, and with MaxAckPending 1 hold up its partition.
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FetchWait)
-		batch, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+		// The request's expiry is the server's, and the client waits for
+		// the server's end-of-request status (then a second more): a
+		// client-side deadline could abandon the request while the server
+		// still delivers into it, and that intent would be lost until its
+		// AckWait ran out (order.add notices the gap). Nor is it cut short
+		// by shutdown, for the same reason.
+		batch, err := pt.cons.Fetch(queue.PartitionMaxAckPending, jetstream.FetchMaxWait(min(p.cfg.FetchWait, queue.PartitionPinnedTTL/4)),
+			jetstream.FetchPriorityGroup(queue.PartitionGroup))
 		r.m.pulls.Inc()
 		if err != nil {
-			cancel()
 			errDelay = p.fetchFailed(ctx, r, err, errDelay)
 			continue
 		}
 		for msg := range batch.Messages() {
-			// The slot is taken after the message arrived: waiting for
-			// one is short, and the heartbeat starts in handle.
-			p.acquire(context.WithoutCancel(ctx))
-			r.inflight.Add(1)
-			done := make(chan struct{})
-			tasks <- task{r: r, msg: msg, done: done}
-			<-done
+			msgs <- msg
 		}
-		cancel()
-		if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		err = batch.Error()
+		switch {
+		case errors.Is(err, jetstream.ErrPinIDMismatch):
+			select {
+			case lost <- struct{}{}:
+			default:
+			}
+		case err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded):
 			errDelay = p.fetchFailed(ctx, r, err, errDelay)
 			continue
 		}
@@ -73,27 +447,25 @@ func (p *Pool) partitionLoop(ctx context.Context, r *rcv, cons jetstream.Consume
 	}
 }
 
-// probeScan bounds the consumer info requests one probe makes.
-const probeScan = 32
-
-// probePartition picks the partition consumer an ordered receiver's probe
-// pulls from: the next one, in turn, with a message it can hand out now
-// (none in flight, one waiting), or the receiver consumer (slot-less
-// intents) when none of the next probeScan has. Its head is probed, so the
-// probe too keeps the partition's order.
-func (p *Pool) probePartition(ctx context.Context, r *rcv) jetstream.Consumer {
-	n := len(r.Partitions)
+// probePartitioned takes, for a probe of an ordered receiver, an intent
+// one of this process's partitions may start now, trying them in turn from
+// where the last probe stopped. It returns false when none has one.
+func (p *Pool) probePartitioned(ctx context.Context, r *rcv) (taken, bool) {
+	n := len(r.parts)
 	start := int(r.probeNext.Add(1))
-	for i := range min(n, probeScan) {
-		cons := r.Partitions[(start+i)%n]
-		info, err := cons.Info(ctx)
-		if err != nil {
-			continue
+	for i := range n {
+		pt := r.parts[(start+i)%n]
+		reply := make(chan taken, 1)
+		select {
+		case pt.take <- reply:
+		case <-ctx.Done():
+			return taken{}, false
 		}
-		if info.NumAckPending == 0 && (info.NumPending > 0 || info.NumRedelivered > 0) {
+		if t := <-reply; t.msg != nil {
 			r.probeNext.Store(uint32((start + i) % n))
-			return cons
+			return t, true
 		}
 	}
-	return r.Consumer
+	return taken{}, false
 }
+

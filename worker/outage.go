@@ -36,6 +36,8 @@ type rcv struct {
 	streak streak
 	// blocked is set while the receiver is blocked (blocked.go).
 	blocked atomic.Bool
+	// parts are an ordered receiver's partitions (ordered.go).
+	parts []*partition
 	// probeNext is where an ordered receiver's next probe starts looking
 	// among its partitions (ordered.go).
 	probeNext atomic.Uint32

@@ -173,6 +173,9 @@ func (p *Pool) newRcv(spec Receiver) (*rcv, error) {
 	r.hold = r.Pause.ProbeInterval
 	r.win.span = r.Pause.Window
 	r.probeNow = make(chan struct{}, 1)
+	for _, cons := range spec.Partitions {
+		r.parts = append(r.parts, &partition{cons: cons, take: make(chan chan<- taken)})
+	}
 	r.cur.Store(&tools{sg: spec.Signer, ps: spec.Pusher})
 	if len(spec.Types) > 0 {
 		r.types = make(map[string]struct{}, len(spec.Types))
@@ -226,11 +229,14 @@ func (p *Pool) Run(ctx context.Context) error {
 		go func() {
 			defer workers.Done()
 			for t := range tasks {
-				p.handle(work, t.r, t.msg, false)
+				out := p.handle(work, t.r, t.msg, false)
 				t.r.inflight.Add(-1)
 				p.release(1)
 				if t.done != nil {
 					close(t.done)
+				}
+				if t.settled != nil {
+					t.settled <- settledMsg{seq: t.seq, out: out}
 				}
 			}
 		}()
@@ -255,11 +261,11 @@ func (p *Pool) Run(ctx context.Context) error {
 			defer loops.Done()
 			p.probeLoop(ctx, work, r)
 		}()
-		for _, cons := range r.Partitions {
+		for _, pt := range r.parts {
 			loops.Add(1)
 			go func() {
 				defer loops.Done()
-				p.partitionLoop(ctx, r, cons, tasks)
+				p.ownPartition(ctx, work, r, pt, tasks)
 			}()
 		}
 	}
@@ -299,11 +305,14 @@ func (p *Pool) Run(ctx context.Context) error {
 }
 
 // task is one message handed from a fetch loop to a worker, which owns one
-// slot for it. done, when set, is closed after the message is settled.
+// slot for it. done, when set, is closed after the message is settled;
+// settled, when set, is told how (an ordered partition's intent, seq).
 type task struct {
-	r    *rcv
-	msg  jetstream.Msg
-	done chan struct{}
+	r       *rcv
+	msg     jetstream.Msg
+	done    chan struct{}
+	seq     uint64
+	settled chan<- settledMsg
 }
 
 func (p *Pool) acquire(ctx context.Context) bool {

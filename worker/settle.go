@@ -39,6 +39,11 @@ const (
 	StageHoldUnchecked
 	// StageHeld: not pushed because the receiver is paused or blocked.
 	StageHeld
+	// StageReleased: an ordered receiver's intent that waited, unstarted,
+	// in a partition this process gives up (shutdown, or the partition
+	// was pinned to another process): handed back for the partition's
+	// next owner (ordered.go).
+	StageReleased
 	// StageBuild: the SET could not be built for this receiver's profile.
 	StageBuild
 	// StageSign: signing failed; Facts.SignError says how.
@@ -52,7 +57,7 @@ const (
 	StagePanic
 )
 
-var stageNames = [...]string{"", "invalid", "unknown_receiver", "unwanted", "invalid_replay", "replay_unchecked", "filter_unavailable", "subject_held", "hold_unchecked", "held", "build", "sign", "interrupted", "pushed", "panic"}
+var stageNames = [...]string{"", "invalid", "unknown_receiver", "unwanted", "invalid_replay", "replay_unchecked", "filter_unavailable", "subject_held", "hold_unchecked", "held", "released", "build", "sign", "interrupted", "pushed", "panic"}
 
 // String names the stage for logs and test failures.
 func (s Stage) String() string {
@@ -187,6 +192,9 @@ const (
 	reasonHoldUnchecked = "hold_unchecked"
 	// reasonBlocked is the hand-back reason while the receiver is blocked.
 	reasonBlocked = "blocked"
+	// reasonReleased is the hand-back reason of an ordered receiver's
+	// unstarted intent when this process gives up its partition.
+	reasonReleased = "released"
 	// reasonShutdown is the hand-back reason at shutdown.
 	reasonShutdown = "shutdown"
 	// reasonDeadLetterStore is the retry reason when storing a dead letter
@@ -217,6 +225,7 @@ const maxLastDeliveryStores = 9
 //	subject_held      earlier intent of the subject held      DeadLetter subject_held
 //	hold_unchecked    hold bucket unavailable                 HandBack after holdRetry
 //	held              receiver paused or blocked              HandBack after Hold
+//	released          ordered partition given up, unstarted   HandBack at once
 //	build                                                     DeadLetter build_failed
 //	sign              transient                               HandBack after the retry delay
 //	sign              key unusable                            Block key_unusable
@@ -300,6 +309,10 @@ func settleStage(f *Facts) Action {
 			reason = reasonBlocked
 		}
 		return Action{Kind: HandBack, Delay: f.Hold, Reason: reason}
+	case StageReleased:
+		// Never tried: not an attempt. At once, since the partition's
+		// next owner waits for it before it starts the partition.
+		return Action{Kind: HandBack, Reason: reasonReleased}
 	case StageBuild:
 		return Action{Kind: DeadLetter, Reason: ReasonBuildFailed}
 	case StageSign:

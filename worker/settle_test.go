@@ -46,6 +46,8 @@ func TestSettleTable(t *testing.T) {
 		{"last, hold unchecked", with(base(StageHoldUnchecked), func(f *Facts) { f.Last = true }), DeadLetter, ReasonMaxDeliveries, -1},
 		{"held, paused", with(base(StageHeld), func(f *Facts) { f.State = StatePaused }), HandBack, reasonPaused, hold},
 		{"held, blocked", with(base(StageHeld), func(f *Facts) { f.State = StateBlocked }), HandBack, reasonBlocked, hold},
+		{"released partition", base(StageReleased), HandBack, reasonReleased, -1},
+		{"released partition at shutdown", with(base(StageReleased), func(f *Facts) { f.Shutdown = true }), HandBack, reasonReleased, -1},
 		{"build", base(StageBuild), DeadLetter, ReasonBuildFailed, -1},
 		{"sign transient", with(base(StageSign), func(f *Facts) { f.SignError = SignTransient }), HandBack, reasonSignTransient, time.Second},
 		{"sign key unusable", with(base(StageSign), func(f *Facts) { f.SignError = SignKeyUnusable }), Block, ReasonKeyUnusable, hold},
@@ -86,6 +88,7 @@ func TestSettleTable(t *testing.T) {
 
 		// Override 1: the last delivery cannot be handed back.
 		{"last, held", with(base(StageHeld), func(f *Facts) { f.Last = true; f.State = StatePaused }), DeadLetter, ReasonMaxDeliveries, -1},
+		{"last, released", with(base(StageReleased), func(f *Facts) { f.Last = true }), DeadLetter, ReasonMaxDeliveries, -1},
 		{"last, retry", with(base(StagePushed), func(f *Facts) { f.Last = true; f.Result = res(push.Retry, "http_5xx") }), DeadLetter, ReasonMaxDeliveries, -1},
 		{"last, blocked", with(base(StagePushed), func(f *Facts) { f.Last = true; f.Result = res(push.Blocked, "tls") }), DeadLetter, ReasonMaxDeliveries, -1},
 		{"last, interrupted", with(base(StageInterrupted), func(f *Facts) { f.Last = true }), DeadLetter, ReasonMaxDeliveries, -1},

@@ -91,6 +91,7 @@ worker and reports the RSS of one 'setrelay run' process draining them.`,
 				return bench.Ordering(cmd.Context(), bench.OrderingOptions{
 					Pipeline: bench.PipelineOptions{Alg: o.Algs[0], Workers: o.Workers, LogOutput: w},
 					N:        o.N, Subjects: subjects, Partitions: parts, Repeat: o.Repeat,
+					CPUProfile: o.CPUProfile,
 				}, cmd.OutOrStdout())
 			}
 			for _, n := range scale {
