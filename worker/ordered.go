@@ -468,4 +468,3 @@ func (p *Pool) probePartitioned(ctx context.Context, r *rcv) (taken, bool) {
 	}
 	return taken{}, false
 }
-
