@@ -77,8 +77,10 @@ type settledMsg struct {
 // entry is one intent of a partition that this process holds, or handed
 // back and expects back.
 type entry struct {
-	msg jetstream.Msg // nil while away (pending on the server)
+	msg jetstream.Msg // nil while away
 	key string
+	// away: handed back to the server, which will deliver it again.
+	away bool
 	// running: handed to a worker or probe, not yet settled.
 	running bool
 	// orphan: started before this process gave the partition up; its
@@ -138,8 +140,8 @@ func (o *order) add(msg jetstream.Msg, seq, dseq uint64, key, pin string) {
 		case e.running:
 			// A redelivery of an intent being worked on (its AckWait ran
 			// out meanwhile): the running one settles it.
-		case e.msg == nil:
-			e.msg = msg // back from the server
+		case e.away:
+			e.msg, e.away = msg, false // back from the server
 			o.away--
 			o.held++
 		default:
@@ -165,7 +167,7 @@ func (o *order) next() (*entry, uint64) {
 	var bestSeq uint64
 	for _, seqs := range o.subjects {
 		e := o.entries[seqs[0]]
-		if e.msg == nil || e.running {
+		if e.away || e.running {
 			continue
 		}
 		if best == nil || seqs[0] < bestSeq {
@@ -184,7 +186,7 @@ func (o *order) done(seq uint64, pending bool) {
 	}
 	e.running = false
 	if pending && !e.orphan {
-		e.msg = nil
+		e.msg, e.away = nil, true
 		o.held--
 		o.away++
 		return
@@ -194,10 +196,10 @@ func (o *order) done(seq uint64, pending bool) {
 
 func (o *order) remove(seq uint64, e *entry) {
 	delete(o.entries, seq)
-	if e.msg != nil || e.running {
-		o.held--
-	} else {
+	if e.away {
 		o.away--
+	} else {
+		o.held--
 	}
 	seqs := o.subjects[e.key]
 	if i, found := slices.BinarySearch(seqs, seq); found {
@@ -213,7 +215,7 @@ func (o *order) remove(seq uint64, e *entry) {
 // forgetAway drops the intents handed back to the server.
 func (o *order) forgetAway() {
 	for seq, e := range o.entries {
-		if e.msg == nil && !e.running {
+		if e.away {
 			o.remove(seq, e)
 		}
 	}
@@ -223,7 +225,7 @@ func (o *order) forgetAway() {
 func (o *order) waiting() []jetstream.Msg {
 	var out []jetstream.Msg
 	for _, e := range o.entries {
-		if e.msg != nil && !e.running {
+		if !e.away && !e.running {
 			out = append(out, e.msg)
 		}
 	}
