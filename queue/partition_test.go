@@ -146,7 +146,7 @@ func TestBatchPublisherKeepsOrderPerSubject(t *testing.T) {
 		}
 		for {
 			ctx, cancel := context.WithTimeout(ctxT(t), 500*time.Millisecond)
-			msg, err := cons.Next(jetstream.FetchContext(ctx))
+			msg, err := cons.Next(jetstream.FetchContext(ctx), jetstream.FetchPriorityGroup(queue.PartitionGroup))
 			cancel()
 			if err != nil {
 				break
