@@ -92,10 +92,10 @@ type Receiver struct {
 	// stream's Stream Updated event, package ssf).
 	Observer BlockObserver
 	// Partitions, when set, are an ordered receiver's partition consumers
-	// (queue.PartitionConsumerConfig, MaxAckPending 1). Each is pulled one
-	// message at a time by every process; the server serialises them, so
-	// intents about one subject are settled in stored order. Consumer then
-	// carries only intents published without a slot (old producers).
+	// (queue.PartitionConsumerConfig, pinned to one puller at a time).
+	// Every process pulls each; the one the server pins it to keeps its
+	// intents in per-subject order (ordered.go). Consumer then carries only
+	// intents published without a slot (old producers).
 	Partitions []jetstream.Consumer
 	// HoldOnDeadLetter (on_dead_letter: hold): once an intent of an
 	// ordered receiver is dead-lettered, later intents about its subject
