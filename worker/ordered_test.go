@@ -131,6 +131,12 @@ type orderedEnv struct {
 }
 
 func newOrderedEnv(t *testing.T, ackWait time.Duration, fail func(txn string, attempt int) bool) *orderedEnv {
+	return newSlowOrderedEnv(t, ackWait, 0, fail)
+}
+
+// newSlowOrderedEnv is newOrderedEnv with a receiver that takes delay to
+// answer.
+func newSlowOrderedEnv(t *testing.T, ackWait, delay time.Duration, fail func(txn string, attempt int) bool) *orderedEnv {
 	t.Helper()
 	e := &orderedEnv{env: newEnvQ(t, queue.Config{AckWait: ackWait, MaxDeliver: 100, Ordered: map[string]int{"r": 8}}, "r"),
 		got: map[string][]string{}, tries: map[string]int{}}
@@ -144,6 +150,7 @@ func newOrderedEnv(t *testing.T, ackWait time.Duration, fail func(txn string, at
 				break
 			}
 		}
+		time.Sleep(delay)
 		claims := verifiedClaims(t, e.key, body[:n])
 		txn, _ := claims["txn"].(string)
 		e.mu.Lock()
@@ -162,8 +169,9 @@ func newOrderedEnv(t *testing.T, ackWait time.Duration, fail func(txn string, at
 	return e
 }
 
-// start runs a pool for "r" with its partition consumers.
-func (e *orderedEnv) start() {
+// start runs a pool for "r" with its partition consumers, until the test
+// ends or stop is called.
+func (e *orderedEnv) start() (stop func()) {
 	spec := e.spec(e.js, "r", e.srv.URL+"/events")
 	spec.Retry = RetryPolicy{Initial: time.Second, Max: time.Second, MaxAttempts: 10, MaxAge: time.Hour}
 	for p := range 8 {
@@ -173,7 +181,7 @@ func (e *orderedEnv) start() {
 		}
 		spec.Partitions = append(spec.Partitions, c)
 	}
-	e.run(Config{Concurrency: 8, Receivers: []Receiver{spec}}, e.js, nil)
+	return e.run(Config{Concurrency: 8, Receivers: []Receiver{spec}, GracePeriod: 5 * time.Second}, e.js, nil)
 }
 
 // publishTxn publishes an intent about email with txn "<email>-<k>".
@@ -281,5 +289,32 @@ func TestOrderedTakeover(t *testing.T) {
 	want := []string{email + "-0", email + "-1", email + "-2"}
 	if got := e.delivered(email); !slices.Equal(got[:3], want) {
 		t.Fatalf("delivered %v, want %v: a later intent overtook the dead owner's", got, want)
+	}
+}
+
+// TestOrderedShutdownHandsBack: a process shut down while it holds a
+// subject's later intents hands them back (and unpins the partition); the
+// next process delivers the rest of the subject in order, nothing lost.
+func TestOrderedShutdownHandsBack(t *testing.T) {
+	const email, n = "stop@example.com", 8
+	e := newSlowOrderedEnv(t, 5*time.Second, 150*time.Millisecond, nil)
+	for k := range n {
+		e.publishTxn(email, k)
+	}
+	stop := e.start()
+	eventually(t, 20*time.Second, "the first intents delivered", func() bool { return len(e.delivered(email)) >= 2 })
+	stop()
+	if got := len(e.delivered(email)); got >= n {
+		t.Fatalf("the first process delivered all %d before it stopped; nothing was handed back", got)
+	}
+	e.start()
+	eventually(t, 30*time.Second, "the rest delivered by the next process", func() bool { return len(e.delivered(email)) >= n })
+	got := slices.Compact(e.delivered(email)) // a redelivery of an accepted SET is allowed
+	want := make([]string, n)
+	for k := range n {
+		want[k] = fmt.Sprintf("%s-%d", email, k)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("delivered %v, want %v", got, want)
 	}
 }
