@@ -86,6 +86,9 @@ type entry struct {
 	// orphan: started before this process gave the partition up; its
 	// outcome is no longer this process's to track.
 	orphan bool
+	// alive is when the server last heard of it: delivered, or a
+	// heartbeat sent while it waited.
+	alive time.Time
 }
 
 // order is a partition owner's view of its intents: which it holds, which
@@ -125,7 +128,7 @@ func newOrder() *order {
 // handed back before may have been settled by another owner since, so it
 // forgets it, and it starts nothing until reconcile; nor after a gap in
 // the deliveries.
-func (o *order) add(msg jetstream.Msg, seq, dseq uint64, key, pin string) {
+func (o *order) add(msg jetstream.Msg, seq, dseq uint64, key, pin string, now time.Time) {
 	switch {
 	case pin != o.pin:
 		o.pin, o.first, o.gap = pin, dseq, false
@@ -141,15 +144,15 @@ func (o *order) add(msg jetstream.Msg, seq, dseq uint64, key, pin string) {
 			// A redelivery of an intent being worked on (its AckWait ran
 			// out meanwhile): the running one settles it.
 		case e.away:
-			e.msg, e.away = msg, false // back from the server
+			e.msg, e.away, e.alive = msg, false, now // back from the server
 			o.away--
 			o.held++
 		default:
-			e.msg = msg // the newer delivery is the one to settle
+			e.msg, e.alive = msg, now // the newer delivery is the one to settle
 		}
 		return
 	}
-	o.entries[seq] = &entry{msg: msg, key: key}
+	o.entries[seq] = &entry{msg: msg, key: key, alive: now}
 	o.held++
 	seqs := o.subjects[key]
 	i, _ := slices.BinarySearch(seqs, seq)
@@ -232,6 +235,19 @@ func (o *order) waiting() []jetstream.Msg {
 	return out
 }
 
+// stale lists the waiting intents the server last heard of before since,
+// and marks them heard of at now: the ones to heartbeat.
+func (o *order) stale(since, now time.Time) []jetstream.Msg {
+	var out []jetstream.Msg
+	for _, e := range o.entries {
+		if !e.away && !e.running && e.alive.Before(since) {
+			out = append(out, e.msg)
+			e.alive = now
+		}
+	}
+	return out
+}
+
 // release gives the partition up: it returns the intents not started, for
 // handing back, and forgets everything but the running ones, whose
 // outcomes it will ignore.
@@ -296,7 +312,12 @@ func (p *Pool) ownPartition(ctx, work context.Context, r *rcv, pt *partition, ta
 	// the orphans of one it gave up).
 	settled := make(chan settledMsg, 4*queue.PartitionMaxAckPending)
 	o := newOrder()
-	beat := time.NewTicker(r.beatEvery)
+	// Waiting intents are heartbeated once they have waited half a beat
+	// interval, so the server hears of each at least every beatEvery (a
+	// third of AckWait), and one that waits briefly costs nothing: each
+	// heartbeat is a change of the consumer's state, which the server
+	// writes to disk.
+	beat := time.NewTicker(r.beatEvery / 2)
 	defer beat.Stop()
 	recheck := time.NewTimer(time.Hour)
 	recheck.Stop()
@@ -325,7 +346,7 @@ func (p *Pool) ownPartition(ctx, work context.Context, r *rcv, pt *partition, ta
 				continue // not a JetStream message: nothing to settle
 			}
 			was := o.unknown
-			o.add(msg, md.Sequence.Stream, md.Sequence.Consumer, queue.OrderKey(msg.Data()), msg.Headers().Get(pinIDHeader))
+			o.add(msg, md.Sequence.Stream, md.Sequence.Consumer, queue.OrderKey(msg.Data()), msg.Headers().Get(pinIDHeader), p.now())
 			if o.unknown && (!was || len(msgs) == 0) {
 				// Just pinned, or the burst that came with the pin is
 				// in: ask at once, then back off.
@@ -366,7 +387,8 @@ func (p *Pool) ownPartition(ctx, work context.Context, r *rcv, pt *partition, ta
 			e.running = true
 			reply <- taken{msg: e.msg, seq: seq, done: settled}
 		case <-beat.C:
-			for _, msg := range o.waiting() {
+			now := p.now()
+			for _, msg := range o.stale(now.Add(-r.beatEvery/2), now) {
 				_ = msg.InProgress() // best effort: failing, it is redelivered, in order
 			}
 		case <-held:

@@ -35,7 +35,7 @@ func TestOrderRules(t *testing.T) {
 		seq uint64
 		key string
 	}{{10, "a"}, {11, "b"}, {12, "a"}, {13, "b"}, {14, "a"}} {
-		o.add(nil, s.seq, uint64(i+5), s.key, "P")
+		o.add(nil, s.seq, uint64(i+5), s.key, "P", time.Time{})
 	}
 	// Just pinned: nothing starts until reconcile says nothing earlier
 	// is elsewhere.
@@ -61,7 +61,7 @@ func TestOrderRules(t *testing.T) {
 		t.Fatalf("started %d while a's head is away", seq)
 	}
 	// 10 comes back (a new delivery, 10) and settles; then 12, then 14.
-	o.add(nil, 10, 10, "a", "P")
+	o.add(nil, 10, 10, "a", "P", time.Time{})
 	if seq := start(o); seq != 10 {
 		t.Fatalf("started %d, want the returned head 10", seq)
 	}
@@ -73,7 +73,7 @@ func TestOrderRules(t *testing.T) {
 
 	// A lost delivery (11 skipped): nothing starts until the count rule
 	// holds; the floor rule does not apply after a gap.
-	o.add(nil, 15, 12, "b", "P")
+	o.add(nil, 15, 12, "b", "P", time.Time{})
 	if seq := start(o); seq != 0 {
 		t.Fatalf("started %d after a lost delivery", seq)
 	}
@@ -91,7 +91,7 @@ func TestOrderRules(t *testing.T) {
 	// A new pin: what was handed back may have been settled by another
 	// owner meanwhile, so it is forgotten; the floor rule lets the new
 	// owner start once every earlier delivery is acked.
-	o.add(nil, 16, 40, "a", "Q")
+	o.add(nil, 16, 40, "a", "Q", time.Time{})
 	if o.away != 0 || len(o.entries) != 1 {
 		t.Fatalf("after a new pin: away %d, entries %d; want 0 and 1", o.away, len(o.entries))
 	}
@@ -104,10 +104,26 @@ func TestOrderRules(t *testing.T) {
 		t.Fatalf("started %d, want 16", seq)
 	}
 
+	// Heartbeats go to the waiting intents the server has not heard of
+	// since a given time, once each.
+	t0 := time.Unix(1000, 0)
+	o.add(nil, 19, 41, "d", "Q", t0)
+	o.add(nil, 20, 42, "e", "Q", t0.Add(time.Minute))
+	if n := len(o.stale(t0.Add(time.Second), t0.Add(2*time.Minute))); n != 1 {
+		t.Fatalf("%d intents to heartbeat, want the one delivered before the cut", n)
+	}
+	if n := len(o.stale(t0.Add(time.Second), t0.Add(2*time.Minute))); n != 0 {
+		t.Fatalf("%d intents to heartbeat again at once, want 0", n)
+	}
+	o.release()
+	o.add(nil, 16, 43, "a", "Q", time.Time{})
+	o.reconcile(1, 42)
+	start(o)
+
 	// Giving the partition up returns the unstarted ones and forgets the
 	// running one's outcome.
-	o.add(nil, 17, 41, "a", "Q")
-	o.add(nil, 18, 42, "c", "Q")
+	o.add(nil, 17, 44, "a", "Q", time.Time{})
+	o.add(nil, 18, 45, "c", "Q", time.Time{})
 	back := o.release()
 	if len(back) != 2 {
 		t.Fatalf("release returned %d intents, want the 2 not started", len(back))
