@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -144,6 +145,7 @@ type orderedEnv struct {
 	tries map[string]int
 	order []string // every accepted txn, in arrival order
 	srv   *httptest.Server
+	retry RetryPolicy
 }
 
 func newOrderedEnv(t *testing.T, ackWait time.Duration, fail func(txn string, attempt int) bool) *orderedEnv {
@@ -155,7 +157,8 @@ func newOrderedEnv(t *testing.T, ackWait time.Duration, fail func(txn string, at
 func newSlowOrderedEnv(t *testing.T, ackWait, delay time.Duration, fail func(txn string, attempt int) bool) *orderedEnv {
 	t.Helper()
 	e := &orderedEnv{env: newEnvQ(t, queue.Config{AckWait: ackWait, MaxDeliver: 100, Ordered: map[string]int{"r": 8}}, "r"),
-		got: map[string][]string{}, tries: map[string]int{}}
+		got: map[string][]string{}, tries: map[string]int{},
+		retry: RetryPolicy{Initial: time.Second, Max: time.Second, MaxAttempts: 10, MaxAge: time.Hour}}
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body [1 << 14]byte
 		n, _ := r.Body.Read(body[:])
@@ -176,7 +179,7 @@ func newSlowOrderedEnv(t *testing.T, ackWait, delay time.Duration, fail func(txn
 			http.Error(w, "failing on purpose", http.StatusInternalServerError)
 			return
 		}
-		subj := txn[:len(txn)-2]
+		subj := txn[:strings.LastIndexByte(txn, '-')]
 		e.got[subj] = append(e.got[subj], txn)
 		e.order = append(e.order, txn)
 		w.WriteHeader(http.StatusAccepted)
@@ -189,7 +192,7 @@ func newSlowOrderedEnv(t *testing.T, ackWait, delay time.Duration, fail func(txn
 // ends or stop is called.
 func (e *orderedEnv) start() (stop func()) {
 	spec := e.spec(e.js, "r", e.srv.URL+"/events")
-	spec.Retry = RetryPolicy{Initial: time.Second, Max: time.Second, MaxAttempts: 10, MaxAge: time.Hour}
+	spec.Retry = e.retry
 	for p := range 8 {
 		c, err := e.js.Consumer(context.Background(), queue.IntentStream, queue.PartitionConsumerName("r", p))
 		if err != nil {
@@ -332,5 +335,53 @@ func TestOrderedShutdownHandsBack(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("delivered %v, want %v", got, want)
+	}
+}
+
+// TestOrderedStuckHeadFillsTheWindow: a subject whose head keeps failing
+// holds at most a window of its partition's intents (the memory bound);
+// once its later intents fill the window, the partition's other subjects
+// wait too, until the head is dead-lettered; then everything is delivered
+// in order.
+func TestOrderedStuckHeadFillsTheWindow(t *testing.T) {
+	a, b := samePartition()
+	e := newOrderedEnv(t, 5*time.Second, func(txn string, attempt int) bool { return txn == a+"-0" })
+	e.retry = RetryPolicy{Initial: 300 * time.Millisecond, Max: 300 * time.Millisecond, MaxAttempts: 6, MaxAge: time.Hour}
+	const behind = queue.PartitionMaxAckPending + 4
+	for k := range behind + 1 {
+		e.publishTxn(a, k)
+	}
+	e.publishTxn(b, 0)
+	e.start()
+	cons, err := e.js.Consumer(context.Background(), queue.IntentStream, queue.PartitionConsumerName("r", partitionOf(a)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	maxPending := 0
+	eventually(t, 30*time.Second, "everything delivered after the head's dead letter", func() bool {
+		if info, err := cons.Info(context.Background()); err == nil {
+			maxPending = max(maxPending, info.NumAckPending)
+		}
+		return len(e.delivered(a)) == behind && len(e.delivered(b)) == 1
+	})
+	if maxPending > queue.PartitionMaxAckPending {
+		t.Errorf("%d intents of the partition in flight, want at most %d", maxPending, queue.PartitionMaxAckPending)
+	}
+	if dls := e.deadLetters(); len(dls) != 1 || dls[0].IntentID != "id-"+a+"-0" {
+		t.Fatalf("dead letters %+v, want the head only", dls)
+	}
+	// b's intent was stored after the window filled with a's, so it came
+	// only after the head's dead letter released the partition, and a's
+	// later intents kept their order.
+	want := make([]string, behind)
+	for k := range behind {
+		want[k] = fmt.Sprintf("%s-%d", a, k+1)
+	}
+	if got := e.delivered(a); !slices.Equal(got, want) {
+		t.Errorf("subject a delivered %v, want %v", got, want)
+	}
+	arr := e.arrivals()
+	if slices.Index(arr, b+"-0") < slices.Index(arr, a+"-1") {
+		t.Errorf("arrivals %v: the other subject got past a full window", arr)
 	}
 }
