@@ -335,13 +335,18 @@ func (p *Pool) letGo(ctx context.Context, r *rcv, msg jetstream.Msg) {
 		Retry:      r.Retry,
 	}
 	if f.Last {
-		// A dead letter names the intent.
+		// Settle dead-letters it (JetStream will not deliver it again):
+		// the dead letter names the intent, and under on_dead_letter:
+		// hold it holds the subject like any other.
 		j.data = msg.Data()
 		var v struct {
 			ID string `json:"id"`
 		}
 		if json.Unmarshal(j.data, &v) == nil {
 			j.intentID = v.ID
+		}
+		if r.HoldOnDeadLetter {
+			j.holdKey = []byte(queue.OrderKey(j.data))
 		}
 	}
 	p.settle(ctx, r, &j, &f)
