@@ -43,8 +43,10 @@ const (
 	DefaultMaxStreamsPerClient     = 10
 	DefaultSubjectRate             = 100
 	// DefaultPushConcurrency is 1 so a push stream delivers in stored
-	// order, as §8.1.2 requires of held events for one subject; more
-	// pushes in flight are faster but may reorder.
+	// order, as §8.1.2 requires of held events for one subject: its
+	// consumer then has one SET unacknowledged at a time, fleet-wide, so
+	// a retry cannot be overtaken either. More pushes in flight are
+	// faster but may reorder.
 	DefaultPushConcurrency = 1
 )
 
@@ -97,8 +99,9 @@ type Config struct {
 	// with its receivers). Off, such endpoint_url values get 400.
 	AllowPrivateEndpoints bool
 	// PushConcurrency is the pushes in flight at once per push stream in
-	// this process (default 1: stored order; more is faster but pushes
-	// concurrently, so events about one subject may arrive out of order).
+	// this process (default 1: stored order across the fleet, retries
+	// included; more is faster but pushes concurrently, so events about
+	// one subject may arrive out of order).
 	PushConcurrency int
 	// InactivityTimeout, when set, pauses an enabled stream whose receiver
 	// has made no authenticated request about it (API call or poll) for

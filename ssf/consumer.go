@@ -30,9 +30,21 @@ func (s *Server) consumerConfig(st *Stream) jetstream.ConsumerConfig {
 	cc.FilterSubjects = queue.ReceiverFilters(name)
 	cc.Description = "setrelay SSF stream " + st.ID + " (" + st.Delivery.Method + ")"
 	cc.Metadata = map[string]string{"setrelay_receiver": name, "setrelay_ssf_stream": st.ID}
-	if st.Delivery.Method == MethodPoll {
+	switch {
+	case st.Delivery.Method == MethodPoll:
 		cc.MaxDeliver = -1
 		cc.AckWait = s.cfg.PollAckWait
+	case s.cfg.PushConcurrency == 1:
+		// One SET of the stream unacknowledged at a time, across every
+		// process: a SET waiting for a retry (a Nak with delay) or handed
+		// back in an outage stays pending, so the server hands out
+		// nothing after it until it is delivered or dead-lettered. That
+		// is what keeps held events, and all others, in stored order per
+		// subject (SSF 1.0 §8.1.2) through retries, pauses and kills; one
+		// push in flight per process would not, since a retry lets the
+		// next SET overtake. The cost is head-of-line blocking per stream
+		// while a SET is retried.
+		cc.MaxAckPending = 1
 	}
 	return cc
 }
@@ -65,11 +77,13 @@ func (s *Server) ensureConsumer(ctx context.Context, st *Stream) error {
 		return fmt.Errorf("ssf: consumer %s: %w", name, err)
 	}
 	info := cons.CachedInfo()
-	if info.Config.MaxDeliver != cc.MaxDeliver || info.Config.AckWait != cc.AckWait {
-		// The delivery method changed: keep the consumer (and its
+	if info.Config.MaxDeliver != cc.MaxDeliver || info.Config.AckWait != cc.AckWait || info.Config.MaxAckPending != cc.MaxAckPending {
+		// The delivery method or ssf.push_concurrency changed, or the
+		// consumer predates ordered push: keep the consumer (and its
 		// backlog), change how it redelivers.
 		upd := info.Config
 		upd.MaxDeliver, upd.AckWait, upd.Description = cc.MaxDeliver, cc.AckWait, cc.Description
+		upd.MaxAckPending = cc.MaxAckPending
 		if _, err := stream.UpdateConsumer(ctx, upd); err != nil {
 			return fmt.Errorf("ssf: update consumer %s: %w", name, err)
 		}

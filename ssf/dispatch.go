@@ -40,6 +40,9 @@ type Dispatcher struct {
 	// Pause tunes every push stream's outage pauses and the probes of a
 	// blocked stream; zero fields take the worker's defaults.
 	Pause worker.PausePolicy
+	// Retry bounds retries of every push stream's SETs; zero fields take
+	// the worker's defaults.
+	Retry worker.RetryPolicy
 
 	mu      sync.Mutex
 	running map[string]*runningStream
@@ -241,7 +244,7 @@ func (d *Dispatcher) start(ctx context.Context, st *Stream, fp string) error {
 	rcv := worker.Receiver{
 		Name: name, Consumer: cons, Profile: s.profile(st), SendKID: s.sendKID,
 		Signer: s.signer, Pusher: rs.pusher, Types: types,
-		Observer: streamObserver{s: s, id: st.ID}, Pause: d.Pause,
+		Observer: streamObserver{s: s, id: st.ID}, Pause: d.Pause, Retry: d.Retry,
 		Accept: func(ctx context.Context, in *intent.Intent) (bool, error) {
 			cur := rs.stream.Load()
 			if in.EventType == typeVerification || in.EventType == typeStreamUpdated {
