@@ -59,6 +59,11 @@ func TestThroughputDeliversAll(t *testing.T) {
 	if res.PeakRSSKB <= 0 {
 		t.Errorf("peak RSS %d kB", res.PeakRSSKB)
 	}
+	// An ECDSA signature alone allocates dozens of objects and a push a
+	// few kB; far fewer would mean the counters were read wrongly.
+	if res.AllocsPerSet < 50 || res.BytesPerSet < 2000 {
+		t.Errorf("%.0f allocations and %.0f bytes per SET, below what signing and pushing alone allocate", res.AllocsPerSet, res.BytesPerSet)
+	}
 }
 
 // TestVerifiedSETs pushes to the conformance receiver instead of the plain

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"os"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"syscall"
@@ -71,8 +72,15 @@ func procStatusKB(field string) int64 { return pidStatusKB("self", field) }
 
 // pidStatusKB reads one kB field of /proc/PID/status (pid "self" for this
 // process); 0 where it is not there.
-func pidStatusKB(pid, field string) int64 {
-	f, err := os.Open("/proc/" + pid + "/status")
+func pidStatusKB(pid, field string) int64 { return procFileKB("/proc/"+pid+"/status", field) }
+
+// pidSmapsKB reads one kB field of /proc/PID/smaps_rollup (the sums over
+// every mapping); 0 where it is not there.
+func pidSmapsKB(pid, field string) int64 { return procFileKB("/proc/"+pid+"/smaps_rollup", field) }
+
+// procFileKB reads the "Field: N kB" line of a /proc file.
+func procFileKB(path, field string) int64 {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0
 	}
@@ -87,4 +95,47 @@ func pidStatusKB(pid, field string) int64 {
 		return v
 	}
 	return 0
+}
+
+// runtimeReading is a reading of the Go runtime's allocation and
+// collection counters (runtime/metrics, which does not stop the world).
+type runtimeReading struct {
+	allocs, bytes, cycles uint64
+	gcCPU                 float64 // seconds, the runtime's estimate
+}
+
+var runtimeSamples = []string{
+	"/gc/heap/allocs:objects",
+	"/gc/heap/allocs:bytes",
+	"/gc/cycles/total:gc-cycles",
+	"/cpu/classes/gc/total:cpu-seconds",
+}
+
+func readRuntime() runtimeReading {
+	s := make([]metrics.Sample, len(runtimeSamples))
+	for i, name := range runtimeSamples {
+		s[i].Name = name
+	}
+	metrics.Read(s)
+	u := func(i int) uint64 {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		return s[i].Value.Uint64()
+	}
+	var gc float64
+	if s[3].Value.Kind() == metrics.KindFloat64 {
+		gc = s[3].Value.Float64()
+	}
+	return runtimeReading{allocs: u(0), bytes: u(1), cycles: u(2), gcCPU: gc}
+}
+
+// since is the difference from an earlier reading.
+func (r runtimeReading) since(start runtimeReading) runtimeReading {
+	return runtimeReading{
+		allocs: r.allocs - start.allocs,
+		bytes:  r.bytes - start.bytes,
+		cycles: r.cycles - start.cycles,
+		gcCPU:  r.gcCPU - start.gcCPU,
+	}
 }

@@ -374,12 +374,21 @@ type ThroughputResult struct {
 	// during the drain: one ack each, plus pull requests and the rest. A
 	// pull request per message costs the server as much again.
 	NATSMsgsPerSet float64
+	// AllocsPerSet and BytesPerSet are the heap allocations of the whole
+	// process (embedded server and receiver included) per SET during the
+	// drain, GCPerSet the collections per 1,000 SETs and GCCPUPerSetUS
+	// the runtime's estimate of the collector's CPU per SET. Unlike CPU
+	// time they hardly move with the machine's load, so they show what a
+	// change did where CPU per SET cannot on a shared machine.
+	AllocsPerSet, BytesPerSet float64
+	GCPer1000, GCCPUPerSetUS  float64
 }
 
 // String is the RESULT line.
 func (r ThroughputResult) String() string {
-	return fmt.Sprintf("RESULT setrelay alg=%s workers=%d n=%d secs=%.3f msgs_per_s=%.0f total_cpu_us_per_msg=%.1f cpu_util=%.2f foreign_cpu_util=%.2f delivered=%d token_fetches=%d nats_msgs_per_set=%.2f peak_rss_kb=%d",
-		r.Alg, r.Workers, r.N, r.Secs, r.SetsPerSec, r.CPUPerSetUS, r.CPUUtil, r.ForeignUtil, r.Delivered, r.TokenFetches, r.NATSMsgsPerSet, r.PeakRSSKB)
+	return fmt.Sprintf("RESULT setrelay alg=%s workers=%d n=%d secs=%.3f msgs_per_s=%.0f total_cpu_us_per_msg=%.1f cpu_util=%.2f foreign_cpu_util=%.2f delivered=%d token_fetches=%d nats_msgs_per_set=%.2f allocs_per_set=%.0f bytes_per_set=%.0f gc_per_1000=%.2f gc_cpu_us_per_msg=%.1f peak_rss_kb=%d",
+		r.Alg, r.Workers, r.N, r.Secs, r.SetsPerSec, r.CPUPerSetUS, r.CPUUtil, r.ForeignUtil, r.Delivered, r.TokenFetches, r.NATSMsgsPerSet,
+		r.AllocsPerSet, r.BytesPerSet, r.GCPer1000, r.GCCPUPerSetUS, r.PeakRSSKB)
 }
 
 // Throughput pre-publishes n intents, then runs the pool and measures it
@@ -408,7 +417,7 @@ func Throughput(ctx context.Context, opts PipelineOptions, n int, cpuprofile str
 	}
 	nc := p.js.Conn()
 	out0, polls0 := nc.Stats().OutMsgs, p.polls
-	m0 := takeMeter()
+	m0, rt0 := takeMeter(), readRuntime()
 	p.Start()
 	// As the baseline does, count deliveries first and only then poll the
 	// stream until the acks have emptied it: polling it every 2 ms during
@@ -421,7 +430,7 @@ func Throughput(ctx context.Context, opts PipelineOptions, n int, cpuprofile str
 	if err := p.WaitDrained(ctx, nil); err != nil {
 		return res, err
 	}
-	d := takeMeter().since(m0)
+	d, rt := takeMeter().since(m0), readRuntime().since(rt0)
 	// Less the stream info requests of WaitDrained.
 	res.NATSMsgsPerSet = float64(nc.Stats().OutMsgs-out0-uint64(p.polls-polls0)) / float64(n)
 	stopProfile()
@@ -430,6 +439,10 @@ func Throughput(ctx context.Context, opts PipelineOptions, n int, cpuprofile str
 	res.CPUPerSetUS = d.self.Seconds() * 1e6 / float64(n)
 	res.CPUUtil = d.self.Seconds() / res.Secs
 	res.ForeignUtil = d.foreign().Seconds() / res.Secs
+	res.AllocsPerSet = float64(rt.allocs) / float64(n)
+	res.BytesPerSet = float64(rt.bytes) / float64(n)
+	res.GCPer1000 = float64(rt.cycles) * 1000 / float64(n)
+	res.GCCPUPerSetUS = rt.gcCPU * 1e6 / float64(n)
 	res.Delivered = p.Delivered()
 	res.TokenFetches = p.TokenRequests()
 	if err := p.Close(); err != nil {

@@ -212,12 +212,20 @@ type ExternalBacklogResult struct {
 	Growth                 float64 // RSSMaxKB / RSSStartKB
 	RSSAtTenths            []int64 // RSS when each tenth of the backlog was delivered
 	CPUPerSetUS            float64
+	// AnonMaxKB and FileEndKB split the RSS: anonymous memory (heap,
+	// stacks: what the process allocated) at its highest, and pages of
+	// the binary and libraries mapped from the page cache at the end. The
+	// file part is shared and reclaimable, and varies with the kernel: a
+	// freshly written binary may sit in the page cache as large folios
+	// that the kernel maps 2 MiB at a time (FilePmdMapped), which adds
+	// tens of MiB of RSS the process never asked for.
+	AnonMaxKB, FileEndKB, FilePmdEndKB int64
 }
 
 // String is the RESULT line.
 func (r ExternalBacklogResult) String() string {
-	return fmt.Sprintf("RESULT backlog_external n=%d publish_secs=%.1f drain_secs=%.1f msgs_per_s=%.0f run_cpu_us_per_msg=%.1f rss_start_kb=%d rss_max_kb=%d rss_end_kb=%d rss_growth=%.2f rss_by_tenth_kb=%v samples=%d",
-		r.N, r.PublishSecs, r.DrainSecs, r.SetsPerSec, r.CPUPerSetUS, r.RSSStartKB, r.RSSMaxKB, r.RSSEndKB, r.Growth, r.RSSAtTenths, r.Samples)
+	return fmt.Sprintf("RESULT backlog_external n=%d publish_secs=%.1f drain_secs=%.1f msgs_per_s=%.0f run_cpu_us_per_msg=%.1f rss_start_kb=%d rss_max_kb=%d rss_end_kb=%d rss_growth=%.2f rss_by_tenth_kb=%v rss_anon_max_kb=%d rss_file_end_kb=%d file_pmd_mapped_end_kb=%d samples=%d",
+		r.N, r.PublishSecs, r.DrainSecs, r.SetsPerSec, r.CPUPerSetUS, r.RSSStartKB, r.RSSMaxKB, r.RSSEndKB, r.Growth, r.RSSAtTenths, r.AnonMaxKB, r.FileEndKB, r.FilePmdEndKB, r.Samples)
 }
 
 // ExternalBacklog stores n intents on a nats-server running apart from the
@@ -285,6 +293,7 @@ func ExternalBacklog(ctx context.Context, n, concurrency int, exe string, progre
 		case <-time.After(100 * time.Millisecond):
 		}
 		rss := pidStatusKB(pid, "VmRSS")
+		res.AnonMaxKB = max(res.AnonMaxKB, pidStatusKB(pid, "RssAnon"))
 		res.Samples++
 		res.RSSMaxKB = max(res.RSSMaxKB, rss)
 		if d := rcv.accepted.Load(); next > 0 && d >= next {
@@ -297,6 +306,8 @@ func ExternalBacklog(ctx context.Context, n, concurrency int, exe string, progre
 	}
 	dm := takeMeter().since(m0)
 	res.RSSEndKB = pidStatusKB(pid, "VmRSS")
+	res.FileEndKB = pidStatusKB(pid, "RssFile")
+	res.FilePmdEndKB = pidSmapsKB(pid, "FilePmdMapped")
 	res.DrainSecs = dm.wall.Seconds()
 	res.SetsPerSec = float64(n) / res.DrainSecs
 	res.CPUPerSetUS = (rp.cpu() - cpu0).Seconds() * 1e6 / float64(n)
