@@ -479,7 +479,7 @@ func (p *Pool) probeOne(ctx, work context.Context, r *rcv) (ActionKind, bool) {
 	defer p.release(1)
 	if len(r.parts) > 0 {
 		if t, ok := p.probePartitioned(ctx, r); ok {
-			out := p.handle(work, r, t.msg, true)
+			out := p.handle(work, r, t.msg, true, newBeat())
 			t.done <- settledMsg{seq: t.seq, out: out}
 			return out.kind, true
 		}
@@ -495,7 +495,7 @@ func (p *Pool) probeOne(ctx, work context.Context, r *rcv) (ActionKind, bool) {
 	got := false
 	for msg := range batch.Messages() {
 		got = true
-		kind = p.handle(work, r, msg, true).kind
+		kind = p.handle(work, r, msg, true, newBeat()).kind
 	}
 	return kind, got
 }

@@ -94,12 +94,13 @@ type outcome struct {
 // (decode, filter, build, sign, push), gathering the Facts; Settle them;
 // apply the Action. ctx is the pool's work context, which outlives Run's
 // context by the grace period. probe is set when the message probes a
-// paused or blocked receiver. handle returns how it settled the message.
-func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg, probe bool) outcome {
+// paused or blocked receiver. b is the calling goroutine's beat, idle on
+// entry and on return. handle returns how it settled the message.
+func (p *Pool) handle(ctx context.Context, r *rcv, msg jetstream.Msg, probe bool, b *beat) outcome {
 	p.m.inflight.Inc()
 	defer p.m.inflight.Dec()
-	beat := startBeat(msg, r.beatEvery)
-	defer beat.stop()
+	b.start(msg, r.beatEvery)
+	defer b.stop()
 
 	md, err := msg.Metadata()
 	if err != nil {
@@ -634,35 +635,50 @@ func jtiOf(j *job, r *rcv) string {
 // beat sends InProgress every AckWait/3 while a message is being worked on,
 // so a slow push (or a long rate-limit wait) does not let AckWait expire
 // and the message be delivered to a second worker at the same time.
+//
+// Each worker goroutine owns one beat and its timer for its lifetime and
+// points it at each message in turn (start, stop), rather than making a
+// timer and a closure for every message. A fire that was already due when
+// stop ran finds no message, or, if start has already run again, sends an
+// early InProgress for the next one, which is harmless: that message is
+// being worked on.
 type beat struct {
-	mu      sync.Mutex
-	msg     jetstream.Msg
-	every   time.Duration
-	t       *time.Timer
-	stopped bool
+	mu    sync.Mutex
+	msg   jetstream.Msg // nil between messages
+	every time.Duration
+	t     *time.Timer
 }
 
-func startBeat(msg jetstream.Msg, every time.Duration) *beat {
-	b := &beat{msg: msg, every: every}
-	b.mu.Lock()
-	b.t = time.AfterFunc(every, b.fire)
-	b.mu.Unlock()
+// newBeat returns an idle beat.
+func newBeat() *beat {
+	b := &beat{}
+	b.t = time.AfterFunc(time.Hour, b.fire)
+	b.t.Stop()
 	return b
+}
+
+// start beats for msg every every, until stop.
+func (b *beat) start(msg jetstream.Msg, every time.Duration) {
+	b.mu.Lock()
+	b.msg, b.every = msg, every
+	b.t.Reset(every)
+	b.mu.Unlock()
 }
 
 func (b *beat) fire() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.stopped {
+	if b.msg == nil {
 		return
 	}
 	_ = b.msg.InProgress() // best effort: failing, the message is redelivered
 	b.t.Reset(b.every)
 }
 
+// stop ends the beats of the current message.
 func (b *beat) stop() {
 	b.mu.Lock()
-	b.stopped = true
+	b.msg = nil
 	b.t.Stop()
 	b.mu.Unlock()
 }

@@ -228,8 +228,9 @@ func (p *Pool) Run(ctx context.Context) error {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
+			b := newBeat()
 			for t := range tasks {
-				out := p.handle(work, t.r, t.msg, false)
+				out := p.handle(work, t.r, t.msg, false, b)
 				t.r.inflight.Add(-1)
 				p.release(1)
 				if t.done != nil {

@@ -68,6 +68,25 @@ func TestSlowPushHeartbeats(t *testing.T) {
 	}
 }
 
+// TestHeartbeatsFollowEachMessage: one worker goroutine keeps one beat for
+// all its messages; the second of two slow pushes in a row is kept alive
+// as the first was, so neither is handed to a second push.
+func TestHeartbeatsFollowEachMessage(t *testing.T) {
+	e := newEnv(t, time.Second, "slow")
+	s := newScripted(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		time.Sleep(1600 * time.Millisecond)
+		w.WriteHeader(http.StatusAccepted)
+	})
+	e.run(Config{Concurrency: 1, Receivers: []Receiver{e.spec(e.js, "slow", s.endpoint())}}, e.js, nil)
+	e.publish(sessionRevoked("slow-1"))
+	e.publish(sessionRevoked("slow-2"))
+	eventually(t, 15*time.Second, "delivered", func() bool { return e.intentsLeft() == 0 })
+	time.Sleep(300 * time.Millisecond)
+	if got := s.requests(); got != 2 {
+		t.Fatalf("%d pushes for two intents with 1.6s pushes, 1s AckWait and one worker, want 2", got)
+	}
+}
+
 // TestReplayGetsNewJTI: a dead letter replayed once the receiver is fixed
 // is delivered with the replay's own jti, and only to its receiver.
 func TestReplayGetsNewJTI(t *testing.T) {
