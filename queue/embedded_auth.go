@@ -146,6 +146,13 @@ var ErrEmbeddedAuth = errors.New("queue: the embedded NATS server (nats.server_c
 // nats.server_config the embedded server has users like any other. TLS is
 // left out: in-process connections never leave the process, and
 // nats-server does not require TLS of them.
+//
+// A loopback socket to the same server was measured against this
+// (setrelay bench, 2 cores): draining a backlog it took 4-11 % less CPU per
+// SET, the kernel buffering what the pipe hands over write by write, but at
+// 1,000 intents a second 12-17 % more, a few syscalls and wake-ups per
+// message where the pipe switches goroutines. The steady rate is the
+// common case, so the relay stays in-process.
 func ConnectInProcessAs(srv *server.Server, cfg Config, log *zap.Logger) (*nats.Conn, error) {
 	cfg.CA, cfg.Cert, cfg.Key = "", "", ""
 	// A refused in-process client sees only a closed pipe, so say up front
