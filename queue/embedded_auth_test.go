@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -145,5 +146,56 @@ func TestStartEmbeddedServerConfigErrors(t *testing.T) {
 	_, err = queue.StartEmbedded(queue.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1", ServerConfig: p + ".missing"}, zap.NewNop())
 	if !errors.Is(err, queue.ErrServerConfig) {
 		t.Fatalf("StartEmbedded with a missing server_config: %v", err)
+	}
+}
+
+// TestConnectLoopback: a second connection to the embedded server over its
+// plain listener, with the credentials the server asks for; none when the
+// listener wants TLS or credentials the configuration lacks.
+func TestConnectLoopback(t *testing.T) {
+	dir := t.TempDir()
+	conf := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	certPath, keyPath := serverCert(t, dir)
+	tlsBlock := "tls { cert_file: \"" + certPath + "\", key_file: \"" + keyPath + "\" }\n"
+	users := conf("users.conf", "authorization { users: [{user: relay, password: s3cret-pass}] }\n")
+	for _, tc := range []struct {
+		name   string
+		server queue.Config
+		relay  queue.Config
+		want   bool
+	}{
+		{"plain listener", queue.Config{Listen: "127.0.0.1:-1"}, queue.Config{}, true},
+		{"users, relay has them", queue.Config{Listen: "127.0.0.1:-1", ServerConfig: users}, queue.Config{User: "relay", Password: "s3cret-pass"}, true},
+		{"users, relay has none", queue.Config{Listen: "127.0.0.1:-1", ServerConfig: users}, queue.Config{}, false},
+		{"TLS listener", queue.Config{Listen: "127.0.0.1:-1", ServerConfig: conf("tls.conf", tlsBlock)}, queue.Config{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.server.StoreDir = t.TempDir()
+			srv, err := queue.StartEmbedded(tc.server, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+			nc, ok := queue.ConnectLoopback(srv, tc.relay, zap.NewNop())
+			if ok != tc.want || (nc != nil) != ok {
+				t.Fatalf("ConnectLoopback = %v, %v; want ok %v", nc, ok, tc.want)
+			}
+			if !ok {
+				return
+			}
+			defer nc.Close()
+			if addr := nc.ConnectedAddr(); !strings.HasPrefix(addr, "127.0.0.1:") {
+				t.Errorf("connected to %q, want the loopback listener", addr)
+			}
+			if _, err := nc.Request("$JS.API.INFO", nil, 5*time.Second); err != nil {
+				t.Errorf("JetStream request over the connection: %v", err)
+			}
+		})
 	}
 }

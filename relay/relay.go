@@ -62,6 +62,11 @@ type Service struct {
 	fleet *fleet.Member                 // nil when no receiver has a fleet-wide limit
 	steps []func(context.Context) error // shutdown, in reverse start order
 
+	// bulk is the loopback connection to the embedded server that fetch
+	// loops pull through while a backlog drains (queue.ConnectLoopback);
+	// nil with an external server or when the listener cannot take it.
+	bulk jetstream.JetStream
+
 	signers     map[string]*signer.Signer // by key id, as loaded at start
 	signMetrics *signer.Metrics
 
@@ -337,6 +342,15 @@ func (s *Service) connect(ctx context.Context, qcfg queue.Config) error {
 			return embeddedConfigError(err)
 		}
 		s.nc = nc
+		if bnc, ok := queue.ConnectLoopback(srv, qcfg, s.log); ok {
+			bjs, err := jetstream.New(bnc)
+			if err != nil {
+				bnc.Close()
+			} else {
+				s.bulk = bjs
+				s.steps = append(s.steps, func(ctx context.Context) error { return drain(ctx, bnc) })
+			}
+		}
 	} else {
 		nc, err := queue.Connect(ctx, qcfg, s.log)
 		if err != nil {
@@ -371,6 +385,12 @@ func (s *Service) receiverSpec(ctx context.Context, i int, r config.Receiver, si
 		return spec, fmt.Errorf("receiver %q: consumer %s: %w", r.Name, queue.ConsumerName(r.Name), err)
 	}
 	spec.Consumer = cons
+	if s.bulk != nil && !r.Ordered() {
+		// Without it the receiver pulls in-process only, which works.
+		if bc, err := s.bulk.Consumer(ctx, queue.IntentStream, queue.ConsumerName(r.Name)); err == nil {
+			spec.Bulk = bc
+		}
+	}
 	if r.Ordered() {
 		n := r.PartitionCount()
 		spec.Partitions = make([]jetstream.Consumer, n)

@@ -46,6 +46,12 @@ type Receiver struct {
 	Name string
 	// Consumer is the receiver's durable pull consumer (queue.ConsumerName).
 	Consumer jetstream.Consumer
+	// Bulk, when set, is the same consumer reached over a second
+	// connection that costs less per message in bulk: the relay's loopback
+	// socket to its embedded server, beside the in-process pipe Consumer
+	// uses (queue.ConnectLoopback says why). The fetch loop pulls through
+	// it while a backlog drains, and through Consumer otherwise.
+	Bulk jetstream.Consumer
 	// Profile shapes the SET claims for this receiver.
 	Profile set.Profile
 	// SendKID puts the signing key's kid in the JOSE header.

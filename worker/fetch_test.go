@@ -3,10 +3,12 @@ package worker
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -95,5 +97,41 @@ func TestPullsStayWithinFreeSlots(t *testing.T) {
 	}
 	if w < concurrency {
 		t.Fatalf("at most %d messages out to a pool of %d slots with a backlog: the watch saw nothing", w, concurrency)
+	}
+}
+
+// TestBulkConsumerDrainsBacklog: with a Bulk consumer (the same consumer
+// over a second connection), a backlog is pulled through it after the
+// first batch, every intent delivered once; once the backlog is gone, the
+// pulls go back to Consumer.
+func TestBulkConsumerDrainsBacklog(t *testing.T) {
+	const n = 120
+	e := newEnv(t, 30*time.Second, "bulk")
+	for i := range n {
+		e.publish(sessionRevoked("bulk-" + strconv.Itoa(i)))
+	}
+	bnc := e.connect()
+	bjs, err := jetstream.New(bnc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newScripted(t, func(_ int, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) })
+	spec := e.spec(e.js, "bulk", s.endpoint())
+	spec.Bulk = e.consumer(bjs, "bulk")
+	e.run(Config{Concurrency: 4, Receivers: []Receiver{spec}}, e.js, nil)
+	eventually(t, 20*time.Second, "backlog delivered", func() bool { return e.intentsLeft() == 0 })
+	if got := s.requests(); got != n {
+		t.Errorf("%d pushes for %d intents, want one each", got, n)
+	}
+	viaBulk := bnc.Stats().InMsgs
+	if viaBulk < n/2 {
+		t.Errorf("%d messages came over the bulk connection, want most of the %d of the backlog", viaBulk, n)
+	}
+
+	// No backlog: a single intent is pulled through Consumer.
+	e.publish(sessionRevoked("bulk-after"))
+	eventually(t, 10*time.Second, "delivered", func() bool { return s.requests() == n+1 })
+	if after := bnc.Stats().InMsgs; after != viaBulk {
+		t.Errorf("the bulk connection received %d more messages with no backlog, want 0", after-viaBulk)
 	}
 }

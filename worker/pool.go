@@ -360,11 +360,17 @@ func (p *Pool) release(n int) {
 // an empty one. An idle receiver so ties up one slot, not its share, and a
 // busy one soon asks for all it may take.
 //
+// While a backlog drains (the last batch's last message had at least a
+// share more pending) and the receiver has a Bulk consumer, the pulls go
+// through that one instead; the messages are acked on the connection they
+// came from.
+//
 // The loop returns when ctx is cancelled, after its outstanding request
 // ends; messages that request brings are still handed to the workers.
 func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 	want := 1
 	var errDelay time.Duration
+	bulk := false // pull through r.Bulk: the last batch left a backlog
 	for ctx.Err() == nil {
 		// A paused consumer delivers nothing, so do not tie up a slot in
 		// a pull request that can only time out. A blocked one is paused
@@ -404,17 +410,24 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 		// wait out AckWait unseen. Shutdown waits at most FetchWait for it
 		// instead, and works on what it brings.
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.FetchWait)
-		batch, err := r.Consumer.Fetch(held, jetstream.FetchContext(fctx))
+		cons := r.Consumer
+		if bulk && !probing {
+			cons = r.Bulk
+		}
+		batch, err := cons.Fetch(held, jetstream.FetchContext(fctx))
 		r.m.pulls.Inc()
 		if err != nil {
 			cancel()
 			p.release(held)
+			bulk = false
 			errDelay = p.fetchFailed(ctx, r, err, errDelay)
 			continue
 		}
 		got := 0
+		var last jetstream.Msg
 		for msg := range batch.Messages() {
 			got++
+			last = msg
 			r.inflight.Add(1)
 			if !probing {
 				tasks <- task{r: r, msg: msg}
@@ -430,12 +443,25 @@ func (p *Pool) fetchLoop(ctx context.Context, r *rcv, tasks chan<- task) {
 		cancel()
 		p.release(held - got)
 		if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+			bulk = false
 			errDelay = p.fetchFailed(ctx, r, err, errDelay)
 			continue
 		}
 		errDelay = 0
 		want = max(1, 2*got)
+		bulk = r.Bulk != nil && draining(last, p.share)
 	}
+}
+
+// draining reports whether the consumer had at least share more messages
+// pending after last, the last message of a batch: a backlog, which the next
+// pull drains through the bulk connection.
+func draining(last jetstream.Msg, share int) bool {
+	if last == nil {
+		return false
+	}
+	md, err := last.Metadata()
+	return err == nil && md.NumPending >= uint64(share)
 }
 
 // fetchFailed logs a failed pull (the first of a run at warn) and waits
