@@ -73,8 +73,7 @@ func Latency(ctx context.Context, opts PipelineOptions, rate int, d time.Duratio
 		}
 		defer stop()
 	}
-	nc := p.js.Conn()
-	out0, polls0 := nc.Stats().OutMsgs, p.polls
+	out0, polls0 := p.svc.NATSOutMsgs(), p.polls
 	m0 := takeMeter()
 	interval := time.Second / time.Duration(rate)
 	futures := make([]jetstream.PubAckFuture, 0, n)
@@ -113,7 +112,7 @@ func Latency(ctx context.Context, opts PipelineOptions, rate int, d time.Duratio
 		return res, err
 	}
 	dm := takeMeter().since(m0)
-	res.NATSMsgsPerSet = float64(nc.Stats().OutMsgs-out0-uint64(p.polls-polls0)-uint64(n)) / float64(n)
+	res.NATSMsgsPerSet = float64(p.svc.NATSOutMsgs()-out0-uint64(p.polls-polls0)-uint64(n)) / float64(n)
 	res.Sent = n
 	if dump != "" {
 		if err := t.dump(dump); err != nil {

@@ -415,8 +415,7 @@ func Throughput(ctx context.Context, opts PipelineOptions, n int, cpuprofile str
 		}
 		defer stopProfile()
 	}
-	nc := p.js.Conn()
-	out0, polls0 := nc.Stats().OutMsgs, p.polls
+	out0, polls0 := p.svc.NATSOutMsgs(), p.polls
 	m0, rt0 := takeMeter(), readRuntime()
 	p.Start()
 	// As the baseline does, count deliveries first and only then poll the
@@ -432,7 +431,7 @@ func Throughput(ctx context.Context, opts PipelineOptions, n int, cpuprofile str
 	}
 	d, rt := takeMeter().since(m0), readRuntime().since(rt0)
 	// Less the stream info requests of WaitDrained.
-	res.NATSMsgsPerSet = float64(nc.Stats().OutMsgs-out0-uint64(p.polls-polls0)) / float64(n)
+	res.NATSMsgsPerSet = float64(p.svc.NATSOutMsgs()-out0-uint64(p.polls-polls0)) / float64(n)
 	stopProfile()
 	res.Secs = d.wall.Seconds()
 	res.SetsPerSec = float64(n) / res.Secs

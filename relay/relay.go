@@ -582,6 +582,17 @@ func (s *Service) OpsAddr() net.Addr { return s.ops.Addr() }
 // (the demo) and tests.
 func (s *Service) JetStream() jetstream.JetStream { return s.js }
 
+// NATSOutMsgs is how many messages the relay's connections to NATS have
+// sent: its own and, with the embedded server, the loopback one its fetch
+// loops pull a backlog through. setrelay bench reports it per SET.
+func (s *Service) NATSOutMsgs() uint64 {
+	n := s.nc.Stats().OutMsgs
+	if s.bulk != nil {
+		n += s.bulk.Conn().Stats().OutMsgs
+	}
+	return n
+}
+
 // PruneCommand is the command that lists and deletes the consumers of
 // receivers no longer in cfg, as an operator would type it.
 func PruneCommand(cfg *config.Config) string {
