@@ -175,15 +175,31 @@ func PartitionConsumerConfig(cfg Config, receiver string, p, n int) jetstream.Co
 // the rest, which is only slower.
 func partitionConsumers(ctx context.Context, stream jetstream.Stream, receiver string) map[string]*jetstream.ConsumerConfig {
 	out := map[string]*jetstream.ConsumerConfig{}
+	infos, _ := PartitionConsumers(ctx, stream, receiver)
+	for _, ci := range infos {
+		cfg := ci.Config
+		out[ci.Name] = &cfg
+	}
+	return out
+}
+
+// PartitionConsumers lists the partition consumers of an ordered receiver
+// that exist on stream, whatever their number. A name counts only as
+// "ord_<token>_<digits>", so the partitions of receiver "a" never include
+// those of a receiver "a_b".
+func PartitionConsumers(ctx context.Context, stream jetstream.Stream, receiver string) ([]*jetstream.ConsumerInfo, error) {
+	var out []*jetstream.ConsumerInfo
 	prefix := partitionPrefix + Token(receiver) + "_"
 	infos := stream.ListConsumers(ctx)
 	for ci := range infos.Info() {
-		if strings.HasPrefix(ci.Name, prefix) {
-			cfg := ci.Config
-			out[ci.Name] = &cfg
+		if rest, ok := strings.CutPrefix(ci.Name, prefix); ok && rest != "" && strings.Trim(rest, "0123456789") == "" {
+			out = append(out, ci)
 		}
 	}
-	return out
+	if err := infos.Err(); err != nil {
+		return out, fmt.Errorf("queue: list partition consumers of %q: %w", receiver, err)
+	}
+	return out, nil
 }
 
 // samePartition reports whether an existing partition consumer already

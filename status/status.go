@@ -211,14 +211,28 @@ func collectOne(ctx context.Context, js jetstream.JetStream, intents, dlq jetstr
 	if err != nil {
 		return r, fmt.Errorf("status: consumer %s: %w", queue.ConsumerName(name), err)
 	}
-	r.Pending, r.InFlight = ci.NumPending, ci.NumAckPending
-	if ci.Paused {
-		r.raise(StatePaused, "", time.Time{})
+	// An ordered receiver's intents wait in its partition consumers; its
+	// receiver consumer holds only what predates ordering.
+	parts, err := queue.PartitionConsumers(ctx, intents, name)
+	if err != nil {
+		return r, fmt.Errorf("status: receiver %q: %w", name, err)
 	}
-	if r.Pending+uint64(r.InFlight) > 0 {
-		if at, ok := queue.OldestUnsettled(ctx, intents, ci); ok {
-			r.OldestPending = max(now.Sub(at), 0)
+	var oldest time.Time
+	for _, ci := range append(parts, ci) {
+		r.Pending += ci.NumPending
+		r.InFlight += ci.NumAckPending
+		if ci.Paused {
+			r.raise(StatePaused, "", time.Time{})
 		}
+		if ci.NumPending+uint64(ci.NumAckPending) == 0 {
+			continue
+		}
+		if at, ok := queue.OldestUnsettled(ctx, intents, ci); ok && (oldest.IsZero() || at.Before(oldest)) {
+			oldest = at
+		}
+	}
+	if !oldest.IsZero() {
+		r.OldestPending = max(now.Sub(oldest), 0)
 	}
 
 	subject := queue.DLQSubject(name)
