@@ -64,23 +64,58 @@ type oldestFinder struct {
 	streams map[string]jetstream.Stream
 }
 
+// backlog returns what r's consumers hold: its pending count, and when its
+// oldest unsettled intent was stored. An ordered receiver's intents wait in
+// its partition consumers (one listing of the stream's consumers), the
+// receiver consumer (info) holding only what predates ordering.
+func (f *oldestFinder) backlog(ctx context.Context, r *rcv, info *jetstream.ConsumerInfo) (uint64, time.Time, error) {
+	pending, oldest := info.NumPending, f.find(ctx, info)
+	if len(r.parts) == 0 {
+		return pending, oldest, nil
+	}
+	s, err := f.stream(ctx, info.Stream)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	parts, err := queue.PartitionConsumers(ctx, s, r.Name)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	for _, ci := range parts {
+		pending += ci.NumPending
+		if at := f.find(ctx, ci); !at.IsZero() && (oldest.IsZero() || at.Before(oldest)) {
+			oldest = at
+		}
+	}
+	return pending, oldest, nil
+}
+
 // find returns when the oldest intent the consumer has not settled was
 // stored, or the zero time when it has none (or NATS did not say).
 func (f *oldestFinder) find(ctx context.Context, info *jetstream.ConsumerInfo) time.Time {
 	if info.NumPending == 0 && info.NumAckPending == 0 {
 		return time.Time{}
 	}
-	s, ok := f.streams[info.Stream]
-	if !ok {
-		var err error
-		if s, err = f.js.Stream(ctx, info.Stream); err != nil {
-			return time.Time{}
-		}
-		if f.streams == nil {
-			f.streams = map[string]jetstream.Stream{}
-		}
-		f.streams[info.Stream] = s
+	s, err := f.stream(ctx, info.Stream)
+	if err != nil {
+		return time.Time{}
 	}
 	at, _ := queue.OldestUnsettled(ctx, s, info)
 	return at
+}
+
+// stream returns the handle of the named stream, looked up once.
+func (f *oldestFinder) stream(ctx context.Context, name string) (jetstream.Stream, error) {
+	if s, ok := f.streams[name]; ok {
+		return s, nil
+	}
+	s, err := f.js.Stream(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if f.streams == nil {
+		f.streams = map[string]jetstream.Stream{}
+	}
+	f.streams[name] = s
+	return s, nil
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/setrelay/setrelay/queue"
 )
 
 // TestOldestPendingAge checks setrelay_consumer_oldest_pending_age_seconds
@@ -80,5 +82,26 @@ func TestOldestPendingAge(t *testing.T) {
 	})
 	if dls := e.deadLetters(); len(dls) != 0 {
 		t.Fatalf("%d dead letters; the intent must have been delivered, not dead-lettered", len(dls))
+	}
+}
+
+// An ordered receiver's backlog waits in its partition consumers, not in
+// its receiver consumer: the pending and oldest-age gauges count it there.
+// The receiver refuses everything, so 100 intents about one subject stay
+// unsettled, at most a window of them in flight.
+func TestOrderedReceiverBacklogGauges(t *testing.T) {
+	e := newOrderedEnv(t, 30*time.Second, func(string, int) bool { return true })
+	const n = 100
+	for k := range n {
+		e.publishTxn("backlog@example.com", k)
+	}
+	reg := prometheus.NewRegistry()
+	stop := e.startWith(reg)
+	defer stop()
+	eventually(t, 15*time.Second, "the pending gauge counts the partition's backlog", func() bool {
+		return metricValue(t, reg, "setrelay_consumer_pending", "r") >= n-queue.PartitionMaxAckPending
+	})
+	if age := metricValue(t, reg, "setrelay_consumer_oldest_pending_age_seconds", "r"); age <= 0 {
+		t.Fatalf("oldest pending age %.3fs with %d intents waiting; want > 0", age, n)
 	}
 }

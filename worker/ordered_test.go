@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -190,7 +191,11 @@ func newSlowOrderedEnv(t *testing.T, ackWait, delay time.Duration, fail func(txn
 
 // start runs a pool for "r" with its partition consumers, until the test
 // ends or stop is called.
-func (e *orderedEnv) start() (stop func()) {
+func (e *orderedEnv) start() (stop func()) { return e.startWith(nil) }
+
+// startWith is start with the pool's metrics on reg (nil: a registry of
+// its own).
+func (e *orderedEnv) startWith(reg prometheus.Registerer) (stop func()) {
 	spec := e.spec(e.js, "r", e.srv.URL+"/events")
 	spec.Retry = e.retry
 	for p := range 8 {
@@ -200,7 +205,7 @@ func (e *orderedEnv) start() (stop func()) {
 		}
 		spec.Partitions = append(spec.Partitions, c)
 	}
-	return e.run(Config{Concurrency: 8, Receivers: []Receiver{spec}, GracePeriod: 5 * time.Second}, e.js, nil)
+	return e.run(Config{Concurrency: 8, Receivers: []Receiver{spec}, GracePeriod: 5 * time.Second}, e.js, reg)
 }
 
 // publishTxn publishes an intent about email with txn "<email>-<k>".

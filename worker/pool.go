@@ -496,15 +496,18 @@ func (p *Pool) pollInfo(ctx context.Context) {
 			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			asked := p.now()
 			info, err := r.Consumer.Info(ictx)
+			var pending uint64
 			if err == nil {
-				r.m.oldestPending(oldest.find(ictx, info))
+				var at time.Time
+				pending, at, err = oldest.backlog(ictx, r, info)
+				r.m.oldestPending(at)
 			}
 			cancel()
 			if err != nil {
 				p.log.Debug("consumer info failed", zap.String("receiver", r.Name), zap.Error(err))
 				continue
 			}
-			r.m.pending.Set(float64(info.NumPending))
+			r.m.pending.Set(float64(pending))
 			ratio, _ := r.win.ratio(p.now(), r.Pause.MinRequests)
 			r.m.successRatio.Set(ratio)
 			r.syncPause(info.Paused, asked, asked.Add(info.PauseRemaining), p.fleet != nil)
