@@ -337,62 +337,34 @@ func TestSubjectIndexConcurrentChangesStayExact(t *testing.T) {
 		}
 		return nil
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 6)
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(w), 7))
-			ss := clients[w%2]
-			for range 60 {
-				s := pool[r.IntN(len(pool))]
-				if err := setRetrying(ss, st, s, states(s, r)); err != nil {
-					errs <- err
-					return
-				}
+	concurrently(t, 4, func(w int) error {
+		r := rand.New(rand.NewPCG(uint64(w), 7))
+		ss := clients[w%2]
+		for range 60 {
+			s := pool[r.IntN(len(pool))]
+			if err := setRetrying(ss, st, s, states(s, r)); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-errs:
-		t.Fatal(err)
-	default:
-	}
+		}
+		return nil
+	})
 	checkIndexExact(t, clients[0], st.ID)
 	probes := []map[string]any{cx("tenant", T), cx("device", opaque("d0")), cx("device", opaque("d1")), cx("tenant", T, "device", opaque("d1"))}
 	for j := range 7 {
 		u := mail(fmt.Sprintf("u%d@example.com", j))
 		probes = append(probes, u, cx("user", u), cx("tenant", T, "user", u), cx("user", u, "device", opaque("d0")))
 	}
-	for _, p := range probes {
-		for _, def := range []string{DefaultSubjectsAll, DefaultSubjectsNone} {
-			if got, want := mustWant(t, clients[1], st, def, p), oracle(t, clients[0], st.ID, def, p); got != want {
-				t.Errorf("%s, event %v: delivered %v, the records say %v", def, p, got, want)
-			}
-		}
-	}
+	checkDecisionsFollowRecords(t, clients[1], clients[0], st, probes)
 
 	// Everything removed, concurrently, twice over: nothing is left.
-	for w := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for _, s := range pool {
-				if err := setRetrying(clients[w], st, s, nil); err != nil {
-					errs <- err
-					return
-				}
+	concurrently(t, 2, func(w int) error {
+		for _, s := range pool {
+			if err := setRetrying(clients[w], st, s, nil); err != nil {
+				return err
 			}
-		}()
-	}
-	wg.Wait()
-	select {
-	case err := <-errs:
-		t.Fatal(err)
-	default:
-	}
+		}
+		return nil
+	})
 	if keys := listKeys(t, clients[0], st.ID+".>"); len(keys) != 0 {
 		t.Fatalf("keys left after removing every subject: %v", keys)
 	}
@@ -526,4 +498,41 @@ func TestSubjectIndexShapeBound(t *testing.T) {
 		mustSet(t, ss, st, s, added(s))
 	}
 	checkIndexExact(t, ss, st.ID)
+}
+
+// concurrently runs f(0) to f(n-1) at once and fails t with the first
+// error any of them returns, once all have ended.
+func concurrently(t *testing.T, n int, f func(w int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(w); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+}
+
+// checkDecisionsFollowRecords asks decide, under both defaults, about every
+// probe and compares with what the stored records say (oracle, read
+// through records).
+func checkDecisionsFollowRecords(t *testing.T, decide, records *subjectStore, st *Stream, probes []map[string]any) {
+	t.Helper()
+	for _, p := range probes {
+		for _, def := range []string{DefaultSubjectsAll, DefaultSubjectsNone} {
+			if got, want := mustWant(t, decide, st, def, p), oracle(t, records, st.ID, def, p); got != want {
+				t.Errorf("%s, event %v: delivered %v, the records say %v", def, p, got, want)
+			}
+		}
+	}
 }
