@@ -19,15 +19,8 @@ import (
 // is refused before anything listens.
 func TestStartEmbeddedRefusesExposedListener(t *testing.T) {
 	dir := t.TempDir()
-	conf := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	certPath, keyPath := serverCert(t, dir)
-	tlsBlock := "tls { cert_file: \"" + certPath + "\", key_file: \"" + keyPath + "\" }\n"
+	conf := confWriter(t, dir)
+	tlsBlock := serverTLSBlock(t, dir)
 	users := "authorization { users: [{user: relay, password: s3cret-pass}] }\n"
 	for _, tc := range []struct {
 		name, listen, file string
@@ -43,7 +36,7 @@ func TestStartEmbeddedRefusesExposedListener(t *testing.T) {
 			[]string{"authentication: set nats.server_config"}, []string{"TLS:"}},
 		{"no_auth_user defeats auth", "0.0.0.0:-1", conf("noauth.conf", users+tlsBlock+"no_auth_user: relay\n"),
 			[]string{`no_auth_user "relay"`}, []string{"TLS:"}},
-		{"allow_non_tls defeats TLS", "0.0.0.0:-1", conf("nontls.conf", users+"tls { cert_file: \""+certPath+"\", key_file: \""+keyPath+"\" }\nallow_non_tls: true\n"),
+		{"allow_non_tls defeats TLS", "0.0.0.0:-1", conf("nontls.conf", users+tlsBlock+"allow_non_tls: true\n"),
 			[]string{"allow_non_tls"}, []string{"authentication"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,15 +147,8 @@ func TestStartEmbeddedServerConfigErrors(t *testing.T) {
 // listener wants TLS or credentials the configuration lacks.
 func TestConnectLoopback(t *testing.T) {
 	dir := t.TempDir()
-	conf := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	certPath, keyPath := serverCert(t, dir)
-	tlsBlock := "tls { cert_file: \"" + certPath + "\", key_file: \"" + keyPath + "\" }\n"
+	conf := confWriter(t, dir)
+	tlsBlock := serverTLSBlock(t, dir)
 	users := conf("users.conf", "authorization { users: [{user: relay, password: s3cret-pass}] }\n")
 	for _, tc := range []struct {
 		name   string
@@ -198,4 +184,25 @@ func TestConnectLoopback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// confWriter returns a function that writes a server configuration file
+// into dir and returns its path.
+func confWriter(t *testing.T, dir string) func(name, body string) string {
+	t.Helper()
+	return func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+}
+
+// serverTLSBlock is a server configuration's tls block with a fresh
+// certificate for 127.0.0.1 in dir.
+func serverTLSBlock(t *testing.T, dir string) string {
+	t.Helper()
+	certPath, keyPath := serverCert(t, dir)
+	return "tls { cert_file: \"" + certPath + "\", key_file: \"" + keyPath + "\" }\n"
 }
