@@ -83,7 +83,7 @@ func Latency(ctx context.Context, opts PipelineOptions, rate int, d time.Duratio
 			time.Sleep(wait)
 		}
 		t.published[i].Store(time.Now().UnixNano())
-		f, err := p.publishOne(i)
+		f, err := publishIntent(p.js, i, p.opts.Subjects)
 		if err != nil {
 			return res, err
 		}

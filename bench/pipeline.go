@@ -186,6 +186,14 @@ func NewPipeline(ctx context.Context, opts PipelineOptions) (_ *Pipeline, err er
 // queue.Publisher sets it. first numbers the ids, so successive calls do not
 // collide in the duplicate window.
 func (p *Pipeline) Publish(ctx context.Context, first, n int) error {
+	return publishWindowed(ctx, first, n, func(i int) (jetstream.PubAckFuture, error) {
+		return publishIntent(p.js, i, p.opts.Subjects)
+	})
+}
+
+// publishWindowed publishes intents first..first+n-1 with publish, at most
+// a window of them unacknowledged, and waits for every acknowledgement.
+func publishWindowed(ctx context.Context, first, n int, publish func(i int) (jetstream.PubAckFuture, error)) error {
 	const window = 4096
 	pending := make([]jetstream.PubAckFuture, 0, window)
 	wait := func() error {
@@ -202,7 +210,7 @@ func (p *Pipeline) Publish(ctx context.Context, first, n int) error {
 		return nil
 	}
 	for i := first; i < first+n; i++ {
-		f, err := p.publishOne(i)
+		f, err := publish(i)
 		if err != nil {
 			return err
 		}
@@ -216,11 +224,15 @@ func (p *Pipeline) Publish(ctx context.Context, first, n int) error {
 	return wait()
 }
 
-func (p *Pipeline) publishOne(i int) (jetstream.PubAckFuture, error) {
+// publishIntent publishes the i-th benchmark intent asynchronously, with
+// Nats-Msg-Id set as queue.Publisher sets it. With subjects > 0 it is about
+// one of that many subjects, on that subject's slot; otherwise it goes on
+// the bare intent subject.
+func publishIntent(js jetstream.JetStream, i, subjects int) (jetstream.PubAckFuture, error) {
 	id := IntentID(i)
 	in, subject := Intent(id), queue.IntentSubject
-	if p.opts.Subjects > 0 {
-		in.Subject = map[string]any{"format": "email", "email": "user" + strconv.Itoa(i%p.opts.Subjects) + "@example.com"}
+	if subjects > 0 {
+		in.Subject = map[string]any{"format": "email", "email": "user" + strconv.Itoa(i%subjects) + "@example.com"}
 		subject = queue.IntentSubjectFor(in.Subject)
 	}
 	data, err := queue.Encode(in, intent.Options{})
@@ -229,7 +241,7 @@ func (p *Pipeline) publishOne(i int) (jetstream.PubAckFuture, error) {
 	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	msg.Header.Set(jetstream.MsgIDHeader, id)
-	f, err := p.js.PublishMsgAsync(msg)
+	f, err := js.PublishMsgAsync(msg)
 	if err != nil {
 		return nil, fmt.Errorf("bench: publish: %w", err)
 	}

@@ -7,11 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/setrelay/setrelay/intent"
-	"github.com/setrelay/setrelay/queue"
 )
 
 // ScaleOptions configure the scale-out measurement.
@@ -163,41 +159,9 @@ func scaleOnce(ctx context.Context, o ScaleOptions, n int, progress io.Writer) (
 // publishN stores intents first..first+n-1 as the bench pipeline does
 // (Nats-Msg-Id set), waiting for every acknowledgement.
 func publishN(ctx context.Context, js jetstream.JetStream, first, n int) error {
-	const window = 4096
-	pending := make([]jetstream.PubAckFuture, 0, window)
-	wait := func() error {
-		for _, f := range pending {
-			select {
-			case <-f.Ok():
-			case err := <-f.Err():
-				return fmt.Errorf("bench: publish: %w", err)
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		pending = pending[:0]
-		return nil
-	}
-	for i := first; i < first+n; i++ {
-		id := IntentID(i)
-		data, err := queue.Encode(Intent(id), intent.Options{})
-		if err != nil {
-			return fmt.Errorf("bench: encode intent: %w", err)
-		}
-		msg := &nats.Msg{Subject: queue.IntentSubject, Data: data, Header: nats.Header{}}
-		msg.Header.Set(jetstream.MsgIDHeader, id)
-		f, err := js.PublishMsgAsync(msg)
-		if err != nil {
-			return fmt.Errorf("bench: publish: %w", err)
-		}
-		pending = append(pending, f)
-		if len(pending) == window {
-			if err := wait(); err != nil {
-				return err
-			}
-		}
-	}
-	return wait()
+	return publishWindowed(ctx, first, n, func(i int) (jetstream.PubAckFuture, error) {
+		return publishIntent(js, i, 0)
+	})
 }
 
 // ExternalBacklogResult is the memory of one 'setrelay run' process while
