@@ -496,18 +496,21 @@ func (p *Pool) pollInfo(ctx context.Context) {
 			ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			asked := p.now()
 			info, err := r.Consumer.Info(ictx)
-			var pending uint64
 			if err == nil {
-				var at time.Time
-				pending, at, err = oldest.backlog(ictx, r, info)
-				r.m.oldestPending(at)
+				if pending, at, berr := oldest.backlog(ictx, r, info); berr == nil {
+					r.m.pending.Set(float64(pending))
+					r.m.oldestPending(at)
+				} else {
+					// The backlog gauges keep their last complete figures;
+					// the pause and state below come from info, current.
+					p.log.Debug("partition consumers not listed", zap.String("receiver", r.Name), zap.Error(berr))
+				}
 			}
 			cancel()
 			if err != nil {
 				p.log.Debug("consumer info failed", zap.String("receiver", r.Name), zap.Error(err))
 				continue
 			}
-			r.m.pending.Set(float64(pending))
 			ratio, _ := r.win.ratio(p.now(), r.Pause.MinRequests)
 			r.m.successRatio.Set(ratio)
 			r.syncPause(info.Paused, asked, asked.Add(info.PauseRemaining), p.fleet != nil)
