@@ -96,6 +96,10 @@ type Config struct {
 	// Source is the file Load read the configuration from ("" when built
 	// in code), so that messages can name the command to run with it.
 	Source string `yaml:"-" json:"-"`
+
+	// credentialsUnread is set by QueueOnly: the receivers' credentials
+	// are placeholders, not checked and never to be used.
+	credentialsUnread bool
 }
 
 // Key is one signing key.

@@ -451,3 +451,42 @@ func TestUnknownKeyDoesNotHideOtherProblems(t *testing.T) {
 		t.Errorf("want exactly 5 problems, got:\n%s", err)
 	}
 }
+
+// TestQueueOnlyNeedsNoReceiverCredentials: a producer loads the relay's
+// file with QueueOnly and is given none of the receivers' credentials, in
+// its environment or as files; everything else is still expanded and
+// checked, and the same file without QueueOnly still requires them.
+func TestQueueOnlyNeedsNoReceiverCredentials(t *testing.T) {
+	y := strings.Replace(issueExample, "client_secret: ${GOVUK_CLIENT_SECRET}", "client_secret_file: /nonexistent/secret", 1)
+	y = strings.Replace(y, "https://example.auth.eu-west-2.amazoncognito.com/oauth2/token", "${GOVUK_TOKEN_URL}", 1)
+	y = strings.Replace(y, "store_dir: ./data", "store_dir: ${DATA}", 1)
+	producerEnv := env(map[string]string{"DATA": "/var/lib/setrelay"})
+
+	cfg, err := Parse([]byte(y), "x.yaml", producerEnv, QueueOnly())
+	if err != nil {
+		t.Fatalf("QueueOnly: %v", err)
+	}
+	if cfg.NATS.StoreDir != "/var/lib/setrelay" {
+		t.Errorf("nats.store_dir = %q: variables outside receivers' auth must still expand", cfg.NATS.StoreDir)
+	}
+	if got := cfg.ReceiverNames(); len(got) != 1 || got[0] != "govuk" {
+		t.Errorf("receiver names = %v", got)
+	}
+
+	_, err = Parse([]byte(y), "x.yaml", producerEnv)
+	if err == nil {
+		t.Fatal("without QueueOnly, the missing credentials were not reported")
+	}
+	containsAll(t, problemsOf(t, err),
+		"receivers[0].auth.client_id: environment variable GOVUK_CLIENT_ID is not set",
+		"receivers[0].auth.token_url: environment variable GOVUK_TOKEN_URL is not set")
+
+	// Mistakes outside the credentials are still mistakes.
+	bad := strings.Replace(y, "concurrency: 64", "concurrency: 0", 1)
+	if _, err := Parse([]byte(bad), "x.yaml", producerEnv, QueueOnly()); err == nil {
+		t.Error("QueueOnly accepted worker.concurrency: 0")
+	}
+	if _, err := Parse([]byte(y), "x.yaml", env(nil), QueueOnly()); err == nil {
+		t.Error("QueueOnly accepted an unset ${DATA} outside the receivers' credentials")
+	}
+}

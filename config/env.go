@@ -12,11 +12,12 @@ import (
 // literal "${". It runs after YAML decoding, on the decoded strings, so a
 // value containing YAML syntax (a secret with ": " or "#") cannot change the
 // document's structure. A variable that is not set is a problem named with
-// its YAML path; its value never appears in an error.
-func expandEnv(cfg *Config, lookup func(string) (string, bool), p *problems) {
+// its YAML path; its value never appears in an error. Values whose path
+// skip reports are left as written (QueueOnly).
+func expandEnv(cfg *Config, lookup func(string) (string, bool), p *problems, skip func(path string) bool) {
 	walkStrings(reflect.ValueOf(cfg).Elem(), "", func(path string, v reflect.Value) {
 		s := v.String()
-		if !strings.Contains(s, "$") {
+		if !strings.Contains(s, "$") || skip(path) {
 			return
 		}
 		out, missing, bad := expand(s, lookup)

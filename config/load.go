@@ -21,10 +21,26 @@ import (
 // quickly rather than be read into memory.
 const maxFileSize = 1 << 20
 
+// Option changes how Load and Parse read a configuration.
+type Option func(*loadOptions)
+
+type loadOptions struct {
+	queueOnly bool
+}
+
+// QueueOnly loads the configuration for a program that only talks to the
+// queue (publish, backfill, dlq, status): the receivers' credentials
+// (everything under receivers[].auth) are left as written, with their
+// ${NAME} references not expanded and their *_file not read, so a producer
+// needs neither the receivers' client secrets in its environment nor their
+// files. Such a Config must never be used to deliver: its receivers'
+// credentials are placeholders.
+func QueueOnly() Option { return func(o *loadOptions) { o.queueOnly = true } }
+
 // Load reads, expands, completes and validates the configuration at path.
 // Every problem found is returned at once as an *Error. The environment
 // variable NATS_URL, when set, overrides nats.url.
-func Load(path string) (*Config, error) {
+func Load(path string, opts ...Option) (*Config, error) {
 	data, err := readBounded(path)
 	if err != nil {
 		// A configuration that cannot be read is an input mistake like
@@ -36,7 +52,7 @@ func Load(path string) (*Config, error) {
 		}
 		return nil, &Error{File: path, Problems: []Problem{{Message: msg}}, cause: err}
 	}
-	cfg, err := parse(data, path, os.LookupEnv)
+	cfg, err := parse(data, path, os.LookupEnv, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -47,11 +63,15 @@ func Load(path string) (*Config, error) {
 // Parse is Load for a configuration already in memory; file names the
 // source in errors. lookup resolves environment variables (os.LookupEnv in
 // production; a map in tests).
-func Parse(data []byte, file string, lookup func(string) (string, bool)) (*Config, error) {
-	return parse(data, file, lookup)
+func Parse(data []byte, file string, lookup func(string) (string, bool), opts ...Option) (*Config, error) {
+	return parse(data, file, lookup, opts...)
 }
 
-func parse(data []byte, file string, lookup func(string) (string, bool)) (*Config, error) {
+func parse(data []byte, file string, lookup func(string) (string, bool), opts ...Option) (*Config, error) {
+	var o loadOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg := Defaults()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	// KnownFields turns a misspelt key into an error naming its line
@@ -78,11 +98,16 @@ func parse(data []byte, file string, lookup func(string) (string, bool)) (*Confi
 	}
 
 	p := problems{list: decoded}
-	expandEnv(cfg, lookup, &p)
+	expandEnv(cfg, lookup, &p, o.skip)
 	if url, ok := lookup("NATS_URL"); ok && url != "" {
 		cfg.NATS.URL = url
 	}
-	readSecretFiles(cfg, &p)
+	if o.queueOnly {
+		cfg.credentialsUnread = true
+		stubSecretFiles(cfg)
+	} else {
+		readSecretFiles(cfg, &p)
+	}
 	if len(p.list) > len(decoded) {
 		// An unset variable or unreadable secret file leaves a value
 		// half-filled; validating it would report made-up problems.
@@ -204,6 +229,28 @@ func readSecretFiles(cfg *Config, p *problems) {
 			} else {
 				a.AuthorizationHeader = Secret(s)
 			}
+		}
+	}
+}
+
+// skip reports whether expandEnv leaves the value at path as written.
+func (o loadOptions) skip(path string) bool {
+	return o.queueOnly && receiverAuthPath.MatchString(path)
+}
+
+var receiverAuthPath = regexp.MustCompile(`^receivers\[\d+\]\.auth\.`)
+
+// stubSecretFiles stands in for readSecretFiles under QueueOnly: a secret
+// given as a file gets a placeholder, so that validation sees it set
+// without the file being read (or having to exist).
+func stubSecretFiles(cfg *Config) {
+	for i := range cfg.Receivers {
+		a := &cfg.Receivers[i].Auth
+		if a.ClientSecretFile != "" && a.ClientSecret == "" {
+			a.ClientSecret = Secret("not read: " + a.ClientSecretFile)
+		}
+		if a.AuthorizationHeaderFile != "" && a.AuthorizationHeader == "" {
+			a.AuthorizationHeader = Secret("not read: " + a.AuthorizationHeaderFile)
 		}
 	}
 }

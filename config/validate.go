@@ -55,7 +55,13 @@ func (c *Config) validate(file string) error {
 	c.validateSSF(&p, keyIDs)
 	names := map[string]int{}
 	for i := range c.Receivers {
-		c.Receivers[i].validate(&p, fmt.Sprintf("receivers[%d]", i), keyIDs, names, i)
+		r := c.Receivers[i]
+		if c.credentialsUnread {
+			// QueueOnly left the credentials as written: there is
+			// nothing to check in them, and they are never used.
+			r.Auth = Auth{}
+		}
+		r.validate(&p, fmt.Sprintf("receivers[%d]", i), keyIDs, names, i)
 	}
 	return p.err(file)
 }

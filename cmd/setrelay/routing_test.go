@@ -9,14 +9,21 @@ import (
 )
 
 // writeRoutingConfig writes a configuration with two receivers, each
-// requesting one type, on the NATS server at url.
+// requesting one type, on the NATS server at url. The credentials of one
+// are variables and a file that this test's process does not have, as a
+// producer does not: publish and backfill must not need them.
 func writeRoutingConfig(t *testing.T, url string) string {
 	t.Helper()
 	y := fmt.Sprintf(`issuer: https://rp.example/
 keys: [{id: k, file: k.pem, alg: ES256}]
 nats: {url: %q}
 receivers:
-  - {name: govuk, endpoint: "https://rcv.example/events", audience: a, key: k, events: [caep.session-revoked]}
+  - name: govuk
+    endpoint: "https://rcv.example/events"
+    audience: a
+    key: k
+    events: [caep.session-revoked]
+    auth: {token_url: "${SETRELAY_TEST_UNSET_TOKEN_URL}", client_id: "${SETRELAY_TEST_UNSET_ID}", client_secret_file: /nonexistent/secret}
   - {name: partner, endpoint: "https://other.example/events", audience: b, key: k, events: [risc.account-disabled]}
 `, url)
 	path := filepath.Join(t.TempDir(), "config.yaml")

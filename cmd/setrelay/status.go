@@ -58,7 +58,7 @@ probes can use it), 2 for bad flags or configuration.`,
 			}
 			opts := status.Options{Ops: ops}
 			if qf.config != "" {
-				cfg, err := loadConfig(qf.config)
+				cfg, err := qf.loadedConfig()
 				if err != nil {
 					return err
 				}

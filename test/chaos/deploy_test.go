@@ -251,6 +251,39 @@ func TestComposeSampleIntents(t *testing.T) {
 	}
 }
 
+// TestComposeProducerGetsNoReceiverCredentials checks that the producer
+// service is given only its own NATS user, not the receivers' OAuth
+// credentials, and that the configuration it publishes with still loads
+// with that environment alone (config.QueueOnly, what publish uses).
+func TestComposeProducerGetsNoReceiverCredentials(t *testing.T) {
+	prod := loadCompose(t).Services["producer"]
+	for k := range prod.Environment {
+		if strings.HasPrefix(k, "RECEIVER_") {
+			t.Errorf("producer is given %s, a receiver credential it never uses", k)
+		}
+	}
+	env := map[string]string{}
+	for k, v := range prod.Environment {
+		env[k] = fmt.Sprint(v)
+	}
+	path := filepath.Join(moduleRoot(t), "configs", "compose", "setrelay.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	cfg, err := config.Parse(data, path, lookup, config.QueueOnly())
+	if err != nil {
+		t.Fatalf("the producer's configuration does not load with its environment: %v", err)
+	}
+	if cfg.NATS.User != "producer" {
+		t.Errorf("producer connects as NATS user %q", cfg.NATS.User)
+	}
+	if _, err := config.Parse(data, path, lookup); err == nil {
+		t.Error("the full configuration loaded without the receivers' credentials: the check above proves nothing")
+	}
+}
+
 // TestComposeKeygenMakesTheWorkersKey checks that the keygen service writes,
 // with setrelay's own image, the key file and algorithm the workers load,
 // into the volume they mount, and that a restart keeps the key.
