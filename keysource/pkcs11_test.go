@@ -27,8 +27,7 @@ import (
 func softhsmKey(t *testing.T, alg jose.SignatureAlgorithm) config.Key {
 	t.Helper()
 	h := testenv.StartSoftHSM(t)
-	label := fmt.Sprintf("%s-%s", strings.ReplaceAll(t.Name(), "/", "-"), alg)
-	tok := config.PKCS11Key{Module: h.Module, TokenLabel: h.TokenLabel, KeyLabel: label, PinFile: h.PINFile}
+	tok := config.PKCS11Key{Module: h.Module, TokenLabel: h.TokenLabel, KeyLabel: h.KeyLabel(t, string(alg)), PinFile: h.PINFile}
 	id, err := GeneratePKCS11(GeneratePKCS11Request{Alg: alg, Token: tok}, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -308,10 +308,12 @@ func TestKeyCustodyPKCS11EndToEnd(t *testing.T) {
 	h := testenv.StartSoftHSM(t)
 	dir := t.TempDir()
 	var keys []string
+	labels := map[string]string{}
 	for _, alg := range []string{"RS256", "ES256"} {
 		id := "hsm-" + strings.ToLower(alg)
+		labels[id] = h.KeyLabel(t, id)
 		code, out, stderr := runCLI(t, "", "keys", "generate", "--pkcs11", "--alg", alg, "--id", id,
-			"--module", h.Module, "--token-label", h.TokenLabel, "--key-label", t.Name()+"-"+id, "--pin-file", h.PINFile)
+			"--module", h.Module, "--token-label", h.TokenLabel, "--key-label", labels[id], "--pin-file", h.PINFile)
 		if code != 0 {
 			t.Fatalf("keys generate --pkcs11 --alg %s: %d %s", alg, code, stderr)
 		}
@@ -322,7 +324,7 @@ func TestKeyCustodyPKCS11EndToEnd(t *testing.T) {
 	}
 	// A label already on the token is refused, not duplicated.
 	code, _, stderr := runCLI(t, "", "keys", "generate", "--pkcs11", "--alg", "ES256", "--id", "again",
-		"--module", h.Module, "--token-label", h.TokenLabel, "--key-label", t.Name()+"-hsm-es256", "--pin-file", h.PINFile)
+		"--module", h.Module, "--token-label", h.TokenLabel, "--key-label", labels["hsm-es256"], "--pin-file", h.PINFile)
 	if code == 0 || !strings.Contains(stderr, "already holds a key pair") {
 		t.Errorf("generating over an existing label: exit %d, %s", code, stderr)
 	}

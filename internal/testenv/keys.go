@@ -43,6 +43,16 @@ type SoftHSM struct {
 	PINFile string
 }
 
+// KeyLabel is a key label on the shared token that no other test, and no
+// other run of the same test (go test -count=N), has used: tb's name, what,
+// and a number unique in the process.
+func (h *SoftHSM) KeyLabel(tb testing.TB, what string) string {
+	n := softhsmLabels.Add(1)
+	return fmt.Sprintf("%s-%s-%d", strings.ReplaceAll(tb.Name(), "/", "-"), what, n)
+}
+
+var softhsmLabels atomic.Uint64
+
 var (
 	softhsmOnce sync.Once
 	softhsm     *SoftHSM
