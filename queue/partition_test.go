@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,9 +47,28 @@ func TestSubjectSlotFollowsTheNormalisedSubject(t *testing.T) {
 	}
 }
 
+// matches reports whether a NATS filter matches a literal subject, as the
+// server does.
+func matches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		switch {
+		case tok == ">":
+			return len(s) > i
+		case i >= len(s) || (tok != "*" && tok != s[i]):
+			return false
+		}
+	}
+	return len(f) == len(s)
+}
+
+// TestPartitionConsumersCoverEverySlotOnce: slot s's intents, and replays
+// of them for any receiver, reach exactly partition s%n of an ordered
+// receiver, with one filter per partition at the default count; older
+// layouts' subjects reach the receiver consumer instead.
 func TestPartitionConsumersCoverEverySlotOnce(t *testing.T) {
-	for _, n := range []int{8, 256, 1024} {
-		seen := map[string]int{}
+	for _, n := range []int{8, 64, 256, 512, 1024} {
+		filters := make([][]string, n)
 		for p := range n {
 			cc := queue.PartitionConsumerConfig(queue.Config{}, "rcv.a", p, n)
 			if cc.MaxAckPending != queue.PartitionMaxAckPending || cc.PriorityPolicy != jetstream.PriorityPolicyPinned ||
@@ -57,17 +77,47 @@ func TestPartitionConsumersCoverEverySlotOnce(t *testing.T) {
 					cc.MaxAckPending, cc.PriorityPolicy, cc.PriorityGroups, cc.PinnedTTL,
 					queue.PartitionMaxAckPending, queue.PartitionGroup, queue.PartitionPinnedTTL)
 			}
-			for _, f := range cc.FilterSubjects {
-				seen[f]++
+			if n == queue.SlotGroups && len(cc.FilterSubjects) != 1 {
+				t.Errorf("partition %d of %d has filters %v, want one", p, n, cc.FilterSubjects)
+			}
+			filters[p] = cc.FilterSubjects
+		}
+		owners := func(subject string) []int {
+			var out []int
+			for p, fs := range filters {
+				for _, f := range fs {
+					if matches(f, subject) {
+						out = append(out, p)
+					}
+				}
+			}
+			return out
+		}
+		for s := range queue.Slots {
+			intentSubj := queue.SlotSubject(s)
+			if want := fmt.Sprintf("setrelay.intent.%d.%d", s%256, s/256); intentSubj != want {
+				t.Fatalf("SlotSubject(%d) = %q, want %q", s, intentSubj, want)
+			}
+			for _, subj := range []string{intentSubj, fmt.Sprintf("setrelay.replay.%d.%d.rcv_a", s%256, s/256), fmt.Sprintf("setrelay.replay.%d.%d.other", s%256, s/256)} {
+				if got := owners(subj); len(got) != 1 || got[0] != s%n {
+					t.Fatalf("%d partitions: %s is taken by partitions %v, want [%d]", n, subj, got, s%n)
+				}
+			}
+			// The first slot layout is the receiver consumer's.
+			if got := owners(fmt.Sprintf("setrelay.intent.%d", s)); len(got) != 0 {
+				t.Fatalf("%d partitions: old-layout slot %d is taken by partitions %v", n, s, got)
 			}
 		}
-		if len(seen) != 2*queue.Slots {
-			t.Errorf("%d partitions filter %d subjects, want %d", n, len(seen), 2*queue.Slots)
+	}
+	legacy := queue.ConsumerConfig(queue.Config{Ordered: map[string]int{"rcv.a": 256}}, "rcv.a").FilterSubjects
+	for _, subj := range []string{"setrelay.intent", "setrelay.intent.725", "setrelay.replay.rcv_a", "setrelay.replay.rcv_a.17"} {
+		if !slices.ContainsFunc(legacy, func(f string) bool { return matches(f, subj) }) {
+			t.Errorf("the ordered receiver's own consumer (filters %v) does not take %s", legacy, subj)
 		}
-		for f, c := range seen {
-			if c != 1 {
-				t.Errorf("%d partitions: %s filtered %d times", n, f, c)
-			}
+	}
+	for _, subj := range []string{queue.SlotSubject(725), "setrelay.replay.213.2.rcv_a", "setrelay.replay.other"} {
+		if slices.ContainsFunc(legacy, func(f string) bool { return matches(f, subj) }) {
+			t.Errorf("the ordered receiver's own consumer (filters %v) takes %s", legacy, subj)
 		}
 	}
 	for _, n := range []int{0, 4, 12, 2048} {
@@ -79,13 +129,17 @@ func TestPartitionConsumersCoverEverySlotOnce(t *testing.T) {
 
 func TestLogicalSubject(t *testing.T) {
 	for in, want := range map[string]string{
-		"setrelay.intent":        "setrelay.intent",
-		"setrelay.intent.725":    "setrelay.intent",
-		"setrelay.replay.a":      "setrelay.replay.a",
-		"setrelay.replay.a.17":   "setrelay.replay.a",
-		"setrelay.replay.a.1024": "setrelay.replay.a.1024",
-		"setrelay.dlq.a":         "setrelay.dlq.a",
-		"setrelay.intent.x":      "setrelay.intent.x",
+		"setrelay.intent":         "setrelay.intent",
+		"setrelay.intent.725":     "setrelay.intent",
+		"setrelay.intent.213.2":   "setrelay.intent",
+		"setrelay.intent.213.4":   "setrelay.intent.213.4",
+		"setrelay.intent.256.0":   "setrelay.intent.256.0",
+		"setrelay.replay.213.2.a": "setrelay.replay.a",
+		"setrelay.replay.a":       "setrelay.replay.a",
+		"setrelay.replay.a.17":    "setrelay.replay.a",
+		"setrelay.replay.a.1024":  "setrelay.replay.a.1024",
+		"setrelay.dlq.a":          "setrelay.dlq.a",
+		"setrelay.intent.x":       "setrelay.intent.x",
 	} {
 		if got := queue.LogicalSubject(in); got != want {
 			t.Errorf("LogicalSubject(%q) = %q, want %q", in, got, want)
@@ -95,12 +149,17 @@ func TestLogicalSubject(t *testing.T) {
 
 func TestIsReplayFor(t *testing.T) {
 	for subj, want := range map[string]bool{
-		"setrelay.replay.a":      true,
-		"setrelay.replay.a.17":   true,
-		"setrelay.replay.a.1024": false,
-		"setrelay.replay.ab":     false,
-		"setrelay.replay.a.x":    false,
-		"setrelay.replay.b.1":    false,
+		"setrelay.replay.a":       true,
+		"setrelay.replay.a.17":    true,
+		"setrelay.replay.a.1024":  false,
+		"setrelay.replay.ab":      false,
+		"setrelay.replay.a.x":     false,
+		"setrelay.replay.b.1":     false,
+		"setrelay.replay.213.2.a": true,
+		"setrelay.replay.213.2.b": false,
+		"setrelay.replay.213.4.a": false,
+		"setrelay.replay.a.2.a":   false,
+		"setrelay.replay.213.2":   false,
 	} {
 		if got := queue.IsReplayFor(subj, "a"); got != want {
 			t.Errorf("IsReplayFor(%q, a) = %v, want %v", subj, got, want)
