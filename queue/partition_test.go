@@ -270,3 +270,164 @@ func TestProvisionLeavesUnchangedPartitionsAlone(t *testing.T) {
 		t.Errorf("AckWait after provisioning 7s: %v", got)
 	}
 }
+
+// TestProvisionHandsOldLayoutPartitionsOver upgrades an ordered receiver
+// from the first slot layout (literal "setrelay.intent.<slot>" filters)
+// while its partitions hold intents, one delivered and not acknowledged:
+// nothing is lost, each partition keeps only the old subjects that still
+// hold messages, an old producer's intent published afterwards reaches the
+// receiver's own consumer, and once the old subjects are empty the next
+// Provision leaves each partition its single-branch filters.
+func TestProvisionHandsOldLayoutPartitionsOver(t *testing.T) {
+	const n = 8
+	cfg := testConfig(t)
+	cfg.Ordered = map[string]int{"ord": n}
+	cfg.AckWait = time.Second
+	env := startEnv(t, cfg)
+
+	// The previous version's stream and consumers.
+	sc := queue.IntentStreamConfig(cfg)
+	sc.Subjects = []string{"setrelay.intent", "setrelay.intent.*", "setrelay.replay.>"}
+	stream, err := env.js.CreateStream(ctxT(t), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := queue.ConsumerConfig(cfg, "ord")
+	rc.FilterSubjects = []string{"setrelay.intent", "setrelay.replay.ord"}
+	if _, err := stream.CreateConsumer(ctxT(t), rc); err != nil {
+		t.Fatal(err)
+	}
+	oldFilters := func(p int) []string {
+		var f []string
+		for s := p; s < queue.Slots; s += n {
+			f = append(f, fmt.Sprintf("setrelay.intent.%d", s))
+		}
+		for s := p; s < queue.Slots; s += n {
+			f = append(f, fmt.Sprintf("setrelay.replay.ord.%d", s))
+		}
+		return f
+	}
+	for p := range n {
+		cc := queue.PartitionConsumerConfig(cfg, "ord", p, n)
+		cc.FilterSubjects = oldFilters(p)
+		if _, err := stream.CreateConsumer(ctxT(t), cc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish := func(subject, id string) {
+		t.Helper()
+		if _, err := env.js.Publish(ctxT(t), subject, intentBytes(t, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One handle per consumer: a handle keeps the pin the server gave it.
+	handles := map[string]jetstream.Consumer{}
+	next := func(consumer string) jetstream.Msg {
+		t.Helper()
+		c, ok := handles[consumer]
+		if !ok {
+			var err error
+			if c, err = env.js.Consumer(ctxT(t), queue.IntentStream, consumer); err != nil {
+				t.Fatal(err)
+			}
+			handles[consumer] = c
+		}
+		var opts []jetstream.FetchOpt
+		if consumer != queue.ConsumerName("ord") {
+			opts = append(opts, jetstream.FetchPriorityGroup(queue.PartitionGroup))
+		}
+		msg, err := c.Next(append(opts, jetstream.FetchMaxWait(5*time.Second))...)
+		if err != nil {
+			t.Fatalf("next from %s: %v", consumer, err)
+		}
+		return msg
+	}
+	partFilters := func(p int) []string {
+		t.Helper()
+		c, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.PartitionConsumerName("ord", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CachedInfo().Config.FilterSubjects
+	}
+	publish("setrelay.intent.1", "old-1")
+	publish("setrelay.intent.9", "old-9")
+	publish("setrelay.intent.3", "old-3")
+	inFlight := next(queue.PartitionConsumerName("ord", 1))
+	// The running relays pull the receiver's own consumer, which moves it
+	// past the old-layout intents it did not take then.
+	rcv, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.ConsumerName("ord"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := rcv.FetchNoWait(1); err != nil {
+		t.Fatal(err)
+	} else {
+		for range b.Messages() {
+			t.Fatal("the receiver consumer took an old-layout intent before the upgrade")
+		}
+	}
+
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"ord"}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := stream.Info(ctxT(t)); err != nil || info.State.Msgs != 3 {
+		t.Fatalf("after the upgrade the stream holds %+v (%v), want the 3 old-layout intents", info, err)
+	}
+	for p, held := range map[int][]string{0: nil, 1: {"setrelay.intent.1", "setrelay.intent.9"}, 3: {"setrelay.intent.3"}} {
+		want := append(queue.PartitionConsumerConfig(cfg, "ord", p, n).FilterSubjects, held...)
+		if got := partFilters(p); !slices.Equal(got, want) {
+			t.Errorf("partition %d after the upgrade filters %v, want %v", p, got, want)
+		}
+	}
+	// Nothing was lost: the undelivered intents are still delivered, the
+	// one in flight is redelivered when its AckWait runs out.
+	got := map[string]bool{}
+	for _, c := range []int{1, 1, 3} {
+		msg := next(queue.PartitionConsumerName("ord", c))
+		var in struct{ ID string }
+		_ = json.Unmarshal(msg.Data(), &in)
+		got[in.ID] = true
+		if err := msg.DoubleAck(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !got["old-1"] || !got["old-9"] || !got["old-3"] {
+		t.Fatalf("after the upgrade the partitions delivered %v, want old-1, old-9 and old-3", got)
+	}
+	_ = inFlight.Ack() // the first owner's late outcome: harmless
+
+	// A producer not yet upgraded: its intent reaches the receiver's own
+	// consumer (partition 5 took no old subject). That consumer may also
+	// deliver the old intents the partitions held, again (the same jti):
+	// it had not passed them when it started taking their subjects.
+	publish("setrelay.intent.5", "old-5-later")
+	for {
+		msg := next(queue.ConsumerName("ord"))
+		if err := msg.DoubleAck(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		if msg.Subject() == "setrelay.intent.5" {
+			break
+		}
+		if !slices.Contains([]string{"setrelay.intent.1", "setrelay.intent.9", "setrelay.intent.3"}, msg.Subject()) {
+			t.Fatalf("the receiver consumer delivered %s", msg.Subject())
+		}
+	}
+
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"ord"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{1, 3} {
+		if got, want := partFilters(p), queue.PartitionConsumerConfig(cfg, "ord", p, n).FilterSubjects; !slices.Equal(got, want) {
+			t.Errorf("partition %d once its old subjects are empty filters %v, want %v", p, got, want)
+		}
+	}
+	info, err := stream.Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Errorf("the stream still holds %d messages", info.State.Msgs)
+	}
+}
