@@ -69,11 +69,12 @@ const PartitionGroup = "setrelay"
 // the memory its owner holds: when a subject's head keeps failing, its later
 // intents wait in the owner's memory, and once they fill the window the
 // whole partition waits for the head to settle (retried until delivered or
-// dead-lettered). A wider window isolates a failing subject longer but keeps
-// more intents waiting (heartbeats, memory) for no more speed: with 16 the
-// bench (256 partitions, 64 workers) used 15-30 % less CPU per SET than
-// with 64.
-const PartitionMaxAckPending = 16
+// dead-lettered). A partition starts its intents a window at a time, in turn
+// with the receiver's other partitions (worker/ordered.go), so the window is
+// also how many of its state changes share one write of the server's
+// consumer state file: with 256 partitions and 64 workers, `setrelay bench
+// --ordering` delivered most with 32 (16 and 64 were slower; noisy).
+const PartitionMaxAckPending = 32
 
 // PartitionPinnedTTL is how long a partition stays pinned to a process that
 // has stopped pulling it (killed, hung, or cut off): then the server pins it
