@@ -139,11 +139,6 @@ func slotReplaySubject(receiver string, slot int) string {
 	return ReplaySubjectPrefix + slotTokens(slot) + "." + Token(receiver)
 }
 
-// legacySlotSubject is slot's intent subject in the layout before
-// SlotGroups, "setrelay.intent.<slot>", which producers of that version
-// still publish on.
-func legacySlotSubject(slot int) string { return IntentSubject + "." + strconv.Itoa(slot) }
-
 // legacyFilters are the subjects a receiver's intents and replays can be
 // on without a slot in the current layout: the bare "setrelay.intent" of
 // producers older than per-subject ordering, the single-token slot of the
