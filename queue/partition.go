@@ -15,10 +15,10 @@ import (
 	"github.com/setrelay/setrelay/intent"
 )
 
-// Per-subject ordering (issue 16). Producers publish every intent on
-// "setrelay.intent.<slot>", where slot is a hash of the intent's normalised
-// subject (intent.SubjectKey) modulo Slots. The slot space is fixed and part
-// of the wire contract, so producers need no configuration: a receiver with
+// Per-subject ordering (issue 16). Producers publish every intent on its
+// slot's subject, where slot is a hash of the intent's normalised subject
+// (intent.SubjectKey) modulo Slots. The slot space is fixed and part of the
+// wire contract, so producers need no configuration: a receiver with
 // `ordering: subject` groups the slots into its own number of partitions,
 // one durable consumer per partition. Each partition consumer pins its
 // deliveries to one process at a time (a pinned-client priority group), which
@@ -28,15 +28,33 @@ import (
 // keeps every unsettled intent pending, so a retry, a hand-back or a killed
 // owner's intents come back to whichever process owns the partition next,
 // which sorts them by stream sequence again.
+//
+// Slot s is published on "setrelay.intent.<s%256>.<s/256>", and a replay of
+// an intent in slot s for a receiver on
+// "setrelay.replay.<s%256>.<s/256>.<token>". The slot's group (s%256) comes
+// first so that partition p of 256 takes its intents and every replay in
+// its slots with the one filter "setrelay.*.<p>.>": the server then finds a
+// partition's next message along one branch of its subject tree. A list of
+// literal slot subjects, or a second filter for the replays, puts every
+// delivery on the server's multi-filter path, which visits every slot
+// subject of a message block under the block's lock: with the earlier
+// layout ("setrelay.intent.<slot>", eight filters per partition) ordered
+// delivery was 3-4x slower (see docs/ARCHITECTURE.md). Other partitions'
+// replays, and other receivers', are skipped by the worker (IsReplayFor),
+// as the unordered consumer already does; they are rare.
 
-// Slots is the number of intent subjects "setrelay.intent.0" to
-// "setrelay.intent.1023". Partition counts must divide it.
+// Slots is the number of slots: partition counts must divide it.
 const Slots = 1024
 
-// Partition count limits for an ordered receiver. Each partition consumer
-// filters Slots/partitions intent subjects and as many replay subjects, so
-// the lower bound keeps a consumer's filter list short (at most 256
-// subjects); the upper bound is the slot space.
+// SlotGroups is the number of slot groups, the first token after
+// "setrelay.intent." of a slot's subject: with this many partitions (the
+// default) each partition consumer has one filter.
+const SlotGroups = 256
+
+// Partition count limits for an ordered receiver. A partition consumer has
+// one filter with SlotGroups partitions, SlotGroups/n with fewer (at most
+// 32 at the lower bound) and two per slot with more; the upper bound is the
+// slot space.
 const (
 	MinPartitions     = 8
 	MaxPartitions     = Slots
@@ -51,11 +69,12 @@ const PartitionGroup = "setrelay"
 // the memory its owner holds: when a subject's head keeps failing, its later
 // intents wait in the owner's memory, and once they fill the window the
 // whole partition waits for the head to settle (retried until delivered or
-// dead-lettered). A wider window isolates a failing subject longer but keeps
-// more intents waiting (heartbeats, memory) for no more speed: with 16 the
-// bench (256 partitions, 64 workers) used 15-30 % less CPU per SET than
-// with 64.
-const PartitionMaxAckPending = 16
+// dead-lettered). A partition starts its intents a window at a time, in turn
+// with the receiver's other partitions (worker/ordered.go), so the window is
+// also how many of its state changes share one write of the server's
+// consumer state file: with 256 partitions and 64 workers, `setrelay bench
+// --ordering` delivered most with 32 (16 and 64 were slower; noisy).
+const PartitionMaxAckPending = 32
 
 // PartitionPinnedTTL is how long a partition stays pinned to a process that
 // has stopped pulling it (killed, hung, or cut off): then the server pins it
@@ -102,8 +121,13 @@ func OrderKey(data []byte) string {
 	return string(intent.SubjectKey(v.Subject))
 }
 
+// slotTokens is the two subject tokens of slot: "<slot%256>.<slot/256>".
+func slotTokens(slot int) string {
+	return strconv.Itoa(slot%SlotGroups) + "." + strconv.Itoa(slot/SlotGroups)
+}
+
 // SlotSubject is the intent subject of slot.
-func SlotSubject(slot int) string { return IntentSubject + "." + strconv.Itoa(slot) }
+func SlotSubject(slot int) string { return IntentSubject + "." + slotTokens(slot) }
 
 // IntentSubjectFor is the subject an intent about subject is published on.
 func IntentSubjectFor(subject map[string]any) string { return SlotSubject(SubjectSlot(subject)) }
@@ -112,21 +136,43 @@ func IntentSubjectFor(subject map[string]any) string { return SlotSubject(Subjec
 // published: an ordered receiver's partition consumer sees it in line with
 // newer intents about the same subject.
 func slotReplaySubject(receiver string, slot int) string {
-	return ReplaySubject(receiver) + "." + strconv.Itoa(slot)
+	return ReplaySubjectPrefix + slotTokens(slot) + "." + Token(receiver)
+}
+
+// legacyFilters are the subjects a receiver's intents and replays can be
+// on without a slot in the current layout: the bare "setrelay.intent" of
+// producers older than per-subject ordering, the single-token slot of the
+// first slotted layout, and replays made by those versions.
+func legacyFilters(receiver string) []string {
+	return []string{IntentSubject, IntentSubject + ".*", ReplaySubject(receiver), ReplaySubject(receiver) + ".*"}
 }
 
 // IsReplayFor reports whether a message subject is a replay addressed to
-// receiver: "setrelay.replay.<token>" or "setrelay.replay.<token>.<slot>".
+// receiver: "setrelay.replay.<group>.<n>.<token>", or from older versions
+// "setrelay.replay.<token>" and "setrelay.replay.<token>.<slot>".
 func IsReplayFor(subject, receiver string) bool {
-	rest, ok := strings.CutPrefix(subject, ReplaySubject(receiver))
+	rest, ok := strings.CutPrefix(subject, ReplaySubjectPrefix)
 	if !ok {
 		return false
 	}
-	if rest == "" {
-		return true
+	tok := Token(receiver)
+	t := strings.Split(rest, ".")
+	switch len(t) {
+	case 1:
+		return t[0] == tok
+	case 2:
+		return t[0] == tok && slotNumber(t[1], Slots)
+	case 3:
+		return t[2] == tok && slotNumber(t[0], SlotGroups) && slotNumber(t[1], Slots/SlotGroups)
 	}
-	n, err := strconv.Atoi(strings.TrimPrefix(rest, "."))
-	return rest[0] == '.' && err == nil && n >= 0 && n < Slots
+	return false
+}
+
+// slotNumber reports whether s is a decimal from 0 to below limit, in
+// the form strconv.Itoa writes.
+func slotNumber(s string, limit int) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 0 && n < limit && strconv.Itoa(n) == s
 }
 
 // ValidPartitions checks an ordered receiver's partition count.
@@ -143,7 +189,7 @@ func PartitionConsumerName(receiver string, p int) string {
 }
 
 // PartitionConsumerConfig is partition p of n of an ordered receiver: the
-// intent and replay subjects of the slots s with s % n == p, pinned to one
+// intent and replay subjects of the slots s with s % n == p (partitionFilters), pinned to one
 // puller at a time (PartitionGroup, PartitionPinnedTTL), at most
 // PartitionMaxAckPending in flight, and the receiver consumer's other
 // settings.
@@ -155,19 +201,34 @@ func PartitionConsumerConfig(cfg Config, receiver string, p, n int) jetstream.Co
 	cc.PriorityPolicy = jetstream.PriorityPolicyPinned
 	cc.PriorityGroups = []string{PartitionGroup}
 	cc.PinnedTTL = PartitionPinnedTTL
-	cc.FilterSubjects = make([]string, 0, 2*Slots/n)
-	for s := p; s < Slots; s += n {
-		cc.FilterSubjects = append(cc.FilterSubjects, SlotSubject(s))
-	}
-	for s := p; s < Slots; s += n {
-		cc.FilterSubjects = append(cc.FilterSubjects, slotReplaySubject(receiver, s))
-	}
+	cc.FilterSubjects = partitionFilters(p, n)
 	cc.Metadata = map[string]string{
 		"setrelay_receiver":   receiver,
 		"setrelay_partition":  strconv.Itoa(p),
 		"setrelay_partitions": strconv.Itoa(n),
 	}
 	return cc
+}
+
+// partitionFilters are the filters of partition p of n: the intents on,
+// and every receiver's replays of intents in, the slots s with s%n == p.
+// With n <= SlotGroups those are whole slot groups, "setrelay.*.<group>.>"
+// (one filter with n == SlotGroups); with more, each slot needs its intent
+// subject "setrelay.*.<group>.<n>" and its replays "setrelay.*.<group>.<n>.*".
+// "setrelay.*" matches nothing but "setrelay.intent" and "setrelay.replay"
+// in the intents stream, and the other receivers' replays are rare.
+func partitionFilters(p, n int) []string {
+	var f []string
+	if n <= SlotGroups {
+		for g := p; g < SlotGroups; g += n {
+			f = append(f, "setrelay.*."+strconv.Itoa(g)+".>")
+		}
+		return f
+	}
+	for s := p; s < Slots; s += n {
+		f = append(f, "setrelay.*."+slotTokens(s), "setrelay.*."+slotTokens(s)+".*")
+	}
+	return f
 }
 
 // partitionConsumers lists receiver's existing partition consumers by
@@ -216,21 +277,115 @@ func samePartition(have *jetstream.ConsumerConfig, want jetstream.ConsumerConfig
 		slices.Equal(have.PriorityGroups, want.PriorityGroups)
 }
 
-// LogicalSubject is subject without its slot: "setrelay.intent.<slot>" is
-// "setrelay.intent", "setrelay.replay.<token>.<slot>" is
-// "setrelay.replay.<token>". Span names and metric labels use it, so that
-// the 1024 slots do not multiply them.
+// LogicalSubject is subject without its slot: "setrelay.intent.<group>.<n>"
+// and the older "setrelay.intent.<slot>" are "setrelay.intent",
+// "setrelay.replay.<group>.<n>.<token>" and "setrelay.replay.<token>.<slot>"
+// are "setrelay.replay.<token>". Span names and metric labels use it, so
+// that the 1024 slots do not multiply them.
 func LogicalSubject(subject string) string {
-	i := strings.LastIndexByte(subject, '.')
-	if i < 0 {
+	if rest, ok := strings.CutPrefix(subject, IntentSubject+"."); ok {
+		t := strings.Split(rest, ".")
+		switch {
+		case len(t) == 1 && slotNumber(t[0], Slots),
+			len(t) == 2 && slotNumber(t[0], SlotGroups) && slotNumber(t[1], Slots/SlotGroups):
+			return IntentSubject
+		}
 		return subject
 	}
-	head, slot := subject[:i], subject[i+1:]
-	if n, err := strconv.Atoi(slot); err != nil || n < 0 || n >= Slots {
-		return subject
-	}
-	if head == IntentSubject || (strings.HasPrefix(head, ReplaySubjectPrefix) && !strings.Contains(head[len(ReplaySubjectPrefix):], ".")) {
-		return head
+	if rest, ok := strings.CutPrefix(subject, ReplaySubjectPrefix); ok {
+		t := strings.Split(rest, ".")
+		switch {
+		case len(t) == 2 && slotNumber(t[1], Slots):
+			return ReplaySubjectPrefix + t[0]
+		case len(t) == 3 && slotNumber(t[0], SlotGroups) && slotNumber(t[1], Slots/SlotGroups):
+			return ReplaySubjectPrefix + t[2]
+		}
 	}
 	return subject
+}
+
+// Upgrading from the first slot layout ("setrelay.intent.<slot>", and
+// replays on "setrelay.replay.<token>.<slot>"): Provision changes each
+// partition consumer's filters to the current layout, and the receiver
+// consumer takes the old subjects from then on (legacyFilters). But a
+// partition consumer may still hold intents on its old subjects, delivered
+// and not yet acknowledged or not yet delivered, and with interest
+// retention the server deletes, when a filter changes, every message that
+// no consumer needs any more: the receiver consumer has already passed
+// them. So a partition consumer keeps each old subject on which the stream
+// still holds messages, next to its new filter, until a later Provision
+// (the next start) finds that subject empty. Meanwhile that partition is
+// on the server's slower multi-filter path, and an intent an old producer
+// publishes on such a subject reaches the receiver twice (the same jti),
+// through both consumers.
+
+// heldSubjects are the subjects of the first slot layout on which the
+// intents stream holds messages for a receiver.
+type heldSubjects struct {
+	counts map[string]uint64
+	// unknown is set when the stream could not tell: then every old
+	// subject is kept.
+	unknown bool
+}
+
+// legacyHeld asks the stream which old-layout subjects of receiver hold
+// messages.
+func legacyHeld(ctx context.Context, stream jetstream.Stream, receiver string) *heldSubjects {
+	h := &heldSubjects{counts: map[string]uint64{}}
+	for _, f := range []string{IntentSubject + ".*", ReplaySubject(receiver) + ".*"} {
+		info, err := stream.Info(ctx, jetstream.WithSubjectFilter(f))
+		if err != nil {
+			h.unknown = true
+			return h
+		}
+		for subj, n := range info.State.Subjects {
+			h.counts[subj] += n
+		}
+	}
+	return h
+}
+
+// keep returns the filters in have, a partition consumer's current ones,
+// that are old-layout subjects still holding messages and that no filter
+// in want already covers (the server refuses overlapping filters).
+func (h *heldSubjects) keep(have, want []string) []string {
+	var out []string
+	for _, f := range have {
+		if !isLegacySlotSubject(f) || (!h.unknown && h.counts[f] == 0) {
+			continue
+		}
+		if slices.ContainsFunc(want, func(w string) bool { return subjectMatches(w, f) }) {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+// isLegacySlotSubject reports whether subject is a slot subject of the
+// first layout: "setrelay.intent.<slot>" or "setrelay.replay.<token>.<slot>".
+func isLegacySlotSubject(subject string) bool {
+	if rest, ok := strings.CutPrefix(subject, IntentSubject+"."); ok {
+		return slotNumber(rest, Slots)
+	}
+	rest, ok := strings.CutPrefix(subject, ReplaySubjectPrefix)
+	t := strings.Split(rest, ".")
+	return ok && len(t) == 2 && t[0] != "" && slotNumber(t[1], Slots)
+}
+
+// subjectMatches reports whether the NATS filter ("*" one token, ">" the
+// rest) matches the literal subject.
+func subjectMatches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		switch {
+		case tok == ">":
+			return len(s) > i
+		case i >= len(s):
+			return false
+		case tok != "*" && tok != s[i]:
+			return false
+		}
+	}
+	return len(f) == len(s)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,9 +47,28 @@ func TestSubjectSlotFollowsTheNormalisedSubject(t *testing.T) {
 	}
 }
 
+// matches reports whether a NATS filter matches a literal subject, as the
+// server does.
+func matches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		switch {
+		case tok == ">":
+			return len(s) > i
+		case i >= len(s) || (tok != "*" && tok != s[i]):
+			return false
+		}
+	}
+	return len(f) == len(s)
+}
+
+// TestPartitionConsumersCoverEverySlotOnce: slot s's intents, and replays
+// of them for any receiver, reach exactly partition s%n of an ordered
+// receiver, with one filter per partition at the default count; older
+// layouts' subjects reach the receiver consumer instead.
 func TestPartitionConsumersCoverEverySlotOnce(t *testing.T) {
-	for _, n := range []int{8, 256, 1024} {
-		seen := map[string]int{}
+	for _, n := range []int{8, 64, 256, 512, 1024} {
+		filters := make([][]string, n)
 		for p := range n {
 			cc := queue.PartitionConsumerConfig(queue.Config{}, "rcv.a", p, n)
 			if cc.MaxAckPending != queue.PartitionMaxAckPending || cc.PriorityPolicy != jetstream.PriorityPolicyPinned ||
@@ -57,17 +77,47 @@ func TestPartitionConsumersCoverEverySlotOnce(t *testing.T) {
 					cc.MaxAckPending, cc.PriorityPolicy, cc.PriorityGroups, cc.PinnedTTL,
 					queue.PartitionMaxAckPending, queue.PartitionGroup, queue.PartitionPinnedTTL)
 			}
-			for _, f := range cc.FilterSubjects {
-				seen[f]++
+			if n == queue.SlotGroups && len(cc.FilterSubjects) != 1 {
+				t.Errorf("partition %d of %d has filters %v, want one", p, n, cc.FilterSubjects)
+			}
+			filters[p] = cc.FilterSubjects
+		}
+		owners := func(subject string) []int {
+			var out []int
+			for p, fs := range filters {
+				for _, f := range fs {
+					if matches(f, subject) {
+						out = append(out, p)
+					}
+				}
+			}
+			return out
+		}
+		for s := range queue.Slots {
+			intentSubj := queue.SlotSubject(s)
+			if want := fmt.Sprintf("setrelay.intent.%d.%d", s%256, s/256); intentSubj != want {
+				t.Fatalf("SlotSubject(%d) = %q, want %q", s, intentSubj, want)
+			}
+			for _, subj := range []string{intentSubj, fmt.Sprintf("setrelay.replay.%d.%d.rcv_a", s%256, s/256), fmt.Sprintf("setrelay.replay.%d.%d.other", s%256, s/256)} {
+				if got := owners(subj); len(got) != 1 || got[0] != s%n {
+					t.Fatalf("%d partitions: %s is taken by partitions %v, want [%d]", n, subj, got, s%n)
+				}
+			}
+			// The first slot layout is the receiver consumer's.
+			if got := owners(fmt.Sprintf("setrelay.intent.%d", s)); len(got) != 0 {
+				t.Fatalf("%d partitions: old-layout slot %d is taken by partitions %v", n, s, got)
 			}
 		}
-		if len(seen) != 2*queue.Slots {
-			t.Errorf("%d partitions filter %d subjects, want %d", n, len(seen), 2*queue.Slots)
+	}
+	legacy := queue.ConsumerConfig(queue.Config{Ordered: map[string]int{"rcv.a": 256}}, "rcv.a").FilterSubjects
+	for _, subj := range []string{"setrelay.intent", "setrelay.intent.725", "setrelay.replay.rcv_a", "setrelay.replay.rcv_a.17"} {
+		if !slices.ContainsFunc(legacy, func(f string) bool { return matches(f, subj) }) {
+			t.Errorf("the ordered receiver's own consumer (filters %v) does not take %s", legacy, subj)
 		}
-		for f, c := range seen {
-			if c != 1 {
-				t.Errorf("%d partitions: %s filtered %d times", n, f, c)
-			}
+	}
+	for _, subj := range []string{queue.SlotSubject(725), "setrelay.replay.213.2.rcv_a", "setrelay.replay.other"} {
+		if slices.ContainsFunc(legacy, func(f string) bool { return matches(f, subj) }) {
+			t.Errorf("the ordered receiver's own consumer (filters %v) takes %s", legacy, subj)
 		}
 	}
 	for _, n := range []int{0, 4, 12, 2048} {
@@ -79,13 +129,17 @@ func TestPartitionConsumersCoverEverySlotOnce(t *testing.T) {
 
 func TestLogicalSubject(t *testing.T) {
 	for in, want := range map[string]string{
-		"setrelay.intent":        "setrelay.intent",
-		"setrelay.intent.725":    "setrelay.intent",
-		"setrelay.replay.a":      "setrelay.replay.a",
-		"setrelay.replay.a.17":   "setrelay.replay.a",
-		"setrelay.replay.a.1024": "setrelay.replay.a.1024",
-		"setrelay.dlq.a":         "setrelay.dlq.a",
-		"setrelay.intent.x":      "setrelay.intent.x",
+		"setrelay.intent":         "setrelay.intent",
+		"setrelay.intent.725":     "setrelay.intent",
+		"setrelay.intent.213.2":   "setrelay.intent",
+		"setrelay.intent.213.4":   "setrelay.intent.213.4",
+		"setrelay.intent.256.0":   "setrelay.intent.256.0",
+		"setrelay.replay.213.2.a": "setrelay.replay.a",
+		"setrelay.replay.a":       "setrelay.replay.a",
+		"setrelay.replay.a.17":    "setrelay.replay.a",
+		"setrelay.replay.a.1024":  "setrelay.replay.a.1024",
+		"setrelay.dlq.a":          "setrelay.dlq.a",
+		"setrelay.intent.x":       "setrelay.intent.x",
 	} {
 		if got := queue.LogicalSubject(in); got != want {
 			t.Errorf("LogicalSubject(%q) = %q, want %q", in, got, want)
@@ -95,12 +149,17 @@ func TestLogicalSubject(t *testing.T) {
 
 func TestIsReplayFor(t *testing.T) {
 	for subj, want := range map[string]bool{
-		"setrelay.replay.a":      true,
-		"setrelay.replay.a.17":   true,
-		"setrelay.replay.a.1024": false,
-		"setrelay.replay.ab":     false,
-		"setrelay.replay.a.x":    false,
-		"setrelay.replay.b.1":    false,
+		"setrelay.replay.a":       true,
+		"setrelay.replay.a.17":    true,
+		"setrelay.replay.a.1024":  false,
+		"setrelay.replay.ab":      false,
+		"setrelay.replay.a.x":     false,
+		"setrelay.replay.b.1":     false,
+		"setrelay.replay.213.2.a": true,
+		"setrelay.replay.213.2.b": false,
+		"setrelay.replay.213.4.a": false,
+		"setrelay.replay.a.2.a":   false,
+		"setrelay.replay.213.2":   false,
 	} {
 		if got := queue.IsReplayFor(subj, "a"); got != want {
 			t.Errorf("IsReplayFor(%q, a) = %v, want %v", subj, got, want)
@@ -209,5 +268,166 @@ func TestProvisionLeavesUnchangedPartitionsAlone(t *testing.T) {
 	}
 	if got := changed.CachedInfo().Config.AckWait; got != 7*time.Second {
 		t.Errorf("AckWait after provisioning 7s: %v", got)
+	}
+}
+
+// TestProvisionHandsOldLayoutPartitionsOver upgrades an ordered receiver
+// from the first slot layout (literal "setrelay.intent.<slot>" filters)
+// while its partitions hold intents, one delivered and not acknowledged:
+// nothing is lost, each partition keeps only the old subjects that still
+// hold messages, an old producer's intent published afterwards reaches the
+// receiver's own consumer, and once the old subjects are empty the next
+// Provision leaves each partition its single-branch filters.
+func TestProvisionHandsOldLayoutPartitionsOver(t *testing.T) {
+	const n = 8
+	cfg := testConfig(t)
+	cfg.Ordered = map[string]int{"ord": n}
+	cfg.AckWait = time.Second
+	env := startEnv(t, cfg)
+
+	// The previous version's stream and consumers.
+	sc := queue.IntentStreamConfig(cfg)
+	sc.Subjects = []string{"setrelay.intent", "setrelay.intent.*", "setrelay.replay.>"}
+	stream, err := env.js.CreateStream(ctxT(t), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := queue.ConsumerConfig(cfg, "ord")
+	rc.FilterSubjects = []string{"setrelay.intent", "setrelay.replay.ord"}
+	if _, err := stream.CreateConsumer(ctxT(t), rc); err != nil {
+		t.Fatal(err)
+	}
+	oldFilters := func(p int) []string {
+		var f []string
+		for s := p; s < queue.Slots; s += n {
+			f = append(f, fmt.Sprintf("setrelay.intent.%d", s))
+		}
+		for s := p; s < queue.Slots; s += n {
+			f = append(f, fmt.Sprintf("setrelay.replay.ord.%d", s))
+		}
+		return f
+	}
+	for p := range n {
+		cc := queue.PartitionConsumerConfig(cfg, "ord", p, n)
+		cc.FilterSubjects = oldFilters(p)
+		if _, err := stream.CreateConsumer(ctxT(t), cc); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish := func(subject, id string) {
+		t.Helper()
+		if _, err := env.js.Publish(ctxT(t), subject, intentBytes(t, id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One handle per consumer: a handle keeps the pin the server gave it.
+	handles := map[string]jetstream.Consumer{}
+	next := func(consumer string) jetstream.Msg {
+		t.Helper()
+		c, ok := handles[consumer]
+		if !ok {
+			var err error
+			if c, err = env.js.Consumer(ctxT(t), queue.IntentStream, consumer); err != nil {
+				t.Fatal(err)
+			}
+			handles[consumer] = c
+		}
+		var opts []jetstream.FetchOpt
+		if consumer != queue.ConsumerName("ord") {
+			opts = append(opts, jetstream.FetchPriorityGroup(queue.PartitionGroup))
+		}
+		msg, err := c.Next(append(opts, jetstream.FetchMaxWait(5*time.Second))...)
+		if err != nil {
+			t.Fatalf("next from %s: %v", consumer, err)
+		}
+		return msg
+	}
+	partFilters := func(p int) []string {
+		t.Helper()
+		c, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.PartitionConsumerName("ord", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.CachedInfo().Config.FilterSubjects
+	}
+	publish("setrelay.intent.1", "old-1")
+	publish("setrelay.intent.9", "old-9")
+	publish("setrelay.intent.3", "old-3")
+	inFlight := next(queue.PartitionConsumerName("ord", 1))
+	// The running relays pull the receiver's own consumer, which moves it
+	// past the old-layout intents it did not take then.
+	rcv, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.ConsumerName("ord"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := rcv.FetchNoWait(1); err != nil {
+		t.Fatal(err)
+	} else {
+		for range b.Messages() {
+			t.Fatal("the receiver consumer took an old-layout intent before the upgrade")
+		}
+	}
+
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"ord"}); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := stream.Info(ctxT(t)); err != nil || info.State.Msgs != 3 {
+		t.Fatalf("after the upgrade the stream holds %+v (%v), want the 3 old-layout intents", info, err)
+	}
+	for p, held := range map[int][]string{0: nil, 1: {"setrelay.intent.1", "setrelay.intent.9"}, 3: {"setrelay.intent.3"}} {
+		want := append(queue.PartitionConsumerConfig(cfg, "ord", p, n).FilterSubjects, held...)
+		if got := partFilters(p); !slices.Equal(got, want) {
+			t.Errorf("partition %d after the upgrade filters %v, want %v", p, got, want)
+		}
+	}
+	// Nothing was lost: the undelivered intents are still delivered, the
+	// one in flight is redelivered when its AckWait runs out.
+	got := map[string]bool{}
+	for _, c := range []int{1, 1, 3} {
+		msg := next(queue.PartitionConsumerName("ord", c))
+		var in struct{ ID string }
+		_ = json.Unmarshal(msg.Data(), &in)
+		got[in.ID] = true
+		if err := msg.DoubleAck(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !got["old-1"] || !got["old-9"] || !got["old-3"] {
+		t.Fatalf("after the upgrade the partitions delivered %v, want old-1, old-9 and old-3", got)
+	}
+	_ = inFlight.Ack() // the first owner's late outcome: harmless
+
+	// A producer not yet upgraded: its intent reaches the receiver's own
+	// consumer (partition 5 took no old subject). That consumer may also
+	// deliver the old intents the partitions held, again (the same jti):
+	// it had not passed them when it started taking their subjects.
+	publish("setrelay.intent.5", "old-5-later")
+	for {
+		msg := next(queue.ConsumerName("ord"))
+		if err := msg.DoubleAck(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+		if msg.Subject() == "setrelay.intent.5" {
+			break
+		}
+		if !slices.Contains([]string{"setrelay.intent.1", "setrelay.intent.9", "setrelay.intent.3"}, msg.Subject()) {
+			t.Fatalf("the receiver consumer delivered %s", msg.Subject())
+		}
+	}
+
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"ord"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{1, 3} {
+		if got, want := partFilters(p), queue.PartitionConsumerConfig(cfg, "ord", p, n).FilterSubjects; !slices.Equal(got, want) {
+			t.Errorf("partition %d once its old subjects are empty filters %v, want %v", p, got, want)
+		}
+	}
+	info, err := stream.Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 0 {
+		t.Errorf("the stream still holds %d messages", info.State.Msgs)
 	}
 }

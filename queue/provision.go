@@ -13,9 +13,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Stream and subject names. Producers publish on IntentSubject; dead-letter
-// replays go to ReplaySubjectPrefix+token(+"."+slot), so only that receiver
-// delivers them (IsReplayFor).
+// Stream and subject names. Producers publish on IntentSubject plus the
+// intent's slot (SlotSubject); dead-letter replays go to
+// ReplaySubjectPrefix plus the slot and the receiver's token
+// (slotReplaySubject), so only that receiver delivers them (IsReplayFor).
 const (
 	IntentStream        = "SETRELAY_INTENTS"
 	IntentSubject       = "setrelay.intent"
@@ -46,7 +47,7 @@ func Token(receiver string) string {
 // be on, for consumers that must not see other receivers' replays at all
 // (SSF poll streams hand messages to the receiver as they come).
 func ReceiverFilters(receiver string) []string {
-	return []string{IntentSubject, IntentSubject + ".*", ReplaySubject(receiver), ReplaySubject(receiver) + ".*"}
+	return append(legacyFilters(receiver), IntentSubject+".*.*", ReplaySubjectPrefix+"*.*."+Token(receiver))
 }
 
 // ConsumerName is the durable consumer of a receiver: "rcv_" + Token(receiver).
@@ -76,7 +77,7 @@ func IntentStreamConfig(cfg Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        IntentStream,
 		Description: "setrelay event intents awaiting delivery to receivers",
-		Subjects:    []string{IntentSubject, IntentSubject + ".*", ReplaySubjectPrefix + ">"},
+		Subjects:    []string{IntentSubject, IntentSubject + ".*", IntentSubject + ".*.*", ReplaySubjectPrefix + ">"},
 		Retention:   jetstream.InterestPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxAge:      0,
@@ -124,17 +125,18 @@ func DLQStreamConfig(cfg Config) jetstream.StreamConfig {
 // worker chooses each delay with NakWithDelay, and a consumer BackOff would
 // skew it.
 //
-// For an ordered receiver (cfg.Ordered) it sees only intents published on
-// the bare "setrelay.intent" by producers older than per-subject ordering,
-// and replays made by them: those carry no slot, so they are delivered
-// without an order guarantee; the partition consumers
-// (PartitionConsumerConfig) take every slotted intent.
+// For an ordered receiver (cfg.Ordered) it sees only what older producers
+// and relays publish (legacyFilters): intents on the bare
+// "setrelay.intent" (before per-subject ordering) and on the first slot
+// layout "setrelay.intent.<slot>", and replays of that age. They are
+// delivered without an order guarantee; the partition consumers
+// (PartitionConsumerConfig) take every intent in the current layout.
 func ConsumerConfig(cfg Config, receiver string) jetstream.ConsumerConfig {
 	cfg = cfg.withDefaults()
 	name := ConsumerName(receiver)
 	var filters []string // everything: see above
 	if cfg.Ordered[receiver] > 0 {
-		filters = []string{IntentSubject, ReplaySubject(receiver)}
+		filters = legacyFilters(receiver)
 	}
 	return jetstream.ConsumerConfig{
 		Durable:        name,
@@ -199,10 +201,21 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 		// the partition consumers that are missing or differ, rather than
 		// sending hundreds of updates that change nothing.
 		current := partitionConsumers(ctx, stream, r)
+		var held *heldSubjects
 		for part := range n {
 			want := PartitionConsumerConfig(cfg, r, part, n)
-			if samePartition(current[want.Durable], want) {
+			have := current[want.Durable]
+			if samePartition(have, want) {
 				continue
+			}
+			if have != nil {
+				if held == nil {
+					held = legacyHeld(ctx, stream, r)
+				}
+				want.FilterSubjects = append(want.FilterSubjects, held.keep(have.FilterSubjects, want.FilterSubjects)...)
+				if samePartition(have, want) {
+					continue
+				}
 			}
 			err := retryProvision(ctx, func(ctx context.Context) error {
 				_, err := stream.CreateOrUpdateConsumer(ctx, want)

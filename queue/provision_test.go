@@ -64,7 +64,7 @@ func TestProvisionIsIdempotentAndUpdates(t *testing.T) {
 		sc.Storage != jetstream.FileStorage || sc.Duplicates != queue.DefaultDuplicateWindow {
 		t.Errorf("intents stream config = retention %v discard %v maxage %v storage %v dup %v", sc.Retention, sc.Discard, sc.MaxAge, sc.Storage, sc.Duplicates)
 	}
-	if !slices.Equal(sc.Subjects, []string{"setrelay.intent", "setrelay.intent.*", "setrelay.replay.>"}) {
+	if !slices.Equal(sc.Subjects, []string{"setrelay.intent", "setrelay.intent.*", "setrelay.intent.*.*", "setrelay.replay.>"}) {
 		t.Errorf("subjects = %v", sc.Subjects)
 	}
 	if info.State.Consumers != 2 {

@@ -390,3 +390,36 @@ func TestOrderedStuckHeadFillsTheWindow(t *testing.T) {
 		t.Errorf("arrivals %v: the other subject got past a full window", arr)
 	}
 }
+
+// TestOrderedReceiverGetsOlderProducersIntents: producers not yet upgraded
+// publish on the bare "setrelay.intent" (before per-subject ordering) or on
+// the first slot layout "setrelay.intent.<slot>". An ordered receiver's
+// partitions do not take those; its own consumer does, so they are
+// delivered (without an order guarantee) along with the current layout's.
+func TestOrderedReceiverGetsOlderProducersIntents(t *testing.T) {
+	e := newOrderedEnv(t, 5*time.Second, nil)
+	e.start()
+	old := func(subject, email string) {
+		t.Helper()
+		txn := email + "-0"
+		data, err := queue.Encode(&intent.Intent{ID: "id-" + txn, Type: typeRevoked, Txn: txn,
+			Subject: map[string]any{"format": "email", "email": email}}, intent.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.js.Publish(context.Background(), subject, data); err != nil {
+			t.Fatalf("publish on %s: %v", subject, err)
+		}
+	}
+	slot := queue.SubjectSlot(map[string]any{"format": "email", "email": "first-layout@example.com"})
+	old(fmt.Sprintf("setrelay.intent.%d", slot), "first-layout@example.com")
+	old(queue.IntentSubject, "bare@example.com")
+	e.publishTxn("current@example.com", 0)
+	eventually(t, 20*time.Second, "every layout's intent delivered", func() bool {
+		return len(e.delivered("first-layout@example.com")) == 1 && len(e.delivered("bare@example.com")) == 1 &&
+			len(e.delivered("current@example.com")) == 1
+	})
+	if dls := e.deadLetters(); len(dls) != 0 {
+		t.Errorf("dead letters: %+v", dls)
+	}
+}

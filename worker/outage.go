@@ -38,6 +38,9 @@ type rcv struct {
 	blocked atomic.Bool
 	// parts are an ordered receiver's partitions (ordered.go).
 	parts []*partition
+	// turn is held by the one partition of an ordered receiver that
+	// starts intents now (ownPartition); capacity 1, full when free.
+	turn chan struct{}
 	// probeNext is where an ordered receiver's next probe starts looking
 	// among its partitions (ordered.go).
 	probeNext atomic.Uint32

@@ -175,6 +175,10 @@ func (p *Pool) newRcv(spec Receiver) (*rcv, error) {
 	r.probeNow = make(chan struct{}, 1)
 	for _, cons := range spec.Partitions {
 		r.parts = append(r.parts, &partition{cons: cons, take: make(chan chan<- taken)})
+		if r.turn == nil {
+			r.turn = make(chan struct{}, 1)
+			r.turn <- struct{}{}
+		}
 	}
 	r.cur.Store(&tools{sg: spec.Signer, ps: spec.Pusher})
 	if len(spec.Types) > 0 {

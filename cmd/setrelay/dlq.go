@@ -337,7 +337,7 @@ func newDLQReplayCmd() *cobra.Command {
 		Use:   "replay SEQ | --all [filters] [--dry-run]",
 		Short: "Re-queue dead letters' intents for their receiver, once the fault is fixed",
 		Long: `Re-queue a dead letter's original intent bytes for its receiver only (on
-setrelay.replay.<receiver>; other receivers are not sent it again). The
+a replay subject addressed to that receiver alone; other receivers skip it). The
 replayed SET carries a new jti, because its claims may differ after the fix
 (a corrected audience, say); the replay records the dead letter's sequence
 (Setrelay-Replay-Of), and if it fails again the new dead letter links back
