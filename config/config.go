@@ -102,6 +102,10 @@ type Config struct {
 	credentialsUnread bool
 }
 
+// CredentialsUnread reports whether c was loaded with QueueOnly, so that
+// its receivers' credentials are placeholders a relay must not use.
+func (c *Config) CredentialsUnread() bool { return c.credentialsUnread }
+
 // Key is one signing key.
 type Key struct {
 	// ID is the JWK "kid", and the name receivers use to pick this key.

@@ -472,6 +472,12 @@ func TestQueueOnlyNeedsNoReceiverCredentials(t *testing.T) {
 	if got := cfg.ReceiverNames(); len(got) != 1 || got[0] != "govuk" {
 		t.Errorf("receiver names = %v", got)
 	}
+	if !cfg.CredentialsUnread() {
+		t.Error("a QueueOnly configuration does not say its credentials are placeholders")
+	}
+	if full, err := Parse([]byte(issueExample), "x.yaml", testEnv); err != nil || full.CredentialsUnread() {
+		t.Errorf("a fully loaded configuration: err %v, CredentialsUnread %v", err, full != nil && full.CredentialsUnread())
+	}
 
 	_, err = Parse([]byte(y), "x.yaml", producerEnv)
 	if err == nil {

@@ -100,6 +100,9 @@ func Start(ctx context.Context, cfg *config.Config, log *zap.Logger, reg *promet
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
+	if cfg.CredentialsUnread() {
+		return nil, errors.New("relay: the configuration was loaded with config.QueueOnly, so its receivers' credentials are placeholders; load it with config.Load to deliver")
+	}
 	s := &Service{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
