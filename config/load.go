@@ -103,8 +103,9 @@ func parse(data []byte, file string, lookup func(string) (string, bool), opts ..
 		cfg.NATS.URL = url
 	}
 	if o.queueOnly {
+		// The receivers' credentials stay as written: validate does not
+		// look at them, and nothing may use them.
 		cfg.credentialsUnread = true
-		stubSecretFiles(cfg)
 	} else {
 		readSecretFiles(cfg, &p)
 	}
@@ -239,21 +240,6 @@ func (o loadOptions) skip(path string) bool {
 }
 
 var receiverAuthPath = regexp.MustCompile(`^receivers\[\d+\]\.auth\.`)
-
-// stubSecretFiles stands in for readSecretFiles under QueueOnly: a secret
-// given as a file gets a placeholder, so that validation sees it set
-// without the file being read (or having to exist).
-func stubSecretFiles(cfg *Config) {
-	for i := range cfg.Receivers {
-		a := &cfg.Receivers[i].Auth
-		if a.ClientSecretFile != "" && a.ClientSecret == "" {
-			a.ClientSecret = Secret("not read: " + a.ClientSecretFile)
-		}
-		if a.AuthorizationHeaderFile != "" && a.AuthorizationHeader == "" {
-			a.AuthorizationHeader = Secret("not read: " + a.AuthorizationHeaderFile)
-		}
-	}
-}
 
 // ReloadSecrets returns r with client_secret_file and
 // authorization_header_file read again, so a relay can pick up a fixed
