@@ -81,7 +81,8 @@ func Latency(ctx context.Context, opts PipelineOptions, rate int, d time.Duratio
 	// end: 10,000 of them are about 10 MB of live heap, which made each
 	// collection's mark phase, and so the latency tail, longer than the
 	// relay's own. The baseline, which publishes synchronously, holds none.
-	futures := make(chan jetstream.PubAckFuture, 1024)
+	// Room for all n, so that acks lagging never slow the fixed rate.
+	futures := make(chan jetstream.PubAckFuture, n)
 	acked := make(chan error, 1)
 	go func() { acked <- awaitAcks(ctx, futures) }()
 	start := time.Now()
