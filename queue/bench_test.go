@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 	"strconv"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/setrelay/setrelay/internal/testenv"
 	"github.com/setrelay/setrelay/queue"
 )
 
@@ -110,4 +112,41 @@ func BenchmarkBatchPublish(b *testing.B) {
 	if n := streamMsgs(b, env.js, queue.IntentStream); n != uint64(b.N) {
 		b.Fatalf("stored %d of %d", n, b.N)
 	}
+}
+
+// BenchmarkDuplicateWindowBytesPerID measures what the intents stream's
+// duplicate window costs the server's heap per intent id (README,
+// nats.duplicate_window): it publishes b.N ids of UUID length, purges the
+// messages (the window keeps the ids) and reports the heap's growth per id.
+//
+//	go test -run '^$' -bench DuplicateWindowBytesPerID -benchtime 200000x ./queue
+func BenchmarkDuplicateWindowBytesPerID(b *testing.B) {
+	j := testenv.StartJetStream(b, queue.Config{})
+	ctx := context.Background()
+	s, err := j.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "DD", Subjects: []string{"dd"},
+		Duplicates: queue.DefaultDuplicateWindow, Storage: jetstream.FileStorage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	before := heap()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := fmt.Sprintf("0198c1f2-7a3b-7c4d-9e5f-%012d", i)
+		if _, err := j.JS.PublishAsync("dd", []byte("x"), jetstream.WithMsgID(id)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-j.JS.PublishAsyncComplete()
+	b.StopTimer()
+	if err := s.Purge(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(int64(heap())-int64(before))/float64(b.N), "heap-bytes/id")
 }

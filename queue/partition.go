@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/setrelay/setrelay/intent"
@@ -354,7 +355,7 @@ func (h *heldSubjects) keep(have, want []string) []string {
 		if !isLegacySlotSubject(f) || (!h.unknown && h.counts[f] == 0) {
 			continue
 		}
-		if slices.ContainsFunc(want, func(w string) bool { return subjectMatches(w, f) }) {
+		if slices.ContainsFunc(want, func(w string) bool { return server.SubjectMatchesFilter(f, w) }) {
 			continue
 		}
 		out = append(out, f)
@@ -371,21 +372,4 @@ func isLegacySlotSubject(subject string) bool {
 	rest, ok := strings.CutPrefix(subject, ReplaySubjectPrefix)
 	t := strings.Split(rest, ".")
 	return ok && len(t) == 2 && t[0] != "" && slotNumber(t[1], Slots)
-}
-
-// subjectMatches reports whether the NATS filter ("*" one token, ">" the
-// rest) matches the literal subject.
-func subjectMatches(filter, subject string) bool {
-	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, tok := range f {
-		switch {
-		case tok == ">":
-			return len(s) > i
-		case i >= len(s):
-			return false
-		case tok != "*" && tok != s[i]:
-			return false
-		}
-	}
-	return len(f) == len(s)
 }

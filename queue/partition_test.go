@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/setrelay/setrelay/intent"
@@ -47,20 +48,9 @@ func TestSubjectSlotFollowsTheNormalisedSubject(t *testing.T) {
 	}
 }
 
-// matches reports whether a NATS filter matches a literal subject, as the
-// server does.
-func matches(filter, subject string) bool {
-	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, tok := range f {
-		switch {
-		case tok == ">":
-			return len(s) > i
-		case i >= len(s) || (tok != "*" && tok != s[i]):
-			return false
-		}
-	}
-	return len(f) == len(s)
-}
+// matches reports whether a NATS filter matches a literal subject: the
+// server's own rule.
+func matches(filter, subject string) bool { return server.SubjectMatchesFilter(subject, filter) }
 
 // TestPartitionConsumersCoverEverySlotOnce: slot s's intents, and replays
 // of them for any receiver, reach exactly partition s%n of an ordered
