@@ -236,10 +236,19 @@ func TestPollForgedReplayIsDeadLettered(t *testing.T) {
 	if _, err := x.js.JS.PublishMsg(ctx, msg); err != nil {
 		t.Fatal(err)
 	}
-	if got := x.poll(tokenA, id, map[string]any{"returnImmediately": true}); len(got.Sets) != 0 {
-		t.Fatalf("a forged replay was delivered")
+	// A poll that returns at once may come before the stored replay is
+	// available to the stream's consumer (a loaded machine), so poll until
+	// it has been dead-lettered; no poll may ever return it.
+	var dls []queue.StoredDeadLetter
+	for ctx.Err() == nil {
+		if got := x.poll(tokenA, id, map[string]any{"returnImmediately": true}); len(got.Sets) != 0 {
+			t.Fatalf("a forged replay was delivered")
+		}
+		if dls, err = queue.NewDLQ(x.js.JS).List(ctx, queue.Filter{Receiver: ssf.ReceiverName(id)}); err != nil || len(dls) > 0 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	dls, err := queue.NewDLQ(x.js.JS).List(ctx, queue.Filter{Receiver: ssf.ReceiverName(id)})
 	if err != nil || len(dls) != 1 || dls[0].Reason != "invalid_replay" {
 		t.Fatalf("dead letters %+v (%v)", dls, err)
 	}
