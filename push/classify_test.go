@@ -27,8 +27,10 @@ func expectStatus(status int) (Outcome, string) {
 		return Permanent, ReasonBadResponse
 	case status < 400:
 		return Blocked, ReasonRedirect
-	case status == 404, status == 405, status == 410:
+	case status == 404, status == 405, status == 410, status == 406, status == 415:
 		return Blocked, ReasonEndpointNotFound
+	case status == 403:
+		return Permanent, ReasonForbidden
 	case status == 401:
 		return Refresh, ReasonAuthenticationFailed
 	case status == 408:
@@ -86,7 +88,18 @@ func TestClassifyRFC8935Codes(t *testing.T) {
 		{400, `{"err":"access_denied","description":"not now"}`, Retry, ReasonAccessDenied, "access_denied", "not now"},
 		{403, `{"err":"access_denied"}`, Retry, ReasonAccessDenied, "access_denied", ""},
 		{403, `{"err":"authentication_failed"}`, Refresh, ReasonAuthenticationFailed, "authentication_failed", ""},
-		{403, `{"err":"invalid_key"}`, Permanent, ReasonHTTP4xx, "invalid_key", ""},
+		// A 403 without a credential code is the receiver refusing this
+		// relay (RFC 9110 15.5.4: credentials "insufficient to grant
+		// access"; an IP allow-list; RFC 6750 insufficient_scope): its own
+		// reason, which the worker judges receiver-wide by its streak.
+		{403, `{"err":"invalid_key"}`, Permanent, ReasonForbidden, "invalid_key", ""},
+		{403, ``, Permanent, ReasonForbidden, "", ""},
+		{403, `{"message":"Forbidden"}`, Permanent, ReasonForbidden, "", ""},
+		{403, `<html><body>403 Forbidden: your address is not allowed</body></html>`, Permanent, ReasonForbidden, "", ""},
+		// 415 and 406 answer the media types RFC 8935 section 2.1 fixes
+		// for every SET: the endpoint is not a push endpoint.
+		{415, `{"err":"invalid_request","description":"unsupported media type"}`, Blocked, ReasonEndpointNotFound, "invalid_request", "unsupported media type"},
+		{406, ``, Blocked, ReasonEndpointNotFound, "", ""},
 		{401, `{"err":"invalid_key"}`, Refresh, ReasonAuthenticationFailed, "invalid_key", ""},
 		{400, `{"err":"something_new","description":"x"}`, Permanent, ReasonHTTP4xx, "something_new", "x"},
 		{400, `{"err":"INVALID_KEY"}`, Permanent, ReasonHTTP4xx, "INVALID_KEY", ""},
