@@ -1,12 +1,14 @@
 package push
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -338,6 +340,9 @@ func classifyTransport(err error) Result {
 func parseErrorBody(body []byte) (code, desc string, parsed bool) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
+		if len(body) >= MaxBodyRead {
+			return parseCutErrorBody(body)
+		}
 		return "", "", false
 	}
 	raw, ok := m["err"]
@@ -351,6 +356,51 @@ func parseErrorBody(body []byte) (code, desc string, parsed bool) {
 		if err := json.Unmarshal(d, &desc); err != nil {
 			desc = ""
 		}
+	}
+	return code, desc, true
+}
+
+// parseCutErrorBody reads err and description from an error body that Push
+// cut at MaxBodyRead: a receiver that echoes a large SET (or a stack trace)
+// in its description sends more than that, and the cut would otherwise
+// turn its err, invalid_key say, into an anonymous http_4xx. The object's
+// members are read in order up to the cut; err counts only if it was read
+// whole, as a string, before it. A body this long that is malformed before
+// the cut, or not an object, gives no code, as a short one does. (A cut
+// body in which Push scrubbed an echoed credential is shorter than the cap
+// by then, so it keeps the old verdict, http_4xx: rare enough to leave.)
+func parseCutErrorBody(body []byte) (code, desc string, parsed bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", "", false
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			break
+		}
+		key, _ := t.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				return "", "", false // malformed before the cut
+			}
+			break // the cut
+		}
+		switch key {
+		case "err":
+			if err := json.Unmarshal(raw, &code); err != nil {
+				return "", "", false
+			}
+			parsed = true
+		case "description":
+			if err := json.Unmarshal(raw, &desc); err != nil {
+				desc = ""
+			}
+		}
+	}
+	if !parsed {
+		return "", "", false
 	}
 	return code, desc, true
 }

@@ -292,3 +292,38 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+// TestHugeErrorBodyKeepsItsCode: a receiver that echoes a large SET in its
+// RFC 8935 description sends more than MaxBodyRead. Push reads only the
+// cap, so the JSON it hands Classify is cut; the err member, which comes
+// first, must still decide the outcome (here invalid_key, which the worker
+// judges receiver-wide), not the cut turn it into an anonymous http_4xx.
+func TestHugeErrorBodyKeepsItsCode(t *testing.T) {
+	echo := strings.Repeat("eyJhbGciOiJFUzI1NiJ9", 100<<10/20) // ~100 KiB of SET
+	rc := newReceiver(t, false, func(w http.ResponseWriter, _ *http.Request, _ []byte, _ int64) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = fmt.Fprintf(w, `{"err":"invalid_key","description":"kid k1 not registered; SET was %s"}`, echo)
+	})
+	c, _ := newTestClient(t, Config{Name: "r", Endpoint: rc.URL, InsecureHTTP: true})
+	r := c.Push(context.Background(), []byte(testJWS))
+	if r.Outcome != Permanent || r.Reason != ReasonInvalidKey || r.Err != "invalid_key" {
+		t.Fatalf("result %v/%s err %q, want permanent/invalid_key", r.Outcome, r.Reason, r.Err)
+	}
+	if len(r.Body) > MaxBodyExcerpt+64 || !strings.HasPrefix(r.Body, `{"err":"invalid_key"`) {
+		t.Fatalf("body excerpt %d bytes: %.80q", len(r.Body), r.Body)
+	}
+	// A short body that merely ends early is malformed, not cut by the
+	// relay: no code is guessed from it.
+	if r := Classify(400, nil, []byte(`{"err":"invalid_key"`), nil, classifyNow, 0); r.Reason != ReasonHTTP4xx || r.Err != "" {
+		t.Fatalf("short malformed body: %v/%s err %q", r.Outcome, r.Reason, r.Err)
+	}
+	// Nor from a cut body whose err value is not a string, or which is
+	// not an object at all.
+	for _, b := range []string{`{"err":7,"description":"`, `["invalid_key","`} {
+		body := []byte(b + strings.Repeat("x", MaxBodyRead))[:MaxBodyRead]
+		if r := Classify(400, nil, body, nil, classifyNow, 0); r.Reason != ReasonHTTP4xx || r.Err != "" {
+			t.Fatalf("cut body %.20q: %v/%s err %q", b, r.Outcome, r.Reason, r.Err)
+		}
+	}
+}
