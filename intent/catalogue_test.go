@@ -17,7 +17,7 @@ func validValue(m member) any {
 		return 1700000000
 	case m.kind == kindStringArray:
 		return []string{"pwd"}
-	case m.kind == kindLangText:
+	case m.kind == kindLangText, m.kind == kindLangObject:
 		return map[string]any{"en": "text"}
 	}
 	return "value"
@@ -36,6 +36,8 @@ func invalidValue(m member) any {
 		return []any{1}
 	case m.kind == kindLangText:
 		return map[string]any{"": "x"}
+	case m.kind == kindLangObject:
+		return "a plain string" // CAEP 1.0 section 2: an object, never a string
 	}
 	return 42
 }

@@ -58,6 +58,12 @@ const (
 	kindNumericDate            // a non-negative integer, seconds since the epoch
 	kindStringArray            // an array of strings
 	kindLangText               // a string, or an object of language tag -> string
+	// kindLangObject is an object of language tag -> string, at least
+	// one: CAEP 1.0 section 2 makes reason_admin and reason_user "JSON
+	// object[s]" that "MUST contain one or more key/value pairs", so a
+	// plain string, which RISC 1.0's untyped reasons allow (kindLangText),
+	// would be signed into a CAEP SET that receivers reject.
+	kindLangObject
 )
 
 // member is an event member the catalogue knows about.
@@ -87,8 +93,8 @@ var (
 	caepCommonMembers = []member{
 		{name: "event_timestamp", kind: kindNumericDate},
 		{name: "initiating_entity", kind: kindString, enum: initiatingEntity},
-		{name: "reason_admin", kind: kindLangText},
-		{name: "reason_user", kind: kindLangText},
+		{name: "reason_admin", kind: kindLangObject},
+		{name: "reason_user", kind: kindLangObject},
 	}
 )
 

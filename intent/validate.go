@@ -278,9 +278,12 @@ func checkMember(m member, v any, path string, p *problems) {
 				p.add(index(path, i), "must be a string, got "+jsonKind(e))
 			}
 		}
-	case kindLangText:
+	case kindLangText, kindLangObject:
 		switch t := v.(type) {
 		case string:
+			if m.kind == kindLangObject {
+				p.add(path, `must be an object of language tag to text, like {"en": "<the text>"} (CAEP 1.0 section 2), not a plain string`)
+			}
 		case map[string]any:
 			if len(t) == 0 {
 				p.add(path, `must not be an empty object; use {"en": "text"}`)
@@ -293,7 +296,11 @@ func checkMember(m member, v any, path string, p *problems) {
 				}
 			}
 		default:
-			p.add(path, `must be a string or an object of language tag to text, like {"en": "text"}; got `+jsonKind(v))
+			want := "a string or an object"
+			if m.kind == kindLangObject {
+				want = "an object"
+			}
+			p.add(path, `must be `+want+` of language tag to text, like {"en": "text"}; got `+jsonKind(v))
 		}
 	}
 }

@@ -1,12 +1,14 @@
 package push
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -79,10 +81,19 @@ const (
 	ReasonHTTP4xx              = "http_4xx"
 	ReasonRedirect             = "redirect"
 	ReasonBadResponse          = "bad_response"
-	// ReasonEndpointNotFound is a push endpoint answering 404, 405 or 410:
-	// the configured endpoint URL is not an RFC 8935 push endpoint (any
-	// more). The receiver is blocked, not the SET dead-lettered.
+	// ReasonEndpointNotFound is a push endpoint answering 404, 405 or 410,
+	// or 415 or 406 to RFC 8935's fixed Content-Type and Accept: the
+	// configured endpoint URL is not an RFC 8935 push endpoint (any more).
+	// The receiver is blocked, not the SET dead-lettered.
 	ReasonEndpointNotFound = "endpoint_not_found"
+	// ReasonForbidden is a push endpoint answering 403 without an RFC
+	// 8935 credential code (authentication_failed, access_denied): the
+	// receiver refuses this relay (its address is not on an allow-list,
+	// its credentials are "insufficient to grant access" in RFC 9110
+	// section 15.5.4's words, its token lacks a scope). Permanent for the
+	// SET; the worker blocks the receiver when several different intents
+	// in a row get it, as for invalid_key.
+	ReasonForbidden = "forbidden"
 	// ReasonNonPublicAddress is a PublicOnly client refusing to connect
 	// to an internal address. The receiver is blocked: the endpoint
 	// resolves there for every SET.
@@ -174,8 +185,11 @@ func (r Result) Error() error {
 //   - 400 with invalid_request, invalid_key, invalid_issuer or
 //     invalid_audience is Permanent with that reason (the worker blocks the
 //     receiver when the last three come back for several intents in a row);
-//   - 404, 405 and 410 are Blocked (endpoint_not_found), and any 3xx is
-//     Blocked (redirect): the endpoint URL is wrong, for every SET;
+//   - 404, 405, 410, 406 and 415 are Blocked (endpoint_not_found), and any
+//     3xx is Blocked (redirect): the endpoint URL is wrong, for every SET;
+//   - 403 without one of the two credential codes is Permanent with reason
+//     forbidden (the worker blocks the receiver when several intents in a
+//     row get it);
 //   - any other 4xx (including a 400 with an unknown, missing or unparseable
 //     err), any 1xx and a status outside 100-599 are Permanent;
 //   - a TLS failure of name or trust (unknown authority, hostname mismatch)
@@ -237,7 +251,11 @@ func Classify(status int, h http.Header, body []byte, transportErr error, now ti
 	case status == http.StatusUnauthorized:
 		r.Outcome, r.Reason = Refresh, ReasonAuthenticationFailed
 		return r
-	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed || status == http.StatusGone:
+	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed || status == http.StatusGone,
+		status == http.StatusUnsupportedMediaType || status == http.StatusNotAcceptable:
+		// 415 and 406 refuse the Content-Type and Accept that RFC 8935
+		// section 2.1 fixes for every SET: like a 404, the URL is not a
+		// push endpoint, and every SET would be refused the same way.
 		r.Outcome, r.Reason = Blocked, ReasonEndpointNotFound
 		return r
 	}
@@ -261,6 +279,17 @@ func Classify(status int, h http.Header, body []byte, transportErr error, now ti
 			r.Outcome, r.Reason = Permanent, code
 			return r
 		}
+	}
+	if status == http.StatusForbidden {
+		// RFC 9110 section 15.5.4: the receiver refuses this relay, and
+		// "SHOULD NOT automatically repeat the request with the same
+		// credentials". Usually the relay's address or credentials (an
+		// allow-list, a token without the scope, RFC 6750 section 3.1),
+		// so every SET gets it; sometimes a firewall refusing one SET's
+		// content. Its own reason lets the worker tell the two apart
+		// by whether other intents get it too.
+		r.Outcome, r.Reason = Permanent, ReasonForbidden
+		return r
 	}
 	r.Outcome, r.Reason = Permanent, ReasonHTTP4xx
 	return r
@@ -311,6 +340,9 @@ func classifyTransport(err error) Result {
 func parseErrorBody(body []byte) (code, desc string, parsed bool) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(body, &m); err != nil {
+		if len(body) >= MaxBodyRead {
+			return parseCutErrorBody(body)
+		}
 		return "", "", false
 	}
 	raw, ok := m["err"]
@@ -324,6 +356,51 @@ func parseErrorBody(body []byte) (code, desc string, parsed bool) {
 		if err := json.Unmarshal(d, &desc); err != nil {
 			desc = ""
 		}
+	}
+	return code, desc, true
+}
+
+// parseCutErrorBody reads err and description from an error body that Push
+// cut at MaxBodyRead: a receiver that echoes a large SET (or a stack trace)
+// in its description sends more than that, and the cut would otherwise
+// turn its err, invalid_key say, into an anonymous http_4xx. The object's
+// members are read in order up to the cut; err counts only if it was read
+// whole, as a string, before it. A body this long that is malformed before
+// the cut, or not an object, gives no code, as a short one does. (A cut
+// body in which Push scrubbed an echoed credential is shorter than the cap
+// by then, so it keeps the old verdict, http_4xx: rare enough to leave.)
+func parseCutErrorBody(body []byte) (code, desc string, parsed bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", "", false
+	}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			break
+		}
+		key, _ := t.(string)
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				return "", "", false // malformed before the cut
+			}
+			break // the cut
+		}
+		switch key {
+		case "err":
+			if err := json.Unmarshal(raw, &code); err != nil {
+				return "", "", false
+			}
+			parsed = true
+		case "description":
+			if err := json.Unmarshal(raw, &desc); err != nil {
+				desc = ""
+			}
+		}
+	}
+	if !parsed {
+		return "", "", false
 	}
 	return code, desc, true
 }

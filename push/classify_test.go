@@ -27,8 +27,10 @@ func expectStatus(status int) (Outcome, string) {
 		return Permanent, ReasonBadResponse
 	case status < 400:
 		return Blocked, ReasonRedirect
-	case status == 404, status == 405, status == 410:
+	case status == 404, status == 405, status == 410, status == 406, status == 415:
 		return Blocked, ReasonEndpointNotFound
+	case status == 403:
+		return Permanent, ReasonForbidden
 	case status == 401:
 		return Refresh, ReasonAuthenticationFailed
 	case status == 408:
@@ -86,7 +88,18 @@ func TestClassifyRFC8935Codes(t *testing.T) {
 		{400, `{"err":"access_denied","description":"not now"}`, Retry, ReasonAccessDenied, "access_denied", "not now"},
 		{403, `{"err":"access_denied"}`, Retry, ReasonAccessDenied, "access_denied", ""},
 		{403, `{"err":"authentication_failed"}`, Refresh, ReasonAuthenticationFailed, "authentication_failed", ""},
-		{403, `{"err":"invalid_key"}`, Permanent, ReasonHTTP4xx, "invalid_key", ""},
+		// A 403 without a credential code is the receiver refusing this
+		// relay (RFC 9110 15.5.4: credentials "insufficient to grant
+		// access"; an IP allow-list; RFC 6750 insufficient_scope): its own
+		// reason, which the worker judges receiver-wide by its streak.
+		{403, `{"err":"invalid_key"}`, Permanent, ReasonForbidden, "invalid_key", ""},
+		{403, ``, Permanent, ReasonForbidden, "", ""},
+		{403, `{"message":"Forbidden"}`, Permanent, ReasonForbidden, "", ""},
+		{403, `<html><body>403 Forbidden: your address is not allowed</body></html>`, Permanent, ReasonForbidden, "", ""},
+		// 415 and 406 answer the media types RFC 8935 section 2.1 fixes
+		// for every SET: the endpoint is not a push endpoint.
+		{415, `{"err":"invalid_request","description":"unsupported media type"}`, Blocked, ReasonEndpointNotFound, "invalid_request", "unsupported media type"},
+		{406, ``, Blocked, ReasonEndpointNotFound, "", ""},
 		{401, `{"err":"invalid_key"}`, Refresh, ReasonAuthenticationFailed, "invalid_key", ""},
 		{400, `{"err":"something_new","description":"x"}`, Permanent, ReasonHTTP4xx, "something_new", "x"},
 		{400, `{"err":"INVALID_KEY"}`, Permanent, ReasonHTTP4xx, "INVALID_KEY", ""},
@@ -278,4 +291,39 @@ func FuzzClassify(f *testing.F) {
 			t.Fatal("permanent result without error")
 		}
 	})
+}
+
+// TestHugeErrorBodyKeepsItsCode: a receiver that echoes a large SET in its
+// RFC 8935 description sends more than MaxBodyRead. Push reads only the
+// cap, so the JSON it hands Classify is cut; the err member, which comes
+// first, must still decide the outcome (here invalid_key, which the worker
+// judges receiver-wide), not the cut turn it into an anonymous http_4xx.
+func TestHugeErrorBodyKeepsItsCode(t *testing.T) {
+	echo := strings.Repeat("eyJhbGciOiJFUzI1NiJ9", 100<<10/20) // ~100 KiB of SET
+	rc := newReceiver(t, false, func(w http.ResponseWriter, _ *http.Request, _ []byte, _ int64) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = fmt.Fprintf(w, `{"err":"invalid_key","description":"kid k1 not registered; SET was %s"}`, echo)
+	})
+	c, _ := newTestClient(t, Config{Name: "r", Endpoint: rc.URL, InsecureHTTP: true})
+	r := c.Push(context.Background(), []byte(testJWS))
+	if r.Outcome != Permanent || r.Reason != ReasonInvalidKey || r.Err != "invalid_key" {
+		t.Fatalf("result %v/%s err %q, want permanent/invalid_key", r.Outcome, r.Reason, r.Err)
+	}
+	if len(r.Body) > MaxBodyExcerpt+64 || !strings.HasPrefix(r.Body, `{"err":"invalid_key"`) {
+		t.Fatalf("body excerpt %d bytes: %.80q", len(r.Body), r.Body)
+	}
+	// A short body that merely ends early is malformed, not cut by the
+	// relay: no code is guessed from it.
+	if r := Classify(400, nil, []byte(`{"err":"invalid_key"`), nil, classifyNow, 0); r.Reason != ReasonHTTP4xx || r.Err != "" {
+		t.Fatalf("short malformed body: %v/%s err %q", r.Outcome, r.Reason, r.Err)
+	}
+	// Nor from a cut body whose err value is not a string, or which is
+	// not an object at all.
+	for _, b := range []string{`{"err":7,"description":"`, `["invalid_key","`} {
+		body := []byte(b + strings.Repeat("x", MaxBodyRead))[:MaxBodyRead]
+		if r := Classify(400, nil, body, nil, classifyNow, 0); r.Reason != ReasonHTTP4xx || r.Err != "" {
+			t.Fatalf("cut body %.20q: %v/%s err %q", b, r.Outcome, r.Reason, r.Err)
+		}
+	}
 }

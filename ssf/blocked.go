@@ -13,9 +13,10 @@ import (
 
 // A push stream's worker blocks it, as it blocks a configured receiver,
 // when delivery fails in a way only a change of configuration can fix: the
-// endpoint answers 404, 405 or 410 or redirects, its certificate does not
-// fit, it refuses the authorization_header, it rejects this transmitter's
-// key, issuer or audience, or the signing key is unusable. Nothing is
+// endpoint answers 404, 405, 410, 415 or 406 or redirects, its certificate
+// does not fit, it refuses the authorization_header, it rejects this
+// transmitter's key, issuer or audience or answers 403 for several SETs in a
+// row, or the signing key is unusable. Nothing is
 // dead-lettered; the backlog is held and the worker probes.
 //
 // For the receiver that is the transmitter pausing the stream (§8.1.5), so:
@@ -54,7 +55,7 @@ func blockedReason(code string) string {
 	why := "delivery fails in a way that needs a configuration change (" + code + ")"
 	switch code {
 	case push.ReasonEndpointNotFound:
-		why = "the endpoint_url answers 404, 405 or 410"
+		why = "the endpoint_url answers 404, 405 or 410, or refuses application/secevent+jwt (415, 406)"
 	case push.ReasonRedirect:
 		why = "the endpoint_url redirects; give the final URL"
 	case push.ReasonNonPublicAddress:
@@ -65,6 +66,8 @@ func blockedReason(code string) string {
 		why = "the endpoint refuses the stream's authorization_header"
 	case push.ReasonInvalidKey:
 		why = "the endpoint rejects the signing key (invalid_key): fetch the transmitter's jwks_uri again"
+	case push.ReasonForbidden:
+		why = "the endpoint answers 403 to every SET: check its allow-list and the stream's authorization_header"
 	case push.ReasonInvalidIssuer:
 		why = "the endpoint rejects the issuer (invalid_issuer)"
 	case push.ReasonInvalidAudience:

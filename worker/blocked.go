@@ -85,7 +85,9 @@ func (h Hints) fix(reason string) string {
 	case push.ReasonAuthenticationFailed:
 		return "the receiver refuses the credentials even fresh: check " + path + ".auth (the client it expects, authorization_header)" + reread
 	case push.ReasonEndpointNotFound, push.ReasonRedirect:
-		return "the push endpoint does not exist there: check " + path + ".endpoint (a redirect's target is in the log line)"
+		return "the push endpoint does not exist there, or does not take application/secevent+jwt: check " + path + ".endpoint (a redirect's target is in the log line)"
+	case push.ReasonForbidden:
+		return "the receiver answers 403 to every SET: give its operator this relay's sending IP address for their allow-list, or check " + path + ".auth (the client, scopes or authorization_header it expects)" + reread
 	case push.ReasonTLS:
 		return "the endpoint's certificate is for another name or from an untrusted CA: check " + path + ".endpoint and .tls.ca"
 	case push.ReasonInvalidKey:
@@ -689,7 +691,7 @@ func SharedState(ctx context.Context, js jetstream.JetStream, receiver string) (
 }
 
 // streak counts consecutive receiver-wide rejections (invalid_key,
-// invalid_issuer, invalid_audience) of different intents: the same intent
+// invalid_issuer, invalid_audience, forbidden) of different intents: the same intent
 // rejected again does not lengthen it.
 type streak struct {
 	// on is set while a streak runs, so that deliveries reset it without

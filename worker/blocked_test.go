@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -103,6 +104,13 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 			_, _ = fmt.Fprintf(w, `{"err":%q,"description":"no"}`, code)
 		})
 	}
+	// What an API gateway in front of a receiver answers a relay whose
+	// address is not on the allow-list (GOV.UK allow-lists the sending IP).
+	forbidden := newScripted(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"message":"Forbidden"}`))
+	})
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) }))
 	t.Cleanup(tlsSrv.Close)
 	trusted := x509.NewCertPool()
@@ -135,6 +143,8 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 		{name: "push_404", cfg: push.Config{Name: "push_404", Endpoint: status(404).endpoint(), InsecureHTTP: true}, reason: push.ReasonEndpointNotFound},
 		{name: "push_405", cfg: push.Config{Name: "push_405", Endpoint: status(405).endpoint(), InsecureHTTP: true}, reason: push.ReasonEndpointNotFound},
 		{name: "push_410", cfg: push.Config{Name: "push_410", Endpoint: status(410).endpoint(), InsecureHTTP: true}, reason: push.ReasonEndpointNotFound},
+		{name: "push_403", cfg: push.Config{Name: "push_403", Endpoint: forbidden.endpoint(), InsecureHTTP: true}, reason: push.ReasonForbidden},
+		{name: "push_415", cfg: push.Config{Name: "push_415", Endpoint: status(415).endpoint(), InsecureHTTP: true}, reason: push.ReasonEndpointNotFound},
 		{name: "push_redirect", cfg: push.Config{Name: "push_redirect", Endpoint: status(302).endpoint(), InsecureHTTP: true}, reason: push.ReasonRedirect},
 		{name: "tls_untrusted", cfg: push.Config{Name: "tls_untrusted", Endpoint: tlsSrv.URL + "/events"}, reason: push.ReasonTLS},
 		{name: "tls_wrong_name", cfg: push.Config{Name: "tls_wrong_name", Endpoint: wrongName, TLS: push.TLSConfig{RootCAs: trusted}}, reason: push.ReasonTLS},
@@ -325,5 +335,47 @@ func TestUnblockRequestAcrossProcesses(t *testing.T) {
 	eventually(t, 5*time.Second, "stream empty", func() bool { return e.intentsLeft() == 0 })
 	if st := rcv.Stats(); st.Accepted != n {
 		t.Fatalf("accepted %d, want exactly %d", st.Accepted, n)
+	}
+}
+
+// TestForbiddenForOneIntentIsItsOwn: a receiver whose firewall answers 403
+// to one intent's content and accepts the others. That 403 is the intent's
+// own problem, not the relay's configuration: the intent is dead-lettered
+// with reason, status, body and attempts, the others are delivered, and
+// the receiver is never blocked. (TestConfigurationFailuresBlock has the
+// other side: a 403 for every intent blocks without a dead letter.)
+func TestForbiddenForOneIntentIsItsOwn(t *testing.T) {
+	e := newEnv(t, 30*time.Second, "waf")
+	s := newScripted(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(decodedPayload(body), "user-waf-bad@") {
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = w.Write([]byte("<html>Request blocked by firewall rule 942100</html>"))
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+	spec := e.spec(e.js, "waf", s.endpoint())
+	reg := prometheus.NewRegistry()
+	e.run(Config{Concurrency: 1, Receivers: []Receiver{spec}}, e.js, reg)
+
+	e.publish(testIntent("waf-bad", typeRevoked))
+	const good = 6
+	for i := range good {
+		e.publish(testIntent(idN("waf-ok", i), typeRevoked))
+	}
+	var dls []queue.StoredDeadLetter
+	eventually(t, 15*time.Second, "dead letter", func() bool { dls = e.deadLetters(); return len(dls) == 1 })
+	eventually(t, 15*time.Second, "all settled", func() bool { return e.intentsLeft() == 0 })
+	dl := dls[0]
+	if dl.IntentID != "waf-bad" || dl.Reason != push.ReasonForbidden || dl.Status != http.StatusForbidden ||
+		!strings.Contains(dl.Body, "firewall rule") || dl.Attempts < 1 {
+		t.Fatalf("dead letter %+v", dl.DeadLetter)
+	}
+	if st, reason := receiverState(t, reg, "waf"); st == "blocked" {
+		t.Fatalf("receiver blocked (%s) by one intent's 403", reason)
+	}
+	if got := len(e.deadLetters()); got != 1 {
+		t.Fatalf("%d dead letters, want 1", got)
 	}
 }

@@ -197,7 +197,9 @@ func TestDecideEveryStatus(t *testing.T) {
 			if first.Kind != NakDelay {
 				t.Errorf("%s: %v, want nak_delay (transient)", name, first.Kind)
 			}
-		case status == 404 || status == 405 || status == 410:
+		case status == 404 || status == 405 || status == 410 || status == 406 || status == 415:
+			// 406 and 415 refuse RFC 8935's fixed Accept and
+			// Content-Type: the URL is not a push endpoint.
 			if first.Kind != Block {
 				t.Errorf("%s: %v, want block (endpoint not found)", name, first.Kind)
 			}
@@ -228,6 +230,9 @@ func TestDecideRFC8935Errors(t *testing.T) {
 		{"authentication_failed", 401, NakDelay, ""},
 		{"access_denied", 400, NakDelay, ""},
 		{"access_denied", 403, NakDelay, ""},
+		// Decide alone dead-letters a 403 with another code; Settle holds
+		// it for the receiver-wide streak first (TestSettleTable).
+		{"invalid_key", 403, DeadLetter, "forbidden"},
 		{"something_new", 400, DeadLetter, ""},
 	}
 	for _, tt := range tests {

@@ -133,8 +133,8 @@ type Facts struct {
 	// paused or blocked: its failure is the receiver's, not the message's.
 	Probe bool
 	// Streak counts consecutive pushes, from different intents, answered
-	// with the same receiver-wide RFC 8935 code (invalid_key,
-	// invalid_issuer, invalid_audience), this one included.
+	// with the same receiver-wide rejection (RFC 8935's invalid_key,
+	// invalid_issuer, invalid_audience, or a 403), this one included.
 	Streak int
 	// OthersDelivered is set when the receiver accepted other SETs since
 	// this intent was first answered with such a code: the rejection is the
@@ -159,11 +159,11 @@ type Facts struct {
 }
 
 // BlockStreak is how many different intents in a row must be answered
-// with the same invalid_key, invalid_issuer or invalid_audience before the
-// receiver is blocked. One such answer can be the intent's own problem; the
-// same answer for several different intents, with nothing delivered in
-// between, is the relay's key, issuer or audience being wrong for this
-// receiver. Until then such an intent is retried (counted), up to
+// with the same invalid_key, invalid_issuer, invalid_audience or 403
+// (forbidden) before the receiver is blocked. One such answer can be the
+// intent's own problem; the same answer for several different intents, with
+// nothing delivered in between, is the relay's key, issuer, audience,
+// address or credentials being wrong for this receiver. Until then such an intent is retried (counted), up to
 // BlockStreak attempts, unless the receiver accepts other SETs meanwhile:
 // then it is dead-lettered with the receiver's code at once.
 const BlockStreak = 3
@@ -234,7 +234,8 @@ const maxLastDeliveryStores = 9
 //	pushed            shutdown and not delivered              HandBack at once
 //	pushed            delivered                               Ack
 //	pushed            blocked (configuration)                 Block with the push reason
-//	pushed            invalid_key/issuer/audience, Streak≥3   Block with that reason
+//	pushed            invalid_key/issuer/audience or 403,     Block with that reason
+//	                  Streak≥3
 //	pushed            same, others delivered since            DeadLetter with that reason
 //	pushed            same, attempt < 3                       NakDelay (retry schedule)
 //	pushed            other permanent                         DeadLetter with the push reason
@@ -371,12 +372,15 @@ func settlePush(f *Facts) Action {
 	return Decide(*r, f.Attempt, f.Age, f.Retry, f.Jitter)
 }
 
-// receiverWide reports whether an RFC 8935 rejection, repeated for several
-// intents, is about the relay's configuration for the receiver rather
-// than about one SET.
+// receiverWide reports whether a rejection, repeated for several intents,
+// is about the relay's configuration for the receiver rather than about one
+// SET: RFC 8935's codes for the key, issuer and audience, and a 403 (an
+// address not on the receiver's allow-list, a token without the scope).
+// Any one of them can also be one SET's own problem, which is why Settle
+// waits for a streak before it blocks.
 func receiverWide(reason string) bool {
 	switch reason {
-	case push.ReasonInvalidKey, push.ReasonInvalidIssuer, push.ReasonInvalidAudience:
+	case push.ReasonInvalidKey, push.ReasonInvalidIssuer, push.ReasonInvalidAudience, push.ReasonForbidden:
 		return true
 	}
 	return false

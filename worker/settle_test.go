@@ -60,6 +60,13 @@ func TestSettleTable(t *testing.T) {
 		{"delivered, old and last", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Delivered, "delivered"); f.Age = 2 * time.Hour; f.Attempt = 9 }), Ack, "delivered", -1},
 		{"blocked", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Blocked, push.ReasonTokenConfig) }), Block, push.ReasonTokenConfig, hold},
 		{"blocked, attempts over", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Blocked, push.ReasonEndpointNotFound); f.Attempt = 50 }), Block, push.ReasonEndpointNotFound, hold},
+		{"forbidden streak", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Permanent, push.ReasonForbidden); f.Streak = BlockStreak }), Block, push.ReasonForbidden, hold},
+		{"forbidden first attempt", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Permanent, push.ReasonForbidden); f.Streak = 1 }), NakDelay, push.ReasonForbidden, time.Second},
+		{"forbidden, others delivered", with(base(StagePushed), func(f *Facts) {
+			f.Result = res(push.Permanent, push.ReasonForbidden)
+			f.Streak, f.Attempt, f.OthersDelivered = 1, 2, true
+		}), DeadLetter, push.ReasonForbidden, -1},
+		{"http_4xx is not held for a streak", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Permanent, push.ReasonHTTP4xx); f.Streak = 1 }), DeadLetter, push.ReasonHTTP4xx, -1},
 		{"invalid_key streak", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Permanent, push.ReasonInvalidKey); f.Streak = BlockStreak }), Block, push.ReasonInvalidKey, hold},
 		{"invalid_issuer first attempt", with(base(StagePushed), func(f *Facts) { f.Result = res(push.Permanent, push.ReasonInvalidIssuer); f.Streak = 1 }), NakDelay, push.ReasonInvalidIssuer, time.Second},
 		{"invalid_audience second attempt", with(base(StagePushed), func(f *Facts) {
