@@ -338,3 +338,40 @@ func TestMetadataCriticalSubjectMembers(t *testing.T) {
 		t.Fatalf("critical_subject_members %v", md["critical_subject_members"])
 	}
 }
+
+// RFC 6750 §3.1: a request without any credential gets a challenge with no
+// error code ("the resource server SHOULD NOT include an error code or
+// other error information"), so a receiver that probes before it has a
+// token is not told its (absent) token is invalid; a token the transmitter
+// does not accept gets error="invalid_token".
+func TestUnauthenticatedChallengeHasNoErrorCode(t *testing.T) {
+	x := newTX(t, txOptions{})
+	for _, c := range []struct {
+		auth      string
+		wantError bool
+	}{
+		{"", false},
+		{"Basic " + tokenA, false}, // an unsupported scheme is no bearer credential
+		{"Bearer not-a-token", true},
+	} {
+		req, _ := http.NewRequest("GET", x.base+"/ssf/streams", nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := x.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		ch := resp.Header.Get("WWW-Authenticate")
+		if resp.StatusCode != 401 || !strings.HasPrefix(ch, "Bearer ") || !strings.Contains(ch, `realm="ssf"`) {
+			t.Fatalf("%q: %d %q, want 401 with a Bearer challenge", c.auth, resp.StatusCode, ch)
+		}
+		if got := strings.Contains(ch, "error="); got != c.wantError {
+			t.Errorf("%q: challenge %q has an error code: %v, want %v", c.auth, ch, got, c.wantError)
+		}
+		if c.wantError && !strings.Contains(ch, `error="invalid_token"`) {
+			t.Errorf("%q: challenge %q, want error=\"invalid_token\"", c.auth, ch)
+		}
+	}
+}
