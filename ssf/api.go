@@ -97,7 +97,7 @@ func (s *Server) clientStreams(ctx context.Context, p *Principal) ([]*Stream, er
 	var out []*Stream
 	for _, st := range all {
 		if st.Owner == p.ClientID {
-			out = append(out, st)
+			out = append(out, s.current(st))
 		}
 	}
 	return out, nil

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/ssf"
 )
 
@@ -372,6 +373,45 @@ func TestUnauthenticatedChallengeHasNoErrorCode(t *testing.T) {
 		}
 		if c.wantError && !strings.Contains(ch, `error="invalid_token"`) {
 			t.Errorf("%q: challenge %q, want error=\"invalid_token\"", c.auth, ch)
+		}
+	}
+}
+
+// SSF 1.0 §8.1.1: events_delivered "is a subset (not necessarily a proper
+// subset) of the intersection of events_supported and events_requested".
+// When the operator narrows events_supported, a stream created before
+// shows, and gets, only the types still supported: the receiver never
+// relies on, or receives, a type the transmitter no longer offers.
+func TestEventsDeliveredFollowsEventsSupported(t *testing.T) {
+	before := newTX(t, txOptions{})
+	id := before.createPoll(tokenA, caepType, riscType)["stream_id"].(string)
+
+	// The same JetStream, restarted with a narrower events_supported.
+	x := newTX(t, txOptions{js: before.js, key: before.key, EventsSupported: []string{caepType}})
+	var st map[string]any
+	x.must(200, "GET", "/ssf/streams?stream_id="+id, tokenA, nil, &st)
+	if got := strs(st["events_delivered"]); !slices.Equal(got, []string{caepType}) {
+		t.Fatalf("events_delivered %v, want only %s (events_supported %v)", got, caepType, st["events_supported"])
+	}
+	var all []map[string]any
+	x.must(200, "GET", "/ssf/streams", tokenA, nil, &all)
+	if len(all) != 1 || !slices.Equal(strs(all[0]["events_delivered"]), []string{caepType}) {
+		t.Fatalf("list: %v", all)
+	}
+	// What it shows is what §8.1.1.3 compares a request with.
+	x.must(200, "PATCH", "/ssf/streams", tokenA, map[string]any{"stream_id": id, "events_delivered": []string{caepType}}, nil)
+
+	x.publish(
+		&intent.Intent{ID: "no-longer-supported", Type: "risc.account-disabled", Subject: map[string]any{"format": "email", "email": "x@example.com"}},
+		sessionRevoked("still-supported", "y@example.com"),
+	)
+	got := x.poll(tokenA, id, map[string]any{"returnImmediately": true})
+	if len(got.Sets) != 1 {
+		t.Fatalf("%d SETs, want only the supported one", len(got.Sets))
+	}
+	for _, compact := range got.Sets {
+		if typ, _ := eventOf(x.verifiedClaims(compact, audA)); typ != caepType {
+			t.Fatalf("delivered %s, which events_supported no longer lists", typ)
 		}
 	}
 }

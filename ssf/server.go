@@ -262,7 +262,7 @@ func (s *Server) owned(ctx context.Context, id string, p *Principal) (*Stream, u
 		return nil, 0, errNotFound
 	}
 	s.touch(ctx, st)
-	return st, rev, nil
+	return s.current(st), rev, nil
 }
 
 // profile is how st's SETs are built: SSF 1.0 throughout (sub_id at the
