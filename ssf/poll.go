@@ -107,6 +107,11 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request, p *Principal
 	resp := pollResponse{Sets: map[string]string{}}
 	switch {
 	case maxEvents == 0:
+		// Acknowledge only (RFC 8936 §2.4). moreAvailable must still be
+		// told: §2.5 reads its absence as "nothing further".
+		if st.Status == StatusEnabled {
+			resp.MoreAvailable = s.moreAvailable(ctx, st)
+		}
 	case st.Status == StatusEnabled:
 		if err := s.fetchSETs(ctx, st, maxEvents, !req.ReturnImmediately, &resp); err != nil {
 			s.fail(w, r, err)
@@ -342,11 +347,25 @@ func (s *Server) fetchSETs(ctx context.Context, st *Stream, n int, wait bool, re
 	}
 	if len(resp.Sets) > 0 {
 		s.m.polled.WithLabelValues(st.ID).Add(float64(len(resp.Sets)))
-		if info, err := cons.Info(ctx); err == nil {
-			resp.MoreAvailable = info.NumPending > 0
-		}
+		resp.MoreAvailable = s.moreAvailable(ctx, st)
 	}
 	return nil
+}
+
+// moreAvailable reports whether st's consumer has intents not yet offered.
+// Some may turn out not to be for st (another type, subject or receiver),
+// so it can say true when a poll then finds nothing, which costs the
+// receiver one more poll; saying false while one waits would make it stop.
+// SETs offered and not acknowledged come back after the ack wait and are
+// not counted until then. An error reads as false: the next poll finds
+// what is there.
+func (s *Server) moreAvailable(ctx context.Context, st *Stream) bool {
+	cons, err := s.consumer(ctx, st.ID)
+	if err != nil {
+		return false
+	}
+	info, err := cons.Info(ctx)
+	return err == nil && info.NumPending > 0
 }
 
 // offer turns one message into a SET for the response, or settles it
