@@ -417,6 +417,7 @@ func (s *Server) offer(ctx context.Context, st *Stream, msg jetstream.Msg, resp 
 			return nil, s.skip(st, msg)
 		}
 	}
+	in = s.acceptedExtras(st, in)
 	claims, err := set.Build(in, s.profile(st), set.Options{IssuedAt: md.Timestamp, ReplayOf: replayOf})
 	if err != nil {
 		return nil, s.deadLetterMsg(ctx, st, msg, md, in.ID, queue.DeadLetter{Reason: reasonBuild, Description: err.Error()})
@@ -438,6 +439,47 @@ func (s *Server) offer(ctx context.Context, st *Stream, msg jetstream.Msg, resp 
 	}
 	resp.Sets[jti] = jws
 	return f, nil
+}
+
+// acceptedExtras returns in with only the extra events st takes, as the
+// worker does for push streams: an extra event rides in the main event's
+// SET, so it must pass the stream's type filter too (§8.1.1: the receiver
+// relies on events_delivered). A companion (intent.IsCompanionType) goes
+// with its main event; an SSF stream event never rides as an extra, since
+// its sub_id must be the stream itself (§8.1.4.1, §8.1.5) and only the
+// transmitter sends it. The main event is still delivered; what is left
+// out is logged and counted. in itself is left alone (it is shared by
+// re-offers, which make the same choice and so the same claims).
+func (s *Server) acceptedExtras(st *Stream, in *intent.Intent) *intent.Intent {
+	var omitted []string
+	for uri := range in.ExtraEvents {
+		if !st.acceptsExtra(uri) {
+			omitted = append(omitted, uri)
+		}
+	}
+	if len(omitted) == 0 {
+		return in
+	}
+	out := *in
+	out.ExtraEvents = make(map[string]map[string]any, len(in.ExtraEvents)-len(omitted))
+	for uri, ev := range in.ExtraEvents {
+		if st.acceptsExtra(uri) {
+			out.ExtraEvents[uri] = ev
+		}
+	}
+	slices.Sort(omitted)
+	s.m.extraOmitted.WithLabelValues(ReceiverName(st.ID)).Add(float64(len(omitted)))
+	s.log.Info("extra events left out of a polled SET: the stream did not ask for their types",
+		zap.String("stream_id", st.ID), zap.String("intent_id", in.ID), zap.Strings("types", omitted))
+	return &out
+}
+
+// acceptsExtra reports whether st takes an extra event of type uri.
+func (st *Stream) acceptsExtra(uri string) bool {
+	if strings.HasPrefix(uri, intent.SSFPrefix) {
+		return false
+	}
+	return intent.IsCompanionType(uri) || st.wantsType(uri)
 }
 
 func (s *Server) skip(st *Stream, msg jetstream.Msg) error {
