@@ -12,10 +12,10 @@ import (
 // intent's extra_events key). Extra events follow the receiver's filter
 // like main events, so an intent of a type r asked for cannot carry a
 // signed event of a type r never asked for: never an SSF stream event;
-// companion types
-// (intent.IsCompanionType, GOV.UK's eventMetadata) always; otherwise a type
-// r listed in its events; or, when r listed none, any catalogue or GOV.UK
-// type, and a private type only with allow_private_types.
+// companion types (intent.IsCompanionType, GOV.UK's eventMetadata) always;
+// otherwise a type r listed in its events; or, when r listed none, any
+// catalogue or GOV.UK type, and a private type only with
+// allow_private_types.
 func (r *rcv) acceptsExtra(uri string) bool {
 	if strings.HasPrefix(uri, intent.SSFPrefix) {
 		// An SSF stream event (verification, stream-updated) is about a
