@@ -2,6 +2,7 @@ package ssf_test
 
 import (
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -412,6 +413,38 @@ func TestEventsDeliveredFollowsEventsSupported(t *testing.T) {
 	for _, compact := range got.Sets {
 		if typ, _ := eventOf(x.verifiedClaims(compact, audA)); typ != caepType {
 			t.Fatalf("delivered %s, which events_supported no longer lists", typ)
+		}
+	}
+}
+
+// SSF 1.0 §8.1.1.4: "Event Receivers MAY read the configuration first,
+// modify the JSON representation, then make a replacement request", and
+// transmitter-supplied members sent back must match. So a configuration
+// read with GET and sent back whole, by PUT or PATCH, is accepted and
+// changes nothing, for push and poll streams, with aud a string (one
+// audience) or an array (several).
+func TestReadThenReplaceRoundTrips(t *testing.T) {
+	x := newTX(t, txOptions{})
+	var push map[string]any
+	x.must(201, "POST", "/ssf/streams", tokenB, map[string]any{
+		"events_requested": []string{caepType, "urn:example:unknown"},
+		"delivery":         map[string]any{"method": ssf.MethodPush, "endpoint_url": "https://rcv-b.example/events", "authorization_header": "Bearer b"},
+		"description":      "round trip",
+	}, &push)
+	poll := x.createPoll(tokenA, riscType)
+	for _, c := range []struct {
+		token string
+		st    map[string]any
+	}{{tokenB, push}, {tokenA, poll}} {
+		id := c.st["stream_id"].(string)
+		var read map[string]any
+		x.must(200, "GET", "/ssf/streams?stream_id="+id, c.token, nil, &read)
+		for _, method := range []string{"PUT", "PATCH"} {
+			var after map[string]any
+			x.must(200, method, "/ssf/streams", c.token, read, &after)
+			if !reflect.DeepEqual(after, read) {
+				t.Errorf("%s of what GET returned changed the stream:\n got %v\nwant %v", method, after, read)
+			}
 		}
 	}
 }
