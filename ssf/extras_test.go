@@ -58,7 +58,7 @@ func TestExtraEventsFollowEventsDelivered(t *testing.T) {
 		x := newTX(t, txOptions{})
 		id := x.createPoll(tokenA, caepType)["stream_id"].(string)
 		x.publish(withExtras("extras-poll"))
-		got := x.poll(tokenA, id, map[string]any{"returnImmediately": true})
+		got := x.poll(tokenA, id, map[string]any{}) // a long poll: returns with the first SET
 		if len(got.Sets) != 1 {
 			t.Fatalf("%d SETs, want the one main event", len(got.Sets))
 		}
