@@ -62,6 +62,16 @@ func isComplexMember(k string) bool {
 // formatComplex is the format of an SSF 1.0 complex subject (section 3.3).
 const formatComplex = "complex"
 
+// ValidateSubject checks a subject on its own, by the rules an intent's
+// subject is checked with, so that what a receiver may subscribe to (the
+// SSF add and remove subject endpoints) is exactly what an event may carry.
+// The error, if any, is a *ValidationError listing every problem.
+func ValidateSubject(s map[string]any) error {
+	var p problems
+	validateSubject(s, "subject", &p)
+	return p.err()
+}
+
 // validateSubject checks the intent's subject: a simple identifier with a
 // format, a complex subject ("format": "complex"), or the legacy RISC form
 // that the seed page uses ("subject_type": "iss-sub").

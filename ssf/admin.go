@@ -49,6 +49,9 @@ func (a *Admin) List(ctx context.Context) ([]*Stream, error) {
 	if err != nil {
 		return nil, err
 	}
+	for _, st := range all {
+		a.s.current(st)
+	}
 	slices.SortFunc(all, func(x, y *Stream) int {
 		if c := strings.Compare(x.Owner, y.Owner); c != 0 {
 			return c
@@ -67,7 +70,7 @@ func (a *Admin) Get(ctx context.Context, id string) (*Stream, error) {
 	if err == errNotFound {
 		return nil, ErrNotFound
 	}
-	return st, err
+	return a.s.current(st), err
 }
 
 // NotifyWait bounds how long SetStatus waits for the receiver to take the

@@ -97,7 +97,7 @@ func (s *Server) clientStreams(ctx context.Context, p *Principal) ([]*Stream, er
 	var out []*Stream
 	for _, st := range all {
 		if st.Owner == p.ClientID {
-			out = append(out, st)
+			out = append(out, s.current(st))
 		}
 	}
 	return out, nil
@@ -377,6 +377,7 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, p *Princip
 	}
 	now := s.now()
 	var wait time.Duration
+	var prev time.Time
 	// The last verification time is claimed with compare-and-set, so two
 	// processes cannot both let a request through inside the interval.
 	st, err := s.streams.modify(ctx, req.StreamID, func(st *Stream) error {
@@ -393,7 +394,7 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, p *Princip
 			wait = next.Sub(now)
 			return errTooSoon
 		}
-		st.LastVerified = now.UTC()
+		prev, st.LastVerified = st.LastVerified, now.UTC()
 		return nil
 	})
 	if errors.Is(err, errTooSoon) {
@@ -411,6 +412,18 @@ func (s *Server) handleVerify(w http.ResponseWriter, r *http.Request, p *Princip
 		event["state"] = *req.State
 	}
 	if err := s.publishStreamEvent(ctx, st, "verification", event); err != nil {
+		// Not queued, so not a verification: give the interval back
+		// (§8.1.1: no 429 to a receiver within min_verification_interval),
+		// unless another request has claimed it since.
+		if _, rerr := s.streams.modify(context.WithoutCancel(ctx), st.ID, func(cur *Stream) error {
+			if !cur.LastVerified.Equal(now.UTC()) {
+				return errNoChange
+			}
+			cur.LastVerified = prev
+			return nil
+		}); rerr != nil && !errors.Is(rerr, errNoChange) && !errors.Is(rerr, errNotFound) {
+			s.log.Warn("a failed verification request still counts toward min_verification_interval", zap.String("stream_id", st.ID), zap.Error(rerr))
+		}
 		s.fail(w, r, err)
 		return
 	}

@@ -2,10 +2,12 @@ package ssf_test
 
 import (
 	"net/http"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/setrelay/setrelay/intent"
 	"github.com/setrelay/setrelay/ssf"
 )
 
@@ -336,5 +338,115 @@ func TestMetadataCriticalSubjectMembers(t *testing.T) {
 	got, _ := md["critical_subject_members"].([]any)
 	if len(got) != 2 || got[0] != "tenant" || got[1] != "user" {
 		t.Fatalf("critical_subject_members %v", md["critical_subject_members"])
+	}
+}
+
+// RFC 6750 §3.1: a request without any credential gets a challenge with no
+// error code ("the resource server SHOULD NOT include an error code or
+// other error information"), so a receiver that probes before it has a
+// token is not told its (absent) token is invalid; a token the transmitter
+// does not accept gets error="invalid_token".
+func TestUnauthenticatedChallengeHasNoErrorCode(t *testing.T) {
+	x := newTX(t, txOptions{})
+	for _, c := range []struct {
+		auth      string
+		wantError bool
+	}{
+		{"", false},
+		{"Basic " + tokenA, false}, // an unsupported scheme is no bearer credential
+		{"Bearer not-a-token", true},
+	} {
+		req, _ := http.NewRequest("GET", x.base+"/ssf/streams", nil)
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
+		}
+		resp, err := x.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		ch := resp.Header.Get("WWW-Authenticate")
+		if resp.StatusCode != 401 || !strings.HasPrefix(ch, "Bearer ") || !strings.Contains(ch, `realm="ssf"`) {
+			t.Fatalf("%q: %d %q, want 401 with a Bearer challenge", c.auth, resp.StatusCode, ch)
+		}
+		if got := strings.Contains(ch, "error="); got != c.wantError {
+			t.Errorf("%q: challenge %q has an error code: %v, want %v", c.auth, ch, got, c.wantError)
+		}
+		if c.wantError && !strings.Contains(ch, `error="invalid_token"`) {
+			t.Errorf("%q: challenge %q, want error=\"invalid_token\"", c.auth, ch)
+		}
+	}
+}
+
+// SSF 1.0 §8.1.1: events_delivered "is a subset (not necessarily a proper
+// subset) of the intersection of events_supported and events_requested".
+// When the operator narrows events_supported, a stream created before
+// shows, and gets, only the types still supported: the receiver never
+// relies on, or receives, a type the transmitter no longer offers.
+func TestEventsDeliveredFollowsEventsSupported(t *testing.T) {
+	before := newTX(t, txOptions{})
+	id := before.createPoll(tokenA, caepType, riscType)["stream_id"].(string)
+
+	// The same JetStream, restarted with a narrower events_supported.
+	x := newTX(t, txOptions{js: before.js, key: before.key, EventsSupported: []string{caepType}})
+	var st map[string]any
+	x.must(200, "GET", "/ssf/streams?stream_id="+id, tokenA, nil, &st)
+	if got := strs(st["events_delivered"]); !slices.Equal(got, []string{caepType}) {
+		t.Fatalf("events_delivered %v, want only %s (events_supported %v)", got, caepType, st["events_supported"])
+	}
+	var all []map[string]any
+	x.must(200, "GET", "/ssf/streams", tokenA, nil, &all)
+	if len(all) != 1 || !slices.Equal(strs(all[0]["events_delivered"]), []string{caepType}) {
+		t.Fatalf("list: %v", all)
+	}
+	// What it shows is what §8.1.1.3 compares a request with.
+	x.must(200, "PATCH", "/ssf/streams", tokenA, map[string]any{"stream_id": id, "events_delivered": []string{caepType}}, nil)
+
+	x.publish(
+		&intent.Intent{ID: "no-longer-supported", Type: "risc.account-disabled", Subject: map[string]any{"format": "email", "email": "x@example.com"}},
+		sessionRevoked("still-supported", "y@example.com"),
+	)
+	// A long poll returns with the first SET; the RISC intent, stored
+	// before it, has been decided by then.
+	got := x.poll(tokenA, id, map[string]any{})
+	if len(got.Sets) != 1 {
+		t.Fatalf("%d SETs, want only the supported one", len(got.Sets))
+	}
+	for _, compact := range got.Sets {
+		if typ, _ := eventOf(x.verifiedClaims(compact, audA)); typ != caepType {
+			t.Fatalf("delivered %s, which events_supported no longer lists", typ)
+		}
+	}
+}
+
+// SSF 1.0 §8.1.1.4: "Event Receivers MAY read the configuration first,
+// modify the JSON representation, then make a replacement request", and
+// transmitter-supplied members sent back must match. So a configuration
+// read with GET and sent back whole, by PUT or PATCH, is accepted and
+// changes nothing, for push and poll streams, with aud a string (one
+// audience) or an array (several).
+func TestReadThenReplaceRoundTrips(t *testing.T) {
+	x := newTX(t, txOptions{})
+	var push map[string]any
+	x.must(201, "POST", "/ssf/streams", tokenB, map[string]any{
+		"events_requested": []string{caepType, "urn:example:unknown"},
+		"delivery":         map[string]any{"method": ssf.MethodPush, "endpoint_url": "https://rcv-b.example/events", "authorization_header": "Bearer b"},
+		"description":      "round trip",
+	}, &push)
+	poll := x.createPoll(tokenA, riscType)
+	for _, c := range []struct {
+		token string
+		st    map[string]any
+	}{{tokenB, push}, {tokenA, poll}} {
+		id := c.st["stream_id"].(string)
+		var read map[string]any
+		x.must(200, "GET", "/ssf/streams?stream_id="+id, c.token, nil, &read)
+		for _, method := range []string{"PUT", "PATCH"} {
+			var after map[string]any
+			x.must(200, method, "/ssf/streams", c.token, read, &after)
+			if !reflect.DeepEqual(after, read) {
+				t.Errorf("%s of what GET returned changed the stream:\n got %v\nwant %v", method, after, read)
+			}
+		}
 	}
 }

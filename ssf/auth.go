@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -23,6 +24,10 @@ func (p *Principal) Can(scope string) bool { return slices.Contains(p.Scopes, sc
 
 // errUnauthenticated is a missing, malformed or unknown credential: 401.
 var errUnauthenticated = errors.New("missing or invalid bearer token")
+
+// errNoCredentials is a request without a bearer token at all, which
+// RFC 6750 §3.1 answers with a challenge that carries no error code.
+var errNoCredentials = fmt.Errorf("%w: none was sent", errUnauthenticated)
 
 // authenticator checks one kind of bearer token. It returns
 // errUnauthenticated for a token it does not accept.
@@ -99,7 +104,7 @@ func bearer(r *http.Request) string {
 func (s *Server) authenticate(r *http.Request) (*Principal, error) {
 	token := bearer(r)
 	if token == "" {
-		return nil, errUnauthenticated
+		return nil, errNoCredentials
 	}
 	var lastErr error = errUnauthenticated
 	for _, a := range s.auth {

@@ -150,6 +150,7 @@ func (d *Dispatcher) watch(ctx context.Context) error {
 
 // apply makes the running pools match st (nil: the stream is gone).
 func (d *Dispatcher) apply(ctx context.Context, id string, st *Stream) error {
+	st = d.s.current(st) // the types this process supports now
 	// A paused stream needs no pool: its consumer, paused on the server,
 	// holds the events until the receiver enables it again.
 	want := st != nil && st.Delivery.Method == MethodPush && st.Status == StatusEnabled

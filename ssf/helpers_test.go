@@ -68,6 +68,7 @@ type txOptions struct {
 	Inactivity      time.Duration
 	Registry        *prometheus.Registry
 	PublicOnly      bool
+	EventsSupported []string
 	js              *testenv.JetStream // a second process on the same JetStream
 	key             *signer.Key
 }
@@ -122,6 +123,7 @@ func newTX(t testing.TB, o txOptions) *tx {
 		JWT:                     o.JWT,
 		PushConcurrency:         o.PushConcurrency,
 		InactivityTimeout:       o.Inactivity,
+		EventsSupported:         o.EventsSupported,
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -25,7 +25,7 @@ const (
 
 // jwtAuth accepts RFC 9068 JWT access tokens signed by the configured
 // authorization server: signature against its JWKS, iss, aud, exp/nbf,
-// typ at+jwt or jwt, and the configured scope.
+// typ (accessTokenTyp), and the configured scope.
 type jwtAuth struct {
 	cfg JWTAuth
 
@@ -66,6 +66,9 @@ func (a *jwtAuth) keySet(ctx context.Context, force bool) (jwk.Set, error) {
 func (a *jwtAuth) authenticate(ctx context.Context, token string) (*Principal, error) {
 	if strings.Count(token, ".") != 2 {
 		return nil, errUnauthenticated // not a JWT: a static token, maybe
+	}
+	if !accessTokenTyp(token) {
+		return nil, errUnauthenticated
 	}
 	set, err := a.keySet(ctx, false)
 	if err != nil {
@@ -111,4 +114,27 @@ func (a *jwtAuth) parse(token string, set jwk.Set) (jwt.Token, error) {
 		jwt.WithAudience(a.cfg.Audience),
 		jwt.WithAcceptableSkew(30*time.Second),
 	)
+}
+
+// accessTokenTyp reports whether the token's JOSE typ allows it to be an
+// access token. RFC 9068 §4 wants at+jwt (or application/at+jwt); the
+// generic JWT, or no typ, is also taken, since many authorization servers
+// issue access tokens so. Any other explicit type is a different kind of
+// JWT (a SET, a logout token, a DPoP proof) that the same server may sign
+// with the same key for the same audience, and is refused (RFC 8725 §3.11:
+// explicit typing prevents one kind of JWT being taken for another).
+func accessTokenTyp(token string) bool {
+	msg, err := jws.Parse([]byte(token))
+	if err != nil || len(msg.Signatures()) != 1 {
+		return false
+	}
+	typ, ok := msg.Signatures()[0].ProtectedHeaders().Type()
+	if !ok {
+		return true
+	}
+	switch strings.ToLower(typ) {
+	case "at+jwt", "application/at+jwt", "jwt", "application/jwt":
+		return true
+	}
+	return false
 }

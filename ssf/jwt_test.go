@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/setrelay/setrelay/ssf"
@@ -123,5 +125,52 @@ func TestJWTAccessTokens(t *testing.T) {
 	}
 	if status, _, _ := x.do("POST", "/ssf/verify", as.token(t, as.key, with("scope", "ssf ssf.read")), map[string]any{"stream_id": id}); status != 403 {
 		t.Errorf("without ssf.manage: %d, want 403", status)
+	}
+}
+
+// tokenTyp signs claims with the JOSE header typ set to typ, or with no
+// typ at all when typ is "" (a bare JWS over the claims).
+func (a *authServer) tokenTyp(t *testing.T, claims map[string]any, typ string) string {
+	t.Helper()
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdrs := jws.NewHeaders()
+	if typ != "" {
+		_ = hdrs.Set(jws.TypeKey, typ)
+	}
+	b, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), a.key, jws.WithProtectedHeaders(hdrs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// RFC 9068 §4: the resource server "MUST verify that the typ header value
+// is at+jwt or application/at+jwt". setrelay also takes the generic JWT
+// (and no typ), which many authorization servers still issue, but refuses
+// a JWT typed as something else that the same server may sign with the
+// same key for the same audience: a SET, a logout token, a DPoP proof is
+// never an access token.
+func TestJWTAccessTokenTyp(t *testing.T) {
+	as := newAuthServer(t)
+	x := newTX(t, txOptions{JWT: &ssf.JWTAuth{Issuer: "https://as.example/", JWKSURI: as.srv.URL + "/jwks", Audience: "https://tx.example/"}})
+	now := time.Now()
+	claims := map[string]any{
+		"iss": "https://as.example/", "aud": "https://tx.example/", "client_id": "c1",
+		"scope": "ssf.read ssf.manage ssf.poll", "exp": now.Add(time.Hour).Unix(), "iat": now.Unix(), "jti": "t1",
+	}
+	for typ, want := range map[string]int{
+		"at+jwt": 200, "application/at+jwt": 200, "AT+JWT": 200, "JWT": 200, "": 200,
+		"secevent+jwt": 401, "logout+jwt": 401, "dpop+jwt": 401, "application/secevent+jwt": 401,
+	} {
+		status, b, hdr := x.do("GET", "/ssf/streams", as.tokenTyp(t, claims, typ), nil)
+		if status != want {
+			t.Errorf("typ %q: %d %s, want %d", typ, status, b, want)
+		}
+		if want == 401 && !strings.Contains(hdr.Get("WWW-Authenticate"), `error="invalid_token"`) {
+			t.Errorf("typ %q: challenge %q, want invalid_token", typ, hdr.Get("WWW-Authenticate"))
+		}
 	}
 }

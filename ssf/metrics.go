@@ -20,6 +20,7 @@ type metrics struct {
 	acked         *prometheus.CounterVec
 	setErrs       *prometheus.CounterVec
 	skipped       *prometheus.CounterVec
+	extraOmitted  *prometheus.CounterVec
 	subjectOps    *prometheus.CounterVec
 	tooWide       prometheus.Counter
 	streams       *prometheus.GaugeVec
@@ -49,6 +50,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "setrelay_ssf_poll_skipped_total", Help: "Intents settled without delivery to a poll stream (type or subject not requested), per stream.",
 		}, []string{"stream"}),
+		// The worker's metric (same name, help and label), so extra events
+		// left out count in one series per stream whatever its method:
+		// receiver="ssf-<stream id>".
+		extraOmitted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "extra_events_omitted_total",
+			Help: "Extra events (an intent's extra_events) left out of the receiver's SETs because it did not ask for their types.",
+		}, []string{"receiver"}),
 		subjectOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "setrelay_ssf_subject_operations_total", Help: "Subjects added and removed, per stream.",
 		}, []string{"stream", "op"}),
@@ -65,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, v := range []**prometheus.CounterVec{&m.streamOps, &m.verifications, &m.polled, &m.acked, &m.setErrs, &m.skipped, &m.subjectOps} {
+	for _, v := range []**prometheus.CounterVec{&m.streamOps, &m.verifications, &m.polled, &m.acked, &m.setErrs, &m.skipped, &m.extraOmitted, &m.subjectOps} {
 		got, err := promreg.Register(reg, *v)
 		if err != nil {
 			return nil, fmt.Errorf("ssf: register metrics: %w", err)

@@ -107,6 +107,11 @@ func (s *Server) handlePoll(w http.ResponseWriter, r *http.Request, p *Principal
 	resp := pollResponse{Sets: map[string]string{}}
 	switch {
 	case maxEvents == 0:
+		// Acknowledge only (RFC 8936 §2.4). moreAvailable must still be
+		// told: §2.5 reads its absence as "nothing further".
+		if st.Status == StatusEnabled {
+			resp.MoreAvailable = s.moreAvailable(ctx, st)
+		}
 	case st.Status == StatusEnabled:
 		if err := s.fetchSETs(ctx, st, maxEvents, !req.ReturnImmediately, &resp); err != nil {
 			s.fail(w, r, err)
@@ -342,11 +347,25 @@ func (s *Server) fetchSETs(ctx context.Context, st *Stream, n int, wait bool, re
 	}
 	if len(resp.Sets) > 0 {
 		s.m.polled.WithLabelValues(st.ID).Add(float64(len(resp.Sets)))
-		if info, err := cons.Info(ctx); err == nil {
-			resp.MoreAvailable = info.NumPending > 0
-		}
+		resp.MoreAvailable = s.moreAvailable(ctx, st)
 	}
 	return nil
+}
+
+// moreAvailable reports whether st's consumer has intents not yet offered.
+// Some may turn out not to be for st (another type, subject or receiver),
+// so it can say true when a poll then finds nothing, which costs the
+// receiver one more poll; saying false while one waits would make it stop.
+// SETs offered and not acknowledged come back after the ack wait and are
+// not counted until then. An error reads as false: the next poll finds
+// what is there.
+func (s *Server) moreAvailable(ctx context.Context, st *Stream) bool {
+	cons, err := s.consumer(ctx, st.ID)
+	if err != nil {
+		return false
+	}
+	info, err := cons.Info(ctx)
+	return err == nil && info.NumPending > 0
 }
 
 // offer turns one message into a SET for the response, or settles it
@@ -398,6 +417,7 @@ func (s *Server) offer(ctx context.Context, st *Stream, msg jetstream.Msg, resp 
 			return nil, s.skip(st, msg)
 		}
 	}
+	in = s.acceptedExtras(st, in)
 	claims, err := set.Build(in, s.profile(st), set.Options{IssuedAt: md.Timestamp, ReplayOf: replayOf})
 	if err != nil {
 		return nil, s.deadLetterMsg(ctx, st, msg, md, in.ID, queue.DeadLetter{Reason: reasonBuild, Description: err.Error()})
@@ -419,6 +439,47 @@ func (s *Server) offer(ctx context.Context, st *Stream, msg jetstream.Msg, resp 
 	}
 	resp.Sets[jti] = jws
 	return f, nil
+}
+
+// acceptedExtras returns in with only the extra events st takes, as the
+// worker does for push streams: an extra event rides in the main event's
+// SET, so it must pass the stream's type filter too (§8.1.1: the receiver
+// relies on events_delivered). A companion (intent.IsCompanionType) goes
+// with its main event; an SSF stream event never rides as an extra, since
+// its sub_id must be the stream itself (§8.1.4.1, §8.1.5) and only the
+// transmitter sends it. The main event is still delivered; what is left
+// out is logged and counted. in itself is left alone (it is shared by
+// re-offers, which make the same choice and so the same claims).
+func (s *Server) acceptedExtras(st *Stream, in *intent.Intent) *intent.Intent {
+	var omitted []string
+	for uri := range in.ExtraEvents {
+		if !st.acceptsExtra(uri) {
+			omitted = append(omitted, uri)
+		}
+	}
+	if len(omitted) == 0 {
+		return in
+	}
+	out := *in
+	out.ExtraEvents = make(map[string]map[string]any, len(in.ExtraEvents)-len(omitted))
+	for uri, ev := range in.ExtraEvents {
+		if st.acceptsExtra(uri) {
+			out.ExtraEvents[uri] = ev
+		}
+	}
+	slices.Sort(omitted)
+	s.m.extraOmitted.WithLabelValues(ReceiverName(st.ID)).Add(float64(len(omitted)))
+	s.log.Info("extra events left out of a polled SET: the stream did not ask for their types",
+		zap.String("stream_id", st.ID), zap.String("intent_id", in.ID), zap.Strings("types", omitted))
+	return &out
+}
+
+// acceptsExtra reports whether st takes an extra event of type uri.
+func (st *Stream) acceptsExtra(uri string) bool {
+	if strings.HasPrefix(uri, intent.SSFPrefix) {
+		return false
+	}
+	return intent.IsCompanionType(uri) || st.wantsType(uri)
 }
 
 func (s *Server) skip(st *Stream, msg jetstream.Msg) error {

@@ -253,3 +253,38 @@ func TestPollForgedReplayIsDeadLettered(t *testing.T) {
 		t.Fatalf("dead letters %+v (%v)", dls, err)
 	}
 }
+
+// RFC 8936 §2.4 lets a receiver acknowledge in separate requests
+// (maxEvents 0), and §2.5 says moreAvailable "MAY be omitted, with the
+// implication being that there are no further unacknowledged SETs": an
+// acknowledge-only response must still say so when SETs are waiting, or a
+// receiver that alternates acks and polls stops polling with a backlog.
+func TestPollAckOnlyReportsMoreAvailable(t *testing.T) {
+	x := newTX(t, txOptions{})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	x.publish(sessionRevoked("ack-only-1", "a@example.com"), sessionRevoked("ack-only-2", "b@example.com"))
+	// Long polls where a SET is expected: on a loaded machine a message
+	// just stored may not yet be ready for a no-wait fetch.
+	first := x.poll(tokenA, id, map[string]any{"maxEvents": 1})
+	if len(first.Sets) != 1 || !first.MoreAvailable {
+		t.Fatalf("first poll: %d SETs, moreAvailable %v", len(first.Sets), first.MoreAvailable)
+	}
+	var acks []string
+	for jti := range first.Sets {
+		acks = append(acks, jti)
+	}
+	ackOnly := x.poll(tokenA, id, map[string]any{"maxEvents": 0, "returnImmediately": true, "ack": acks})
+	if len(ackOnly.Sets) != 0 || !ackOnly.MoreAvailable {
+		t.Fatalf("acknowledge-only request: %d SETs, moreAvailable %v; want none and true (one SET waits)", len(ackOnly.Sets), ackOnly.MoreAvailable)
+	}
+	second := x.poll(tokenA, id, map[string]any{"maxEvents": 10})
+	if len(second.Sets) != 1 || second.MoreAvailable {
+		t.Fatalf("second poll: %d SETs, moreAvailable %v", len(second.Sets), second.MoreAvailable)
+	}
+	for jti := range second.Sets {
+		acks = []string{jti}
+	}
+	if last := x.poll(tokenA, id, map[string]any{"maxEvents": 0, "returnImmediately": true, "ack": acks}); last.MoreAvailable {
+		t.Fatal("acknowledge-only request with nothing left says moreAvailable")
+	}
+}

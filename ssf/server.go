@@ -164,7 +164,14 @@ func (s *Server) authed(h func(http.ResponseWriter, *http.Request, *Principal)) 
 		if err != nil {
 			if errors.Is(err, errUnauthenticated) {
 				s.m.authFailures.Inc()
-				w.Header().Set("WWW-Authenticate", `Bearer realm="ssf", error="invalid_token"`)
+				// RFC 6750 §3.1: a request with no credential at all (or
+				// another scheme) gets the bare challenge; only a token
+				// that was sent and refused is called invalid_token.
+				challenge := `Bearer realm="ssf", error="invalid_token"`
+				if errors.Is(err, errNoCredentials) {
+					challenge = `Bearer realm="ssf"`
+				}
+				w.Header().Set("WWW-Authenticate", challenge)
 				writeError(w, http.StatusUnauthorized, "invalid_token", "a valid bearer token is required (Authorization: Bearer <token>)")
 				return
 			}
@@ -255,7 +262,7 @@ func (s *Server) owned(ctx context.Context, id string, p *Principal) (*Stream, u
 		return nil, 0, errNotFound
 	}
 	s.touch(ctx, st)
-	return st, rev, nil
+	return s.current(st), rev, nil
 }
 
 // profile is how st's SETs are built: SSF 1.0 throughout (sub_id at the

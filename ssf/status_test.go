@@ -1,6 +1,7 @@
 package ssf_test
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/queue"
 )
 
 // drain polls (acknowledging as it goes) until n SETs arrived or nothing
@@ -192,4 +194,28 @@ func TestVerificationOnDisabledStream(t *testing.T) {
 	if typ, ev := eventOf(got[0]); typ != intent.SSFPrefix+"verification" || ev["state"] != "held" {
 		t.Fatalf("got %s %v, want the verification with state held", typ, ev)
 	}
+}
+
+// SSF 1.0 §8.1.1: a transmitter "SHOULD NOT respond with a 429 status code
+// if an Event Receiver is not exceeding" min_verification_interval. A
+// request the transmitter failed to queue (its event store unreachable:
+// 5xx) was not a verification, so it does not use up the interval: the
+// receiver's retry is served, not refused as too soon.
+func TestVerificationFailureDoesNotUseUpTheInterval(t *testing.T) {
+	x := newTX(t, txOptions{MinVerify: time.Hour})
+	id := x.createPoll(tokenA)["stream_id"].(string)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := x.js.JS.DeleteStream(ctx, queue.IntentStream); err != nil {
+		t.Fatal(err)
+	}
+	if status, b, _ := x.do("POST", "/ssf/verify", tokenA, map[string]any{"stream_id": id, "state": "s1"}); status < 500 {
+		t.Fatalf("verification with the intents stream gone: %d %s, want a 5xx", status, b)
+	}
+	if err := queue.Provision(ctx, x.js.JS, queue.Config{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	x.must(204, "POST", "/ssf/verify", tokenA, map[string]any{"stream_id": id, "state": "s2"}, nil)
+	// The interval now runs from the request that was served.
+	x.must(429, "POST", "/ssf/verify", tokenA, map[string]any{"stream_id": id, "state": "s3"}, nil)
 }

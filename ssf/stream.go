@@ -235,7 +235,7 @@ func (s *Server) checkTransmitterFields(req *request, cur *Stream, p *Principal)
 	if req.EventsDelivered != nil {
 		var want []string
 		if cur != nil {
-			want = cur.EventsDelivered
+			want = s.deliveredEvents(cur.EventsRequested)
 		}
 		if !sameSet(*req.EventsDelivered, want) {
 			return badRequest("events_delivered is supplied by the transmitter; leave it out and set events_requested")
@@ -284,6 +284,19 @@ func (s *Server) deliveredEvents(requested []string) []string {
 		}
 	}
 	return out
+}
+
+// current recomputes st's events_delivered from this process's
+// events_supported, in place, and returns st. The stored value is what was
+// computed when the receiver last set events_requested; the operator may
+// have narrowed events_supported since, and events_delivered must stay
+// within it (§8.1.1), both as shown and as filtered. Every stream read
+// from the registry for a receiver or a dispatcher passes through here.
+func (s *Server) current(st *Stream) *Stream {
+	if st != nil {
+		st.EventsDelivered = s.deliveredEvents(st.EventsRequested)
+	}
+	return st
 }
 
 // applyDelivery checks the requested delivery and sets st's. nil means

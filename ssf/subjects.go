@@ -81,29 +81,29 @@ func isComplex(subject map[string]any) bool           { return intent.IsComplexS
 func members(subject map[string]any) map[string]any   { return intent.SubjectMembers(subject) }
 func normalise(subject map[string]any) map[string]any { return intent.NormaliseSubject(subject) }
 
-// checkSubject accepts an RFC 9493 / SSF subject: an object with a string
-// "format", or a complex one whose members are simple subjects.
+// checkSubject accepts an RFC 9493 / SSF subject that an event could
+// carry: intent.ValidateSubject's rules (every member a format requires,
+// nothing else, known formats only; members-only complex subjects too),
+// and for a complex subject at most
+// maxComplexMembers members, which the match index can look up.
 func checkSubject(subject map[string]any) error {
-	if !isComplex(subject) {
-		if f, _ := subject["format"].(string); f == "" {
-			return errors.New(`subject needs a string "format" (RFC 9493)`)
-		}
-		return nil
-	}
-	m := members(subject)
-	for name, v := range m {
-		mm, ok := v.(map[string]any)
-		if !ok {
-			return fmt.Errorf("complex subject member %q must be a subject identifier object", name)
-		}
-		if f, _ := mm["format"].(string); f == "" || f == "complex" {
-			return fmt.Errorf("complex subject member %q must be a simple subject with a format", name)
+	v := subject
+	if _, ok := subject["format"]; !ok && isComplex(subject) {
+		// The API also takes a complex subject written members-only, as
+		// the SSF drafts did; it is checked as the complex subject it is.
+		v = map[string]any{"format": "complex"}
+		for k, m := range subject {
+			v[k] = m
 		}
 	}
-	switch {
-	case len(m) == 0:
-		return errors.New("a complex subject needs at least one member")
-	case len(m) > maxComplexMembers:
+	if err := intent.ValidateSubject(v); err != nil {
+		var ve *intent.ValidationError
+		if errors.As(err, &ve) {
+			return fmt.Errorf("invalid subject: %s", strings.Join(ve.Problems(), "; "))
+		}
+		return err
+	}
+	if isComplex(subject) && len(members(subject)) > maxComplexMembers {
 		return fmt.Errorf("a complex subject may have at most %d members", maxComplexMembers)
 	}
 	return nil

@@ -164,3 +164,43 @@ func TestSubjectsAllRemovedComplexMatchesEventWithFewerMembers(t *testing.T) {
 		t.Fatalf("after adding it back: %v", got)
 	}
 }
+
+// SSF 1.0 §8.1.3.2/§8.1.3.3 answer 400 to a request that is "otherwise
+// invalid", and RFC 9493 §3 says an identifier of a format "MUST contain"
+// that format's members: a subject no event could ever carry is refused
+// with what is wrong, rather than recorded as a subscription that can never
+// match. The rule is the one intents are checked with, so what a receiver
+// may add is exactly what setrelay may send. Well-formed subjects of every
+// kind are still accepted.
+func TestSubjectsMalformedIdentifier400(t *testing.T) {
+	x := newTX(t, txOptions{DefaultSubjects: "NONE"})
+	id := x.createPoll(tokenA, caepType)["stream_id"].(string)
+	for name, subject := range map[string]map[string]any{
+		"email without email":        {"format": "email"},
+		"email that is not one":      {"format": "email", "email": "not an address"},
+		"iss_sub without sub":        {"format": "iss_sub", "iss": "https://idp.example/"},
+		"opaque id not a string":     {"format": "opaque", "id": 7},
+		"member of another format":   {"format": "opaque", "id": "x", "email": "a@example.com"},
+		"unknown format":             {"format": "emial", "emial": "a@example.com"},
+		"complex member incomplete":  {"format": "complex", "user": map[string]any{"format": "email"}},
+		"complex member not a subj.": {"format": "complex", "tenant": map[string]any{"id": "t1"}},
+		"ip-addresses not addresses": {"format": "ip-addresses", "ip-addresses": []any{"not-an-ip"}},
+	} {
+		for _, path := range []string{"/ssf/subjects:add", "/ssf/subjects:remove"} {
+			status, b, _ := x.do("POST", path, tokenA, map[string]any{"stream_id": id, "subject": subject})
+			if status != 400 {
+				t.Errorf("%s %s: %d %s, want 400", path, name, status, b)
+			}
+		}
+	}
+	for _, subject := range map[string]map[string]any{
+		"email":        email("a@example.com"),
+		"iss_sub":      {"format": "iss_sub", "iss": "https://idp.example/", "sub": "42"},
+		"jwt_id":       {"format": "jwt_id", "iss": "https://idp.example/", "jti": "j1"},
+		"ip-addresses": {"format": "ip-addresses", "ip-addresses": []any{"10.0.0.1", "2001:db8::1"}},
+		"complex":      complexSubject(map[string]any{"tenant": map[string]any{"format": "opaque", "id": "t1"}, "user": email("b@example.com")}),
+	} {
+		x.must(200, "POST", "/ssf/subjects:add", tokenA, map[string]any{"stream_id": id, "subject": subject}, nil)
+		x.must(204, "POST", "/ssf/subjects:remove", tokenA, map[string]any{"stream_id": id, "subject": subject}, nil)
+	}
+}

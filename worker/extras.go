@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"strings"
+
 	"go.uber.org/zap"
 
 	"github.com/setrelay/setrelay/intent"
@@ -9,11 +11,21 @@ import (
 // acceptsExtra reports whether r takes an extra event of type uri (an
 // intent's extra_events key). Extra events follow the receiver's filter
 // like main events, so an intent of a type r asked for cannot carry a
-// signed event of a type r never asked for: companion types
-// (intent.IsCompanionType, GOV.UK's eventMetadata) always; otherwise a type
-// r listed in its events; or, when r listed none, any catalogue or GOV.UK
-// type, and a private type only with allow_private_types.
+// signed event of a type r never asked for: never an SSF stream event;
+// companion types (intent.IsCompanionType, GOV.UK's eventMetadata) always;
+// otherwise a type r listed in its events; or, when r listed none, any
+// catalogue or GOV.UK type, and a private type only with
+// allow_private_types.
 func (r *rcv) acceptsExtra(uri string) bool {
+	if strings.HasPrefix(uri, intent.SSFPrefix) {
+		// An SSF stream event (verification, stream-updated) is about a
+		// stream: its sub_id must be the stream itself (SSF 1.0 §8.1.4.1,
+		// §8.1.5), which no other event's SET has, and only the
+		// transmitter sends it. A receiver that takes those events as main
+		// events (an SSF stream lists them in Types) must not get one
+		// riding in a producer's intent.
+		return false
+	}
 	if intent.IsCompanionType(uri) {
 		return true
 	}
