@@ -169,12 +169,12 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		if len(base) == 0 {
 			continue
 		}
-		cpuR := median(ours, func(t ThroughputResult) float64 { return t.CPUPerSetUS }) /
-			median(base, func(b BaselineResult) float64 { return b.CPUPerSetUS })
-		rateR := median(ours, func(t ThroughputResult) float64 { return t.SetsPerSec }) /
-			median(base, func(b BaselineResult) float64 { return b.SetsPerSec })
-		line := fmt.Sprintf("COMPARE alg=%s ratio_cpu_per_set(setrelay/baseline)=%.2f ratio_sets_per_s(setrelay/baseline)=%.2f foreign_cpu_util_max=%.2f",
-			alg, cpuR, rateR, max(maxOf(ours, func(t ThroughputResult) float64 { return t.ForeignUtil }), maxOf(base, func(b BaselineResult) float64 { return b.ForeignUtil })))
+		ourCPU, baseCPU := func(t ThroughputResult) float64 { return t.CPUPerSetUS }, func(b BaselineResult) float64 { return b.CPUPerSetUS }
+		ourRate, baseRate := func(t ThroughputResult) float64 { return t.SetsPerSec }, func(b BaselineResult) float64 { return b.SetsPerSec }
+		cpuR, rateR := pairedMedian(ours, base, ourCPU, baseCPU), pairedMedian(ours, base, ourRate, baseRate)
+		line := fmt.Sprintf("COMPARE alg=%s ratio_cpu_per_set(setrelay/baseline)=%.2f ratio_sets_per_s(setrelay/baseline)=%.2f of_medians_cpu=%.2f of_medians_sets_per_s=%.2f foreign_cpu_util_max=%.2f",
+			alg, cpuR, rateR, median(ours, ourCPU)/median(base, baseCPU), median(ours, ourRate)/median(base, baseRate),
+			max(maxOf(ours, func(t ThroughputResult) float64 { return t.ForeignUtil }), maxOf(base, func(b BaselineResult) float64 { return b.ForeignUtil })))
 		switch alg {
 		case jose.ES256:
 			line += goal(cpuR <= GoalES256CPURatio, fmt.Sprintf("cpu_per_set<=%.2fx", GoalES256CPURatio), &failed)
@@ -224,8 +224,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		} else {
 			bp99 := time.Duration(median(base, func(b BaselineResult) float64 { return float64(b.P99) }))
 			bmax := time.Duration(median(base, func(b BaselineResult) float64 { return float64(b.Max) }))
-			cpuR := median(ours, func(l LatencyResult) float64 { return l.CPUPerSetUS }) /
-				median(base, func(b BaselineResult) float64 { return b.CPUPerSetUS })
+			cpuR := pairedMedian(ours, base, func(l LatencyResult) float64 { return l.CPUPerSetUS }, func(b BaselineResult) float64 { return b.CPUPerSetUS })
 			line += fmt.Sprintf(" baseline_p99_ms=%.2f baseline_max_ms=%.2f ratio_max(setrelay/baseline)=%.2f ratio_cpu_per_set(setrelay/baseline)=%.2f foreign_cpu_util_max=%.2f",
 				ms(bp99), ms(bmax), float64(mx)/float64(bmax), cpuR,
 				max(maxOf(ours, func(l LatencyResult) float64 { return l.ForeignUtil }), maxOf(base, func(b BaselineResult) float64 { return b.ForeignUtil })))
@@ -312,6 +311,23 @@ func median[T any](xs []T, f func(T) float64) float64 {
 		return 0
 	}
 	return v[len(v)/2]
+}
+
+// pairedMedian is the median of the ratios f(ours[i]) / g(base[i]) of the
+// alternating runs taken side by side. The machine's speed drifts by 10-25 %
+// over tens of seconds, more than the differences measured: a pair, taken
+// seconds apart, shares most of that drift and its ratio cancels it, where
+// the ratio of the two sides' medians can pair a slow baseline run with a
+// fast setrelay one (2026-11-30: 0.89 of medians, 0.97 of pairs, in one run).
+func pairedMedian[A, B any](ours []A, base []B, f func(A) float64, g func(B) float64) float64 {
+	n := min(len(ours), len(base))
+	ratios := make([]float64, 0, n)
+	for i := range n {
+		if d := g(base[i]); d > 0 {
+			ratios = append(ratios, f(ours[i])/d)
+		}
+	}
+	return median(ratios, func(r float64) float64 { return r })
 }
 
 func maxOf[T any](xs []T, f func(T) float64) float64 {

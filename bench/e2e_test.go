@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -181,5 +182,27 @@ func TestParseResult(t *testing.T) {
 		if got, ok := f[k]; !ok || got != v {
 			t.Errorf("%s = %q (present %v), want %q", k, got, ok, v)
 		}
+	}
+}
+
+// TestPairedMedianCancelsDrift uses the ES256 CPU per SET of a real
+// --repeat 5 run (2026-11-30, µs): the baseline drifted from 122 to 153 µs
+// while setrelay held at 119-127, then both slowed. The ratio of the two
+// medians (0.89) pairs the baseline's slow runs with setrelay's fast ones;
+// the pairs' own ratios give 0.97.
+func TestPairedMedianCancelsDrift(t *testing.T) {
+	ours := []float64{121.2, 121.9, 118.6, 127.3, 159.4}
+	base := []float64{123.0, 137.1, 121.8, 152.8, 150.0}
+	id := func(v float64) float64 { return v }
+	if got := median(ours, id) / median(base, id); math.Abs(got-0.889) > 0.001 {
+		t.Fatalf("ratio of medians = %.3f, want 0.889", got)
+	}
+	if got := pairedMedian(ours, base, id, id); math.Abs(got-0.974) > 0.001 {
+		t.Fatalf("median of the pairs' ratios = %.3f, want 0.974 (118.6 / 121.8)", got)
+	}
+	// A run without its partner, and a baseline figure of zero (no
+	// RESULT), are left out rather than counted.
+	if got := pairedMedian([]float64{1, 2, 9}, []float64{2, 0}, id, id); got != 0.5 {
+		t.Fatalf("pairedMedian with a missing and a zero baseline = %v, want 0.5", got)
 	}
 }

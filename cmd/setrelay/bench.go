@@ -45,7 +45,10 @@ subjects, and ordered (ordering: subject, --partitions), spread over
 --subjects subjects; the goal is ordered >= 0.5x unordered SETs/s.
 
 --repeat N runs every comparison N times, alternating baseline and
-setrelay, and compares medians (the goals ask for N >= 5).
+setrelay (the goals ask for N >= 5). A ratio is the median of the N pairs'
+own ratios, which cancels the machine's drift between runs; of_medians_*
+gives the ratio of the two sides' medians beside it. For a steadier CPU
+ratio still, scripts/bench-concurrent.sh drains both at the same moment.
 
 --scale 1,2,3 measures scale-out: that many 'setrelay run' processes (this
 binary) on one 3-node JetStream cluster with R3 streams, against a receiver
@@ -108,7 +111,7 @@ worker and reports the RSS of one 'setrelay run' process draining them.`,
 	f.IntVar(&o.N, "n", 20000, "intents per throughput run (ES/EdDSA)")
 	f.IntVar(&o.RSAN, "rsa-n", 4000, "intents per throughput run for RS256/PS256")
 	f.IntVar(&o.Workers, "workers", 64, "worker.concurrency, and the baseline's -workers")
-	f.IntVar(&o.Repeat, "repeat", 1, "runs per comparison, alternating baseline and setrelay (the median is compared)")
+	f.IntVar(&o.Repeat, "repeat", 1, "runs per comparison, alternating baseline and setrelay (the median of the pairs' ratios is compared)")
 	f.StringVar(&o.BaselineDir, "baseline-dir", bench.DefaultBaselineDir(), "the baseline module (../shared/bench/baseline of the repository)")
 	f.BoolVar(&noBase, "no-baseline", false, "skip the baseline")
 	f.IntVar(&o.LatencyRate, "rate", 1000, "intents per second in the latency phase (ES256)")
