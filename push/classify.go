@@ -308,6 +308,7 @@ func classifyTransport(err error) Result {
 	case errors.As(err, &te):
 		r.Reason = ReasonToken
 		r.Status = te.Status
+		r.RetryAfter = te.RetryAfter
 		if te.Permanent {
 			r.Outcome, r.Reason = Blocked, ReasonTokenConfig
 		}

@@ -159,14 +159,19 @@ type fetcher struct {
 	// refreshBefore is the ReuseTokenSource's expiry margin; Token needs it
 	// to keep short-lived tokens usable (see there).
 	refreshBefore time.Duration
+	// maxRetryAfter caps the token endpoint's Retry-After, as
+	// Config.MaxRetryAfter caps the push endpoint's.
+	maxRetryAfter time.Duration
 
 	// The last failure is remembered for tokenFailureHold. ReuseTokenSource
 	// caches only successes: callers queued on its mutex behind a failed
 	// fetch would each fetch again, one after another, hammering a broken
-	// endpoint. With the failure remembered, they all get it at once.
+	// endpoint. With the failure remembered, they all get it at once. A
+	// Retry-After from the endpoint holds the failure for that long
+	// instead: asking sooner is what it just asked the relay not to do.
 	mu        sync.Mutex
 	lastErr   *TokenError
-	lastErrAt time.Time
+	holdUntil time.Time
 	// parent is the trace context for the next fetch (see traceFetch).
 	parent atomic.Pointer[trace.SpanContext]
 }
@@ -176,11 +181,12 @@ type fetcher struct {
 // so it only collapses a burst of concurrent callers into one request.
 const tokenFailureHold = 2 * time.Second
 
-func newFetcher(receiver string, a AuthConfig, hc *http.Client, log *zap.Logger, m *Metrics) *fetcher {
+func newFetcher(receiver string, a AuthConfig, hc *http.Client, maxRetryAfter time.Duration, log *zap.Logger, m *Metrics) *fetcher {
 	clientSecret := a.ClientSecret.Reveal()
 	return &fetcher{
 		receiver:      receiver,
 		refreshBefore: a.RefreshBefore,
+		maxRetryAfter: maxRetryAfter,
 		cc: &clientcredentials.Config{
 			ClientID:     a.ClientID,
 			ClientSecret: clientSecret,
@@ -203,20 +209,22 @@ func newFetcher(receiver string, a AuthConfig, hc *http.Client, log *zap.Logger,
 func (f *fetcher) Token() (*oauth2.Token, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.lastErr != nil && time.Since(f.lastErrAt) < tokenFailureHold {
-		return nil, f.lastErr
+	if f.lastErr != nil {
+		if left := time.Until(f.holdUntil); left > 0 {
+			if f.lastErr.RetryAfter == 0 {
+				return nil, f.lastErr
+			}
+			// The callers' redeliveries wait for what is left of the
+			// endpoint's Retry-After, not all of it again.
+			held := *f.lastErr
+			held.RetryAfter = left
+			return nil, &held
+		}
 	}
 	ctx := f.traced(context.WithValue(context.Background(), oauth2.HTTPClient, f.hc))
 	tok, err := f.cc.Token(ctx)
 	if err != nil {
-		te := f.tokenError(err)
-		f.lastErr, f.lastErrAt = te, time.Now()
-		if te.Permanent {
-			f.m.tokenFetch(f.receiver, "config_error")
-		} else {
-			f.m.tokenFetch(f.receiver, "error")
-		}
-		return nil, te
+		return nil, f.failed(f.tokenError(err))
 	}
 	f.lastErr = nil
 	expiry := tok.Expiry // as the endpoint said, before the margin below moves it
@@ -234,6 +242,17 @@ func (f *fetcher) Token() (*oauth2.Token, error) {
 	// f.log already names the receiver (New adds it).
 	f.log.Info("fetched access token", zap.Time("expiry", tok.Expiry))
 	return tok, nil
+}
+
+// failed remembers a failed fetch for the callers behind it and counts it.
+func (f *fetcher) failed(te *TokenError) *TokenError {
+	f.lastErr, f.holdUntil = te, time.Now().Add(max(tokenFailureHold, te.RetryAfter))
+	if te.Permanent {
+		f.m.tokenFetch(f.receiver, "config_error")
+	} else {
+		f.m.tokenFetch(f.receiver, "error")
+	}
+	return te
 }
 
 // tokenError classifies and sanitises an error from the oauth2 library.
@@ -268,6 +287,11 @@ func (f *fetcher) tokenError(err error) *TokenError {
 			// a token endpoint answering: token_url is wrong.
 			te.Permanent = true
 			te.problem = "not an OAuth token endpoint answer; check token_url"
+		}
+		if !te.Permanent && re.Response != nil {
+			// RFC 6585 4 (429) and RFC 9110 10.2.3 (503): how long to
+			// wait before asking again.
+			te.RetryAfter = RetryAfter(re.Response.Header, time.Now(), f.maxRetryAfter)
 		}
 		return te
 	}
