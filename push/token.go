@@ -56,6 +56,14 @@ var tokenConfigCodes = map[string]bool{
 	"unsupported_grant_type": true,
 }
 
+// tokenLaterCodes are the error codes that say "try again later" (RFC 6749
+// 4.1.2.1 defines them for the authorization endpoint, and token endpoints
+// reuse them): they stay retryable whatever status carries them.
+var tokenLaterCodes = map[string]bool{
+	"temporarily_unavailable": true,
+	"server_error":            true,
+}
+
 // oauthAuth holds the receiver's one client-credentials token for the whole
 // process. The caching, the expiry margin and the single-flight behaviour are
 // oauth2's ReuseTokenSource: it holds a mutex while fetching, so concurrent
@@ -281,12 +289,21 @@ func (f *fetcher) tokenError(err error) *TokenError {
 			// Not an OAuth answer: token_url points at something else.
 			te.Permanent = true
 			te.problem = "response is not a token response; check token_url"
-		case te.Code == "" && te.Status >= 400 && te.Status < 500 &&
+		case tokenLaterCodes[re.ErrorCode]:
+			// Retryable, whatever the status.
+		case te.Status >= 400 && te.Status < 500 &&
 			te.Status != http.StatusRequestTimeout && te.Status != http.StatusTooManyRequests:
-			// A 4xx without an OAuth error (404, an HTML 403 ...) is not
-			// a token endpoint answering: token_url is wrong.
+			// RFC 6749 5.2: a refused token request is a 400 "(unless
+			// specified otherwise)", with an extensible error code
+			// (RFC 8707's invalid_target, a vendor's own). In this
+			// grant every parameter is configuration, so the same
+			// request gets the same answer: block. A 4xx without an
+			// OAuth error (404, an HTML 403 ...) is not a token
+			// endpoint answering at all: token_url is wrong.
 			te.Permanent = true
-			te.problem = "not an OAuth token endpoint answer; check token_url"
+			if te.Code == "" {
+				te.problem = "not an OAuth token endpoint answer; check token_url"
+			}
 		}
 		if !te.Permanent && re.Response != nil {
 			// RFC 6585 4 (429) and RFC 9110 10.2.3 (503): how long to

@@ -137,6 +137,9 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 		{name: "invalid_grant", cfg: oauth("invalid_grant", accept.endpoint(), oauthError(400, "invalid_grant")), reason: push.ReasonTokenConfig},
 		{name: "invalid_scope", cfg: oauth("invalid_scope", accept.endpoint(), oauthError(400, "invalid_scope")), reason: push.ReasonTokenConfig},
 		{name: "unsupported_grant_type", cfg: oauth("unsupported_grant_type", accept.endpoint(), oauthError(400, "unsupported_grant_type")), reason: push.ReasonTokenConfig},
+		// RFC 8707's code for a resource the endpoint does not serve:
+		// not in RFC 6749's list, still the same answer every time.
+		{name: "invalid_target", cfg: oauth("invalid_target", accept.endpoint(), oauthError(400, "invalid_target")), reason: push.ReasonTokenConfig},
 		{name: "token_not_oauth", cfg: oauth("token_not_oauth", accept.endpoint(), html(200)), reason: push.ReasonTokenConfig},
 		{name: "token_404", cfg: oauth("token_404", accept.endpoint(), html(404)), reason: push.ReasonTokenConfig},
 		{name: "refused_after_refresh", cfg: oauth("refused_after_refresh", status(401).endpoint(), nil), reason: push.ReasonAuthenticationFailed},
