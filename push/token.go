@@ -132,7 +132,9 @@ func (a *oauthAuth) authorization(ctx context.Context) ([]string, any, error) {
 		if r.err != nil {
 			return nil, g, r.err
 		}
-		b := &bearer{tok: r.tok, header: []string{r.tok.Type() + " " + r.tok.AccessToken}}
+		// fetcher.Token only passes on bearer tokens (checkToken), so the
+		// scheme is RFC 6750's spelling whatever case token_type had.
+		b := &bearer{tok: r.tok, header: []string{"Bearer " + r.tok.AccessToken}}
 		g.last.Store(b)
 		return b.header, g, nil
 	case <-ctx.Done():
@@ -234,6 +236,9 @@ func (f *fetcher) Token() (*oauth2.Token, error) {
 	if err != nil {
 		return nil, f.failed(f.tokenError(err))
 	}
+	if te := checkToken(tok); te != nil {
+		return nil, f.failed(te)
+	}
 	f.lastErr = nil
 	expiry := tok.Expiry // as the endpoint said, before the margin below moves it
 	// A token that lives less than four refresh margins would be replaced
@@ -261,6 +266,34 @@ func (f *fetcher) failed(te *TokenError) *TokenError {
 		f.m.tokenFetch(f.receiver, "error")
 	}
 	return te
+}
+
+// checkToken refuses a token response that setrelay cannot use. RFC 6749
+// 7.1: "The client MUST NOT use an access token if it does not understand
+// the token type"; this client understands Bearer (RFC 6750), whose name is
+// case-insensitive (RFC 6749 5.1). A response without token_type is taken
+// as Bearer, as oauth2 does: token_type is REQUIRED, but such endpoints
+// exist and their tokens are bearer tokens. The token itself must fit RFC
+// 6750 2.1's "Bearer" 1*SP b64token: white space or a control character
+// would make the header ambiguous, or one net/http refuses to send, for
+// every SET. Both come from the endpoint as configured, so both block.
+func checkToken(tok *oauth2.Token) *TokenError {
+	if tok.TokenType != "" && !strings.EqualFold(tok.TokenType, "bearer") {
+		return &TokenError{
+			Permanent: true,
+			problem: fmt.Sprintf("token_type %q is not Bearer, the only type this relay can send (RFC 6750); ask the receiver for a client that is issued bearer tokens",
+				Excerpt([]byte(tok.TokenType), maxErrCode)),
+		}
+	}
+	for i := 0; i < len(tok.AccessToken); i++ {
+		if c := tok.AccessToken[i]; c <= ' ' || c >= 0x7f {
+			return &TokenError{
+				Permanent: true,
+				problem:   "access_token holds white space, a control or a non-ASCII character, so it cannot be sent as a Bearer credential (RFC 6750 2.1); check token_url",
+			}
+		}
+	}
+	return nil
 }
 
 // tokenError classifies and sanitises an error from the oauth2 library.

@@ -140,6 +140,12 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 		// RFC 8707's code for a resource the endpoint does not serve:
 		// not in RFC 6749's list, still the same answer every time.
 		{name: "invalid_target", cfg: oauth("invalid_target", accept.endpoint(), oauthError(400, "invalid_target")), reason: push.ReasonTokenConfig},
+		// RFC 6749 7.1: a token of a type the relay does not understand
+		// is never sent, and every token from there will be of it.
+		{name: "token_type_mac", cfg: oauth("token_type_mac", accept.endpoint(), func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"access_token":"tok-1","token_type":"mac","expires_in":3600}`))
+		}), reason: push.ReasonTokenConfig},
 		{name: "token_not_oauth", cfg: oauth("token_not_oauth", accept.endpoint(), html(200)), reason: push.ReasonTokenConfig},
 		{name: "token_404", cfg: oauth("token_404", accept.endpoint(), html(404)), reason: push.ReasonTokenConfig},
 		{name: "refused_after_refresh", cfg: oauth("refused_after_refresh", status(401).endpoint(), nil), reason: push.ReasonAuthenticationFailed},
