@@ -111,6 +111,12 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write([]byte(`{"message":"Forbidden"}`))
 	})
+	// RFC 6750 3.1: the token lacks a scope the receiver needs, which is
+	// the configuration's scopes, for every SET.
+	scope := newScripted(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="ssf/push"`)
+		w.WriteHeader(http.StatusForbidden)
+	})
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) }))
 	t.Cleanup(tlsSrv.Close)
 	trusted := x509.NewCertPool()
@@ -153,6 +159,7 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 		{name: "push_405", cfg: push.Config{Name: "push_405", Endpoint: status(405).endpoint(), InsecureHTTP: true}, reason: push.ReasonEndpointNotFound},
 		{name: "push_410", cfg: push.Config{Name: "push_410", Endpoint: status(410).endpoint(), InsecureHTTP: true}, reason: push.ReasonEndpointNotFound},
 		{name: "push_403", cfg: push.Config{Name: "push_403", Endpoint: forbidden.endpoint(), InsecureHTTP: true}, reason: push.ReasonForbidden},
+		{name: "insufficient_scope", cfg: oauth("insufficient_scope", scope.endpoint(), nil), reason: push.ReasonInsufficientScope},
 		{name: "push_415", cfg: push.Config{Name: "push_415", Endpoint: status(415).endpoint(), InsecureHTTP: true}, reason: push.ReasonEndpointNotFound},
 		{name: "push_redirect", cfg: push.Config{Name: "push_redirect", Endpoint: status(302).endpoint(), InsecureHTTP: true}, reason: push.ReasonRedirect},
 		{name: "tls_untrusted", cfg: push.Config{Name: "tls_untrusted", Endpoint: tlsSrv.URL + "/events"}, reason: push.ReasonTLS},
