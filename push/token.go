@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -350,7 +351,19 @@ func (f *fetcher) tokenError(err error) *TokenError {
 		// A transport failure: the url.Error names the token URL, which
 		// may carry query parameters a receiver insists on; only its
 		// redacted form is kept.
-		return &TokenError{cause: secret.URLError(ue)}
+		te := &TokenError{cause: secret.URLError(ue)}
+		var unknownCA x509.UnknownAuthorityError
+		var hostErr x509.HostnameError
+		if errors.As(err, &unknownCA) || errors.As(err, &hostErr) {
+			// A certificate that does not chain to what this relay
+			// trusts, or names another host, fails every handshake
+			// until token_url or tls.ca_file is fixed: blocked, as for
+			// the push endpoint (classifyTransport). An expired one
+			// stays retryable: only the endpoint's operator can fix it.
+			te.Permanent = true
+			te.problem = "TLS certificate untrusted or for another name; check token_url and tls.ca_file"
+		}
+		return te
 	}
 	// The oauth2 library's other errors are about the response's shape
 	// ("cannot parse json: ...", "server response missing access_token"). Their
