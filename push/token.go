@@ -241,6 +241,15 @@ func (f *fetcher) Token() (*oauth2.Token, error) {
 		return nil, f.failed(te)
 	}
 	f.lastErr = nil
+	if !tok.Expiry.IsZero() && !tok.Expiry.After(time.Now()) {
+		// A negative expires_in (oauth2 turns it into an expiry in the
+		// past) would make the token count as expired on arrival, so
+		// every push would fetch another. It says nothing usable about
+		// the lifetime, so it is treated as absent, as oauth2 treats 0:
+		// the token is kept until the receiver refuses it.
+		f.log.Warn("token endpoint gave a negative expires_in; using the token until the receiver refuses it")
+		tok.Expiry = time.Time{}
+	}
 	expiry := tok.Expiry // as the endpoint said, before the margin below moves it
 	// A token that lives less than four refresh margins would be replaced
 	// early for most of its life, and one shorter than the margin would
