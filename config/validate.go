@@ -323,10 +323,26 @@ func (a Auth) validate(p *problems, path string, insecure bool) {
 		p.add(path+".auth_style", "must be basic (HTTP Basic, the default) or form (got %q)", a.AuthStyle)
 	}
 	for j, s := range a.Scopes {
-		if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
-			p.add(fmt.Sprintf("%s.scopes[%d]", path, j), "must be one scope token without spaces (got %q)", s)
+		if !scopeToken(s) {
+			p.add(fmt.Sprintf("%s.scopes[%d]", path, j), "must be one scope token: printable ASCII without spaces, quotes or backslashes, as RFC 6749 3.3 defines it (got %q)", s)
 		}
 	}
+}
+
+// scopeToken reports whether s is an RFC 6749 section 3.3 scope-token:
+// 1*( %x21 / %x23-5B / %x5D-7E ), printable ASCII without space, a double
+// quote or a backslash. Anything else cannot be sent in the space-delimited scope parameter
+// as one scope.
+func scopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // checkURL requires an absolute https URL, or http when insecure is set.

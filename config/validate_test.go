@@ -113,6 +113,10 @@ func TestValidationRules(t *testing.T) {
 		{"auth secret missing", func(c *Config) { c.Receivers[0].Auth.ClientSecret = "" }, []string{"receivers[0].auth.client_secret: required with token_url", "client_secret_file"}},
 		{"auth style", func(c *Config) { c.Receivers[0].Auth.AuthStyle = "header" }, []string{"receivers[0].auth.auth_style: must be basic"}},
 		{"auth scope with space", func(c *Config) { c.Receivers[0].Auth.Scopes = []string{"a b"} }, []string{"receivers[0].auth.scopes[0]: must be one scope token"}},
+		// RFC 6749 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ).
+		{"auth scope control char", func(c *Config) { c.Receivers[0].Auth.Scopes = []string{"messages/write", "a\x01b"} }, []string{"receivers[0].auth.scopes[1]: must be one scope token"}},
+		{"auth scope non-ascii", func(c *Config) { c.Receivers[0].Auth.Scopes = []string{"écrire"} }, []string{"receivers[0].auth.scopes[0]: must be one scope token"}},
+		{"auth scope del", func(c *Config) { c.Receivers[0].Auth.Scopes = []string{"a\x7f"} }, []string{"receivers[0].auth.scopes[0]: must be one scope token"}},
 		{"scopes without oauth", func(c *Config) { c.Receivers[1].Auth.Scopes = []string{"x"} }, []string{"receivers[1].auth.scopes: scopes need token_url"}},
 		{"header multi-line", func(c *Config) { c.Receivers[1].Auth.AuthorizationHeader = "Bearer x\nX-Evil: y" }, []string{"receivers[1].auth.authorization_header: must be a single line"}},
 		{"timeout", func(c *Config) { c.Receivers[0].Timeout = 0 }, []string{"receivers[0].timeout: must be a positive duration"}},

@@ -94,6 +94,13 @@ const (
 	// SET; the worker blocks the receiver when several different intents
 	// in a row get it, as for invalid_key.
 	ReasonForbidden = "forbidden"
+	// ReasonInsufficientScope is a push endpoint challenging the access
+	// token with RFC 6750's error="insufficient_scope" (section 3.1: "The
+	// request requires higher privileges than provided by the access
+	// token"). The token's scopes are the relay's configuration, so no
+	// SET can get through: the receiver is blocked at once, not judged by
+	// a streak like a bare 403, and the token is not refreshed.
+	ReasonInsufficientScope = "insufficient_scope"
 	// ReasonNonPublicAddress is a PublicOnly client refusing to connect
 	// to an internal address. The receiver is blocked: the endpoint
 	// resolves there for every SET.
@@ -179,6 +186,9 @@ func (r Result) Error() error {
 //   - any 2xx is Delivered and the body is never parsed;
 //   - 5xx, 429, 408, timeouts and connection errors are Retry, honouring
 //     Retry-After;
+//   - 403 (or 401 or 400) challenging the token with RFC 6750's
+//     WWW-Authenticate error="insufficient_scope" is Blocked
+//     (insufficient_scope): the configured scopes are wrong for every SET;
 //   - 401, and 400 or 403 with err "authentication_failed", are Refresh;
 //   - 400 or 403 with err "access_denied" is Retry (Push drops the token so
 //     the next attempt uses a fresh one);
@@ -231,6 +241,19 @@ func Classify(status int, h http.Header, body []byte, transportErr error, now ti
 	if parsed {
 		r.Err = Excerpt([]byte(code), maxErrCode)
 		r.Description = Excerpt([]byte(desc), maxDescription)
+	}
+
+	if status == http.StatusForbidden || status == http.StatusUnauthorized || status == http.StatusBadRequest {
+		if desc, ok := insufficientScope(h); ok {
+			r.Outcome, r.Reason = Blocked, ReasonInsufficientScope
+			if r.Err == "" {
+				r.Err = ReasonInsufficientScope
+			}
+			if r.Description == "" {
+				r.Description = Excerpt([]byte(desc), maxDescription)
+			}
+			return r
+		}
 	}
 
 	switch {
@@ -308,6 +331,7 @@ func classifyTransport(err error) Result {
 	case errors.As(err, &te):
 		r.Reason = ReasonToken
 		r.Status = te.Status
+		r.RetryAfter = te.RetryAfter
 		if te.Permanent {
 			r.Outcome, r.Reason = Blocked, ReasonTokenConfig
 		}

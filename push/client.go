@@ -110,7 +110,7 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 		// the connection to the token endpoint stays warm) but has a
 		// Timeout, because the oauth2 library's fetch takes no deadline.
 		thc := &http.Client{Transport: traceTransport{tr}, CheckRedirect: noRedirect, Timeout: cfg.Timeout}
-		c.auth = newOAuthAuth(newFetcher(cfg.Name, cfg.Auth, thc, log, m), cfg.Auth.RefreshBefore)
+		c.auth = newOAuthAuth(newFetcher(cfg.Name, cfg.Auth, thc, cfg.MaxRetryAfter, log, m), cfg.Auth.RefreshBefore)
 	case cfg.Auth.AuthorizationHeader.IsSet():
 		c.auth = &staticAuth{value: []string{cfg.Auth.AuthorizationHeader.Reveal()}}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 )
@@ -84,6 +85,10 @@ type TokenError struct {
 	// (invalid_client, unauthorized_client, ...): retrying cannot help until
 	// an operator fixes the credentials.
 	Permanent bool
+	// RetryAfter is the endpoint's Retry-After on a retryable failure
+	// (a 429 or 503), capped at Config.MaxRetryAfter; 0 when it gave none.
+	// The token endpoint is not asked again before it has passed.
+	RetryAfter time.Duration
 	// cause is a transport error (never an oauth2 error carrying a body).
 	cause error
 	// problem says what went wrong when there is no status or cause.

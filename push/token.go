@@ -2,6 +2,7 @@ package push
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -54,6 +55,14 @@ var tokenConfigCodes = map[string]bool{
 	"unauthorized_client":    true,
 	"invalid_scope":          true,
 	"unsupported_grant_type": true,
+}
+
+// tokenLaterCodes are the error codes that say "try again later" (RFC 6749
+// 4.1.2.1 defines them for the authorization endpoint, and token endpoints
+// reuse them): they stay retryable whatever status carries them.
+var tokenLaterCodes = map[string]bool{
+	"temporarily_unavailable": true,
+	"server_error":            true,
 }
 
 // oauthAuth holds the receiver's one client-credentials token for the whole
@@ -124,7 +133,9 @@ func (a *oauthAuth) authorization(ctx context.Context) ([]string, any, error) {
 		if r.err != nil {
 			return nil, g, r.err
 		}
-		b := &bearer{tok: r.tok, header: []string{r.tok.Type() + " " + r.tok.AccessToken}}
+		// fetcher.Token only passes on bearer tokens (checkToken), so the
+		// scheme is RFC 6750's spelling whatever case token_type had.
+		b := &bearer{tok: r.tok, header: []string{"Bearer " + r.tok.AccessToken}}
 		g.last.Store(b)
 		return b.header, g, nil
 	case <-ctx.Done():
@@ -159,14 +170,19 @@ type fetcher struct {
 	// refreshBefore is the ReuseTokenSource's expiry margin; Token needs it
 	// to keep short-lived tokens usable (see there).
 	refreshBefore time.Duration
+	// maxRetryAfter caps the token endpoint's Retry-After, as
+	// Config.MaxRetryAfter caps the push endpoint's.
+	maxRetryAfter time.Duration
 
 	// The last failure is remembered for tokenFailureHold. ReuseTokenSource
 	// caches only successes: callers queued on its mutex behind a failed
 	// fetch would each fetch again, one after another, hammering a broken
-	// endpoint. With the failure remembered, they all get it at once.
+	// endpoint. With the failure remembered, they all get it at once. A
+	// Retry-After from the endpoint holds the failure for that long
+	// instead: asking sooner is what it just asked the relay not to do.
 	mu        sync.Mutex
 	lastErr   *TokenError
-	lastErrAt time.Time
+	holdUntil time.Time
 	// parent is the trace context for the next fetch (see traceFetch).
 	parent atomic.Pointer[trace.SpanContext]
 }
@@ -176,11 +192,12 @@ type fetcher struct {
 // so it only collapses a burst of concurrent callers into one request.
 const tokenFailureHold = 2 * time.Second
 
-func newFetcher(receiver string, a AuthConfig, hc *http.Client, log *zap.Logger, m *Metrics) *fetcher {
+func newFetcher(receiver string, a AuthConfig, hc *http.Client, maxRetryAfter time.Duration, log *zap.Logger, m *Metrics) *fetcher {
 	clientSecret := a.ClientSecret.Reveal()
 	return &fetcher{
 		receiver:      receiver,
 		refreshBefore: a.RefreshBefore,
+		maxRetryAfter: maxRetryAfter,
 		cc: &clientcredentials.Config{
 			ClientID:     a.ClientID,
 			ClientSecret: clientSecret,
@@ -203,22 +220,36 @@ func newFetcher(receiver string, a AuthConfig, hc *http.Client, log *zap.Logger,
 func (f *fetcher) Token() (*oauth2.Token, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.lastErr != nil && time.Since(f.lastErrAt) < tokenFailureHold {
-		return nil, f.lastErr
+	if f.lastErr != nil {
+		if left := time.Until(f.holdUntil); left > 0 {
+			if f.lastErr.RetryAfter == 0 {
+				return nil, f.lastErr
+			}
+			// The callers' redeliveries wait for what is left of the
+			// endpoint's Retry-After, not all of it again.
+			held := *f.lastErr
+			held.RetryAfter = left
+			return nil, &held
+		}
 	}
 	ctx := f.traced(context.WithValue(context.Background(), oauth2.HTTPClient, f.hc))
 	tok, err := f.cc.Token(ctx)
 	if err != nil {
-		te := f.tokenError(err)
-		f.lastErr, f.lastErrAt = te, time.Now()
-		if te.Permanent {
-			f.m.tokenFetch(f.receiver, "config_error")
-		} else {
-			f.m.tokenFetch(f.receiver, "error")
-		}
-		return nil, te
+		return nil, f.failed(f.tokenError(err))
+	}
+	if te := checkToken(tok); te != nil {
+		return nil, f.failed(te)
 	}
 	f.lastErr = nil
+	if !tok.Expiry.IsZero() && !tok.Expiry.After(time.Now()) {
+		// A negative expires_in (oauth2 turns it into an expiry in the
+		// past) would make the token count as expired on arrival, so
+		// every push would fetch another. It says nothing usable about
+		// the lifetime, so it is treated as absent, as oauth2 treats 0:
+		// the token is kept until the receiver refuses it.
+		f.log.Warn("token endpoint gave a negative expires_in; using the token until the receiver refuses it")
+		tok.Expiry = time.Time{}
+	}
 	expiry := tok.Expiry // as the endpoint said, before the margin below moves it
 	// A token that lives less than four refresh margins would be replaced
 	// early for most of its life, and one shorter than the margin would
@@ -234,6 +265,45 @@ func (f *fetcher) Token() (*oauth2.Token, error) {
 	// f.log already names the receiver (New adds it).
 	f.log.Info("fetched access token", zap.Time("expiry", tok.Expiry))
 	return tok, nil
+}
+
+// failed remembers a failed fetch for the callers behind it and counts it.
+func (f *fetcher) failed(te *TokenError) *TokenError {
+	f.lastErr, f.holdUntil = te, time.Now().Add(max(tokenFailureHold, te.RetryAfter))
+	if te.Permanent {
+		f.m.tokenFetch(f.receiver, "config_error")
+	} else {
+		f.m.tokenFetch(f.receiver, "error")
+	}
+	return te
+}
+
+// checkToken refuses a token response that setrelay cannot use. RFC 6749
+// 7.1: "The client MUST NOT use an access token if it does not understand
+// the token type"; this client understands Bearer (RFC 6750), whose name is
+// case-insensitive (RFC 6749 5.1). A response without token_type is taken
+// as Bearer, as oauth2 does: token_type is REQUIRED, but such endpoints
+// exist and their tokens are bearer tokens. The token itself must fit RFC
+// 6750 2.1's "Bearer" 1*SP b64token: white space or a control character
+// would make the header ambiguous, or one net/http refuses to send, for
+// every SET. Both come from the endpoint as configured, so both block.
+func checkToken(tok *oauth2.Token) *TokenError {
+	if tok.TokenType != "" && !strings.EqualFold(tok.TokenType, "bearer") {
+		return &TokenError{
+			Permanent: true,
+			problem: fmt.Sprintf("token_type %q is not Bearer, the only type this relay can send (RFC 6750); ask the receiver for a client that is issued bearer tokens",
+				Excerpt([]byte(tok.TokenType), maxErrCode)),
+		}
+	}
+	for i := 0; i < len(tok.AccessToken); i++ {
+		if c := tok.AccessToken[i]; c <= ' ' || c >= 0x7f {
+			return &TokenError{
+				Permanent: true,
+				problem:   "access_token holds white space, a control or a non-ASCII character, so it cannot be sent as a Bearer credential (RFC 6750 2.1); check token_url",
+			}
+		}
+	}
+	return nil
 }
 
 // tokenError classifies and sanitises an error from the oauth2 library.
@@ -262,12 +332,26 @@ func (f *fetcher) tokenError(err error) *TokenError {
 			// Not an OAuth answer: token_url points at something else.
 			te.Permanent = true
 			te.problem = "response is not a token response; check token_url"
-		case te.Code == "" && te.Status >= 400 && te.Status < 500 &&
+		case tokenLaterCodes[re.ErrorCode]:
+			// Retryable, whatever the status.
+		case te.Status >= 400 && te.Status < 500 &&
 			te.Status != http.StatusRequestTimeout && te.Status != http.StatusTooManyRequests:
-			// A 4xx without an OAuth error (404, an HTML 403 ...) is not
-			// a token endpoint answering: token_url is wrong.
+			// RFC 6749 5.2: a refused token request is a 400 "(unless
+			// specified otherwise)", with an extensible error code
+			// (RFC 8707's invalid_target, a vendor's own). In this
+			// grant every parameter is configuration, so the same
+			// request gets the same answer: block. A 4xx without an
+			// OAuth error (404, an HTML 403 ...) is not a token
+			// endpoint answering at all: token_url is wrong.
 			te.Permanent = true
-			te.problem = "not an OAuth token endpoint answer; check token_url"
+			if te.Code == "" {
+				te.problem = "not an OAuth token endpoint answer; check token_url"
+			}
+		}
+		if !te.Permanent && re.Response != nil {
+			// RFC 6585 4 (429) and RFC 9110 10.2.3 (503): how long to
+			// wait before asking again.
+			te.RetryAfter = RetryAfter(re.Response.Header, time.Now(), f.maxRetryAfter)
 		}
 		return te
 	}
@@ -276,7 +360,19 @@ func (f *fetcher) tokenError(err error) *TokenError {
 		// A transport failure: the url.Error names the token URL, which
 		// may carry query parameters a receiver insists on; only its
 		// redacted form is kept.
-		return &TokenError{cause: secret.URLError(ue)}
+		te := &TokenError{cause: secret.URLError(ue)}
+		var unknownCA x509.UnknownAuthorityError
+		var hostErr x509.HostnameError
+		if errors.As(err, &unknownCA) || errors.As(err, &hostErr) {
+			// A certificate that does not chain to what this relay
+			// trusts, or names another host, fails every handshake
+			// until token_url or tls.ca_file is fixed: blocked, as for
+			// the push endpoint (classifyTransport). An expired one
+			// stays retryable: only the endpoint's operator can fix it.
+			te.Permanent = true
+			te.problem = "TLS certificate untrusted or for another name; check token_url and tls.ca_file"
+		}
+		return te
 	}
 	// The oauth2 library's other errors are about the response's shape
 	// ("cannot parse json: ...", "server response missing access_token"). Their

@@ -66,6 +66,8 @@ func blockedReason(code string) string {
 		why = "the endpoint refuses the stream's authorization_header"
 	case push.ReasonInvalidKey:
 		why = "the endpoint rejects the signing key (invalid_key): fetch the transmitter's jwks_uri again"
+	case push.ReasonInsufficientScope:
+		why = "the endpoint says the stream's authorization_header lacks a scope it needs (insufficient_scope)"
 	case push.ReasonForbidden:
 		why = "the endpoint answers 403 to every SET: check its allow-list and the stream's authorization_header"
 	case push.ReasonInvalidIssuer:

@@ -81,11 +81,13 @@ func (h Hints) fix(reason string) string {
 	}
 	switch reason {
 	case push.ReasonTokenConfig:
-		return "the token endpoint rejects this relay's client: check " + path + ".auth (client_id, client_secret or client_secret_file, scopes, auth_style, token_url)" + reread
+		return "the token endpoint rejects this relay's client, or its answer cannot be used (the error says which): check " + path + ".auth (client_id, client_secret or client_secret_file, scopes, auth_style, token_url) and, for a certificate error, .tls.ca" + reread
 	case push.ReasonAuthenticationFailed:
 		return "the receiver refuses the credentials even fresh: check " + path + ".auth (the client it expects, authorization_header)" + reread
 	case push.ReasonEndpointNotFound, push.ReasonRedirect:
 		return "the push endpoint does not exist there, or does not take application/secevent+jwt: check " + path + ".endpoint (a redirect's target is in the log line)"
+	case push.ReasonInsufficientScope:
+		return "the receiver says the access token lacks a scope it needs (the scope it names is in the description): check " + path + ".auth.scopes and that the receiver granted them to the client, or ask for an authorization_header with that scope" + reread
 	case push.ReasonForbidden:
 		return "the receiver answers 403 to every SET: give its operator this relay's sending IP address for their allow-list, or check " + path + ".auth (the client, scopes or authorization_header it expects)" + reread
 	case push.ReasonTLS:

@@ -111,6 +111,12 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 		w.WriteHeader(http.StatusForbidden)
 		_, _ = w.Write([]byte(`{"message":"Forbidden"}`))
 	})
+	// RFC 6750 3.1: the token lacks a scope the receiver needs, which is
+	// the configuration's scopes, for every SET.
+	scope := newScripted(t, func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("WWW-Authenticate", `Bearer error="insufficient_scope", scope="ssf/push"`)
+		w.WriteHeader(http.StatusForbidden)
+	})
 	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusAccepted) }))
 	t.Cleanup(tlsSrv.Close)
 	trusted := x509.NewCertPool()
@@ -137,6 +143,15 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 		{name: "invalid_grant", cfg: oauth("invalid_grant", accept.endpoint(), oauthError(400, "invalid_grant")), reason: push.ReasonTokenConfig},
 		{name: "invalid_scope", cfg: oauth("invalid_scope", accept.endpoint(), oauthError(400, "invalid_scope")), reason: push.ReasonTokenConfig},
 		{name: "unsupported_grant_type", cfg: oauth("unsupported_grant_type", accept.endpoint(), oauthError(400, "unsupported_grant_type")), reason: push.ReasonTokenConfig},
+		// RFC 8707's code for a resource the endpoint does not serve:
+		// not in RFC 6749's list, still the same answer every time.
+		{name: "invalid_target", cfg: oauth("invalid_target", accept.endpoint(), oauthError(400, "invalid_target")), reason: push.ReasonTokenConfig},
+		// RFC 6749 7.1: a token of a type the relay does not understand
+		// is never sent, and every token from there will be of it.
+		{name: "token_type_mac", cfg: oauth("token_type_mac", accept.endpoint(), func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"access_token":"tok-1","token_type":"mac","expires_in":3600}`))
+		}), reason: push.ReasonTokenConfig},
 		{name: "token_not_oauth", cfg: oauth("token_not_oauth", accept.endpoint(), html(200)), reason: push.ReasonTokenConfig},
 		{name: "token_404", cfg: oauth("token_404", accept.endpoint(), html(404)), reason: push.ReasonTokenConfig},
 		{name: "refused_after_refresh", cfg: oauth("refused_after_refresh", status(401).endpoint(), nil), reason: push.ReasonAuthenticationFailed},
@@ -144,6 +159,7 @@ func TestConfigurationFailuresBlock(t *testing.T) {
 		{name: "push_405", cfg: push.Config{Name: "push_405", Endpoint: status(405).endpoint(), InsecureHTTP: true}, reason: push.ReasonEndpointNotFound},
 		{name: "push_410", cfg: push.Config{Name: "push_410", Endpoint: status(410).endpoint(), InsecureHTTP: true}, reason: push.ReasonEndpointNotFound},
 		{name: "push_403", cfg: push.Config{Name: "push_403", Endpoint: forbidden.endpoint(), InsecureHTTP: true}, reason: push.ReasonForbidden},
+		{name: "insufficient_scope", cfg: oauth("insufficient_scope", scope.endpoint(), nil), reason: push.ReasonInsufficientScope},
 		{name: "push_415", cfg: push.Config{Name: "push_415", Endpoint: status(415).endpoint(), InsecureHTTP: true}, reason: push.ReasonEndpointNotFound},
 		{name: "push_redirect", cfg: push.Config{Name: "push_redirect", Endpoint: status(302).endpoint(), InsecureHTTP: true}, reason: push.ReasonRedirect},
 		{name: "tls_untrusted", cfg: push.Config{Name: "tls_untrusted", Endpoint: tlsSrv.URL + "/events"}, reason: push.ReasonTLS},
