@@ -72,13 +72,22 @@ func TestCatalogue(t *testing.T) {
 			for _, m := range et.members {
 				full[m.name] = validValue(m)
 			}
+			// A subject every type allows, and one only some allow.
+			subject := map[string]any{"format": "opaque", "id": "x"}
+			if len(et.SubjectFormats) > 0 {
+				subject = map[string]any{"format": "email", "email": "alice@example.com"}
+				doc := map[string]any{"id": "cat-0", "type": et.Alias, "event": full,
+					"subject": map[string]any{"format": "opaque", "id": "x"}}
+				if !hasProblem(mustProblems(t, string(encode(t, doc)), Options{}), "subject.format", "email or phone_number") {
+					t.Errorf("an opaque subject is not refused for %s", et.Alias)
+				}
+			}
 			for _, name := range []string{et.Alias, et.URI} {
 				uri, known := ResolveType(name)
 				if uri != et.URI || !known {
 					t.Fatalf("ResolveType(%q) = %q, %v", name, uri, known)
 				}
-				doc := map[string]any{"id": "cat-1", "type": name, "event": full,
-					"subject": map[string]any{"format": "opaque", "id": "x"}}
+				doc := map[string]any{"id": "cat-1", "type": name, "event": full, "subject": subject}
 				in, err := Decode(encode(t, doc), Options{})
 				if err != nil {
 					t.Fatalf("%s with every member: %v", name, err)
@@ -100,8 +109,7 @@ func TestCatalogue(t *testing.T) {
 					ev[k] = v
 				}
 				ev[m.name] = invalidValue(m)
-				doc := map[string]any{"id": "cat-3", "type": et.Alias, "event": ev,
-					"subject": map[string]any{"format": "opaque", "id": "x"}}
+				doc := map[string]any{"id": "cat-3", "type": et.Alias, "event": ev, "subject": subject}
 				probs := mustProblems(t, string(encode(t, doc)), Options{})
 				field := "event." + m.name
 				found := false

@@ -121,6 +121,11 @@ func TestDecodeRules(t *testing.T) {
 		{"reason_user value", withSubject("caep.session-revoked", `"event":{"reason_user":{"en":true}}`), Options{}, "event.reason_user.en", "must be a string"},
 		{"account-disabled reason enum", withSubject("risc.account-disabled", `"event":{"reason":"spam"}`), Options{}, "event.reason", "hijacking, bulk-account"},
 		{"identifier-changed new-value type", withSubject("risc.identifier-changed", `"event":{"new-value":1}`), Options{}, "event.new-value", "must be a string"},
+		// RISC 1.0 section 2.5 and 2.6: "The subject type MUST be either email or phone".
+		{"identifier-changed iss_sub subject", `{"id":"a","type":"risc.identifier-changed","subject":{"format":"iss_sub","iss":"https://idp.example.com/","sub":"u1"}}`, Options{}, "subject.format", "email or phone_number"},
+		{"identifier-recycled opaque subject", `{"id":"a","type":"risc.identifier-recycled","subject":{"format":"opaque","id":"u1"}}`, Options{}, "subject.format", "email or phone_number"},
+		{"identifier-recycled complex subject", `{"id":"a","type":"risc.identifier-recycled","subject":{"format":"complex","user":` + emailSubject + `}}`, Options{}, "subject.format", "email or phone_number"},
+		{"identifier-changed legacy subject", `{"id":"a","type":"risc.identifier-changed","subject":{"subject_type":"iss-sub","iss":"https://idp.example.com/","sub":"u1"}}`, Options{}, "subject.format", "email or phone_number"},
 		{"credential-compromise type missing", withSubject("risc.credential-compromise", `"event":{}`), Options{}, "event.credential_type", "required"},
 		{"stream-updated status missing", `{"id":"a","type":"ssf.stream-updated","event":{}}`, Options{}, "event.status", "enabled, paused, disabled"},
 		{"stream-updated status enum", `{"id":"a","type":"ssf.stream-updated","event":{"status":"on"}}`, Options{}, "event.status", "is not allowed"},

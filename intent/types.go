@@ -47,6 +47,9 @@ type TypeInfo struct {
 	Required []string
 	// Deprecated marks types the specification keeps only for compatibility.
 	Deprecated bool
+	// SubjectFormats, when not empty, are the only subject identifier
+	// formats the specification allows for this type.
+	SubjectFormats []string
 }
 
 // memberKind is the JSON shape of an event member.
@@ -119,6 +122,11 @@ func ssf(name string, members ...member) eventType {
 	}
 }
 
+func withSubjects(t eventType, formats ...string) eventType {
+	t.SubjectFormats = formats
+	return t
+}
+
 func str(name string, enum ...string) member { return member{name: name, kind: kindString, enum: enum} }
 func reqStr(name string, enum ...string) member {
 	return member{name: name, kind: kindString, enum: enum, required: true}
@@ -156,8 +164,10 @@ var catalogue = func() []eventType {
 		risc("account-purged"),
 		risc("account-disabled", str("reason", disabledReasons...)),
 		risc("account-enabled"),
-		risc("identifier-changed", str("new-value")),
-		risc("identifier-recycled"),
+		// RISC 1.0 sections 2.5 and 2.6: "The subject type MUST be either
+		// email or phone"; RFC 9493 names the phone format phone_number.
+		withSubjects(risc("identifier-changed", str("new-value")), "email", "phone_number"),
+		withSubjects(risc("identifier-recycled"), "email", "phone_number"),
 		risc("credential-compromise",
 			reqStr("credential_type", credentialTypes...),
 			member{name: "event_timestamp", kind: kindNumericDate},
@@ -217,6 +227,7 @@ func KnownTypes() []TypeInfo {
 	for i, t := range catalogue {
 		out[i] = t.TypeInfo
 		out[i].Required = append([]string(nil), t.Required...)
+		out[i].SubjectFormats = append([]string(nil), t.SubjectFormats...)
 	}
 	return out
 }

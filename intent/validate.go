@@ -87,6 +87,9 @@ func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
 		switch {
 		case in.Subject != nil:
 			validateSubject(in.Subject, "subject", p)
+			if et != nil && len(et.SubjectFormats) > 0 {
+				checkSubjectFormat(et, in.Subject, p)
+			}
 		case et == nil && in.EventType == "":
 			// The type is broken; whether a subject is needed is unknown.
 		case et == nil || et.SubjectRequired:
@@ -111,6 +114,28 @@ func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
 			validateExtra(k, in.ExtraEvents[k], in.EventType, opts, p)
 		}
 	}
+}
+
+// checkSubjectFormat refuses a subject whose format the event type's
+// specification does not allow, such as an iss_sub subject for RISC's
+// identifier-changed, which must name the old email or phone number. A
+// complex or legacy subject has no such format, so it is refused too.
+func checkSubjectFormat(et *eventType, s map[string]any, p *problems) {
+	format, _ := s["format"].(string)
+	if contains(et.SubjectFormats, format) {
+		return
+	}
+	// A missing or unknown format is already reported by validateSubject.
+	_, legacy := s["subject_type"]
+	if _, known := subjectFormats[format]; !known && format != formatComplex && !legacy {
+		return
+	}
+	got := "no format"
+	if format != "" {
+		got = "format " + quote(format)
+	}
+	p.add("subject.format", et.Alias+" needs a subject of format "+strings.Join(et.SubjectFormats, " or ")+
+		" naming the identifier concerned (RISC 1.0 sections 2.5 and 2.6); got "+got)
 }
 
 // validateExtra checks one extra_events entry like a main event: its key is
