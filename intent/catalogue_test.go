@@ -26,6 +26,8 @@ func validValue(m member) any {
 // invalidValue returns a value of the member's kind that is wrong.
 func invalidValue(m member) any {
 	switch {
+	case len(m.enum) > 0 && m.open:
+		return "" // any other non-empty string may be an agreed value
 	case len(m.enum) > 0:
 		return "bogus-" + m.enum[0]
 	case m.kind == kindObject:

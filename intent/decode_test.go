@@ -96,7 +96,13 @@ func TestDecodeRules(t *testing.T) {
 		// event: required members and enumerations
 		{"credential-change no event", withSubject("caep.credential-change", ""), Options{}, "event.credential_type", "required"},
 		{"credential-change no change_type", withSubject("caep.credential-change", `"event":{"credential_type":"pin"}`), Options{}, "event.change_type", "create, revoke, update, delete"},
-		{"credential_type enum", withSubject("caep.credential-change", `"event":{"credential_type":"retina","change_type":"create"}`), Options{}, "event.credential_type", `"retina" is not allowed`},
+		// CAEP 1.0 section 3.3: credential_type "MUST be one of the following
+		// strings, or any other credential type supported mutually", so any
+		// non-empty string is allowed (TestOpenCredentialType), but not
+		// another JSON type or an empty string.
+		{"credential_type number", withSubject("caep.credential-change", `"event":{"credential_type":7,"change_type":"create"}`), Options{}, "event.credential_type", "must be a string"},
+		{"credential_type empty", withSubject("caep.credential-change", `"event":{"credential_type":"","change_type":"create"}`), Options{}, "event.credential_type", "must not be empty"},
+		{"credential-compromise credential_type empty", withSubject("risc.credential-compromise", `"event":{"credential_type":""}`), Options{}, "event.credential_type", "must not be empty"},
 		{"change_type enum", withSubject("caep.credential-change", `"event":{"credential_type":"pin","change_type":"rotate"}`), Options{}, "event.change_type", "is not allowed"},
 		{"friendly_name type", withSubject("caep.credential-change", `"event":{"credential_type":"pin","change_type":"create","friendly_name":3}`), Options{}, "event.friendly_name", "must be a string"},
 		{"token-claims claims missing", withSubject("caep.token-claims-change", `"event":{}`), Options{}, "event.claims", "required"},
@@ -203,14 +209,13 @@ func withSubjectRaw(subject string) string {
 // all reported in one error, not only the first.
 func TestDecodeReportsEveryProblem(t *testing.T) {
 	in := `{"id":"a b","type":"caep.credential-change","subject":{"format":"email","email":"nope","x":1},
-		"event":{"credential_type":"retina"},"occurred_at":"yesterday","receivers":["a","a"],"bogus":true}`
+		"event":{"credential_type":"password","change_type":"rotate"},"occurred_at":"yesterday","receivers":["a","a"],"bogus":true}`
 	probs := mustProblems(t, in, Options{})
 	want := []struct{ field, substr string }{
 		{"id", "printable"},
 		{"subject.email", "not an email address"},
 		{"subject.x", "unknown member"},
-		{"event.credential_type", "not allowed"},
-		{"event.change_type", "required"},
+		{"event.change_type", "not allowed"},
 		{"occurred_at", "RFC 3339"},
 		{"receivers[1]", "duplicate"},
 		{"bogus", "unknown member"},
@@ -271,6 +276,22 @@ func TestDecodeSizeAndEncoding(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOpenCredentialType: CAEP 1.0 section 3.3 lets credential_type be "any
+// other credential type supported mutually by the Transmitter and the
+// Receiver", and RISC 1.0 section 2.7 takes its values from there, so a
+// value outside the listed ones is signed, not refused.
+func TestOpenCredentialType(t *testing.T) {
+	for _, doc := range []string{
+		withSubject("caep.credential-change", `"event":{"credential_type":"totp","change_type":"create"}`),
+		withSubject("risc.credential-compromise", `"event":{"credential_type":"recovery-code"}`),
+		withSubject("caep.session-revoked", `"extra_events":{"`+CAEPPrefix+`credential-change":{"credential_type":"passkey","change_type":"update"}}`),
+	} {
+		if _, err := Decode([]byte(doc), Options{}); err != nil {
+			t.Errorf("Decode(%s): %v", doc, err)
+		}
+	}
 }
 
 func TestDecodeValid(t *testing.T) {

@@ -75,7 +75,11 @@ type member struct {
 	kind     memberKind
 	required bool
 	enum     []string // for kindString: the allowed values, if enumerated
-	path     string   // "event." + name, precomputed so valid intents build no paths
+	// open marks an enumeration the specification extends by agreement
+	// ("or any other ... supported mutually"): enum lists the registered
+	// values, for messages, and any other non-empty string is allowed.
+	open bool
+	path string // "event." + name, precomputed so valid intents build no paths
 }
 
 type eventType struct {
@@ -85,14 +89,19 @@ type eventType struct {
 
 // Enumerations from CAEP 1.0, RISC 1.0 and SSF 1.0.
 var (
-	credentialTypes   = []string{"password", "pin", "x509", "fido2-platform", "fido2-roaming", "fido-u2f", "verifiable-credential", "phone-voice", "phone-sms", "app"}
-	changeTypes       = []string{"create", "revoke", "update", "delete"}
-	complianceStatus  = []string{"compliant", "not-compliant"}
-	initiatingEntity  = []string{"admin", "user", "policy", "system"}
-	changeDirections  = []string{"increase", "decrease"}
-	riskLevels        = []string{"LOW", "MEDIUM", "HIGH"}
-	disabledReasons   = []string{"hijacking", "bulk-account"}
-	streamStatuses    = []string{"enabled", "paused", "disabled"}
+	credentialTypes  = []string{"password", "pin", "x509", "fido2-platform", "fido2-roaming", "fido-u2f", "verifiable-credential", "phone-voice", "phone-sms", "app"}
+	changeTypes      = []string{"create", "revoke", "update", "delete"}
+	complianceStatus = []string{"compliant", "not-compliant"}
+	initiatingEntity = []string{"admin", "user", "policy", "system"}
+	changeDirections = []string{"increase", "decrease"}
+	riskLevels       = []string{"LOW", "MEDIUM", "HIGH"}
+	disabledReasons  = []string{"hijacking", "bulk-account"}
+	streamStatuses   = []string{"enabled", "paused", "disabled"}
+	// credentialType is CAEP 1.0 section 3.3's credential_type, which RISC
+	// 1.0 section 2.7 reuses: "one of the following strings, or any other
+	// credential type supported mutually by the Transmitter and the
+	// Receiver". Refusing an agreed type would refuse a valid event.
+	credentialType    = member{name: "credential_type", kind: kindString, enum: credentialTypes, open: true, required: true}
 	caepCommonMembers = []member{
 		{name: "event_timestamp", kind: kindNumericDate},
 		{name: "initiating_entity", kind: kindString, enum: initiatingEntity},
@@ -142,7 +151,7 @@ var catalogue = func() []eventType {
 		caep("session-revoked"),
 		caep("token-claims-change", member{name: "claims", kind: kindObject, required: true}),
 		caep("credential-change",
-			reqStr("credential_type", credentialTypes...),
+			credentialType,
 			reqStr("change_type", changeTypes...),
 			str("friendly_name"), str("x509_issuer"), str("x509_serial"), str("fido2_aaguid")),
 		caep("assurance-level-change",
@@ -169,7 +178,7 @@ var catalogue = func() []eventType {
 		withSubjects(risc("identifier-changed", str("new-value")), "email", "phone_number"),
 		withSubjects(risc("identifier-recycled"), "email", "phone_number"),
 		risc("credential-compromise",
-			reqStr("credential_type", credentialTypes...),
+			credentialType,
 			member{name: "event_timestamp", kind: kindNumericDate},
 			member{name: "reason_admin", kind: kindLangText},
 			member{name: "reason_user", kind: kindLangText}),

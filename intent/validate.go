@@ -263,6 +263,8 @@ func validateEvent(et *eventType, ev map[string]any, path string, p *problems) {
 
 func describeKind(m member) string {
 	switch {
+	case len(m.enum) > 0 && m.open:
+		return "; one of " + strings.Join(m.enum, ", ") + ", or another type agreed with the receivers"
 	case len(m.enum) > 0:
 		return "; one of " + strings.Join(m.enum, ", ")
 	case m.kind == kindObject:
@@ -279,7 +281,7 @@ func checkMember(m member, v any, path string, p *problems) {
 			p.add(path, "must be a string"+enumHint(m.enum)+", got "+jsonKind(v))
 			return
 		}
-		if len(m.enum) > 0 && !contains(m.enum, s) {
+		if len(m.enum) > 0 && !m.open && !contains(m.enum, s) {
 			p.add(path, quote(s)+" is not allowed; use one of "+strings.Join(m.enum, ", "))
 		} else if m.required && s == "" {
 			p.add(path, "must not be empty")

@@ -29,6 +29,11 @@ type EventMember struct {
 	Kind     MemberKind
 	Required bool
 	Values   []string // for KindString: the enumerated values, if any
+	// Open marks Values as the registered values of an enumeration the
+	// specification lets the parties extend by agreement: another value
+	// is a warning here (this receiver agreed to none), but a transmitter
+	// may send it.
+	Open bool
 }
 
 // EventType is one CAEP 1.0, RISC 1.0 or SSF 1.0 event type, as this
@@ -58,6 +63,10 @@ const (
 // warning, never a rejection.
 var credentialTypes = []string{"password", "pin", "x509", "fido2-platform", "fido2-roaming", "fido-u2f", "verifiable-credential", "phone-voice", "phone-sms", "app"}
 
+// credentialType is the credential_type member of CAEP 1.0 §3.3 and RISC
+// 1.0 §2.7.
+var credentialType = EventMember{Name: "credential_type", Kind: KindString, Values: credentialTypes, Open: true, Required: true}
+
 // caepCommon are CAEP 1.0 §2's optional claims, allowed in every CAEP event.
 var caepCommon = []EventMember{
 	{Name: "event_timestamp", Kind: KindNumericDate},
@@ -84,7 +93,7 @@ var catalogue = []EventType{
 	caepType("session-revoked", "§3.1"),
 	caepType("token-claims-change", "§3.2", required(EventMember{Name: "claims", Kind: KindObject})),
 	caepType("credential-change", "§3.3",
-		required(str("credential_type", credentialTypes...)),
+		credentialType,
 		required(str("change_type", "create", "revoke", "update", "delete")),
 		str("friendly_name"), str("x509_issuer"), str("x509_serial"), str("fido2_aaguid")),
 	// namespace may be any value agreed between the parties, so it is
@@ -109,7 +118,7 @@ var catalogue = []EventType{
 	withSubjects(riscType("identifier-changed", "§2.5", str("new-value")), "email", "phone_number"),
 	withSubjects(riscType("identifier-recycled", "§2.6"), "email", "phone_number"),
 	riscType("credential-compromise", "§2.7",
-		required(str("credential_type", credentialTypes...)),
+		credentialType,
 		EventMember{Name: "event_timestamp", Kind: KindNumericDate},
 		EventMember{Name: "reason_admin", Kind: KindText},
 		EventMember{Name: "reason_user", Kind: KindText}),
@@ -195,7 +204,11 @@ func checkCatalogue(c map[string]any, events map[string]map[string]any, f *findi
 				continue
 			}
 			if s, _ := val.(string); len(m.Values) > 0 && !slices.Contains(m.Values, s) {
-				f.add(WEventMemberValue, "events[%q].%s %q is not one of %s (%s)", uri, m.Name, s, strings.Join(m.Values, ", "), et.Section)
+				agreed := ""
+				if m.Open {
+					agreed = ", nor a value agreed with this receiver"
+				}
+				f.add(WEventMemberValue, "events[%q].%s %q is not one of %s%s (%s)", uri, m.Name, s, strings.Join(m.Values, ", "), agreed, et.Section)
 			}
 		}
 		if len(et.SubjectFormats) > 0 {

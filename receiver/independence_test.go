@@ -151,7 +151,11 @@ func TestCatalogueMatchesIntent(t *testing.T) {
 					differ("%s#%s: intent refuses the value %q: %s", uri, m.Name, v, why)
 				}
 			}
-			if len(m.Values) > 0 {
+			if m.Open {
+				if ok, why := accepts(m.Name, "any-agreed-value"); !ok {
+					differ("%s#%s: intent refuses a value the specification allows by agreement: %s", uri, m.Name, why)
+				}
+			} else if len(m.Values) > 0 {
 				if ok, _ := accepts(m.Name, "bogus-value"); ok {
 					differ("%s#%s: intent accepts %q outside %v", uri, m.Name, "bogus-value", m.Values)
 				}
