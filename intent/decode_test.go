@@ -136,6 +136,12 @@ func TestDecodeRules(t *testing.T) {
 		{"stream-updated status missing", `{"id":"a","type":"ssf.stream-updated","event":{}}`, Options{}, "event.status", "enabled, paused, disabled"},
 		{"stream-updated status enum", `{"id":"a","type":"ssf.stream-updated","event":{"status":"on"}}`, Options{}, "event.status", "is not allowed"},
 		{"event subject", withSubject("risc.account-disabled", `"event":{"subject":`+emailSubject+`}`), Options{}, "event.subject", "top-level subject"},
+		// A GOV.UK or private main event may not carry its own subject
+		// either, as its extra_events may not: the SET would hold two
+		// subjects (sub_id and the event's), or none at all could be built
+		// for a receiver that wants the subject placed in the event.
+		{"event subject govuk", withSubject(GOVUKPrefix+"accountPurged", `"event":{"subject":`+emailSubject+`}`), Options{}, "event.subject", "top-level subject"},
+		{"event subject private", withSubject("https://example.com/e", `"event":{"subject":"x"}`), Options{AllowPrivateTypes: true}, "event.subject", "top-level subject"},
 		{"event string", withSubject("caep.session-revoked", `"event":"x"`), Options{}, "event", "must be an object"},
 		{"private event not object", withSubject("https://example.com/e", `"event":[1]`), Options{AllowPrivateTypes: true}, "event", "must be an object"},
 

@@ -96,8 +96,20 @@ func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
 			p.add("subject", `required for this event type: a subject identifier such as {"format": "email", "email": "user@example.com"}`)
 		}
 	}
-	if !skip.has("event") && et != nil {
-		validateEvent(et, in.Event, "event", p)
+	if !skip.has("event") {
+		switch {
+		case et != nil:
+			validateEvent(et, in.Event, "event", p)
+		case in.EventType != "":
+			// A GOV.UK or private event has free-form members, but not
+			// its own subject, just as its extra_events may not: the SET
+			// would carry two subjects (sub_id and the event's), or
+			// could not be built for a receiver that wants the subject
+			// placed in the event.
+			if _, ok := in.Event["subject"]; ok {
+				p.add("event.subject", "not allowed: put the subject in the top-level subject; setrelay places it per receiver")
+			}
+		}
 	}
 	if !skip.has("occurred_at") && in.OccurredAt != nil && (in.OccurredAt.Year() < 0 || in.OccurredAt.Year() > 9999) {
 		// RFC 3339 has four-digit years, and time.Time refuses to marshal others.
