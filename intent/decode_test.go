@@ -120,6 +120,12 @@ func TestDecodeRules(t *testing.T) {
 		{"initiating_entity enum", withSubject("caep.session-revoked", `"event":{"initiating_entity":"robot"}`), Options{}, "event.initiating_entity", "admin, user, policy, system"},
 		{"event_timestamp fraction", withSubject("caep.session-revoked", `"event":{"event_timestamp":1.5}`), Options{}, "event.event_timestamp", "NumericDate"},
 		{"event_timestamp negative", withSubject("caep.session-revoked", `"event":{"event_timestamp":-1}`), Options{}, "event.event_timestamp", "non-negative"},
+		// Seconds (CAEP 1.0 section 2), bounded like occurred_at: a
+		// milliseconds value would date the event tens of millennia ahead,
+		// and a value past 2^63 overflows receivers' integer claims.
+		{"event_timestamp milliseconds", withSubject("caep.session-revoked", `"event":{"event_timestamp":1615304991000}`), Options{}, "event.event_timestamp", "milliseconds"},
+		{"event_timestamp huge", withSubject("caep.session-revoked", `"event":{"event_timestamp":1e21}`), Options{}, "event.event_timestamp", "year 9999"},
+		{"credential-compromise event_timestamp milliseconds", withSubject("risc.credential-compromise", `"event":{"credential_type":"password","event_timestamp":1615304991000}`), Options{}, "event.event_timestamp", "milliseconds"},
 		{"event_timestamp string", withSubject("caep.session-revoked", `"event":{"event_timestamp":"1700000000"}`), Options{}, "event.event_timestamp", "NumericDate"},
 		{"reason_admin number", withSubject("caep.session-revoked", `"event":{"reason_admin":5}`), Options{}, "event.reason_admin", "language tag"},
 		{"reason_user empty object", withSubject("caep.session-revoked", `"event":{"reason_user":{}}`), Options{}, "event.reason_user", "must not be an empty object"},

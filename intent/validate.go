@@ -17,6 +17,10 @@ const (
 	MaxReceiverLength = 128 // characters
 )
 
+// maxNumericDate is 9999-12-31T23:59:59Z, the last second occurred_at can
+// express, as a NumericDate.
+const maxNumericDate = 253402300799
+
 // Options tune validation to the relay's configuration.
 type Options struct {
 	// AllowPrivateTypes accepts any absolute event-type URI outside the
@@ -303,8 +307,15 @@ func checkMember(m member, v any, path string, p *problems) {
 			p.add(path, "must be an object, got "+jsonKind(v))
 		}
 	case kindNumericDate:
-		if f, ok := asNumber(v); !ok || f < 0 || f != math.Trunc(f) {
+		switch f, ok := asNumber(v); {
+		case !ok || f < 0 || f != math.Trunc(f):
 			p.add(path, "must be a NumericDate: a non-negative integer number of seconds since 1970, got "+describe(v))
+		case f > maxNumericDate:
+			// Bounded like occurred_at. Beyond it lie milliseconds sent
+			// for seconds (year 50000 and later for today's dates) and
+			// values that overflow a receiver's 64-bit integer claims.
+			p.add(path, "must be seconds since 1970 up to year 9999 ("+strconv.FormatInt(maxNumericDate, 10)+
+				"), got "+describe(v)+"; send seconds, not milliseconds")
 		}
 	case kindStringArray:
 		list, ok := asList(v)
