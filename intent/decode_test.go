@@ -139,6 +139,11 @@ func TestDecodeRules(t *testing.T) {
 		{"identifier-recycled complex subject", `{"id":"a","type":"risc.identifier-recycled","subject":{"format":"complex","user":` + emailSubject + `}}`, Options{}, "subject.format", "email or phone_number"},
 		{"identifier-changed legacy subject", `{"id":"a","type":"risc.identifier-changed","subject":{"subject_type":"iss-sub","iss":"https://idp.example.com/","sub":"u1"}}`, Options{}, "subject.format", "email or phone_number"},
 		{"credential-compromise type missing", withSubject("risc.credential-compromise", `"event":{}`), Options{}, "event.credential_type", "required"},
+		// SSF 1.0 sections 8.1.4.1 and 8.1.5: a stream event's sub_id is
+		// "REQUIRED" and "MUST be of format opaque", naming the stream.
+		{"verification without subject", `{"id":"a","type":"ssf.verification","event":{"state":"s"}}`, Options{}, "subject", "required"},
+		{"stream-updated email subject", `{"id":"a","type":"ssf.stream-updated","subject":` + emailSubject + `,"event":{"status":"paused"}}`, Options{}, "subject.format", "opaque"},
+		{"verification complex subject", `{"id":"a","type":"ssf.verification","subject":{"format":"complex","tenant":{"format":"opaque","id":"t"}}}`, Options{}, "subject.format", "opaque"},
 		{"stream-updated status missing", `{"id":"a","type":"ssf.stream-updated","event":{}}`, Options{}, "event.status", "enabled, paused, disabled"},
 		{"stream-updated status enum", `{"id":"a","type":"ssf.stream-updated","event":{"status":"on"}}`, Options{}, "event.status", "is not allowed"},
 		{"event subject", withSubject("risc.account-disabled", `"event":{"subject":`+emailSubject+`}`), Options{}, "event.subject", "top-level subject"},
@@ -414,6 +419,7 @@ func TestValidateGoBuilt(t *testing.T) {
 	bad := &Intent{
 		ID:          "go-2",
 		Type:        "ssf.verification",
+		Subject:     map[string]any{"format": "opaque", "id": "stream-1"},
 		ExtraEvents: map[string]map[string]any{"https://e.example/x": nil},
 		OccurredAt:  func() *time.Time { t := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC); return &t }(),
 	}
@@ -480,8 +486,8 @@ func TestResolveType(t *testing.T) {
 
 func TestWantsSubject(t *testing.T) {
 	tests := map[string]bool{
-		"ssf.verification":           false,
-		SSFPrefix + "stream-updated": false,
+		"ssf.verification":           true,
+		SSFPrefix + "stream-updated": true,
 		"caep.session-revoked":       true,
 		GOVUKPrefix + "x":            true,
 		"urn:example:private":        true,

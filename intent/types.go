@@ -40,8 +40,9 @@ type TypeInfo struct {
 	URI     string  // absolute event-type URI, as it appears in a SET's events claim
 	Alias   string  // short name producers may send instead, e.g. "caep.session-revoked"
 	Profile Profile // caep, risc or ssf
-	// SubjectRequired is false only for SSF stream events, whose subject is
-	// the stream itself.
+	// SubjectRequired is true for every catalogue type: SSF 1.0 gives every
+	// SET a subject, and its stream events (verification, stream-updated)
+	// name the stream (sections 8.1.4.1 and 8.1.5: sub_id "REQUIRED").
 	SubjectRequired bool
 	// Required lists the event members the specification requires.
 	Required []string
@@ -50,6 +51,13 @@ type TypeInfo struct {
 	// SubjectFormats, when not empty, are the only subject identifier
 	// formats the specification allows for this type.
 	SubjectFormats []string
+}
+
+// subjectRule says why a type's subject formats are restricted, for the
+// error message: what the subject must name, and where the rule is.
+type subjectRule struct {
+	names   string // e.g. "the stream, with the stream id as id"
+	section string // e.g. "SSF 1.0 section 8.1.4.1"
 }
 
 // memberKind is the JSON shape of an event member.
@@ -84,7 +92,8 @@ type member struct {
 
 type eventType struct {
 	TypeInfo
-	members []member
+	members     []member
+	subjectRule subjectRule // set with SubjectFormats
 }
 
 // Enumerations from CAEP 1.0, RISC 1.0 and SSF 1.0.
@@ -126,13 +135,13 @@ func risc(name string, members ...member) eventType {
 
 func ssf(name string, members ...member) eventType {
 	return eventType{
-		TypeInfo: TypeInfo{URI: SSFPrefix + name, Alias: "ssf." + name, Profile: ProfileSSF},
+		TypeInfo: TypeInfo{URI: SSFPrefix + name, Alias: "ssf." + name, Profile: ProfileSSF, SubjectRequired: true},
 		members:  members,
 	}
 }
 
-func withSubjects(t eventType, formats ...string) eventType {
-	t.SubjectFormats = formats
+func withSubjects(t eventType, rule subjectRule, formats ...string) eventType {
+	t.SubjectFormats, t.subjectRule = formats, rule
 	return t
 }
 
@@ -175,8 +184,10 @@ var catalogue = func() []eventType {
 		risc("account-enabled"),
 		// RISC 1.0 sections 2.5 and 2.6: "The subject type MUST be either
 		// email or phone"; RFC 9493 names the phone format phone_number.
-		withSubjects(risc("identifier-changed", str("new-value")), "email", "phone_number"),
-		withSubjects(risc("identifier-recycled"), "email", "phone_number"),
+		withSubjects(risc("identifier-changed", str("new-value")),
+			subjectRule{"the old email address or phone number", "RISC 1.0 section 2.5"}, "email", "phone_number"),
+		withSubjects(risc("identifier-recycled"),
+			subjectRule{"the recycled email address or phone number", "RISC 1.0 section 2.6"}, "email", "phone_number"),
 		risc("credential-compromise",
 			credentialType,
 			member{name: "event_timestamp", kind: kindNumericDate},
@@ -190,9 +201,12 @@ var catalogue = func() []eventType {
 		risc("recovery-information-changed"),
 		risc("sessions-revoked"),
 
-		// SSF 1.0, section 8.1: stream events, about the stream itself.
-		ssf("verification", str("state")),
-		ssf("stream-updated", reqStr("status", streamStatuses...), str("reason")),
+		// SSF 1.0, section 8.1: stream events, about the stream itself,
+		// whose sub_id "MUST be of format opaque" with the stream id as id.
+		withSubjects(ssf("verification", str("state")),
+			subjectRule{`the stream: {"format": "opaque", "id": "<stream id>"}`, "SSF 1.0 section 8.1.4.1"}, "opaque"),
+		withSubjects(ssf("stream-updated", reqStr("status", streamStatuses...), str("reason")),
+			subjectRule{`the stream: {"format": "opaque", "id": "<stream id>"}`, "SSF 1.0 section 8.1.5"}, "opaque"),
 	}
 	for i := range list {
 		for j, m := range list[i].members {

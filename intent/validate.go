@@ -55,9 +55,10 @@ func (s *skipSet) add(f string) {
 	}
 }
 
-// WantsSubject reports whether the intent's type requires a subject. Only
-// SSF stream events (verification, stream-updated) do without one; private
-// and GOV.UK types need one like every SSF event.
+// WantsSubject reports whether the intent's type requires a subject. Every
+// type does: SSF 1.0 gives every SET a subject, and for its stream events
+// (verification, stream-updated) that subject is the stream (sections
+// 8.1.4.1 and 8.1.5), so none may do without one.
 func (in *Intent) WantsSubject() bool {
 	uri := in.EventType
 	if uri == "" {
@@ -134,8 +135,9 @@ func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
 
 // checkSubjectFormat refuses a subject whose format the event type's
 // specification does not allow, such as an iss_sub subject for RISC's
-// identifier-changed, which must name the old email or phone number. A
-// complex or legacy subject has no such format, so it is refused too.
+// identifier-changed, which must name the old email or phone number, or
+// anything but an opaque stream id for an SSF stream event. A complex or
+// legacy subject has no such format, so it is refused too.
 func checkSubjectFormat(et *eventType, s map[string]any, p *problems) {
 	format, _ := s["format"].(string)
 	if contains(et.SubjectFormats, format) {
@@ -151,7 +153,7 @@ func checkSubjectFormat(et *eventType, s map[string]any, p *problems) {
 		got = "format " + quote(format)
 	}
 	p.add("subject.format", et.Alias+" needs a subject of format "+strings.Join(et.SubjectFormats, " or ")+
-		" naming the identifier concerned (RISC 1.0 sections 2.5 and 2.6); got "+got)
+		" naming "+et.subjectRule.names+" ("+et.subjectRule.section+"); got "+got)
 }
 
 // validateExtra checks one extra_events entry like a main event: its key is

@@ -132,10 +132,11 @@ var catalogue = []EventType{
 	// alternative URIs for one event type.
 	sameAs(riscType("sessions-revoked", "§2.11"), caepPrefix+"session-revoked"),
 
-	{URI: ssfPrefix + "verification", Section: "SSF 1.0 §8.1.4", Members: []EventMember{str("state")}},
+	// A stream event's sub_id "MUST be of format opaque", the stream id.
+	{URI: ssfPrefix + "verification", Section: "SSF 1.0 §8.1.4.1", Members: []EventMember{str("state")}, SubjectFormats: []string{"opaque"}},
 	{URI: ssfPrefix + "stream-updated", Section: "SSF 1.0 §8.1.5", Members: []EventMember{
 		required(str("status", "enabled", "paused", "disabled")), str("reason"),
-	}},
+	}, SubjectFormats: []string{"opaque"}},
 }
 
 func withSubjects(t EventType, formats ...string) EventType { t.SubjectFormats = formats; return t }

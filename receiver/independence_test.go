@@ -117,7 +117,7 @@ func TestCatalogueMatchesIntent(t *testing.T) {
 			differ("%s: subject formats %v here, %v in intent", uri, et.SubjectFormats, ti.SubjectFormats)
 		}
 		subject := map[string]any{"format": "opaque", "id": "x"}
-		if len(et.SubjectFormats) > 0 {
+		if len(et.SubjectFormats) > 0 && et.SubjectFormats[0] == "email" {
 			subject = map[string]any{"format": "email", "email": "alice@example.com"}
 		}
 		base := map[string]any{}

@@ -216,6 +216,10 @@ func TestEveryRule(t *testing.T) {
 			c["events"] = map[string]any{riscIdentifierChange: map[string]any{"new-value": "b@example.com"}}
 			c["sub_id"] = map[string]any{"format": "iss_sub", "iss": testIssuer, "sub": "123"}
 		}},
+		{kind: WSubjectFormat, name: "stream-updated about a user", claims: func(c map[string]any) {
+			c["events"] = map[string]any{"https://schemas.openid.net/secevent/ssf/event-type/stream-updated": map[string]any{"status": "paused"}}
+			c["sub_id"] = map[string]any{"format": "email", "email": "a@example.com"}
+		}},
 	}
 
 	covered := map[string]bool{}
