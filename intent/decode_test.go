@@ -184,6 +184,9 @@ func TestDecodeRules(t *testing.T) {
 		{"extra_events array", withSubject("caep.session-revoked", `"extra_events":[]`), Options{}, "extra_events", "must be an object"},
 		{"extra_events relative key", withSubject("caep.session-revoked", `"extra_events":{"eventMetadata":{}}`), Options{}, "extra_events.eventMetadata", "absolute event-type URI"},
 		{"extra_events value", withSubject("caep.session-revoked", `"extra_events":{"https://e.example/x":1}`), Options{}, `extra_events["https://e.example/x"]`, "must be an object"},
+		// An extra event shares the SET's subject, so its type's subject
+		// rule applies to the top-level subject too.
+		{"extra_events identifier-changed with iss_sub subject", `{"id":"a","type":"caep.session-revoked","subject":{"format":"iss_sub","iss":"https://idp.example.com/","sub":"u1"},"extra_events":{"` + RISCPrefix + `identifier-changed":{}}}`, Options{}, "subject.format", "risc.identifier-changed needs a subject of format email or phone_number"},
 		{"extra_events catalogue type members checked", withSubject("caep.session-revoked", `"extra_events":{"`+CAEPPrefix+`credential-change":{"credential_type":"password"}}`), Options{}, `extra_events["` + CAEPPrefix + `credential-change"].change_type`, "required for caep.credential-change"},
 		{"extra_events catalogue enum checked", withSubject("caep.session-revoked", `"extra_events":{"`+RISCPrefix+`account-disabled":{"reason":"boredom"}}`), Options{}, `extra_events["` + RISCPrefix + `account-disabled"].reason`, `"boredom" is not allowed`},
 		{"extra_events OpenID typo", withSubject("caep.session-revoked", `"extra_events":{"`+CAEPPrefix+`credential-chang":{}}`), Options{}, `extra_events["` + CAEPPrefix + `credential-chang"]`, "is not a CAEP 1.0, RISC 1.0 or SSF 1.0 event type"},

@@ -128,7 +128,7 @@ func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
 	}
 	if !skip.has("extra_events") {
 		for _, k := range sortedKeys(in.ExtraEvents) {
-			validateExtra(k, in.ExtraEvents[k], in.EventType, opts, p)
+			validateExtra(k, in.ExtraEvents[k], in.EventType, in.Subject, opts, p)
 		}
 	}
 }
@@ -160,9 +160,10 @@ func checkSubjectFormat(et *eventType, s map[string]any, p *problems) {
 // resolved as a type (a catalogue type has its members checked; an unknown
 // type in the OpenID namespaces is a typo; a private type needs private
 // types enabled), and it may not carry a subject, which setrelay places per
-// receiver. Which receivers get it is decided per receiver when the SET is
+// receiver; a catalogue type's subject rule applies to the top-level
+// subject, which the extra event shares. Which receivers get it is decided per receiver when the SET is
 // built (see AcceptsExtra).
-func validateExtra(k string, ev map[string]any, mainType string, opts Options, p *problems) {
+func validateExtra(k string, ev map[string]any, mainType string, subject map[string]any, opts Options, p *problems) {
 	path := join("extra_events", k)
 	switch {
 	case !isAbsoluteURI(k):
@@ -181,6 +182,10 @@ func validateExtra(k string, ev map[string]any, mainType string, opts Options, p
 	}
 	if et, ok := byName[k]; ok {
 		validateEvent(et, ev, path, p)
+		// The extra event is about the SET's subject too.
+		if len(et.SubjectFormats) > 0 && subject != nil {
+			checkSubjectFormat(et, subject, p)
+		}
 		return
 	}
 	switch {
