@@ -272,11 +272,11 @@ func kindProblem(k MemberKind, v any) string {
 		}
 	case KindLangObject:
 		if !langObject(v) {
-			return "a JSON object of language tag to message, with at least one"
+			return "a JSON object of BCP 47 language tag to message, with at least one"
 		}
 	case KindText:
 		if _, ok := v.(string); !ok && !langObject(v) {
-			return "a string, or an object of language tag to message"
+			return "a string, or an object of BCP 47 language tag to message"
 		}
 	default:
 		return fmt.Sprintf("an unknown kind %q", k)
@@ -290,8 +290,29 @@ func langObject(v any) bool {
 		return false
 	}
 	for tag, msg := range m {
-		if _, ok := msg.(string); !ok || tag == "" {
+		if _, ok := msg.(string); !ok || !languageTag(tag) {
 			return false
+		}
+	}
+	return true
+}
+
+// languageTag is a shallow BCP 47 check (RFC 5646 §2.1): subtags of 1 to 8
+// letters or digits joined by "-", the first all letters. It catches the
+// usual mistakes (en_GB, a blank key) without a registry.
+func languageTag(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, sub := range strings.Split(s, "-") {
+		if len(sub) < 1 || len(sub) > 8 {
+			return false
+		}
+		for _, c := range []byte(sub) {
+			letter := c|0x20 >= 'a' && c|0x20 <= 'z'
+			if !letter && (i == 0 || c < '0' || c > '9') {
+				return false
+			}
 		}
 	}
 	return true

@@ -205,6 +205,7 @@ func TestEveryRule(t *testing.T) {
 		}},
 		{kind: WEventMemberMissing, claims: credentialChange(map[string]any{"change_type": nil})},
 		{kind: WEventMemberType, claims: credentialChange(map[string]any{"event_timestamp": "yesterday"})},
+		{kind: WEventMemberType, name: "reason_user key not a language tag", claims: credentialChange(map[string]any{"reason_user": map[string]any{"en_GB": "x"}})},
 		{kind: WEventMemberType, name: "reason_admin a plain string", claims: credentialChange(map[string]any{"reason_admin": "a string, not an object"})},
 		{kind: WEventMemberValue, claims: credentialChange(map[string]any{"credential_type": "bogus"})},
 		{kind: WSubjectTypeLegacy, cfg: inEvent, claims: func(c map[string]any) {
