@@ -106,6 +106,8 @@ func TestDecodeRules(t *testing.T) {
 		{"change_type enum", withSubject("caep.credential-change", `"event":{"credential_type":"pin","change_type":"rotate"}`), Options{}, "event.change_type", "is not allowed"},
 		{"friendly_name type", withSubject("caep.credential-change", `"event":{"credential_type":"pin","change_type":"create","friendly_name":3}`), Options{}, "event.friendly_name", "must be a string"},
 		{"token-claims claims missing", withSubject("caep.token-claims-change", `"event":{}`), Options{}, "event.claims", "required"},
+		// CAEP 1.0 section 3.2: claims is "one or more claims with their new value(s)".
+		{"token-claims claims empty", withSubject("caep.token-claims-change", `"event":{"claims":{}}`), Options{}, "event.claims", "one or more"},
 		{"token-claims claims array", withSubject("caep.token-claims-change", `"event":{"claims":[]}`), Options{}, "event.claims", "must be an object"},
 		{"assurance namespace missing", withSubject("caep.assurance-level-change", `"event":{"current_level":"x"}`), Options{}, "event.namespace", "required"},
 		{"assurance current_level empty", withSubject("caep.assurance-level-change", `"event":{"namespace":"RFC8176","current_level":""}`), Options{}, "event.current_level", "must not be empty"},

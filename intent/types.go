@@ -87,7 +87,9 @@ type member struct {
 	// ("or any other ... supported mutually"): enum lists the registered
 	// values, for messages, and any other non-empty string is allowed.
 	open bool
-	path string // "event." + name, precomputed so valid intents build no paths
+	// nonEmpty, for kindObject, requires at least one member.
+	nonEmpty bool
+	path     string // "event." + name, precomputed so valid intents build no paths
 }
 
 type eventType struct {
@@ -158,7 +160,9 @@ var catalogue = func() []eventType {
 	list := []eventType{
 		// CAEP 1.0, section 3.
 		caep("session-revoked"),
-		caep("token-claims-change", member{name: "claims", kind: kindObject, required: true}),
+		// CAEP 1.0 section 3.2: claims holds "one or more claims with
+		// their new value(s)".
+		caep("token-claims-change", member{name: "claims", kind: kindObject, required: true, nonEmpty: true}),
 		caep("credential-change",
 			credentialType,
 			reqStr("change_type", changeTypes...),

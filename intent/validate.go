@@ -310,8 +310,10 @@ func checkMember(m member, v any, path string, p *problems) {
 			p.add(path, "must not be empty")
 		}
 	case kindObject:
-		if _, ok := asMap(v); !ok {
+		if o, ok := asMap(v); !ok {
 			p.add(path, "must be an object, got "+jsonKind(v))
+		} else if m.nonEmpty && len(o) == 0 {
+			p.add(path, `must hold one or more claims with their new values, like {"role": "ro-admin"} (CAEP 1.0 section 3.2)`)
 		}
 	case kindNumericDate:
 		switch f, ok := asNumber(v); {

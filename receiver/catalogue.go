@@ -34,6 +34,8 @@ type EventMember struct {
 	// is a warning here (this receiver agreed to none), but a transmitter
 	// may send it.
 	Open bool
+	// NonEmpty, for KindObject, requires at least one member.
+	NonEmpty bool
 }
 
 // EventType is one CAEP 1.0, RISC 1.0 or SSF 1.0 event type, as this
@@ -91,7 +93,8 @@ func riscType(name, section string, members ...EventMember) EventType {
 
 var catalogue = []EventType{
 	caepType("session-revoked", "§3.1"),
-	caepType("token-claims-change", "§3.2", required(EventMember{Name: "claims", Kind: KindObject})),
+	// claims: "one or more claims with their new value(s)".
+	caepType("token-claims-change", "§3.2", required(EventMember{Name: "claims", Kind: KindObject, NonEmpty: true})),
 	caepType("credential-change", "§3.3",
 		credentialType,
 		required(str("change_type", "create", "revoke", "update", "delete")),
@@ -200,7 +203,11 @@ func checkCatalogue(c map[string]any, events map[string]map[string]any, f *findi
 				}
 				continue
 			}
-			if p := kindProblem(m.Kind, val); p != "" {
+			p := kindProblem(m.Kind, val)
+			if o, ok := val.(map[string]any); ok && m.NonEmpty && len(o) == 0 {
+				p = "a JSON object with one or more members"
+			}
+			if p != "" {
 				f.add(WEventMemberType, "events[%q].%s is %s; %s says %s", uri, m.Name, jsonText(val), et.Section, p)
 				continue
 			}

@@ -164,6 +164,9 @@ func TestCatalogueMatchesIntent(t *testing.T) {
 					differ("%s#%s: intent enumerates a member the receiver leaves open: %s", uri, m.Name, why)
 				}
 			}
+			if ok, _ := accepts(m.Name, map[string]any{}); ok && m.NonEmpty {
+				differ("%s#%s: intent accepts an empty object", uri, m.Name)
+			}
 			if ok, _ := accepts(m.Name, wrongValue(m)); ok {
 				differ("%s#%s: intent accepts %s, not a %s", uri, m.Name, jsonText(wrongValue(m)), m.Kind)
 			}
