@@ -26,6 +26,8 @@ func validValue(m member) any {
 // invalidValue returns a value of the member's kind that is wrong.
 func invalidValue(m member) any {
 	switch {
+	case len(m.enum) > 0 && m.open:
+		return "" // any other non-empty string may be an agreed value
 	case len(m.enum) > 0:
 		return "bogus-" + m.enum[0]
 	case m.kind == kindObject:
@@ -65,20 +67,36 @@ func TestCatalogue(t *testing.T) {
 				strings.TrimPrefix(et.URI, prefixes[et.Profile]) != strings.TrimPrefix(et.Alias, string(et.Profile)+".") {
 				t.Fatalf("alias %q and URI %q do not match", et.Alias, et.URI)
 			}
-			if et.SubjectRequired == (et.Profile == ProfileSSF) {
-				t.Fatalf("SubjectRequired = %v for a %s type", et.SubjectRequired, et.Profile)
+			if !et.SubjectRequired {
+				t.Fatalf("SubjectRequired = false; SSF 1.0 gives every SET a subject")
 			}
 			full := map[string]any{}
 			for _, m := range et.members {
 				full[m.name] = validValue(m)
+			}
+			// A subject the type allows; where the type restricts the
+			// format, a subject of another format is refused.
+			opaque := map[string]any{"format": "opaque", "id": "x"}
+			email := map[string]any{"format": "email", "email": "alice@example.com"}
+			subject := opaque
+			if len(et.SubjectFormats) > 0 {
+				wrong := opaque
+				if et.SubjectFormats[0] == "opaque" {
+					wrong = email
+				} else {
+					subject = email
+				}
+				doc := map[string]any{"id": "cat-0", "type": et.Alias, "event": full, "subject": wrong}
+				if !hasProblem(mustProblems(t, string(encode(t, doc)), Options{}), "subject.format", strings.Join(et.SubjectFormats, " or ")) {
+					t.Errorf("a %s subject is not refused for %s", wrong["format"], et.Alias)
+				}
 			}
 			for _, name := range []string{et.Alias, et.URI} {
 				uri, known := ResolveType(name)
 				if uri != et.URI || !known {
 					t.Fatalf("ResolveType(%q) = %q, %v", name, uri, known)
 				}
-				doc := map[string]any{"id": "cat-1", "type": name, "event": full,
-					"subject": map[string]any{"format": "opaque", "id": "x"}}
+				doc := map[string]any{"id": "cat-1", "type": name, "event": full, "subject": subject}
 				in, err := Decode(encode(t, doc), Options{})
 				if err != nil {
 					t.Fatalf("%s with every member: %v", name, err)
@@ -100,8 +118,7 @@ func TestCatalogue(t *testing.T) {
 					ev[k] = v
 				}
 				ev[m.name] = invalidValue(m)
-				doc := map[string]any{"id": "cat-3", "type": et.Alias, "event": ev,
-					"subject": map[string]any{"format": "opaque", "id": "x"}}
+				doc := map[string]any{"id": "cat-3", "type": et.Alias, "event": ev, "subject": subject}
 				probs := mustProblems(t, string(encode(t, doc)), Options{})
 				field := "event." + m.name
 				found := false

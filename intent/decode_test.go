@@ -96,10 +96,18 @@ func TestDecodeRules(t *testing.T) {
 		// event: required members and enumerations
 		{"credential-change no event", withSubject("caep.credential-change", ""), Options{}, "event.credential_type", "required"},
 		{"credential-change no change_type", withSubject("caep.credential-change", `"event":{"credential_type":"pin"}`), Options{}, "event.change_type", "create, revoke, update, delete"},
-		{"credential_type enum", withSubject("caep.credential-change", `"event":{"credential_type":"retina","change_type":"create"}`), Options{}, "event.credential_type", `"retina" is not allowed`},
+		// CAEP 1.0 section 3.3: credential_type "MUST be one of the following
+		// strings, or any other credential type supported mutually", so any
+		// non-empty string is allowed (TestOpenCredentialType), but not
+		// another JSON type or an empty string.
+		{"credential_type number", withSubject("caep.credential-change", `"event":{"credential_type":7,"change_type":"create"}`), Options{}, "event.credential_type", "must be a string"},
+		{"credential_type empty", withSubject("caep.credential-change", `"event":{"credential_type":"","change_type":"create"}`), Options{}, "event.credential_type", "must not be empty"},
+		{"credential-compromise credential_type empty", withSubject("risc.credential-compromise", `"event":{"credential_type":""}`), Options{}, "event.credential_type", "must not be empty"},
 		{"change_type enum", withSubject("caep.credential-change", `"event":{"credential_type":"pin","change_type":"rotate"}`), Options{}, "event.change_type", "is not allowed"},
 		{"friendly_name type", withSubject("caep.credential-change", `"event":{"credential_type":"pin","change_type":"create","friendly_name":3}`), Options{}, "event.friendly_name", "must be a string"},
 		{"token-claims claims missing", withSubject("caep.token-claims-change", `"event":{}`), Options{}, "event.claims", "required"},
+		// CAEP 1.0 section 3.2: claims is "one or more claims with their new value(s)".
+		{"token-claims claims empty", withSubject("caep.token-claims-change", `"event":{"claims":{}}`), Options{}, "event.claims", "one or more"},
 		{"token-claims claims array", withSubject("caep.token-claims-change", `"event":{"claims":[]}`), Options{}, "event.claims", "must be an object"},
 		{"assurance namespace missing", withSubject("caep.assurance-level-change", `"event":{"current_level":"x"}`), Options{}, "event.namespace", "required"},
 		{"assurance current_level empty", withSubject("caep.assurance-level-change", `"event":{"namespace":"RFC8176","current_level":""}`), Options{}, "event.current_level", "must not be empty"},
@@ -114,6 +122,12 @@ func TestDecodeRules(t *testing.T) {
 		{"initiating_entity enum", withSubject("caep.session-revoked", `"event":{"initiating_entity":"robot"}`), Options{}, "event.initiating_entity", "admin, user, policy, system"},
 		{"event_timestamp fraction", withSubject("caep.session-revoked", `"event":{"event_timestamp":1.5}`), Options{}, "event.event_timestamp", "NumericDate"},
 		{"event_timestamp negative", withSubject("caep.session-revoked", `"event":{"event_timestamp":-1}`), Options{}, "event.event_timestamp", "non-negative"},
+		// Seconds (CAEP 1.0 section 2), bounded like occurred_at: a
+		// milliseconds value would date the event tens of millennia ahead,
+		// and a value past 2^63 overflows receivers' integer claims.
+		{"event_timestamp milliseconds", withSubject("caep.session-revoked", `"event":{"event_timestamp":1615304991000}`), Options{}, "event.event_timestamp", "milliseconds"},
+		{"event_timestamp huge", withSubject("caep.session-revoked", `"event":{"event_timestamp":1e21}`), Options{}, "event.event_timestamp", "year 9999"},
+		{"credential-compromise event_timestamp milliseconds", withSubject("risc.credential-compromise", `"event":{"credential_type":"password","event_timestamp":1615304991000}`), Options{}, "event.event_timestamp", "milliseconds"},
 		{"event_timestamp string", withSubject("caep.session-revoked", `"event":{"event_timestamp":"1700000000"}`), Options{}, "event.event_timestamp", "NumericDate"},
 		{"reason_admin number", withSubject("caep.session-revoked", `"event":{"reason_admin":5}`), Options{}, "event.reason_admin", "language tag"},
 		{"reason_user empty object", withSubject("caep.session-revoked", `"event":{"reason_user":{}}`), Options{}, "event.reason_user", "must not be an empty object"},
@@ -121,10 +135,26 @@ func TestDecodeRules(t *testing.T) {
 		{"reason_user value", withSubject("caep.session-revoked", `"event":{"reason_user":{"en":true}}`), Options{}, "event.reason_user.en", "must be a string"},
 		{"account-disabled reason enum", withSubject("risc.account-disabled", `"event":{"reason":"spam"}`), Options{}, "event.reason", "hijacking, bulk-account"},
 		{"identifier-changed new-value type", withSubject("risc.identifier-changed", `"event":{"new-value":1}`), Options{}, "event.new-value", "must be a string"},
+		// RISC 1.0 section 2.5 and 2.6: "The subject type MUST be either email or phone".
+		{"identifier-changed iss_sub subject", `{"id":"a","type":"risc.identifier-changed","subject":{"format":"iss_sub","iss":"https://idp.example.com/","sub":"u1"}}`, Options{}, "subject.format", "email or phone_number"},
+		{"identifier-recycled opaque subject", `{"id":"a","type":"risc.identifier-recycled","subject":{"format":"opaque","id":"u1"}}`, Options{}, "subject.format", "email or phone_number"},
+		{"identifier-recycled complex subject", `{"id":"a","type":"risc.identifier-recycled","subject":{"format":"complex","user":` + emailSubject + `}}`, Options{}, "subject.format", "email or phone_number"},
+		{"identifier-changed legacy subject", `{"id":"a","type":"risc.identifier-changed","subject":{"subject_type":"iss-sub","iss":"https://idp.example.com/","sub":"u1"}}`, Options{}, "subject.format", "email or phone_number"},
 		{"credential-compromise type missing", withSubject("risc.credential-compromise", `"event":{}`), Options{}, "event.credential_type", "required"},
+		// SSF 1.0 sections 8.1.4.1 and 8.1.5: a stream event's sub_id is
+		// "REQUIRED" and "MUST be of format opaque", naming the stream.
+		{"verification without subject", `{"id":"a","type":"ssf.verification","event":{"state":"s"}}`, Options{}, "subject", "required"},
+		{"stream-updated email subject", `{"id":"a","type":"ssf.stream-updated","subject":` + emailSubject + `,"event":{"status":"paused"}}`, Options{}, "subject.format", "opaque"},
+		{"verification complex subject", `{"id":"a","type":"ssf.verification","subject":{"format":"complex","tenant":{"format":"opaque","id":"t"}}}`, Options{}, "subject.format", "opaque"},
 		{"stream-updated status missing", `{"id":"a","type":"ssf.stream-updated","event":{}}`, Options{}, "event.status", "enabled, paused, disabled"},
 		{"stream-updated status enum", `{"id":"a","type":"ssf.stream-updated","event":{"status":"on"}}`, Options{}, "event.status", "is not allowed"},
 		{"event subject", withSubject("risc.account-disabled", `"event":{"subject":`+emailSubject+`}`), Options{}, "event.subject", "top-level subject"},
+		// A GOV.UK or private main event may not carry its own subject
+		// either, as its extra_events may not: the SET would hold two
+		// subjects (sub_id and the event's), or none at all could be built
+		// for a receiver that wants the subject placed in the event.
+		{"event subject govuk", withSubject(GOVUKPrefix+"accountPurged", `"event":{"subject":`+emailSubject+`}`), Options{}, "event.subject", "top-level subject"},
+		{"event subject private", withSubject("https://example.com/e", `"event":{"subject":"x"}`), Options{AllowPrivateTypes: true}, "event.subject", "top-level subject"},
 		{"event string", withSubject("caep.session-revoked", `"event":"x"`), Options{}, "event", "must be an object"},
 		{"private event not object", withSubject("https://example.com/e", `"event":[1]`), Options{AllowPrivateTypes: true}, "event", "must be an object"},
 
@@ -156,6 +186,9 @@ func TestDecodeRules(t *testing.T) {
 		{"extra_events array", withSubject("caep.session-revoked", `"extra_events":[]`), Options{}, "extra_events", "must be an object"},
 		{"extra_events relative key", withSubject("caep.session-revoked", `"extra_events":{"eventMetadata":{}}`), Options{}, "extra_events.eventMetadata", "absolute event-type URI"},
 		{"extra_events value", withSubject("caep.session-revoked", `"extra_events":{"https://e.example/x":1}`), Options{}, `extra_events["https://e.example/x"]`, "must be an object"},
+		// An extra event shares the SET's subject, so its type's subject
+		// rule applies to the top-level subject too.
+		{"extra_events identifier-changed with iss_sub subject", `{"id":"a","type":"caep.session-revoked","subject":{"format":"iss_sub","iss":"https://idp.example.com/","sub":"u1"},"extra_events":{"` + RISCPrefix + `identifier-changed":{}}}`, Options{}, "subject.format", "risc.identifier-changed needs a subject of format email or phone_number"},
 		{"extra_events catalogue type members checked", withSubject("caep.session-revoked", `"extra_events":{"`+CAEPPrefix+`credential-change":{"credential_type":"password"}}`), Options{}, `extra_events["` + CAEPPrefix + `credential-change"].change_type`, "required for caep.credential-change"},
 		{"extra_events catalogue enum checked", withSubject("caep.session-revoked", `"extra_events":{"`+RISCPrefix+`account-disabled":{"reason":"boredom"}}`), Options{}, `extra_events["` + RISCPrefix + `account-disabled"].reason`, `"boredom" is not allowed`},
 		{"extra_events OpenID typo", withSubject("caep.session-revoked", `"extra_events":{"`+CAEPPrefix+`credential-chang":{}}`), Options{}, `extra_events["` + CAEPPrefix + `credential-chang"]`, "is not a CAEP 1.0, RISC 1.0 or SSF 1.0 event type"},
@@ -198,14 +231,13 @@ func withSubjectRaw(subject string) string {
 // all reported in one error, not only the first.
 func TestDecodeReportsEveryProblem(t *testing.T) {
 	in := `{"id":"a b","type":"caep.credential-change","subject":{"format":"email","email":"nope","x":1},
-		"event":{"credential_type":"retina"},"occurred_at":"yesterday","receivers":["a","a"],"bogus":true}`
+		"event":{"credential_type":"password","change_type":"rotate"},"occurred_at":"yesterday","receivers":["a","a"],"bogus":true}`
 	probs := mustProblems(t, in, Options{})
 	want := []struct{ field, substr string }{
 		{"id", "printable"},
 		{"subject.email", "not an email address"},
 		{"subject.x", "unknown member"},
-		{"event.credential_type", "not allowed"},
-		{"event.change_type", "required"},
+		{"event.change_type", "not allowed"},
 		{"occurred_at", "RFC 3339"},
 		{"receivers[1]", "duplicate"},
 		{"bogus", "unknown member"},
@@ -266,6 +298,22 @@ func TestDecodeSizeAndEncoding(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestOpenCredentialType: CAEP 1.0 section 3.3 lets credential_type be "any
+// other credential type supported mutually by the Transmitter and the
+// Receiver", and RISC 1.0 section 2.7 takes its values from there, so a
+// value outside the listed ones is signed, not refused.
+func TestOpenCredentialType(t *testing.T) {
+	for _, doc := range []string{
+		withSubject("caep.credential-change", `"event":{"credential_type":"totp","change_type":"create"}`),
+		withSubject("risc.credential-compromise", `"event":{"credential_type":"recovery-code"}`),
+		withSubject("caep.session-revoked", `"extra_events":{"`+CAEPPrefix+`credential-change":{"credential_type":"passkey","change_type":"update"}}`),
+	} {
+		if _, err := Decode([]byte(doc), Options{}); err != nil {
+			t.Errorf("Decode(%s): %v", doc, err)
+		}
+	}
 }
 
 func TestDecodeValid(t *testing.T) {
@@ -376,6 +424,7 @@ func TestValidateGoBuilt(t *testing.T) {
 	bad := &Intent{
 		ID:          "go-2",
 		Type:        "ssf.verification",
+		Subject:     map[string]any{"format": "opaque", "id": "stream-1"},
 		ExtraEvents: map[string]map[string]any{"https://e.example/x": nil},
 		OccurredAt:  func() *time.Time { t := time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC); return &t }(),
 	}
@@ -442,8 +491,8 @@ func TestResolveType(t *testing.T) {
 
 func TestWantsSubject(t *testing.T) {
 	tests := map[string]bool{
-		"ssf.verification":           false,
-		SSFPrefix + "stream-updated": false,
+		"ssf.verification":           true,
+		SSFPrefix + "stream-updated": true,
 		"caep.session-revoked":       true,
 		GOVUKPrefix + "x":            true,
 		"urn:example:private":        true,

@@ -40,13 +40,24 @@ type TypeInfo struct {
 	URI     string  // absolute event-type URI, as it appears in a SET's events claim
 	Alias   string  // short name producers may send instead, e.g. "caep.session-revoked"
 	Profile Profile // caep, risc or ssf
-	// SubjectRequired is false only for SSF stream events, whose subject is
-	// the stream itself.
+	// SubjectRequired is true for every catalogue type: SSF 1.0 gives every
+	// SET a subject, and its stream events (verification, stream-updated)
+	// name the stream (sections 8.1.4.1 and 8.1.5: sub_id "REQUIRED").
 	SubjectRequired bool
 	// Required lists the event members the specification requires.
 	Required []string
 	// Deprecated marks types the specification keeps only for compatibility.
 	Deprecated bool
+	// SubjectFormats, when not empty, are the only subject identifier
+	// formats the specification allows for this type.
+	SubjectFormats []string
+}
+
+// subjectRule says why a type's subject formats are restricted, for the
+// error message: what the subject must name, and where the rule is.
+type subjectRule struct {
+	names   string // e.g. "the stream, with the stream id as id"
+	section string // e.g. "SSF 1.0 section 8.1.4.1"
 }
 
 // memberKind is the JSON shape of an event member.
@@ -72,24 +83,36 @@ type member struct {
 	kind     memberKind
 	required bool
 	enum     []string // for kindString: the allowed values, if enumerated
-	path     string   // "event." + name, precomputed so valid intents build no paths
+	// open marks an enumeration the specification extends by agreement
+	// ("or any other ... supported mutually"): enum lists the registered
+	// values, for messages, and any other non-empty string is allowed.
+	open bool
+	// nonEmpty, for kindObject, requires at least one member.
+	nonEmpty bool
+	path     string // "event." + name, precomputed so valid intents build no paths
 }
 
 type eventType struct {
 	TypeInfo
-	members []member
+	members     []member
+	subjectRule subjectRule // set with SubjectFormats
 }
 
 // Enumerations from CAEP 1.0, RISC 1.0 and SSF 1.0.
 var (
-	credentialTypes   = []string{"password", "pin", "x509", "fido2-platform", "fido2-roaming", "fido-u2f", "verifiable-credential", "phone-voice", "phone-sms", "app"}
-	changeTypes       = []string{"create", "revoke", "update", "delete"}
-	complianceStatus  = []string{"compliant", "not-compliant"}
-	initiatingEntity  = []string{"admin", "user", "policy", "system"}
-	changeDirections  = []string{"increase", "decrease"}
-	riskLevels        = []string{"LOW", "MEDIUM", "HIGH"}
-	disabledReasons   = []string{"hijacking", "bulk-account"}
-	streamStatuses    = []string{"enabled", "paused", "disabled"}
+	credentialTypes  = []string{"password", "pin", "x509", "fido2-platform", "fido2-roaming", "fido-u2f", "verifiable-credential", "phone-voice", "phone-sms", "app"}
+	changeTypes      = []string{"create", "revoke", "update", "delete"}
+	complianceStatus = []string{"compliant", "not-compliant"}
+	initiatingEntity = []string{"admin", "user", "policy", "system"}
+	changeDirections = []string{"increase", "decrease"}
+	riskLevels       = []string{"LOW", "MEDIUM", "HIGH"}
+	disabledReasons  = []string{"hijacking", "bulk-account"}
+	streamStatuses   = []string{"enabled", "paused", "disabled"}
+	// credentialType is CAEP 1.0 section 3.3's credential_type, which RISC
+	// 1.0 section 2.7 reuses: "one of the following strings, or any other
+	// credential type supported mutually by the Transmitter and the
+	// Receiver". Refusing an agreed type would refuse a valid event.
+	credentialType    = member{name: "credential_type", kind: kindString, enum: credentialTypes, open: true, required: true}
 	caepCommonMembers = []member{
 		{name: "event_timestamp", kind: kindNumericDate},
 		{name: "initiating_entity", kind: kindString, enum: initiatingEntity},
@@ -114,9 +137,14 @@ func risc(name string, members ...member) eventType {
 
 func ssf(name string, members ...member) eventType {
 	return eventType{
-		TypeInfo: TypeInfo{URI: SSFPrefix + name, Alias: "ssf." + name, Profile: ProfileSSF},
+		TypeInfo: TypeInfo{URI: SSFPrefix + name, Alias: "ssf." + name, Profile: ProfileSSF, SubjectRequired: true},
 		members:  members,
 	}
+}
+
+func withSubjects(t eventType, rule subjectRule, formats ...string) eventType {
+	t.SubjectFormats, t.subjectRule = formats, rule
+	return t
 }
 
 func str(name string, enum ...string) member { return member{name: name, kind: kindString, enum: enum} }
@@ -132,9 +160,11 @@ var catalogue = func() []eventType {
 	list := []eventType{
 		// CAEP 1.0, section 3.
 		caep("session-revoked"),
-		caep("token-claims-change", member{name: "claims", kind: kindObject, required: true}),
+		// CAEP 1.0 section 3.2: claims holds "one or more claims with
+		// their new value(s)".
+		caep("token-claims-change", member{name: "claims", kind: kindObject, required: true, nonEmpty: true}),
 		caep("credential-change",
-			reqStr("credential_type", credentialTypes...),
+			credentialType,
 			reqStr("change_type", changeTypes...),
 			str("friendly_name"), str("x509_issuer"), str("x509_serial"), str("fido2_aaguid")),
 		caep("assurance-level-change",
@@ -156,10 +186,14 @@ var catalogue = func() []eventType {
 		risc("account-purged"),
 		risc("account-disabled", str("reason", disabledReasons...)),
 		risc("account-enabled"),
-		risc("identifier-changed", str("new-value")),
-		risc("identifier-recycled"),
+		// RISC 1.0 sections 2.5 and 2.6: "The subject type MUST be either
+		// email or phone"; RFC 9493 names the phone format phone_number.
+		withSubjects(risc("identifier-changed", str("new-value")),
+			subjectRule{"the old email address or phone number", "RISC 1.0 section 2.5"}, "email", "phone_number"),
+		withSubjects(risc("identifier-recycled"),
+			subjectRule{"the recycled email address or phone number", "RISC 1.0 section 2.6"}, "email", "phone_number"),
 		risc("credential-compromise",
-			reqStr("credential_type", credentialTypes...),
+			credentialType,
 			member{name: "event_timestamp", kind: kindNumericDate},
 			member{name: "reason_admin", kind: kindLangText},
 			member{name: "reason_user", kind: kindLangText}),
@@ -171,9 +205,12 @@ var catalogue = func() []eventType {
 		risc("recovery-information-changed"),
 		risc("sessions-revoked"),
 
-		// SSF 1.0, section 8.1: stream events, about the stream itself.
-		ssf("verification", str("state")),
-		ssf("stream-updated", reqStr("status", streamStatuses...), str("reason")),
+		// SSF 1.0, section 8.1: stream events, about the stream itself,
+		// whose sub_id "MUST be of format opaque" with the stream id as id.
+		withSubjects(ssf("verification", str("state")),
+			subjectRule{`the stream: {"format": "opaque", "id": "<stream id>"}`, "SSF 1.0 section 8.1.4.1"}, "opaque"),
+		withSubjects(ssf("stream-updated", reqStr("status", streamStatuses...), str("reason")),
+			subjectRule{`the stream: {"format": "opaque", "id": "<stream id>"}`, "SSF 1.0 section 8.1.5"}, "opaque"),
 	}
 	for i := range list {
 		for j, m := range list[i].members {
@@ -217,6 +254,7 @@ func KnownTypes() []TypeInfo {
 	for i, t := range catalogue {
 		out[i] = t.TypeInfo
 		out[i].Required = append([]string(nil), t.Required...)
+		out[i].SubjectFormats = append([]string(nil), t.SubjectFormats...)
 	}
 	return out
 }

@@ -17,6 +17,10 @@ const (
 	MaxReceiverLength = 128 // characters
 )
 
+// maxNumericDate is 9999-12-31T23:59:59Z, the last second occurred_at can
+// express, as a NumericDate.
+const maxNumericDate = 253402300799
+
 // Options tune validation to the relay's configuration.
 type Options struct {
 	// AllowPrivateTypes accepts any absolute event-type URI outside the
@@ -51,9 +55,10 @@ func (s *skipSet) add(f string) {
 	}
 }
 
-// WantsSubject reports whether the intent's type requires a subject. Only
-// SSF stream events (verification, stream-updated) do without one; private
-// and GOV.UK types need one like every SSF event.
+// WantsSubject reports whether the intent's type requires a subject. Every
+// type does: SSF 1.0 gives every SET a subject, and for its stream events
+// (verification, stream-updated) that subject is the stream (sections
+// 8.1.4.1 and 8.1.5), so none may do without one.
 func (in *Intent) WantsSubject() bool {
 	uri := in.EventType
 	if uri == "" {
@@ -87,14 +92,29 @@ func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
 		switch {
 		case in.Subject != nil:
 			validateSubject(in.Subject, "subject", p)
+			if et != nil && len(et.SubjectFormats) > 0 {
+				checkSubjectFormat(et, in.Subject, p)
+			}
 		case et == nil && in.EventType == "":
 			// The type is broken; whether a subject is needed is unknown.
 		case et == nil || et.SubjectRequired:
 			p.add("subject", `required for this event type: a subject identifier such as {"format": "email", "email": "user@example.com"}`)
 		}
 	}
-	if !skip.has("event") && et != nil {
-		validateEvent(et, in.Event, "event", p)
+	if !skip.has("event") {
+		switch {
+		case et != nil:
+			validateEvent(et, in.Event, "event", p)
+		case in.EventType != "":
+			// A GOV.UK or private event has free-form members, but not
+			// its own subject, just as its extra_events may not: the SET
+			// would carry two subjects (sub_id and the event's), or
+			// could not be built for a receiver that wants the subject
+			// placed in the event.
+			if _, ok := in.Event["subject"]; ok {
+				p.add("event.subject", "not allowed: put the subject in the top-level subject; setrelay places it per receiver")
+			}
+		}
 	}
 	if !skip.has("occurred_at") && in.OccurredAt != nil && (in.OccurredAt.Year() < 0 || in.OccurredAt.Year() > 9999) {
 		// RFC 3339 has four-digit years, and time.Time refuses to marshal others.
@@ -108,18 +128,42 @@ func (in *Intent) validate(opts Options, skip skipSet, p *problems) {
 	}
 	if !skip.has("extra_events") {
 		for _, k := range sortedKeys(in.ExtraEvents) {
-			validateExtra(k, in.ExtraEvents[k], in.EventType, opts, p)
+			validateExtra(k, in.ExtraEvents[k], in.EventType, in.Subject, opts, p)
 		}
 	}
+}
+
+// checkSubjectFormat refuses a subject whose format the event type's
+// specification does not allow, such as an iss_sub subject for RISC's
+// identifier-changed, which must name the old email or phone number, or
+// anything but an opaque stream id for an SSF stream event. A complex or
+// legacy subject has no such format, so it is refused too.
+func checkSubjectFormat(et *eventType, s map[string]any, p *problems) {
+	format, _ := s["format"].(string)
+	if contains(et.SubjectFormats, format) {
+		return
+	}
+	// A missing or unknown format is already reported by validateSubject.
+	_, legacy := s["subject_type"]
+	if _, known := subjectFormats[format]; !known && format != formatComplex && !legacy {
+		return
+	}
+	got := "no format"
+	if format != "" {
+		got = "format " + quote(format)
+	}
+	p.add("subject.format", et.Alias+" needs a subject of format "+strings.Join(et.SubjectFormats, " or ")+
+		" naming "+et.subjectRule.names+" ("+et.subjectRule.section+"); got "+got)
 }
 
 // validateExtra checks one extra_events entry like a main event: its key is
 // resolved as a type (a catalogue type has its members checked; an unknown
 // type in the OpenID namespaces is a typo; a private type needs private
 // types enabled), and it may not carry a subject, which setrelay places per
-// receiver. Which receivers get it is decided per receiver when the SET is
+// receiver; a catalogue type's subject rule applies to the top-level
+// subject, which the extra event shares. Which receivers get it is decided per receiver when the SET is
 // built (see AcceptsExtra).
-func validateExtra(k string, ev map[string]any, mainType string, opts Options, p *problems) {
+func validateExtra(k string, ev map[string]any, mainType string, subject map[string]any, opts Options, p *problems) {
 	path := join("extra_events", k)
 	switch {
 	case !isAbsoluteURI(k):
@@ -138,6 +182,10 @@ func validateExtra(k string, ev map[string]any, mainType string, opts Options, p
 	}
 	if et, ok := byName[k]; ok {
 		validateEvent(et, ev, path, p)
+		// The extra event is about the SET's subject too.
+		if len(et.SubjectFormats) > 0 && subject != nil {
+			checkSubjectFormat(et, subject, p)
+		}
 		return
 	}
 	switch {
@@ -238,6 +286,8 @@ func validateEvent(et *eventType, ev map[string]any, path string, p *problems) {
 
 func describeKind(m member) string {
 	switch {
+	case len(m.enum) > 0 && m.open:
+		return "; one of " + strings.Join(m.enum, ", ") + ", or another type agreed with the receivers"
 	case len(m.enum) > 0:
 		return "; one of " + strings.Join(m.enum, ", ")
 	case m.kind == kindObject:
@@ -254,18 +304,27 @@ func checkMember(m member, v any, path string, p *problems) {
 			p.add(path, "must be a string"+enumHint(m.enum)+", got "+jsonKind(v))
 			return
 		}
-		if len(m.enum) > 0 && !contains(m.enum, s) {
+		if len(m.enum) > 0 && !m.open && !contains(m.enum, s) {
 			p.add(path, quote(s)+" is not allowed; use one of "+strings.Join(m.enum, ", "))
 		} else if m.required && s == "" {
 			p.add(path, "must not be empty")
 		}
 	case kindObject:
-		if _, ok := asMap(v); !ok {
+		if o, ok := asMap(v); !ok {
 			p.add(path, "must be an object, got "+jsonKind(v))
+		} else if m.nonEmpty && len(o) == 0 {
+			p.add(path, `must hold one or more claims with their new values, like {"role": "ro-admin"} (CAEP 1.0 section 3.2)`)
 		}
 	case kindNumericDate:
-		if f, ok := asNumber(v); !ok || f < 0 || f != math.Trunc(f) {
+		switch f, ok := asNumber(v); {
+		case !ok || f < 0 || f != math.Trunc(f):
 			p.add(path, "must be a NumericDate: a non-negative integer number of seconds since 1970, got "+describe(v))
+		case f > maxNumericDate:
+			// Bounded like occurred_at. Beyond it lie milliseconds sent
+			// for seconds (year 50000 and later for today's dates) and
+			// values that overflow a receiver's 64-bit integer claims.
+			p.add(path, "must be seconds since 1970 up to year 9999 ("+strconv.FormatInt(maxNumericDate, 10)+
+				"), got "+describe(v)+"; send seconds, not milliseconds")
 		}
 	case kindStringArray:
 		list, ok := asList(v)

@@ -29,6 +29,13 @@ type EventMember struct {
 	Kind     MemberKind
 	Required bool
 	Values   []string // for KindString: the enumerated values, if any
+	// Open marks Values as the registered values of an enumeration the
+	// specification lets the parties extend by agreement: another value
+	// is a warning here (this receiver agreed to none), but a transmitter
+	// may send it.
+	Open bool
+	// NonEmpty, for KindObject, requires at least one member.
+	NonEmpty bool
 }
 
 // EventType is one CAEP 1.0, RISC 1.0 or SSF 1.0 event type, as this
@@ -58,6 +65,10 @@ const (
 // warning, never a rejection.
 var credentialTypes = []string{"password", "pin", "x509", "fido2-platform", "fido2-roaming", "fido-u2f", "verifiable-credential", "phone-voice", "phone-sms", "app"}
 
+// credentialType is the credential_type member of CAEP 1.0 §3.3 and RISC
+// 1.0 §2.7.
+var credentialType = EventMember{Name: "credential_type", Kind: KindString, Values: credentialTypes, Open: true, Required: true}
+
 // caepCommon are CAEP 1.0 §2's optional claims, allowed in every CAEP event.
 var caepCommon = []EventMember{
 	{Name: "event_timestamp", Kind: KindNumericDate},
@@ -82,9 +93,10 @@ func riscType(name, section string, members ...EventMember) EventType {
 
 var catalogue = []EventType{
 	caepType("session-revoked", "§3.1"),
-	caepType("token-claims-change", "§3.2", required(EventMember{Name: "claims", Kind: KindObject})),
+	// claims: "one or more claims with their new value(s)".
+	caepType("token-claims-change", "§3.2", required(EventMember{Name: "claims", Kind: KindObject, NonEmpty: true})),
 	caepType("credential-change", "§3.3",
-		required(str("credential_type", credentialTypes...)),
+		credentialType,
 		required(str("change_type", "create", "revoke", "update", "delete")),
 		str("friendly_name"), str("x509_issuer"), str("x509_serial"), str("fido2_aaguid")),
 	// namespace may be any value agreed between the parties, so it is
@@ -109,7 +121,7 @@ var catalogue = []EventType{
 	withSubjects(riscType("identifier-changed", "§2.5", str("new-value")), "email", "phone_number"),
 	withSubjects(riscType("identifier-recycled", "§2.6"), "email", "phone_number"),
 	riscType("credential-compromise", "§2.7",
-		required(str("credential_type", credentialTypes...)),
+		credentialType,
 		EventMember{Name: "event_timestamp", Kind: KindNumericDate},
 		EventMember{Name: "reason_admin", Kind: KindText},
 		EventMember{Name: "reason_user", Kind: KindText}),
@@ -123,10 +135,11 @@ var catalogue = []EventType{
 	// alternative URIs for one event type.
 	sameAs(riscType("sessions-revoked", "§2.11"), caepPrefix+"session-revoked"),
 
-	{URI: ssfPrefix + "verification", Section: "SSF 1.0 §8.1.4", Members: []EventMember{str("state")}},
+	// A stream event's sub_id "MUST be of format opaque", the stream id.
+	{URI: ssfPrefix + "verification", Section: "SSF 1.0 §8.1.4.1", Members: []EventMember{str("state")}, SubjectFormats: []string{"opaque"}},
 	{URI: ssfPrefix + "stream-updated", Section: "SSF 1.0 §8.1.5", Members: []EventMember{
 		required(str("status", "enabled", "paused", "disabled")), str("reason"),
-	}},
+	}, SubjectFormats: []string{"opaque"}},
 }
 
 func withSubjects(t EventType, formats ...string) EventType { t.SubjectFormats = formats; return t }
@@ -190,12 +203,20 @@ func checkCatalogue(c map[string]any, events map[string]map[string]any, f *findi
 				}
 				continue
 			}
-			if p := kindProblem(m.Kind, val); p != "" {
+			p := kindProblem(m.Kind, val)
+			if o, ok := val.(map[string]any); ok && m.NonEmpty && len(o) == 0 {
+				p = "a JSON object with one or more members"
+			}
+			if p != "" {
 				f.add(WEventMemberType, "events[%q].%s is %s; %s says %s", uri, m.Name, jsonText(val), et.Section, p)
 				continue
 			}
 			if s, _ := val.(string); len(m.Values) > 0 && !slices.Contains(m.Values, s) {
-				f.add(WEventMemberValue, "events[%q].%s %q is not one of %s (%s)", uri, m.Name, s, strings.Join(m.Values, ", "), et.Section)
+				agreed := ""
+				if m.Open {
+					agreed = ", nor a value agreed with this receiver"
+				}
+				f.add(WEventMemberValue, "events[%q].%s %q is not one of %s%s (%s)", uri, m.Name, s, strings.Join(m.Values, ", "), agreed, et.Section)
 			}
 		}
 		if len(et.SubjectFormats) > 0 {
@@ -258,11 +279,11 @@ func kindProblem(k MemberKind, v any) string {
 		}
 	case KindLangObject:
 		if !langObject(v) {
-			return "a JSON object of language tag to message, with at least one"
+			return "a JSON object of BCP 47 language tag to message, with at least one"
 		}
 	case KindText:
 		if _, ok := v.(string); !ok && !langObject(v) {
-			return "a string, or an object of language tag to message"
+			return "a string, or an object of BCP 47 language tag to message"
 		}
 	default:
 		return fmt.Sprintf("an unknown kind %q", k)
@@ -276,8 +297,29 @@ func langObject(v any) bool {
 		return false
 	}
 	for tag, msg := range m {
-		if _, ok := msg.(string); !ok || tag == "" {
+		if _, ok := msg.(string); !ok || !languageTag(tag) {
 			return false
+		}
+	}
+	return true
+}
+
+// languageTag is a shallow BCP 47 check (RFC 5646 §2.1): subtags of 1 to 8
+// letters or digits joined by "-", the first all letters. It catches the
+// usual mistakes (en_GB, a blank key) without a registry.
+func languageTag(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, sub := range strings.Split(s, "-") {
+		if len(sub) < 1 || len(sub) > 8 {
+			return false
+		}
+		for _, c := range []byte(sub) {
+			letter := c|0x20 >= 'a' && c|0x20 <= 'z'
+			if !letter && (i == 0 || c < '0' || c > '9') {
+				return false
+			}
 		}
 	}
 	return true

@@ -73,9 +73,10 @@ var knownDifferences = map[string]string{
 
 // TestCatalogueMatchesIntent compares the receiver's catalogue of CAEP,
 // RISC and SSF event types with setrelay's intent catalogue: the same
-// types, the same required members, and, member by member, the same
-// verdict from intent.Decode on a valid value, a value of the wrong JSON
-// type and, for enumerations, every allowed value and one outside them.
+// types, the same required members, the same subject formats, and, member
+// by member, the same verdict from intent.Decode on a valid value, a value
+// of the wrong JSON type and, for enumerations, every allowed value and one
+// outside them.
 func TestCatalogueMatchesIntent(t *testing.T) {
 	var diffs []string
 	differ := func(format string, a ...any) { diffs = append(diffs, fmt.Sprintf(format, a...)) }
@@ -112,6 +113,13 @@ func TestCatalogueMatchesIntent(t *testing.T) {
 		if !slices.Equal(req, their) {
 			differ("%s: required members %v here, %v in intent", uri, req, their)
 		}
+		if !slices.Equal(et.SubjectFormats, ti.SubjectFormats) {
+			differ("%s: subject formats %v here, %v in intent", uri, et.SubjectFormats, ti.SubjectFormats)
+		}
+		subject := map[string]any{"format": "opaque", "id": "x"}
+		if len(et.SubjectFormats) > 0 && et.SubjectFormats[0] == "email" {
+			subject = map[string]any{"format": "email", "email": "alice@example.com"}
+		}
 		base := map[string]any{}
 		for _, m := range et.Members {
 			if m.Required {
@@ -124,8 +132,7 @@ func TestCatalogueMatchesIntent(t *testing.T) {
 				ev[k] = x
 			}
 			ev[member] = v
-			doc, err := json.Marshal(map[string]any{"id": "cmp-1", "type": uri, "event": ev,
-				"subject": map[string]any{"format": "opaque", "id": "x"}})
+			doc, err := json.Marshal(map[string]any{"id": "cmp-1", "type": uri, "event": ev, "subject": subject})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +151,11 @@ func TestCatalogueMatchesIntent(t *testing.T) {
 					differ("%s#%s: intent refuses the value %q: %s", uri, m.Name, v, why)
 				}
 			}
-			if len(m.Values) > 0 {
+			if m.Open {
+				if ok, why := accepts(m.Name, "any-agreed-value"); !ok {
+					differ("%s#%s: intent refuses a value the specification allows by agreement: %s", uri, m.Name, why)
+				}
+			} else if len(m.Values) > 0 {
 				if ok, _ := accepts(m.Name, "bogus-value"); ok {
 					differ("%s#%s: intent accepts %q outside %v", uri, m.Name, "bogus-value", m.Values)
 				}
@@ -152,6 +163,9 @@ func TestCatalogueMatchesIntent(t *testing.T) {
 				if ok, why := accepts(m.Name, "any-agreed-value"); !ok {
 					differ("%s#%s: intent enumerates a member the receiver leaves open: %s", uri, m.Name, why)
 				}
+			}
+			if ok, _ := accepts(m.Name, map[string]any{}); ok && m.NonEmpty {
+				differ("%s#%s: intent accepts an empty object", uri, m.Name)
 			}
 			if ok, _ := accepts(m.Name, wrongValue(m)); ok {
 				differ("%s#%s: intent accepts %s, not a %s", uri, m.Name, jsonText(wrongValue(m)), m.Kind)

@@ -205,6 +205,10 @@ func TestEveryRule(t *testing.T) {
 		}},
 		{kind: WEventMemberMissing, claims: credentialChange(map[string]any{"change_type": nil})},
 		{kind: WEventMemberType, claims: credentialChange(map[string]any{"event_timestamp": "yesterday"})},
+		{kind: WEventMemberType, name: "token-claims-change with no claims", claims: func(c map[string]any) {
+			c["events"] = map[string]any{"https://schemas.openid.net/secevent/caep/event-type/token-claims-change": map[string]any{"claims": map[string]any{}}}
+		}},
+		{kind: WEventMemberType, name: "reason_user key not a language tag", claims: credentialChange(map[string]any{"reason_user": map[string]any{"en_GB": "x"}})},
 		{kind: WEventMemberType, name: "reason_admin a plain string", claims: credentialChange(map[string]any{"reason_admin": "a string, not an object"})},
 		{kind: WEventMemberValue, claims: credentialChange(map[string]any{"credential_type": "bogus"})},
 		{kind: WSubjectTypeLegacy, cfg: inEvent, claims: func(c map[string]any) {
@@ -215,6 +219,10 @@ func TestEveryRule(t *testing.T) {
 		{kind: WSubjectFormat, claims: func(c map[string]any) {
 			c["events"] = map[string]any{riscIdentifierChange: map[string]any{"new-value": "b@example.com"}}
 			c["sub_id"] = map[string]any{"format": "iss_sub", "iss": testIssuer, "sub": "123"}
+		}},
+		{kind: WSubjectFormat, name: "stream-updated about a user", claims: func(c map[string]any) {
+			c["events"] = map[string]any{"https://schemas.openid.net/secevent/ssf/event-type/stream-updated": map[string]any{"status": "paused"}}
+			c["sub_id"] = map[string]any{"format": "email", "email": "a@example.com"}
 		}},
 	}
 

@@ -92,7 +92,7 @@ var rules = []Rule{
 	{WEventMemberType, Warn, 400, ErrInvalidRequest, "CAEP 1.0 §2–§3, RISC 1.0 §2, SSF 1.0 §8.1.4–§8.1.5", "an event member should have the JSON type its specification gives"},
 	{WEventMemberValue, Warn, 400, ErrInvalidRequest, "CAEP 1.0 §2–§3, RISC 1.0 §2, SSF 1.0 §8.1.5", "an enumerated event member should take one of its specification's values"},
 	{WSubjectTypeLegacy, Warn, 400, ErrInvalidRequest, "RISC 1.0 §3.1", "a subject names its format with \"format\"; the legacy \"subject_type\" is deprecated"},
-	{WSubjectFormat, Warn, 400, ErrInvalidRequest, "RISC 1.0 §2.5–§2.6", "identifier-changed and identifier-recycled should name an email or phone_number subject"},
+	{WSubjectFormat, Warn, 400, ErrInvalidRequest, "RISC 1.0 §2.5–§2.6, SSF 1.0 §8.1.4.1, §8.1.5", "identifier-changed and identifier-recycled must name an email or phone_number subject, verification and stream-updated an opaque stream id"},
 }
 
 // Violation kinds added by the full SSF profile. The older ones are in

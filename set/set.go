@@ -107,8 +107,8 @@ func appendJTI(dst []byte, intentID, receiver, replayOf string) []byte {
 // described by p wants them. in must have EventType set (intent.Decode and
 // Validate do that). Build does not modify in.
 //
-// An SSF stream event (verification, stream-updated) may come without a
-// subject; the subject is then simply omitted.
+// An intent without a subject, which Validate refuses for every type but
+// a hand-built one may lack, gets no sub_id.
 func Build(in *intent.Intent, p Profile, o Options) ([]byte, error) {
 	if err := check(in, p, o); err != nil {
 		return nil, err

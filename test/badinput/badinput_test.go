@@ -28,7 +28,7 @@
 //     without @, phone number not E.164, empty aliases, nested aliases, a
 //     complex subject with a format, iss_sub without sub, no subject;
 //   - events: credential-change without change_type, bad change_type and
-//     credential_type enumerations, extra_events repeating the main type;
+//     initiating_entity enumerations, extra_events repeating the main type;
 //   - ids and dates: missing, empty, 129 characters, with a space;
 //     occurred_at not RFC 3339; an empty txn;
 //   - size and encoding: 65 KiB (over intent.MaxSize); just under 1 MiB

@@ -79,7 +79,9 @@ func badCases() []badCase {
 		{"missing_subject", []byte(`{"id":"bad-27","type":"caep.session-revoked"}`), "subject: required for this event type", false},
 		{"credential_change_without_change_type", []byte(`{"id":"bad-28","type":"caep.credential-change","subject":` + emailSubj + `,"event":{"credential_type":"password"}}`), "event.change_type: required for caep.credential-change", false},
 		{"bad_enum_change_type", []byte(`{"id":"bad-29","type":"caep.credential-change","subject":` + emailSubj + `,"event":{"credential_type":"password","change_type":"replace"}}`), "event.change_type: \"replace\" is not allowed", false},
-		{"bad_enum_credential_type", []byte(`{"id":"bad-30","type":"caep.credential-change","subject":` + emailSubj + `,"event":{"credential_type":"magic","change_type":"update"}}`), "event.credential_type: \"magic\" is not allowed", false},
+		// credential_type is open by agreement (CAEP 1.0 section 3.3), so the
+		// closed enumeration here is initiating_entity (section 2).
+		{"bad_enum_initiating_entity", []byte(`{"id":"bad-30","type":"caep.credential-change","subject":` + emailSubj + `,"event":{"credential_type":"password","change_type":"update","initiating_entity":"robot"}}`), "event.initiating_entity: \"robot\" is not allowed", false},
 		{"payload_over_64KiB", big(65<<10 + 1), "intent is 66561 bytes; the limit is 65536", false},
 		{"payload_near_1MiB", big(1<<20 - 4<<10), "intent is 1044480 bytes; the limit is 65536", false},
 		{"payload_at_nats_max_payload", big(1<<20 - 256), "intent is 1048320 bytes; the limit is 65536", true},
