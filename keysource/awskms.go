@@ -61,7 +61,7 @@ func (k *awsKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		SigningAlgorithm: spec,
 	})
 	if err != nil {
-		return nil, classifyAWS(err)
+		return nil, signFailure("kms", classifyAWS(err))
 	}
 	return out.Signature, nil
 }

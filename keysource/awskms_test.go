@@ -157,3 +157,34 @@ func TestClassifyAWSNetwork(t *testing.T) {
 		t.Fatalf("err = %v, want ErrTransient", err)
 	}
 }
+
+// TestKMSUnknownFailureBlocks: KMS (or the credential chain in front of it)
+// answers Sign with an error code setrelay does not list. No SET can cause
+// a signing failure (only a digest is sent), so it is the key's problem:
+// ErrKeyUnusable, which blocks the receivers and keeps their SETs, rather
+// than an unclassified error, which the worker retries as counted attempts
+// and then dead-letters.
+func TestKMSUnknownFailureBlocks(t *testing.T) {
+	lk := testenv.StartLocalKMS(t)
+	proxy := testenv.StartKMSProxy(t, lk.URL)
+	kc := kmsKey(t, lk, proxy.URL, jose.ES256)
+	k, err := Open(context.Background(), kc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := Signer(k, kc, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range []string{"IncompleteSignature", "InvalidIdentityToken", "SomethingNewException"} {
+		proxy.SetFault(testenv.IsKMSSign, 400, code)
+		_, err = sg.Sign([]byte(`{}`), true)
+		if !errors.Is(err, signer.ErrKeyUnusable) || errors.Is(err, signer.ErrTransient) || !strings.Contains(err.Error(), code) {
+			t.Errorf("%s: err = %v, want ErrKeyUnusable naming the code", code, err)
+		}
+	}
+	proxy.SetFault(nil, 0, "")
+	if _, err := sg.Sign([]byte(`{}`), true); err != nil {
+		t.Fatalf("after the fault ends: %v", err)
+	}
+}

@@ -102,7 +102,7 @@ func (k *pkcs11Key) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 			// old context is closed): not this digest's fault.
 			return k.retry(r, digest, opts, err)
 		}
-		return nil, classifyPKCS11(err)
+		return nil, signFailure("the pkcs11 token", classifyPKCS11(err))
 	}
 	if rerr := k.reopen(gen); rerr != nil {
 		// The reopen's failure decides the class: the lost session only
@@ -122,7 +122,7 @@ func (k *pkcs11Key) retry(r io.Reader, digest []byte, opts crypto.SignerOpts, fi
 	}
 	sig, err := s.Sign(r, digest, opts)
 	if err != nil {
-		return nil, classifyPKCS11(err)
+		return nil, signFailure("the pkcs11 token", classifyPKCS11(err))
 	}
 	return sig, nil
 }
