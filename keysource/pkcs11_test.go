@@ -395,3 +395,13 @@ func TestPKCS11RefusedPINBlocksWithoutRelogin(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPKCS11PS256SaltIsHashSized: a PS256 signature made by the token
+// (crypto11 passes CKM_SHA256_RSA_PKCS_PSS parameters with sLen from the
+// options) carries the 32-byte salt RFC 7518 section 3.5 requires.
+func TestPKCS11PS256SaltIsHashSized(t *testing.T) {
+	compact, pub := signPS256(t, softhsmKey(t, jose.PS256))
+	if err := verifyPSSStrict(t, compact, pub); err != nil {
+		t.Errorf("SoftHSM PS256 signature without a 32-byte salt: %v", err)
+	}
+}
