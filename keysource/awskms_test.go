@@ -188,3 +188,46 @@ func TestKMSUnknownFailureBlocks(t *testing.T) {
 		t.Fatalf("after the fault ends: %v", err)
 	}
 }
+
+// TestKMSUnsupportedKeySpec: a SIGN_VERIFY key of a spec no JWS algorithm
+// setrelay signs with takes (secp256k1) is refused at open, naming the
+// spec and the specs that work.
+func TestKMSUnsupportedKeySpec(t *testing.T) {
+	lk := testenv.StartLocalKMS(t)
+	client := kms.NewFromConfig(aws.Config{Region: lk.Region, Credentials: awsCreds{}}, func(o *kms.Options) { o.BaseEndpoint = aws.String(lk.URL) })
+	out, err := client.CreateKey(context.Background(), &kms.CreateKeyInput{KeySpec: "ECC_SECG_P256K1", KeyUsage: "SIGN_VERIFY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := config.Key{ID: "k", KMS: &config.KMSKey{Provider: "aws", KeyID: aws.ToString(out.KeyMetadata.Arn), Region: lk.Region, Endpoint: lk.URL}}
+	_, err = Open(context.Background(), kc, Options{})
+	if err == nil || !strings.Contains(err.Error(), "ECC_SECG_P256K1") || !strings.Contains(err.Error(), "ECC_NIST_P256") {
+		t.Fatalf("err = %v, want the spec named and the supported ones listed", err)
+	}
+}
+
+// TestKMSPendingDeletionSaysCancel: a key scheduled for deletion is
+// refused at open with the one fix that works (enable-key alone fails on
+// it), and signing with it once open is ErrKeyUnusable.
+func TestKMSPendingDeletionSaysCancel(t *testing.T) {
+	lk := testenv.StartLocalKMS(t)
+	kc := kmsKey(t, lk, lk.URL, jose.ES256)
+	k, err := Open(context.Background(), kc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := Signer(k, kc, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := kms.NewFromConfig(aws.Config{Region: lk.Region, Credentials: awsCreds{}}, func(o *kms.Options) { o.BaseEndpoint = aws.String(lk.URL) })
+	if _, err := client.ScheduleKeyDeletion(context.Background(), &kms.ScheduleKeyDeletionInput{KeyId: aws.String(kc.KMS.KeyID), PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sg.Sign([]byte(`{}`), true); !errors.Is(err, signer.ErrKeyUnusable) || errors.Is(err, signer.ErrTransient) {
+		t.Errorf("sign with a key pending deletion: %v, want ErrKeyUnusable", err)
+	}
+	if _, err := Open(context.Background(), kc, Options{}); !errors.Is(err, signer.ErrKeyUnusable) || !strings.Contains(err.Error(), "cancel-key-deletion") {
+		t.Errorf("open a key pending deletion: %v", err)
+	}
+}
