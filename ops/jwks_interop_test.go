@@ -30,7 +30,12 @@ func shortXKey(t *testing.T) *signer.Key {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(k.Public().(*ecdsa.PublicKey).X.Bytes()) < 32 {
+		// The uncompressed point is 0x04 || x || y, each 32 bytes.
+		b, err := k.Public().(*ecdsa.PublicKey).Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b[1] == 0 {
 			return k
 		}
 	}
