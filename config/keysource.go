@@ -1,6 +1,8 @@
 package config
 
 import (
+	"net"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -39,8 +41,9 @@ type KMSKey struct {
 	// Region is the key's region, e.g. eu-west-2. Empty takes the region
 	// from the standard chain (AWS_REGION, the shared config).
 	Region string `yaml:"region,omitempty" json:"region,omitempty"`
-	// Endpoint overrides the KMS endpoint: a VPC endpoint, or an emulator
-	// such as local-kms in tests.
+	// Endpoint overrides the KMS endpoint: a VPC endpoint (https), or an
+	// emulator such as local-kms in tests, the only case where plain
+	// http:// is accepted, and only on a loopback address.
 	Endpoint string `yaml:"endpoint,omitempty" json:"endpoint,omitempty"`
 }
 
@@ -104,10 +107,33 @@ func (k Key) validateSource(p *problems, path string) {
 		if m.KeyID == "" {
 			p.add(b+".key_id", "required: the key id, ARN or alias (create a key with `setrelay keys generate --kms --alg RS256`)")
 		}
-		if m.Endpoint != "" && !strings.HasPrefix(m.Endpoint, "https://") && !strings.HasPrefix(m.Endpoint, "http://") {
+		switch {
+		case m.Endpoint == "":
+		case !strings.HasPrefix(m.Endpoint, "https://") && !strings.HasPrefix(m.Endpoint, "http://"):
 			p.add(b+".endpoint", "must be an http(s) URL (got %q)", m.Endpoint)
+		case strings.HasPrefix(m.Endpoint, "http://") && !loopbackURL(m.Endpoint):
+			// Over plain HTTP anyone on the path could answer
+			// GetPublicKey with a key of their own, which /jwks.json
+			// would then publish as this issuer's, and could read the
+			// session token of every request.
+			p.add(b+".endpoint", "plain http:// is only for an emulator on this host (127.0.0.1, ::1, localhost): use the https:// URL of the KMS or VPC endpoint (got %q)", m.Endpoint)
 		}
 	}
+}
+
+// loopbackURL reports whether raw's host is this machine: localhost or a
+// loopback address.
+func loopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func isHex(s string) bool {

@@ -34,6 +34,10 @@ receivers:
 		{"kms provider", Key{ID: "x", KMS: &KMSKey{Provider: "gcp", KeyID: "k"}}, []string{`keys[0].kms.provider: must be one of aws (got "gcp")`}},
 		{"kms key id", Key{ID: "x", KMS: &KMSKey{Provider: "aws"}}, []string{"keys[0].kms.key_id: required"}},
 		{"kms endpoint", Key{ID: "x", KMS: &KMSKey{Provider: "aws", KeyID: "k", Endpoint: "kms.local"}}, []string{"keys[0].kms.endpoint: must be an http(s) URL"}},
+		// Over plain HTTP anyone on the path could answer GetPublicKey
+		// with their own key, which /jwks.json would then publish, and
+		// read the session token; only an emulator on this host may.
+		{"kms endpoint plain http", Key{ID: "x", KMS: &KMSKey{Provider: "aws", KeyID: "k", Endpoint: "http://kms.internal:4599"}}, []string{"keys[0].kms.endpoint: plain http:// is only for an emulator on this host"}},
 		{"kms alg hmac", Key{ID: "x", Alg: "HS256", KMS: &KMSKey{Provider: "aws", KeyID: "k"}}, []string{"keys[0].alg: must be one of"}},
 		{"negative rate", Key{ID: "x", Alg: "RS256", File: "k.pem", MaxSignRate: -1}, []string{"keys[0].max_sign_rate: must be 0"}},
 	}
@@ -44,5 +48,13 @@ receivers:
 			cfg.Keys[0] = c.key
 			containsAll(t, problemsOf(t, cfg.Validate()), c.want...)
 		})
+	}
+	// An emulator on this host (local-kms in tests) may be plain HTTP.
+	for _, ep := range []string{"http://127.0.0.1:4599", "http://localhost:4599", "http://[::1]:4599", "https://kms.internal"} {
+		cfg := validConfig(t)
+		cfg.Keys[0] = Key{ID: cfg.Keys[0].ID, Alg: "RS256", KMS: &KMSKey{Provider: "aws", KeyID: "k", Endpoint: ep}}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("endpoint %s: %v", ep, err)
+		}
 	}
 }

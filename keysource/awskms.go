@@ -61,7 +61,7 @@ func (k *awsKey) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		SigningAlgorithm: spec,
 	})
 	if err != nil {
-		return nil, classifyAWS(err)
+		return nil, signFailure("kms", classifyAWS(err))
 	}
 	return out.Signature, nil
 }
@@ -166,7 +166,12 @@ func openAWS(ctx context.Context, kc config.Key, o Options) (*signer.Key, error)
 		return nil, fmt.Errorf("kms key %s has key usage %s; setrelay needs an asymmetric SIGN_VERIFY key (create one with `setrelay keys generate --kms`)", arn, md.KeyUsage)
 	}
 	if md.KeyState != types.KeyStateEnabled {
-		return nil, fmt.Errorf("%w: kms key %s is %s; enable it (aws kms enable-key) or configure another key", signer.ErrKeyUnusable, arn, md.KeyState)
+		fix := "enable it (aws kms enable-key)"
+		if md.KeyState == types.KeyStatePendingDeletion {
+			// enable-key fails on a key pending deletion.
+			fix = "cancel its deletion (aws kms cancel-key-deletion), then enable it (aws kms enable-key)"
+		}
+		return nil, fmt.Errorf("%w: kms key %s is %s; %s or configure another key", signer.ErrKeyUnusable, arn, md.KeyState, fix)
 	}
 	pk, err := client.GetPublicKey(ctx, &kms.GetPublicKeyInput{KeyId: aws.String(arn)})
 	if err != nil {
@@ -174,7 +179,7 @@ func openAWS(ctx context.Context, kc config.Key, o Options) (*signer.Key, error)
 	}
 	pub, err := x509.ParsePKIXPublicKey(pk.PublicKey)
 	if err != nil {
-		return nil, fmt.Errorf("kms key %s: parse public key: %w", arn, err)
+		return nil, fmt.Errorf("kms key %s has key spec %s, which no JWS algorithm setrelay signs with takes (%w); use an RSA_2048 or larger key (RS256, PS256), ECC_NIST_P256 (ES256) or ECC_NIST_P384 (ES384)", arn, md.KeySpec, err)
 	}
 	k, err := signer.NewRemoteKey(&awsKey{client: client, arn: arn, pub: pub, timeout: o.CallTimeout}, kc.ID, jose.SignatureAlgorithm(kc.Alg), nil)
 	if err != nil {

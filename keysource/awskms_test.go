@@ -157,3 +157,77 @@ func TestClassifyAWSNetwork(t *testing.T) {
 		t.Fatalf("err = %v, want ErrTransient", err)
 	}
 }
+
+// TestKMSUnknownFailureBlocks: KMS (or the credential chain in front of it)
+// answers Sign with an error code setrelay does not list. No SET can cause
+// a signing failure (only a digest is sent), so it is the key's problem:
+// ErrKeyUnusable, which blocks the receivers and keeps their SETs, rather
+// than an unclassified error, which the worker retries as counted attempts
+// and then dead-letters.
+func TestKMSUnknownFailureBlocks(t *testing.T) {
+	lk := testenv.StartLocalKMS(t)
+	proxy := testenv.StartKMSProxy(t, lk.URL)
+	kc := kmsKey(t, lk, proxy.URL, jose.ES256)
+	k, err := Open(context.Background(), kc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := Signer(k, kc, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, code := range []string{"IncompleteSignature", "InvalidIdentityToken", "SomethingNewException"} {
+		proxy.SetFault(testenv.IsKMSSign, 400, code)
+		_, err = sg.Sign([]byte(`{}`), true)
+		if !errors.Is(err, signer.ErrKeyUnusable) || errors.Is(err, signer.ErrTransient) || !strings.Contains(err.Error(), code) {
+			t.Errorf("%s: err = %v, want ErrKeyUnusable naming the code", code, err)
+		}
+	}
+	proxy.SetFault(nil, 0, "")
+	if _, err := sg.Sign([]byte(`{}`), true); err != nil {
+		t.Fatalf("after the fault ends: %v", err)
+	}
+}
+
+// TestKMSUnsupportedKeySpec: a SIGN_VERIFY key of a spec no JWS algorithm
+// setrelay signs with takes (secp256k1) is refused at open, naming the
+// spec and the specs that work.
+func TestKMSUnsupportedKeySpec(t *testing.T) {
+	lk := testenv.StartLocalKMS(t)
+	client := kms.NewFromConfig(aws.Config{Region: lk.Region, Credentials: awsCreds{}}, func(o *kms.Options) { o.BaseEndpoint = aws.String(lk.URL) })
+	out, err := client.CreateKey(context.Background(), &kms.CreateKeyInput{KeySpec: "ECC_SECG_P256K1", KeyUsage: "SIGN_VERIFY"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := config.Key{ID: "k", KMS: &config.KMSKey{Provider: "aws", KeyID: aws.ToString(out.KeyMetadata.Arn), Region: lk.Region, Endpoint: lk.URL}}
+	_, err = Open(context.Background(), kc, Options{})
+	if err == nil || !strings.Contains(err.Error(), "ECC_SECG_P256K1") || !strings.Contains(err.Error(), "ECC_NIST_P256") {
+		t.Fatalf("err = %v, want the spec named and the supported ones listed", err)
+	}
+}
+
+// TestKMSPendingDeletionSaysCancel: a key scheduled for deletion is
+// refused at open with the one fix that works (enable-key alone fails on
+// it), and signing with it once open is ErrKeyUnusable.
+func TestKMSPendingDeletionSaysCancel(t *testing.T) {
+	lk := testenv.StartLocalKMS(t)
+	kc := kmsKey(t, lk, lk.URL, jose.ES256)
+	k, err := Open(context.Background(), kc, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := Signer(k, kc, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := kms.NewFromConfig(aws.Config{Region: lk.Region, Credentials: awsCreds{}}, func(o *kms.Options) { o.BaseEndpoint = aws.String(lk.URL) })
+	if _, err := client.ScheduleKeyDeletion(context.Background(), &kms.ScheduleKeyDeletionInput{KeyId: aws.String(kc.KMS.KeyID), PendingWindowInDays: aws.Int32(7)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sg.Sign([]byte(`{}`), true); !errors.Is(err, signer.ErrKeyUnusable) || errors.Is(err, signer.ErrTransient) {
+		t.Errorf("sign with a key pending deletion: %v, want ErrKeyUnusable", err)
+	}
+	if _, err := Open(context.Background(), kc, Options{}); !errors.Is(err, signer.ErrKeyUnusable) || !strings.Contains(err.Error(), "cancel-key-deletion") {
+		t.Errorf("open a key pending deletion: %v", err)
+	}
+}

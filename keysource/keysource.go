@@ -18,6 +18,7 @@ package keysource
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -130,4 +131,18 @@ func readPIN(h *config.PKCS11Key, o Options) (string, error) {
 	default:
 		return "", fmt.Errorf("pkcs11: give pin_file or pin_env")
 	}
+}
+
+// signFailure is the error a remote key's Sign returns for err, already
+// passed through the source's classifier. A failure the classifier does
+// not know is taken as the key's problem (ErrKeyUnusable): only a digest
+// crosses to the device, so no SET can cause it, and an unclassified error
+// would be retried by the worker as the intent's own failure, counting
+// attempts until the receiver's backlog is dead-lettered. Blocked, the
+// receivers keep their SETs and a probe finds out when the key works again.
+func signFailure(source string, err error) error {
+	if errors.Is(err, signer.ErrTransient) || errors.Is(err, signer.ErrKeyUnusable) {
+		return err
+	}
+	return fmt.Errorf("%w: %s refused the signature for a reason setrelay does not recognise, so the key is held unusable until a probe signs again: %w", signer.ErrKeyUnusable, source, err)
 }

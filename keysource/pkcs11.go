@@ -7,6 +7,8 @@ import (
 	"crypto"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -56,8 +58,15 @@ type pkcs11Key struct {
 	gen        uint64
 	lastFailed time.Time // of the last failed reopen
 	closed     bool
+	// refusedPIN is the SHA-256 of the last PIN the token refused
+	// (CKR_PIN_INCORRECT and the like), so that a reopen does not log in
+	// with it again: tokens lock the user PIN after a few failed logins,
+	// and a reopen is tried on every probe of a blocked receiver. Only a
+	// digest is kept, as the PIN itself is not needed to recognise it.
+	refusedPIN *[sha256.Size]byte
 
 	reopens atomic.Int64 // successful reopens, for tests
+	logins  atomic.Int64 // login attempts by reopens, for tests
 }
 
 // reopenCooldown is how long after a failed reopen signers fail fast
@@ -93,10 +102,13 @@ func (k *pkcs11Key) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]
 			// old context is closed): not this digest's fault.
 			return k.retry(r, digest, opts, err)
 		}
-		return nil, classifyPKCS11(err)
+		return nil, signFailure("the pkcs11 token", classifyPKCS11(err))
 	}
 	if rerr := k.reopen(gen); rerr != nil {
-		return nil, fmt.Errorf("%w (and reopening failed: %w)", classifyPKCS11(err), rerr)
+		// The reopen's failure decides the class: the lost session only
+		// said that a reopen was needed, and a refused PIN or a missing
+		// key must block rather than be retried as transient.
+		return nil, fmt.Errorf("reopening the token after %v failed: %w", err, rerr)
 	}
 	return k.retry(r, digest, opts, err)
 }
@@ -110,7 +122,7 @@ func (k *pkcs11Key) retry(r io.Reader, digest []byte, opts crypto.SignerOpts, fi
 	}
 	sig, err := s.Sign(r, digest, opts)
 	if err != nil {
-		return nil, classifyPKCS11(err)
+		return nil, signFailure("the pkcs11 token", classifyPKCS11(err))
 	}
 	return sig, nil
 }
@@ -149,14 +161,31 @@ func (k *pkcs11Key) reopen(gen uint64) error {
 // open configures a crypto11 context and finds the key pair, which must be
 // the one opened first: a different key under the same label or id would
 // sign SETs that no receiver's copy of the JWKS verifies.
+//
+// It is called with mu held, so refusedPIN needs no lock of its own.
 func (k *pkcs11Key) open() (*crypto11.Context, crypto11.Signer, error) {
-	c11, err := configurePKCS11(k.h, k.o)
+	pin, err := readPIN(k.h, k.o)
 	if err != nil {
+		// A PIN file that is gone or empty is the operator's to fix.
+		return nil, nil, fmt.Errorf("%w: %w", signer.ErrKeyUnusable, err)
+	}
+	digest := sha256.Sum256([]byte(pin))
+	if k.refusedPIN != nil && subtle.ConstantTimeCompare(digest[:], k.refusedPIN[:]) == 1 {
+		return nil, nil, fmt.Errorf("%w: pkcs11 token %s refused the user PIN from %s, which has not changed since; not logging in with it again, so the token does not lock the PIN: %s",
+			signer.ErrKeyUnusable, tokenName(k.h), pinSource(k.h), pinAdvice(k.h))
+	}
+	k.logins.Add(1)
+	c11, err := configurePKCS11(k.h, pin, k.o)
+	if err != nil {
+		if isPINRefused(err) {
+			k.refusedPIN = &digest
+		}
 		if c := classifyPKCS11(err); errors.Is(c, signer.ErrKeyUnusable) {
 			return nil, nil, c
 		}
 		return nil, nil, fmt.Errorf("%w: %w", signer.ErrTransient, err)
 	}
+	k.refusedPIN = nil
 	pair, err := findPair(c11, k.h, k.id, k.label)
 	if err != nil {
 		c11.Close()
@@ -213,7 +242,8 @@ func classifyPKCS11(err error) error {
 			return fmt.Errorf("%w: %w", signer.ErrTransient, err)
 		case pkcs11.CKR_KEY_HANDLE_INVALID, pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED,
 			pkcs11.CKR_KEY_TYPE_INCONSISTENT, pkcs11.CKR_USER_NOT_LOGGED_IN, pkcs11.CKR_PIN_EXPIRED,
-			pkcs11.CKR_PIN_LOCKED, pkcs11.CKR_TOKEN_NOT_RECOGNIZED, pkcs11.CKR_MECHANISM_INVALID:
+			pkcs11.CKR_PIN_LOCKED, pkcs11.CKR_TOKEN_NOT_RECOGNIZED, pkcs11.CKR_MECHANISM_INVALID,
+			pkcs11.CKR_PIN_INCORRECT, pkcs11.CKR_PIN_INVALID, pkcs11.CKR_PIN_LEN_RANGE:
 			return fmt.Errorf("%w: %w", signer.ErrKeyUnusable, err)
 		}
 	}
@@ -224,13 +254,39 @@ func classifyPKCS11(err error) error {
 	return err
 }
 
+// isPINRefused reports whether a login failed because of the PIN itself,
+// which trying again with the same PIN cannot cure.
+func isPINRefused(err error) bool {
+	var code pkcs11.Error
+	if !errors.As(err, &code) {
+		return false
+	}
+	switch code {
+	case pkcs11.CKR_PIN_INCORRECT, pkcs11.CKR_PIN_INVALID, pkcs11.CKR_PIN_LEN_RANGE:
+		return true
+	}
+	return false
+}
+
+// pinSource names where the PIN was read, never the PIN.
+func pinSource(h *config.PKCS11Key) string {
+	if h.PinFile != "" {
+		return "pin_file " + h.PinFile
+	}
+	return "pin_env " + h.PinEnv
+}
+
+// pinAdvice says how to fix a refused PIN.
+func pinAdvice(h *config.PKCS11Key) string {
+	if h.PinFile != "" {
+		return "write the token's user PIN to " + h.PinFile + " (it is read again before the next attempt)"
+	}
+	return "set " + h.PinEnv + " to the token's user PIN and restart"
+}
+
 // configurePKCS11 opens the module, finds the token and logs in. The pool
 // gets Sessions sessions for signing plus the one crypto11 keeps logged in.
-func configurePKCS11(h *config.PKCS11Key, o Options) (*crypto11.Context, error) {
-	pin, err := readPIN(h, o)
-	if err != nil {
-		return nil, err
-	}
+func configurePKCS11(h *config.PKCS11Key, pin string, o Options) (*crypto11.Context, error) {
 	ctx, err := crypto11.Configure(&crypto11.Config{
 		Path:            h.Module,
 		TokenLabel:      h.TokenLabel,
@@ -240,9 +296,22 @@ func configurePKCS11(h *config.PKCS11Key, o Options) (*crypto11.Context, error) 
 		PoolWaitTimeout: o.CallTimeout,
 	})
 	if err != nil {
+		if isPINRefused(err) {
+			return nil, fmt.Errorf("pkcs11 module %s, token %s: the token refused the user PIN from %s (%w); %s",
+				h.Module, tokenName(h), pinSource(h), err, pinAdvice(h))
+		}
 		return nil, fmt.Errorf("pkcs11 module %s, token %s: %w", h.Module, tokenName(h), err)
 	}
 	return ctx, nil
+}
+
+// loginPKCS11 reads the PIN and configures a context with it.
+func loginPKCS11(h *config.PKCS11Key, o Options) (*crypto11.Context, error) {
+	pin, err := readPIN(h, o)
+	if err != nil {
+		return nil, err
+	}
+	return configurePKCS11(h, pin, o)
 }
 
 func tokenName(h *config.PKCS11Key) string {
@@ -282,7 +351,7 @@ func openPKCS11Key(h *config.PKCS11Key, o Options) (*pkcs11Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pkcs11 key_id %q is not hex", h.KeyID)
 	}
-	c11, err := configurePKCS11(h, o)
+	c11, err := loginPKCS11(h, o)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +417,7 @@ func GeneratePKCS11(r GeneratePKCS11Request, o Options) (keyID string, err error
 			return "", err
 		}
 	}
-	c11, err := configurePKCS11(&h, o)
+	c11, err := loginPKCS11(&h, o)
 	if err != nil {
 		return "", err
 	}
@@ -395,7 +464,7 @@ func PrivateKeyAttributes(kc config.Key, o Options) (sensitive, extractable bool
 	if h.KeyLabel != "" {
 		label = []byte(h.KeyLabel)
 	}
-	c11, err := configurePKCS11(h, o)
+	c11, err := loginPKCS11(h, o)
 	if err != nil {
 		return false, false, err
 	}

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -317,5 +319,89 @@ func TestNeedsReopen(t *testing.T) {
 		if got := needsReopen(fmt.Errorf("sign: %w", pkcs11.Error(code))); got != want {
 			t.Errorf("needsReopen(%v) = %v, want %v", pkcs11.Error(code), got, want)
 		}
+	}
+}
+
+// TestPKCS11RefusedPINBlocksWithoutRelogin: the PIN is changed under a
+// running relay (the pin file now holds a wrong one) and the token then
+// loses its sessions, so the key must log in again. The refused PIN makes
+// the key unusable (the worker blocks its receivers and keeps their
+// SETs), not transient; later signatures do not log in with the same
+// refused PIN again, since a token locks the user PIN after a few failed
+// logins; no error shows the PIN; once the file holds the right PIN the
+// key signs again without a restart.
+func TestPKCS11RefusedPINBlocksWithoutRelogin(t *testing.T) {
+	h := testenv.StartSoftHSM(t)
+	kc := softhsmKey(t, jose.ES256)
+	pinFile := filepath.Join(t.TempDir(), "pin")
+	if err := os.WriteFile(pinFile, []byte(h.PIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kc.PKCS11.PinFile = pinFile
+	o := Options{Sessions: 2}.withDefaults()
+	pk, err := openPKCS11Key(kc.PKCS11, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := signer.NewRemoteKey(pk, kc.ID, jose.ES256, pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	sg, err := Signer(k, kc, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sg.Sign([]byte(`{}`), true); err != nil {
+		t.Fatal(err)
+	}
+
+	const wrongPIN = "0000-wrong-pin"
+	if err := os.WriteFile(pinFile, []byte(wrongPIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	closeAllSessions(t, h.Module, h.TokenLabel)
+	_, err = sg.Sign([]byte(`{}`), true)
+	if !errors.Is(err, signer.ErrKeyUnusable) || errors.Is(err, signer.ErrTransient) {
+		t.Fatalf("sign after the PIN was changed: %v, want ErrKeyUnusable only", err)
+	}
+	if strings.Contains(err.Error(), wrongPIN) || strings.Contains(err.Error(), h.PIN) || !strings.Contains(err.Error(), pinFile) {
+		t.Errorf("error shows a PIN or does not name the pin file: %v", err)
+	}
+	logins := pk.logins.Load()
+	if logins == 0 {
+		t.Fatal("no login was attempted: the test proves nothing")
+	}
+	// Past the reopen cooldown, as a blocked receiver's probe would come.
+	for range 3 {
+		time.Sleep(reopenCooldown + 100*time.Millisecond)
+		if _, err := sg.Sign([]byte(`{}`), true); !errors.Is(err, signer.ErrKeyUnusable) {
+			t.Fatalf("probe with the refused PIN unchanged: %v", err)
+		}
+	}
+	if n := pk.logins.Load(); n != logins {
+		t.Errorf("%d more logins with the PIN the token refused", n-logins)
+	}
+
+	if err := os.WriteFile(pinFile, []byte(h.PIN+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(reopenCooldown + 100*time.Millisecond)
+	compact, err := sg.Sign([]byte(`{"jti":"fixed"}`), true)
+	if err != nil {
+		t.Fatalf("sign after the PIN file was fixed: %v", err)
+	}
+	if _, err := jws.Verify([]byte(compact), jws.WithKey(jwa.ES256(), k.Public())); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPKCS11PS256SaltIsHashSized: a PS256 signature made by the token
+// (crypto11 passes CKM_SHA256_RSA_PKCS_PSS parameters with sLen from the
+// options) carries the 32-byte salt RFC 7518 section 3.5 requires.
+func TestPKCS11PS256SaltIsHashSized(t *testing.T) {
+	compact, pub := signPS256(t, softhsmKey(t, jose.PS256))
+	if err := verifyPSSStrict(t, compact, pub); err != nil {
+		t.Errorf("SoftHSM PS256 signature without a 32-byte salt: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ package relay
 
 import (
 	"context"
+	"crypto"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -465,6 +466,13 @@ func (s *Service) reload(ctx context.Context, r config.Receiver, kc config.Key, 
 		if err != nil {
 			return nil, nil, fmt.Errorf("receivers %q: key %q: %w", r.Name, kc.ID, err)
 		}
+		// /jwks.json was encoded at start-up: another key in the file
+		// would sign under the published kid with material the JWKS does
+		// not hold, and receivers that verify with it would reject every
+		// SET. Such a change needs a restart, as for a PKCS#11 key.
+		if !s.published(kc.ID, k) {
+			return nil, nil, fmt.Errorf("receivers %q: key file %s now holds another key than the one published at /jwks.json as kid %q; restart setrelay to publish the new public key (and hand its PEM to receivers that take one)", r.Name, kc.File, kc.ID)
+		}
 		if sg, err = keysource.Signer(k, kc, s.signMetrics, opts); err != nil {
 			return nil, nil, fmt.Errorf("receivers %q: key %q: %w", r.Name, kc.ID, err)
 		}
@@ -474,6 +482,19 @@ func (s *Service) reload(ctx context.Context, r config.Receiver, kc config.Key, 
 		return nil, nil, err
 	}
 	return sg, client, nil
+}
+
+// published reports whether k's public key is the one published as kid
+// at start-up.
+func (s *Service) published(kid string, k *signer.Key) bool {
+	for _, p := range s.keys {
+		if p.ID != kid {
+			continue
+		}
+		pub, ok := p.Public().(interface{ Equal(crypto.PublicKey) bool })
+		return ok && pub.Equal(k.Public())
+	}
+	return false
 }
 
 // readiness: ready when the NATS connection is up and every receiver's

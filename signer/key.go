@@ -107,10 +107,10 @@ func checkAlg(alg jose.SignatureAlgorithm, pub crypto.PublicKey) error {
 	case jose.RS256, jose.PS256:
 		k, ok := pub.(*rsa.PublicKey)
 		if !ok {
-			return fmt.Errorf("%w: %s needs an RSA key, got %s", ErrKeyMismatch, alg, keyKind(pub))
+			return fmt.Errorf("%w: %s needs an RSA key, got %s%s", ErrKeyMismatch, alg, keyKind(pub), mismatchAdvice(alg, pub))
 		}
 		if bits := k.N.BitLen(); bits < MinRSABits {
-			return fmt.Errorf("%w: RSA key has %d bits, %s needs at least %d", ErrKeyMismatch, bits, alg, MinRSABits)
+			return fmt.Errorf("%w: RSA key has %d bits, %s needs at least %d; %s", ErrKeyMismatch, bits, alg, MinRSABits, generateAdvice(alg))
 		}
 	case jose.ES256, jose.ES384:
 		k, ok := pub.(*ecdsa.PublicKey)
@@ -119,11 +119,11 @@ func checkAlg(alg jose.SignatureAlgorithm, pub crypto.PublicKey) error {
 			want = elliptic.P384()
 		}
 		if !ok || k.Curve != want {
-			return fmt.Errorf("%w: %s needs an EC %s key, got %s", ErrKeyMismatch, alg, want.Params().Name, keyKind(pub))
+			return fmt.Errorf("%w: %s needs an EC %s key, got %s%s", ErrKeyMismatch, alg, want.Params().Name, keyKind(pub), mismatchAdvice(alg, pub))
 		}
 	case jose.EdDSA:
 		if _, ok := pub.(ed25519.PublicKey); !ok {
-			return fmt.Errorf("%w: EdDSA needs an Ed25519 key, got %s", ErrKeyMismatch, keyKind(pub))
+			return fmt.Errorf("%w: EdDSA needs an Ed25519 key, got %s%s", ErrKeyMismatch, keyKind(pub), mismatchAdvice(alg, pub))
 		}
 	case "":
 		return fmt.Errorf("%w: no algorithm given", ErrUnsupportedAlgorithm)
@@ -142,6 +142,20 @@ func unsupported(alg jose.SignatureAlgorithm) error {
 		why = ": HMAC needs a secret shared with the receiver; SET receivers verify with a public key"
 	}
 	return fmt.Errorf("%w %q%s (allowed: RS256, PS256, ES256, ES384, EdDSA)", ErrUnsupportedAlgorithm, alg, why)
+}
+
+// generateAdvice says how to make a key that fits alg.
+func generateAdvice(alg jose.SignatureAlgorithm) string {
+	return fmt.Sprintf("create a key that fits with `setrelay keys generate --alg %s` (add --pkcs11 or --kms for a token or KMS)", alg)
+}
+
+// mismatchAdvice is the way out of a key that does not fit alg: the
+// algorithm the key does sign with, if it has one, or a new key.
+func mismatchAdvice(alg jose.SignatureAlgorithm, pub crypto.PublicKey) string {
+	if d, err := defaultAlg(pub); err == nil && checkAlg(d, pub) == nil {
+		return fmt.Sprintf("; this key signs %s: set alg: %s, or %s", d, d, generateAdvice(alg))
+	}
+	return "; " + generateAdvice(alg)
 }
 
 // keyKind names a key's type for error messages.
@@ -176,7 +190,7 @@ func defaultAlg(pub crypto.PublicKey) (jose.SignatureAlgorithm, error) {
 	case ed25519.PublicKey:
 		return jose.EdDSA, nil
 	}
-	return "", fmt.Errorf("%w: no supported algorithm for a %s key", ErrKeyMismatch, keyKind(pub))
+	return "", fmt.Errorf("%w: no supported algorithm for a %s key (RS256 and PS256 take RSA of %d bits or more, ES256 P-256, ES384 P-384, EdDSA Ed25519); %s", ErrKeyMismatch, keyKind(pub), MinRSABits, generateAdvice(jose.ES256))
 }
 
 // newKey validates and assembles a Key, defaulting the id to the thumbprint.

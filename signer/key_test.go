@@ -456,3 +456,42 @@ func TestKeyFormatRedacts(t *testing.T) {
 		t.Errorf("json.Marshal(Key) leaks the private exponent: %s", raw)
 	}
 }
+
+// TestKeyMismatchSaysWhatToDo: a key that does not fit its alg (a P-384
+// key configured as ES256, an RSA 1024 key) is refused with an error that
+// tells the operator the two ways out: the alg this key does sign with,
+// or how to make a key that fits.
+func TestKeyMismatchSaysWhatToDo(t *testing.T) {
+	p384 := keyFor(t, jose.ES384).priv.(*ecdsa.PrivateKey)
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p521, err := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		data []byte
+		alg  jose.SignatureAlgorithm
+		want []string
+	}{
+		{"P-384 as ES256", mustSEC1(t, p384), jose.ES256, []string{"needs an EC P-256 key, got EC P-384", "set alg: ES384", "setrelay keys generate --alg ES256"}},
+		{"RSA 1024", mustPKCS8(t, small), jose.RS256, []string{"1024 bits", "setrelay keys generate --alg RS256"}},
+		{"RSA 1024 without alg", mustPKCS8(t, small), "", []string{"1024 bits", "setrelay keys generate --alg RS256"}},
+		{"P-521", mustPKCS8(t, p521), "", []string{"P-521", "setrelay keys generate --alg ES256"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadKey(writeFile(t, "key", tc.data, 0o600), "", tc.alg)
+			if !errors.Is(err, ErrKeyMismatch) {
+				t.Fatalf("err = %v, want ErrKeyMismatch", err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}

@@ -84,7 +84,13 @@ func (r remoteOpaque) SignPayload(payload []byte, alg jose.SignatureAlgorithm) (
 		return nil, err
 	}
 	if pub, ok := r.priv.Public().(*ecdsa.PublicKey); ok {
-		return ecdsaDERToJOSE(sig, (pub.Curve.Params().BitSize+7)/8)
+		out, err := ecdsaDERToJOSE(sig, (pub.Curve.Params().BitSize+7)/8)
+		if err != nil {
+			// The device's answer, not the SET, is at fault: block the
+			// key's receivers rather than count it against the intent.
+			return nil, fmt.Errorf("%w: %w", ErrKeyUnusable, err)
+		}
+		return out, nil
 	}
 	return sig, nil
 }

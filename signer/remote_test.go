@@ -26,6 +26,7 @@ import (
 type device struct {
 	key   crypto.Signer
 	fail  error
+	reply []byte // returned instead of a signature when set
 	calls atomic.Int64
 }
 
@@ -34,6 +35,9 @@ func (d *device) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	d.calls.Add(1)
 	if d.fail != nil {
 		return nil, d.fail
+	}
+	if d.reply != nil {
+		return d.reply, nil
 	}
 	return d.key.Sign(r, digest, opts)
 }
@@ -141,5 +145,25 @@ func TestSignerClassifiesAndMeasures(t *testing.T) {
 	}
 	if n := testutil.CollectAndCount(m.duration); n != 1 {
 		t.Errorf("duration series = %d, want 1", n)
+	}
+}
+
+// TestMalformedDeviceSignatureIsKeyUnusable: an HSM or KMS that answers
+// Sign with bytes that are not an ECDSA DER signature is a device
+// problem, not the SET's: ErrKeyUnusable, so the worker blocks the
+// receivers and keeps their SETs instead of counting attempts against each
+// intent until its dead letter.
+func TestMalformedDeviceSignatureIsKeyUnusable(t *testing.T) {
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	k, err := NewRemoteKey(&device{key: p256, reply: []byte("not DER")}, "dev", jose.ES256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg, err := New(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sg.Sign([]byte(`{}`), true); !errors.Is(err, ErrKeyUnusable) || errors.Is(err, ErrTransient) {
+		t.Fatalf("err = %v, want ErrKeyUnusable", err)
 	}
 }

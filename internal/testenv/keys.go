@@ -285,6 +285,25 @@ type KMSProxy struct {
 	Throttled atomic.Int64
 	// Forwarded counts calls passed to the emulator, by nobody's clock.
 	Forwarded atomic.Int64
+	// fault, when set, answers the calls it matches with a KMS error.
+	fault atomic.Pointer[kmsFault]
+}
+
+type kmsFault struct {
+	match  func(op string) bool
+	status int
+	code   string
+}
+
+// SetFault makes the proxy answer every call that match accepts with an
+// AWS JSON error of code and HTTP status instead of forwarding it, as KMS
+// or its front end answers a failure of its own. A nil match removes it.
+func (p *KMSProxy) SetFault(match func(op string) bool, status int, code string) {
+	if match == nil {
+		p.fault.Store(nil)
+		return
+	}
+	p.fault.Store(&kmsFault{match: match, status: status, code: code})
 }
 
 // SetThrottle installs the throttling decision; nil throttles nothing.
@@ -313,6 +332,12 @@ func StartKMSProxy(tb testing.TB, target string) *KMSProxy {
 			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 			w.WriteHeader(http.StatusBadRequest)
 			_, _ = io.WriteString(w, `{"__type":"ThrottlingException","message":"Rate exceeded"}`)
+			return
+		}
+		if f := p.fault.Load(); f != nil && f.match(op) {
+			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+			w.WriteHeader(f.status)
+			_, _ = fmt.Fprintf(w, `{"__type":%q,"message":"injected by the test proxy"}`, f.code)
 			return
 		}
 		if d := time.Duration(p.Latency.Load()); d > 0 {
