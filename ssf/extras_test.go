@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,9 +16,13 @@ import (
 
 // withExtras is a session-revoked intent (the type the streams below ask
 // for) that also carries a RISC event they did not ask for, a forged SSF
-// Stream Updated event, and GOV.UK's eventMetadata companion.
+// Stream Updated event, and GOV.UK's eventMetadata companion. Its subject
+// is opaque: the intent package refuses a stream event, extra or not, about
+// any other kind of subject (TestForgedStreamEventNeedsAnOpaqueSubject), so
+// only an opaque one reaches the worker's own filter, which this exercises.
 func withExtras(id string) *intent.Intent {
 	in := sessionRevoked(id, "x@example.com")
+	in.Subject = map[string]any{"format": "opaque", "id": "not-a-stream-of-this-transmitter"}
 	in.ExtraEvents = map[string]map[string]any{
 		riscType:                             {},
 		intent.SSFPrefix + "stream-updated":  {"status": "disabled", "reason": "not from the transmitter"},
@@ -87,4 +92,16 @@ func TestExtraEventsFollowEventsDelivered(t *testing.T) {
 			t.Fatalf("events %v, want %v", types, want)
 		}
 	})
+}
+
+// A forged Stream Updated event riding on an intent about a user is refused
+// before it is stored: the extra event's subject rule (SSF 1.0 §8.1.5, an
+// opaque subject naming the stream) applies to the SET's subject.
+func TestForgedStreamEventNeedsAnOpaqueSubject(t *testing.T) {
+	in := sessionRevoked("forged", "x@example.com")
+	in.ExtraEvents = map[string]map[string]any{intent.SSFPrefix + "stream-updated": {"status": "disabled"}}
+	err := in.Validate(intent.Options{})
+	if err == nil || !strings.Contains(err.Error(), "ssf.stream-updated needs a subject of format opaque") {
+		t.Fatalf("Validate = %v, want the opaque-subject rule for ssf.stream-updated", err)
+	}
 }
