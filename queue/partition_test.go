@@ -421,3 +421,66 @@ func TestProvisionHandsOldLayoutPartitionsOver(t *testing.T) {
 		t.Errorf("the stream still holds %d messages", info.State.Msgs)
 	}
 }
+
+// TestProvisionTurningOrderingOnKeepsTheBacklog turns `ordering: subject`
+// on for a receiver that already has a backlog, the only receiver: its
+// consumer's filter narrows to the older subjects, and with interest
+// retention the server deletes, at that moment, every message no consumer
+// matches. The partition consumers must exist by then, so the backlog
+// moves to them instead of being deleted.
+func TestProvisionTurningOrderingOnKeepsTheBacklog(t *testing.T) {
+	const n = 8
+	cfg := testConfig(t)
+	env := startEnv(t, cfg, "late")
+	pub := queue.NewPublisher(env.js, intent.Options{})
+	const backlog = 20
+	for i := range backlog {
+		in := newIntent(fmt.Sprintf("b-%d", i))
+		in.Subject = map[string]any{"format": "email", "email": fmt.Sprintf("u%d@example.com", i)}
+		if _, err := pub.Publish(ctxT(t), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Ordered = map[string]int{"late": n}
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"late"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamMsgs(t, env.js, queue.IntentStream); got != backlog {
+		t.Fatalf("after turning ordering on the stream holds %d intents, want the backlog of %d", got, backlog)
+	}
+	stream, err := env.js.Stream(ctxT(t), queue.IntentStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := queue.PartitionConsumers(ctxT(t), stream, "late")
+	if err != nil || len(parts) != n {
+		t.Fatalf("partition consumers: %d, %v", len(parts), err)
+	}
+	var pending uint64
+	for _, ci := range parts {
+		pending += ci.NumPending
+	}
+	if pending != backlog {
+		t.Errorf("the partitions hold %d intents, want %d", pending, backlog)
+	}
+
+	// More partitions: each old partition lets go of half its slot groups,
+	// which new partitions take.
+	cfg.Ordered = map[string]int{"late": 2 * n}
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"late"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamMsgs(t, env.js, queue.IntentStream); got != backlog {
+		t.Fatalf("after doubling the partitions the stream holds %d intents, want the backlog of %d", got, backlog)
+	}
+	if parts, err = queue.PartitionConsumers(ctxT(t), stream, "late"); err != nil || len(parts) != 2*n {
+		t.Fatalf("partition consumers: %d, %v", len(parts), err)
+	}
+	pending = 0
+	for _, ci := range parts {
+		pending += ci.NumPending
+	}
+	if pending != backlog {
+		t.Errorf("the %d partitions hold %d intents, want %d", 2*n, pending, backlog)
+	}
+}

@@ -183,17 +183,35 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 		return fmt.Errorf("queue: provision stream %s: %w", IntentStream, err)
 	}
 	for _, r := range receivers {
-		err := retryProvision(ctx, func(ctx context.Context) error {
-			_, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig(cfg, r))
+		if err := provisionReceiver(ctx, stream, cfg, r); err != nil {
 			return err
-		})
-		if err != nil {
-			return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", ConsumerName(r), r, err)
 		}
-		n := cfg.Ordered[r]
-		if n == 0 {
-			continue
-		}
+	}
+	err = retryProvision(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, DLQStreamConfig(cfg))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("queue: provision stream %s: %w", DLQStream, err)
+	}
+	return provisionReplayKey(ctx, js, cfg)
+}
+
+// provisionReceiver creates or updates receiver r's consumer and, for an
+// ordered receiver, its partition consumers.
+//
+// With interest retention, narrowing a consumer's filter makes the server
+// delete at once every message that no consumer matches any more (see
+// cleanupNoInterestMessages in nats-server). So the consumers that will
+// take over a subject are created before any existing one lets go of it:
+// first the missing partition consumers (DeliverAll, so they take what
+// the stream holds), then the changed partitions, and the receiver's own
+// consumer last. Turning `ordering: subject` on for a receiver with a
+// backlog, or raising its partitions, then moves the backlog rather than
+// deleting it; a message already delivered through the old consumer may be
+// delivered again through the new one (the same jti).
+func provisionReceiver(ctx context.Context, stream jetstream.Stream, cfg Config, r string) error {
+	if n := cfg.Ordered[r]; n > 0 {
 		if err := ValidPartitions(n); err != nil {
 			return fmt.Errorf("queue: receiver %q: %w", r, err)
 		}
@@ -202,6 +220,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 		// sending hundreds of updates that change nothing.
 		current := partitionConsumers(ctx, stream, r)
 		var held *heldSubjects
+		var changed []jetstream.ConsumerConfig
 		for part := range n {
 			want := PartitionConsumerConfig(cfg, r, part, n)
 			have := current[want.Durable]
@@ -213,27 +232,33 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 					held = legacyHeld(ctx, stream, r)
 				}
 				want.FilterSubjects = append(want.FilterSubjects, held.keep(have.FilterSubjects, want.FilterSubjects)...)
-				if samePartition(have, want) {
-					continue
+				if !samePartition(have, want) {
+					changed = append(changed, want)
 				}
+				continue
 			}
-			err := retryProvision(ctx, func(ctx context.Context) error {
-				_, err := stream.CreateOrUpdateConsumer(ctx, want)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", PartitionConsumerName(r, part), r, err)
+			if err := createOrUpdateConsumer(ctx, stream, want); err != nil {
+				return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", want.Durable, r, err)
+			}
+		}
+		for _, want := range changed {
+			if err := createOrUpdateConsumer(ctx, stream, want); err != nil {
+				return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", want.Durable, r, err)
 			}
 		}
 	}
-	err = retryProvision(ctx, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateStream(ctx, DLQStreamConfig(cfg))
+	if err := createOrUpdateConsumer(ctx, stream, ConsumerConfig(cfg, r)); err != nil {
+		return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", ConsumerName(r), r, err)
+	}
+	return nil
+}
+
+// createOrUpdateConsumer is one consumer's provisioning step, retried.
+func createOrUpdateConsumer(ctx context.Context, stream jetstream.Stream, cc jetstream.ConsumerConfig) error {
+	return retryProvision(ctx, func(ctx context.Context) error {
+		_, err := stream.CreateOrUpdateConsumer(ctx, cc)
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("queue: provision stream %s: %w", DLQStream, err)
-	}
-	return provisionReplayKey(ctx, js, cfg)
 }
 
 // provisionAttemptTimeout bounds one JetStream API request while
