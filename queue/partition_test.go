@@ -484,3 +484,137 @@ func TestProvisionTurningOrderingOnKeepsTheBacklog(t *testing.T) {
 		t.Errorf("the %d partitions hold %d intents, want %d", 2*n, pending, backlog)
 	}
 }
+
+// TestProvisionRetiresSurplusPartitions lowers an ordered receiver's
+// partitions and then turns ordering off. A partition consumer nobody
+// pulls any more still matches every new intent in its slots, and with
+// interest retention would keep each one in the stream for good, growing
+// it until producers get ErrStreamFull. Provision deletes it once it holds
+// nothing the receiver's current consumers will not deliver, and keeps
+// (and reports) one that still holds intents only it would deliver.
+func TestProvisionRetiresSurplusPartitions(t *testing.T) {
+	const n = 16
+	cfg := testConfig(t)
+	cfg.Ordered = map[string]int{"r": n}
+	env := startEnv(t, cfg, "r")
+	stream, err := env.js.Stream(ctxT(t), queue.IntentStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := queue.NewPublisher(env.js, intent.Options{})
+	publish := func(prefix string, count int) {
+		t.Helper()
+		for i := range count {
+			in := newIntent(fmt.Sprintf("%s-%d", prefix, i))
+			in.Subject = map[string]any{"format": "email", "email": fmt.Sprintf("%s%d@example.com", prefix, i)}
+			if _, err := pub.Publish(ctxT(t), in); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	partitions := func() map[string]*jetstream.ConsumerInfo {
+		t.Helper()
+		parts, err := queue.PartitionConsumers(ctxT(t), stream, "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*jetstream.ConsumerInfo{}
+		for _, ci := range parts {
+			out[ci.Name] = ci
+		}
+		return out
+	}
+	publish("a", 40)
+
+	// Fewer partitions, nothing pulled yet: partition p < 8 now also takes
+	// the slot groups of p+8 from their start, so partitions 8..15 hold
+	// nothing only they would deliver and go.
+	cfg.Ordered = map[string]int{"r": n / 2}
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"r"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(partitions()); got != n/2 {
+		t.Fatalf("after lowering to %d partitions there are %d partition consumers", n/2, got)
+	}
+	if got := streamMsgs(t, env.js, queue.IntentStream); got != 40 {
+		t.Fatalf("stream holds %d intents, want 40", got)
+	}
+	stale, err := queue.StalePartitions(ctxT(t), env.js, []string{"r"}, cfg.Ordered)
+	if err != nil || len(stale) != 0 {
+		t.Fatalf("StalePartitions = %+v, %v; want none", stale, err)
+	}
+
+	// Partition 0 delivers and settles everything it holds, then ordering
+	// goes off. The receiver consumer has, meanwhile, been pulled past the
+	// backlog (it filters the older subjects, so it took none of it): the
+	// other partitions' intents are theirs alone and they must stay.
+	c0, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.PartitionConsumerName("r", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held0 := partitions()[queue.PartitionConsumerName("r", 0)].NumPending
+	for range held0 {
+		msg, err := c0.Next(jetstream.FetchPriorityGroup(queue.PartitionGroup), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := msg.DoubleAck(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.ConsumerName("r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.js.Publish(ctxT(t), queue.IntentSubject, intentBytes(t, "old-producer")); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := rc.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	} else if msg.Subject() != queue.IntentSubject {
+		t.Fatalf("the receiver consumer of an ordered receiver delivered %s", msg.Subject())
+	} else if err := msg.DoubleAck(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Ordered = nil
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"r"}); err != nil {
+		t.Fatal(err)
+	}
+	left := partitions()
+	if _, ok := left[queue.PartitionConsumerName("r", 0)]; ok || held0 == 0 {
+		t.Errorf("partition 0 (delivered %d, all settled) was kept", held0)
+	}
+	var kept uint64
+	for _, ci := range left {
+		kept += ci.NumPending
+	}
+	if kept != 40-held0 {
+		t.Errorf("the kept partitions hold %d intents, want the %d only they would deliver", kept, 40-held0)
+	}
+	stale, err = queue.StalePartitions(ctxT(t), env.js, []string{"r"}, cfg.Ordered)
+	if err != nil || len(stale) != len(left) {
+		t.Fatalf("StalePartitions = %+v, %v; want the %d kept partitions", stale, err, len(left))
+	}
+	// Intents published from now on reach the receiver consumer; once the
+	// kept partitions are deleted (provision --prune), nothing holds them
+	// after the receiver consumer settles them.
+	publish("b", 5)
+	for _, o := range stale {
+		if err := queue.DeleteOrphan(ctxT(t), env.js, o.Consumer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		msg, err := rc.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := msg.DoubleAck(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the stream empties", func() (bool, string) {
+		n := streamMsgs(t, env.js, queue.IntentStream)
+		return n == 0, fmt.Sprintf("%d messages", n)
+	})
+}

@@ -250,7 +250,7 @@ func provisionReceiver(ctx context.Context, stream jetstream.Stream, cfg Config,
 	if err := createOrUpdateConsumer(ctx, stream, ConsumerConfig(cfg, r)); err != nil {
 		return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", ConsumerName(r), r, err)
 	}
-	return nil
+	return retirePartitions(ctx, stream, r, cfg.Ordered[r])
 }
 
 // createOrUpdateConsumer is one consumer's provisioning step, retried.
