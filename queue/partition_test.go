@@ -618,3 +618,45 @@ func TestProvisionRetiresSurplusPartitions(t *testing.T) {
 		return n == 0, fmt.Sprintf("%d messages", n)
 	})
 }
+
+// TestProvisionRemovingAFilterKeepsNewIntents turns ordering off for the
+// only receiver: its consumer goes from the older subjects' filters to
+// every subject. nats-server (2.15.2, consumer.updateConfig) registers a
+// consumer's subjects for the stream's interest check only when it has
+// filters, so a consumer updated to none is registered on nothing: with
+// interest retention a new intent that no other consumer matches is then
+// not stored at all, until the server restarts. Provision must not leave
+// the consumer so.
+func TestProvisionRemovingAFilterKeepsNewIntents(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Ordered = map[string]int{"r": 8}
+	env := startEnv(t, cfg, "r")
+	cfg.Ordered = nil
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"r"}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := env.js.Stream(ctxT(t), queue.IntentStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parts, err := queue.PartitionConsumers(ctxT(t), stream, "r"); err != nil || len(parts) != 0 {
+		t.Fatalf("%d empty surplus partitions kept (%v)", len(parts), err)
+	}
+	pub := queue.NewPublisher(env.js, intent.Options{})
+	for i := range 5 {
+		in := newIntent(fmt.Sprintf("n-%d", i))
+		in.Subject = map[string]any{"format": "email", "email": fmt.Sprintf("n%d@example.com", i)}
+		if _, err := pub.Publish(ctxT(t), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := env.js.Publish(ctxT(t), queue.IntentSubject, intentBytes(t, "bare")); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamMsgs(t, env.js, queue.IntentStream); got != 6 {
+		t.Fatalf("the stream stored %d of 6 intents published after ordering was turned off", got)
+	}
+	if got := len(fetchAll(t, env.js, "r", 6, 5*time.Second)); got != 6 {
+		t.Errorf("the receiver consumer delivered %d of 6", got)
+	}
+}

@@ -247,7 +247,36 @@ func provisionReceiver(ctx context.Context, stream jetstream.Stream, cfg Config,
 			}
 		}
 	}
-	if err := createOrUpdateConsumer(ctx, stream, ConsumerConfig(cfg, r)); err != nil {
+	want := ConsumerConfig(cfg, r)
+	if len(want.FilterSubjects) == 0 {
+		// nats-server (2.15.2, consumer.updateConfig) registers a
+		// consumer's subjects for the stream's interest check only when it
+		// has filters: a consumer updated from some filters to none is
+		// registered on nothing, and with interest retention a new intent
+		// that no other consumer matches is then not stored at all (the
+		// producer still gets its ack) until the server restarts. So a
+		// consumer that has filters (ordering turned off, or one made by
+		// an older version) gets the filter ">" instead, which registers
+		// every subject and which the file store reads as "all".
+		var have *jetstream.ConsumerConfig
+		err := retryProvision(ctx, func(ctx context.Context) error {
+			c, err := stream.Consumer(ctx, want.Durable)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil
+			}
+			if err == nil {
+				have = &c.CachedInfo().Config
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("queue: look up consumer %s for receiver %q: %w", want.Durable, r, err)
+		}
+		if have != nil && (len(have.FilterSubjects) > 0 || have.FilterSubject != "") {
+			want.FilterSubjects = []string{">"}
+		}
+	}
+	if err := createOrUpdateConsumer(ctx, stream, want); err != nil {
 		return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", ConsumerName(r), r, err)
 	}
 	return retirePartitions(ctx, stream, r, cfg.Ordered[r])
