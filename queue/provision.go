@@ -182,8 +182,23 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 	if err != nil {
 		return fmt.Errorf("queue: provision stream %s: %w", IntentStream, err)
 	}
+	// Which receivers have partition consumers at all, from one listing of
+	// names, so that retiring surplus partitions costs a receiver without
+	// any nothing more. Without the listing every receiver is looked at.
+	var partitioned map[string]bool
+	if names, err := consumerNames(ctx, stream); err == nil {
+		partitioned = map[string]bool{}
+		for _, n := range names {
+			if rest, ok := strings.CutPrefix(n, partitionPrefix); ok {
+				if i := strings.LastIndexByte(rest, '_'); i > 0 {
+					partitioned[rest[:i]] = true
+				}
+			}
+		}
+	}
 	for _, r := range receivers {
-		if err := provisionReceiver(ctx, stream, cfg, r); err != nil {
+		retire := partitioned == nil || partitioned[Token(r)]
+		if err := provisionReceiver(ctx, stream, cfg, r, retire); err != nil {
 			return err
 		}
 	}
@@ -210,7 +225,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 // backlog, or raising its partitions, then moves the backlog rather than
 // deleting it; a message already delivered through the old consumer may be
 // delivered again through the new one (the same jti).
-func provisionReceiver(ctx context.Context, stream jetstream.Stream, cfg Config, r string) error {
+func provisionReceiver(ctx context.Context, stream jetstream.Stream, cfg Config, r string, retire bool) error {
 	if n := cfg.Ordered[r]; n > 0 {
 		if err := ValidPartitions(n); err != nil {
 			return fmt.Errorf("queue: receiver %q: %w", r, err)
@@ -279,7 +294,20 @@ func provisionReceiver(ctx context.Context, stream jetstream.Stream, cfg Config,
 	if err := createOrUpdateConsumer(ctx, stream, want); err != nil {
 		return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", ConsumerName(r), r, err)
 	}
+	if !retire {
+		return nil
+	}
 	return retirePartitions(ctx, stream, r, cfg.Ordered[r])
+}
+
+// consumerNames lists the names of stream's consumers.
+func consumerNames(ctx context.Context, stream jetstream.Stream) ([]string, error) {
+	var names []string
+	l := stream.ConsumerNames(ctx)
+	for n := range l.Name() {
+		names = append(names, n)
+	}
+	return names, l.Err()
 }
 
 // createOrUpdateConsumer is one consumer's provisioning step, retried.
