@@ -273,7 +273,7 @@ func (d *DLQ) Replay(ctx context.Context, seq uint64) (ReplayResult, error) {
 			hdr.Set(tracing.HeaderTracestate, sdl.Tracestate)
 		}
 	}
-	msg, err := intentMsg(ctx, slotReplaySubject(sdl.Receiver, slotOf(sdl.Intent)), ReplayMsgID(sdl.Receiver, seq), sdl.Intent, hdr)
+	msg, err := intentMsg(ctx, slotReplaySubject(sdl.Receiver, slotOf(sdl.Intent)), ReplayMsgID(sdl.Receiver, seq, mac), sdl.Intent, hdr)
 	if err != nil {
 		return res, err
 	}
@@ -288,9 +288,20 @@ func (d *DLQ) Replay(ctx context.Context, seq uint64) (ReplayResult, error) {
 	return res, nil
 }
 
-// ReplayMsgID is the Nats-Msg-Id of the replay of DLQ sequence seq.
-func ReplayMsgID(receiver string, seq uint64) string {
-	return "replay-" + Token(receiver) + "-" + strconv.FormatUint(seq, 10)
+// ReplayMsgID is the Nats-Msg-Id of the replay of DLQ sequence seq for
+// receiver, whose MAC (ReplayKeys.Sign) is mac.
+//
+// The intents stream deduplicates on this header whatever the subject, and
+// a producer may set any Nats-Msg-Id on what it publishes. With the
+// receiver and sequence alone (both predictable) a producer could take a
+// replay's id in advance: the replay would then be answered "duplicate",
+// never stored, and Replay would delete the dead letter, its only copy.
+// The MAC is keyed with the relay's replay key, so no producer can make
+// the id, and it is deterministic, so replaying the same dead letter again
+// (after a crash between storing the replay and deleting the dead letter)
+// is still deduplicated.
+func ReplayMsgID(receiver string, seq uint64, mac string) string {
+	return "replay-" + Token(receiver) + "-" + strconv.FormatUint(seq, 10) + "-" + mac
 }
 
 // Purge deletes the dead letters matching f and returns how many it deleted.

@@ -207,7 +207,7 @@ func TestDLQReplayRequeuesForItsReceiverThenDeletes(t *testing.T) {
 	wantSubj := strings.Replace(queue.SlotSubject(slot), "setrelay.intent.", "setrelay.replay.", 1) + ".acme"
 	if !queue.IsReplayFor(m.Subject(), "acme") || m.Subject() != wantSubj || string(m.Data()) != string(intentBytes(t, "intent-2")) ||
 		m.Headers().Get(queue.HeaderReplayOf) != strconv.FormatUint(dlqSeq, 10) ||
-		m.Headers().Get(jetstream.MsgIDHeader) != "replay-acme-"+strconv.FormatUint(dlqSeq, 10) {
+		m.Headers().Get(jetstream.MsgIDHeader) != "replay-acme-"+strconv.FormatUint(dlqSeq, 10)+"-"+m.Headers().Get(queue.HeaderReplayMAC) {
 		t.Errorf("replayed message: subject %s headers %v data %s", m.Subject(), m.Headers(), m.Data())
 	}
 	if of, ok := queue.ReplayOf(m.Headers()); !ok || of != dlqSeq {
@@ -295,9 +295,14 @@ func TestDLQReplayAfterCrashIsDeduplicated(t *testing.T) {
 	}
 	d := queue.NewDLQ(env.js)
 	list, _ := d.List(ctxT(t), queue.Filter{})
-	// Simulate a replay that stored its message and crashed before deleting.
+	// Simulate a replay that stored its message and crashed before deleting:
+	// the same headers Replay sets, MAC included.
 	seq := list[0].Seq
-	hdr := map[string][]string{queue.HeaderReplayOf: {strconv.FormatUint(seq, 10)}, jetstream.MsgIDHeader: {queue.ReplayMsgID("govuk", seq)}}
+	mac, err := queue.NewReplayKeys(env.js).Sign(ctxT(t), "govuk", seq, list[0].Intent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := map[string][]string{queue.HeaderReplayOf: {strconv.FormatUint(seq, 10)}, queue.HeaderReplayMAC: {mac}, jetstream.MsgIDHeader: {queue.ReplayMsgID("govuk", seq, mac)}}
 	if _, err := env.js.PublishMsg(ctxT(t), &natsMsg{Subject: queue.ReplaySubject("govuk"), Data: list[0].Intent, Header: hdr}); err != nil {
 		t.Fatal(err)
 	}
@@ -375,5 +380,48 @@ func TestReplayKeyProvisionedOnce(t *testing.T) {
 	after, err := queue.NewReplayKeys(env.js).Sign(ctxT(t), "acme", 1, []byte("x"))
 	if err != nil || after != before {
 		t.Fatalf("key changed on provisioning again: %q then %q (%v)", before, after, err)
+	}
+}
+
+// A producer may set any Nats-Msg-Id on an intent (the server deduplicates
+// on the header, whatever the subject). One that takes the id a replay of
+// a dead letter would use must not make that replay a "duplicate" that is
+// never stored while the dead letter, its only copy, is deleted.
+func TestDLQReplayIDCannotBeTakenByAProducer(t *testing.T) {
+	env := startEnv(t, testConfig(t), "govuk")
+	if err := queue.PublishDeadLetter(ctxT(t), env.js, queue.DeadLetter{Receiver: "govuk", Reason: "http_5xx", StreamSeq: 1, Intent: intentBytes(t, "victim")}); err != nil {
+		t.Fatal(err)
+	}
+	d := queue.NewDLQ(env.js)
+	list, err := d.List(ctxT(t), queue.Filter{})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("list: %v %v", list, err)
+	}
+	seq := list[0].Seq
+	// DLQ sequences are predictable; a producer publishes an ordinary
+	// intent whose id is the old replay id of that sequence, and ids of
+	// the same shape for the next ones.
+	for _, id := range []string{"replay-govuk-" + strconv.FormatUint(seq, 10), "replay-govuk-" + strconv.FormatUint(seq, 10) + "-x"} {
+		if _, err := queue.NewPublisher(env.js, optsNone).PublishRaw(ctxT(t), id, intentBytes(t, id), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := d.Replay(ctxT(t), seq)
+	if err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if res.Duplicate {
+		t.Fatalf("replay reported a duplicate of the producer's intent (seq %d): it was not stored", res.Sequence)
+	}
+	s, err := env.js.Stream(ctxT(t), queue.IntentStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.GetMsg(ctxT(t), res.Sequence)
+	if err != nil {
+		t.Fatalf("replay seq %d not in the intents stream: %v", res.Sequence, err)
+	}
+	if got, ok := queue.ReplayOf(raw.Header); !ok || got != seq || string(raw.Data) != string(intentBytes(t, "victim")) {
+		t.Errorf("intent seq %d is not the replay of dead letter %d: headers %v data %s", res.Sequence, seq, raw.Header, raw.Data)
 	}
 }

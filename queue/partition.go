@@ -3,8 +3,10 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -372,4 +374,144 @@ func isLegacySlotSubject(subject string) bool {
 	rest, ok := strings.CutPrefix(subject, ReplaySubjectPrefix)
 	t := strings.Split(rest, ".")
 	return ok && len(t) == 2 && t[0] != "" && slotNumber(t[1], Slots)
+}
+
+// Partitions beyond a receiver's current count (after `partitions` was
+// lowered, or `ordering` turned off) are pulled by no process, yet each
+// still matches every new intent in its slots: with interest retention it
+// would keep all of them in the stream for good, growing it until
+// producers get ErrStreamFull. Provision deletes such a partition once it
+// holds nothing that the receiver's current consumers will not deliver
+// themselves, and leaves the others for an operator (StalePartitions,
+// `provision --prune`), since deleting one drops the intents only it holds.
+//
+// What the current consumers will deliver: every message after the
+// furthest of their positions when the change was made (they each start
+// from there or earlier). That position is recorded on the surplus
+// partition (metadata retiredAfterKey) the first time Provision finds it,
+// since later their positions move on and no longer tell what they had
+// passed at the change.
+
+// retiredAfterKey is the metadata key of a surplus partition consumer
+// holding that position.
+const retiredAfterKey = "setrelay_retired_after"
+
+// partitionIndex is the partition number in a partition consumer's name.
+func partitionIndex(name, receiver string) int {
+	n, err := strconv.Atoi(strings.TrimPrefix(name, partitionPrefix+Token(receiver)+"_"))
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// retirePartitions deletes receiver's partition consumers numbered n or
+// above that hold nothing only they would deliver, and records the
+// position for those it keeps. A failure to tell leaves the consumer in
+// place: it is only kept longer.
+func retirePartitions(ctx context.Context, stream jetstream.Stream, receiver string, n int) error {
+	parts, err := PartitionConsumers(ctx, stream, receiver)
+	if err != nil {
+		return err
+	}
+	furthest, known := uint64(0), false
+	var surplus []*jetstream.ConsumerInfo
+	for _, ci := range parts {
+		if partitionIndex(ci.Name, receiver) >= n {
+			surplus = append(surplus, ci)
+		} else {
+			furthest = max(furthest, ci.Delivered.Stream)
+		}
+	}
+	if len(surplus) == 0 {
+		return nil
+	}
+	rc, err := stream.Consumer(ctx, ConsumerName(receiver))
+	if err == nil {
+		furthest, known = max(furthest, rc.CachedInfo().Delivered.Stream), true
+	}
+	for _, ci := range surplus {
+		after, err := strconv.ParseUint(ci.Config.Metadata[retiredAfterKey], 10, 64)
+		if err != nil {
+			if !known {
+				continue
+			}
+			cc := ci.Config
+			cc.Metadata = maps.Clone(cc.Metadata)
+			if cc.Metadata == nil {
+				cc.Metadata = map[string]string{}
+			}
+			cc.Metadata[retiredAfterKey] = strconv.FormatUint(furthest, 10)
+			if err := createOrUpdateConsumer(ctx, stream, cc); err != nil {
+				return fmt.Errorf("queue: mark surplus partition consumer %s: %w", ci.Name, err)
+			}
+			after = furthest
+		}
+		if holdsUpTo(ctx, stream, ci, after) {
+			continue
+		}
+		if err := stream.DeleteConsumer(ctx, ci.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("queue: delete surplus partition consumer %s: %w", ci.Name, err)
+		}
+	}
+	return nil
+}
+
+// holdsUpTo reports whether consumer ci may still hold a message at or
+// before stream sequence seq that it has not settled: one delivered and
+// not acknowledged, or one after its position that its filters match.
+// When the stream cannot tell, it says yes.
+func holdsUpTo(ctx context.Context, stream jetstream.Stream, ci *jetstream.ConsumerInfo, seq uint64) bool {
+	if ci.NumAckPending > 0 && ci.AckFloor.Stream < seq {
+		return true
+	}
+	from := ci.Delivered.Stream + 1
+	if from > seq {
+		return false
+	}
+	filters := ci.Config.FilterSubjects
+	if ci.Config.FilterSubject != "" {
+		filters = append(filters, ci.Config.FilterSubject)
+	}
+	if len(filters) == 0 {
+		filters = []string{">"}
+	}
+	for _, f := range filters {
+		m, err := stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(f))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+		case err != nil, m.Sequence <= seq:
+			return true
+		}
+	}
+	return false
+}
+
+// StalePartitions lists the partition consumers of configured receivers
+// beyond their current partition count (ordered; none for a receiver
+// without ordering) that Provision kept because they still hold intents
+// only they would deliver. Nobody pulls them: start-up warns about them,
+// and `setrelay provision --prune` deletes them (DeleteOrphan), dropping
+// those intents, once an operator has decided (or replayed them: set the
+// receiver's ordering back, let them drain, and change it again).
+func StalePartitions(ctx context.Context, js jetstream.JetStream, receivers []string, ordered map[string]int) ([]Orphan, error) {
+	stream, err := js.Stream(ctx, IntentStream)
+	if err != nil {
+		return nil, fmt.Errorf("queue: stream %s: %w", IntentStream, err)
+	}
+	var out []Orphan
+	for _, r := range receivers {
+		parts, err := PartitionConsumers(ctx, stream, r)
+		if err != nil {
+			return nil, err
+		}
+		for _, ci := range parts {
+			if partitionIndex(ci.Name, r) < ordered[r] {
+				continue
+			}
+			out = append(out, Orphan{Consumer: ci.Name, Receiver: r, Pending: ci.NumPending + uint64(max(ci.NumAckPending, 0))})
+		}
+	}
+	slices.SortFunc(out, func(a, b Orphan) int { return strings.Compare(a.Consumer, b.Consumer) })
+	return out, nil
 }

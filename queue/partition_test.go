@@ -421,3 +421,242 @@ func TestProvisionHandsOldLayoutPartitionsOver(t *testing.T) {
 		t.Errorf("the stream still holds %d messages", info.State.Msgs)
 	}
 }
+
+// TestProvisionTurningOrderingOnKeepsTheBacklog turns `ordering: subject`
+// on for a receiver that already has a backlog, the only receiver: its
+// consumer's filter narrows to the older subjects, and with interest
+// retention the server deletes, at that moment, every message no consumer
+// matches. The partition consumers must exist by then, so the backlog
+// moves to them instead of being deleted.
+func TestProvisionTurningOrderingOnKeepsTheBacklog(t *testing.T) {
+	const n = 8
+	cfg := testConfig(t)
+	env := startEnv(t, cfg, "late")
+	pub := queue.NewPublisher(env.js, intent.Options{})
+	const backlog = 20
+	for i := range backlog {
+		in := newIntent(fmt.Sprintf("b-%d", i))
+		in.Subject = map[string]any{"format": "email", "email": fmt.Sprintf("u%d@example.com", i)}
+		if _, err := pub.Publish(ctxT(t), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Ordered = map[string]int{"late": n}
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"late"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamMsgs(t, env.js, queue.IntentStream); got != backlog {
+		t.Fatalf("after turning ordering on the stream holds %d intents, want the backlog of %d", got, backlog)
+	}
+	stream, err := env.js.Stream(ctxT(t), queue.IntentStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := queue.PartitionConsumers(ctxT(t), stream, "late")
+	if err != nil || len(parts) != n {
+		t.Fatalf("partition consumers: %d, %v", len(parts), err)
+	}
+	var pending uint64
+	for _, ci := range parts {
+		pending += ci.NumPending
+	}
+	if pending != backlog {
+		t.Errorf("the partitions hold %d intents, want %d", pending, backlog)
+	}
+
+	// More partitions: each old partition lets go of half its slot groups,
+	// which new partitions take.
+	cfg.Ordered = map[string]int{"late": 2 * n}
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"late"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamMsgs(t, env.js, queue.IntentStream); got != backlog {
+		t.Fatalf("after doubling the partitions the stream holds %d intents, want the backlog of %d", got, backlog)
+	}
+	if parts, err = queue.PartitionConsumers(ctxT(t), stream, "late"); err != nil || len(parts) != 2*n {
+		t.Fatalf("partition consumers: %d, %v", len(parts), err)
+	}
+	pending = 0
+	for _, ci := range parts {
+		pending += ci.NumPending
+	}
+	if pending != backlog {
+		t.Errorf("the %d partitions hold %d intents, want %d", 2*n, pending, backlog)
+	}
+}
+
+// TestProvisionRetiresSurplusPartitions lowers an ordered receiver's
+// partitions and then turns ordering off. A partition consumer nobody
+// pulls any more still matches every new intent in its slots, and with
+// interest retention would keep each one in the stream for good, growing
+// it until producers get ErrStreamFull. Provision deletes it once it holds
+// nothing the receiver's current consumers will not deliver, and keeps
+// (and reports) one that still holds intents only it would deliver.
+func TestProvisionRetiresSurplusPartitions(t *testing.T) {
+	const n = 16
+	cfg := testConfig(t)
+	cfg.Ordered = map[string]int{"r": n}
+	env := startEnv(t, cfg, "r")
+	stream, err := env.js.Stream(ctxT(t), queue.IntentStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := queue.NewPublisher(env.js, intent.Options{})
+	publish := func(prefix string, count int) {
+		t.Helper()
+		for i := range count {
+			in := newIntent(fmt.Sprintf("%s-%d", prefix, i))
+			in.Subject = map[string]any{"format": "email", "email": fmt.Sprintf("%s%d@example.com", prefix, i)}
+			if _, err := pub.Publish(ctxT(t), in); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	partitions := func() map[string]*jetstream.ConsumerInfo {
+		t.Helper()
+		parts, err := queue.PartitionConsumers(ctxT(t), stream, "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*jetstream.ConsumerInfo{}
+		for _, ci := range parts {
+			out[ci.Name] = ci
+		}
+		return out
+	}
+	publish("a", 40)
+
+	// Fewer partitions, nothing pulled yet: partition p < 8 now also takes
+	// the slot groups of p+8 from their start, so partitions 8..15 hold
+	// nothing only they would deliver and go.
+	cfg.Ordered = map[string]int{"r": n / 2}
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"r"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(partitions()); got != n/2 {
+		t.Fatalf("after lowering to %d partitions there are %d partition consumers", n/2, got)
+	}
+	if got := streamMsgs(t, env.js, queue.IntentStream); got != 40 {
+		t.Fatalf("stream holds %d intents, want 40", got)
+	}
+	stale, err := queue.StalePartitions(ctxT(t), env.js, []string{"r"}, cfg.Ordered)
+	if err != nil || len(stale) != 0 {
+		t.Fatalf("StalePartitions = %+v, %v; want none", stale, err)
+	}
+
+	// Partition 0 delivers and settles everything it holds, then ordering
+	// goes off. The receiver consumer has, meanwhile, been pulled past the
+	// backlog (it filters the older subjects, so it took none of it): the
+	// other partitions' intents are theirs alone and they must stay.
+	c0, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.PartitionConsumerName("r", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	held0 := partitions()[queue.PartitionConsumerName("r", 0)].NumPending
+	for range held0 {
+		msg, err := c0.Next(jetstream.FetchPriorityGroup(queue.PartitionGroup), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := msg.DoubleAck(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rc, err := env.js.Consumer(ctxT(t), queue.IntentStream, queue.ConsumerName("r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.js.Publish(ctxT(t), queue.IntentSubject, intentBytes(t, "old-producer")); err != nil {
+		t.Fatal(err)
+	}
+	if msg, err := rc.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	} else if msg.Subject() != queue.IntentSubject {
+		t.Fatalf("the receiver consumer of an ordered receiver delivered %s", msg.Subject())
+	} else if err := msg.DoubleAck(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Ordered = nil
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"r"}); err != nil {
+		t.Fatal(err)
+	}
+	left := partitions()
+	if _, ok := left[queue.PartitionConsumerName("r", 0)]; ok || held0 == 0 {
+		t.Errorf("partition 0 (delivered %d, all settled) was kept", held0)
+	}
+	var kept uint64
+	for _, ci := range left {
+		kept += ci.NumPending
+	}
+	if kept != 40-held0 {
+		t.Errorf("the kept partitions hold %d intents, want the %d only they would deliver", kept, 40-held0)
+	}
+	stale, err = queue.StalePartitions(ctxT(t), env.js, []string{"r"}, cfg.Ordered)
+	if err != nil || len(stale) != len(left) {
+		t.Fatalf("StalePartitions = %+v, %v; want the %d kept partitions", stale, err, len(left))
+	}
+	// Intents published from now on reach the receiver consumer; once the
+	// kept partitions are deleted (provision --prune), nothing holds them
+	// after the receiver consumer settles them.
+	publish("b", 5)
+	for _, o := range stale {
+		if err := queue.DeleteOrphan(ctxT(t), env.js, o.Consumer); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 5 {
+		msg, err := rc.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := msg.DoubleAck(ctxT(t)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the stream empties", func() (bool, string) {
+		n := streamMsgs(t, env.js, queue.IntentStream)
+		return n == 0, fmt.Sprintf("%d messages", n)
+	})
+}
+
+// TestProvisionRemovingAFilterKeepsNewIntents turns ordering off for the
+// only receiver: its consumer goes from the older subjects' filters to
+// every subject. nats-server (2.15.2, consumer.updateConfig) registers a
+// consumer's subjects for the stream's interest check only when it has
+// filters, so a consumer updated to none is registered on nothing: with
+// interest retention a new intent that no other consumer matches is then
+// not stored at all, until the server restarts. Provision must not leave
+// the consumer so.
+func TestProvisionRemovingAFilterKeepsNewIntents(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Ordered = map[string]int{"r": 8}
+	env := startEnv(t, cfg, "r")
+	cfg.Ordered = nil
+	if err := queue.Provision(ctxT(t), env.js, cfg, []string{"r"}); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := env.js.Stream(ctxT(t), queue.IntentStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if parts, err := queue.PartitionConsumers(ctxT(t), stream, "r"); err != nil || len(parts) != 0 {
+		t.Fatalf("%d empty surplus partitions kept (%v)", len(parts), err)
+	}
+	pub := queue.NewPublisher(env.js, intent.Options{})
+	for i := range 5 {
+		in := newIntent(fmt.Sprintf("n-%d", i))
+		in.Subject = map[string]any{"format": "email", "email": fmt.Sprintf("n%d@example.com", i)}
+		if _, err := pub.Publish(ctxT(t), in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := env.js.Publish(ctxT(t), queue.IntentSubject, intentBytes(t, "bare")); err != nil {
+		t.Fatal(err)
+	}
+	if got := streamMsgs(t, env.js, queue.IntentStream); got != 6 {
+		t.Fatalf("the stream stored %d of 6 intents published after ordering was turned off", got)
+	}
+	if got := len(fetchAll(t, env.js, "r", 6, 5*time.Second)); got != 6 {
+		t.Errorf("the receiver consumer delivered %d of 6", got)
+	}
+}

@@ -182,18 +182,51 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 	if err != nil {
 		return fmt.Errorf("queue: provision stream %s: %w", IntentStream, err)
 	}
+	// Which receivers have partition consumers at all, from one listing of
+	// names, so that retiring surplus partitions costs a receiver without
+	// any nothing more. Without the listing every receiver is looked at.
+	var partitioned map[string]bool
+	if names, err := consumerNames(ctx, stream); err == nil {
+		partitioned = map[string]bool{}
+		for _, n := range names {
+			if rest, ok := strings.CutPrefix(n, partitionPrefix); ok {
+				if i := strings.LastIndexByte(rest, '_'); i > 0 {
+					partitioned[rest[:i]] = true
+				}
+			}
+		}
+	}
 	for _, r := range receivers {
-		err := retryProvision(ctx, func(ctx context.Context) error {
-			_, err := stream.CreateOrUpdateConsumer(ctx, ConsumerConfig(cfg, r))
+		retire := partitioned == nil || partitioned[Token(r)]
+		if err := provisionReceiver(ctx, stream, cfg, r, retire); err != nil {
 			return err
-		})
-		if err != nil {
-			return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", ConsumerName(r), r, err)
 		}
-		n := cfg.Ordered[r]
-		if n == 0 {
-			continue
-		}
+	}
+	err = retryProvision(ctx, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, DLQStreamConfig(cfg))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("queue: provision stream %s: %w", DLQStream, err)
+	}
+	return provisionReplayKey(ctx, js, cfg)
+}
+
+// provisionReceiver creates or updates receiver r's consumer and, for an
+// ordered receiver, its partition consumers.
+//
+// With interest retention, narrowing a consumer's filter makes the server
+// delete at once every message that no consumer matches any more (see
+// cleanupNoInterestMessages in nats-server). So the consumers that will
+// take over a subject are created before any existing one lets go of it:
+// first the missing partition consumers (DeliverAll, so they take what
+// the stream holds), then the changed partitions, and the receiver's own
+// consumer last. Turning `ordering: subject` on for a receiver with a
+// backlog, or raising its partitions, then moves the backlog rather than
+// deleting it; a message already delivered through the old consumer may be
+// delivered again through the new one (the same jti).
+func provisionReceiver(ctx context.Context, stream jetstream.Stream, cfg Config, r string, retire bool) error {
+	if n := cfg.Ordered[r]; n > 0 {
 		if err := ValidPartitions(n); err != nil {
 			return fmt.Errorf("queue: receiver %q: %w", r, err)
 		}
@@ -202,6 +235,7 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 		// sending hundreds of updates that change nothing.
 		current := partitionConsumers(ctx, stream, r)
 		var held *heldSubjects
+		var changed []jetstream.ConsumerConfig
 		for part := range n {
 			want := PartitionConsumerConfig(cfg, r, part, n)
 			have := current[want.Durable]
@@ -213,27 +247,75 @@ func Provision(ctx context.Context, js jetstream.JetStream, cfg Config, receiver
 					held = legacyHeld(ctx, stream, r)
 				}
 				want.FilterSubjects = append(want.FilterSubjects, held.keep(have.FilterSubjects, want.FilterSubjects)...)
-				if samePartition(have, want) {
-					continue
+				if !samePartition(have, want) {
+					changed = append(changed, want)
 				}
+				continue
 			}
-			err := retryProvision(ctx, func(ctx context.Context) error {
-				_, err := stream.CreateOrUpdateConsumer(ctx, want)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", PartitionConsumerName(r, part), r, err)
+			if err := createOrUpdateConsumer(ctx, stream, want); err != nil {
+				return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", want.Durable, r, err)
+			}
+		}
+		for _, want := range changed {
+			if err := createOrUpdateConsumer(ctx, stream, want); err != nil {
+				return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", want.Durable, r, err)
 			}
 		}
 	}
-	err = retryProvision(ctx, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateStream(ctx, DLQStreamConfig(cfg))
+	want := ConsumerConfig(cfg, r)
+	if len(want.FilterSubjects) == 0 {
+		// nats-server (2.15.2, consumer.updateConfig) registers a
+		// consumer's subjects for the stream's interest check only when it
+		// has filters: a consumer updated from some filters to none is
+		// registered on nothing, and with interest retention a new intent
+		// that no other consumer matches is then not stored at all (the
+		// producer still gets its ack) until the server restarts. So a
+		// consumer that has filters (ordering turned off, or one made by
+		// an older version) gets the filter ">" instead, which registers
+		// every subject and which the file store reads as "all".
+		var have *jetstream.ConsumerConfig
+		err := retryProvision(ctx, func(ctx context.Context) error {
+			c, err := stream.Consumer(ctx, want.Durable)
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return nil
+			}
+			if err == nil {
+				have = &c.CachedInfo().Config
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("queue: look up consumer %s for receiver %q: %w", want.Durable, r, err)
+		}
+		if have != nil && (len(have.FilterSubjects) > 0 || have.FilterSubject != "") {
+			want.FilterSubjects = []string{">"}
+		}
+	}
+	if err := createOrUpdateConsumer(ctx, stream, want); err != nil {
+		return fmt.Errorf("queue: provision consumer %s for receiver %q: %w", ConsumerName(r), r, err)
+	}
+	if !retire {
+		return nil
+	}
+	return retirePartitions(ctx, stream, r, cfg.Ordered[r])
+}
+
+// consumerNames lists the names of stream's consumers.
+func consumerNames(ctx context.Context, stream jetstream.Stream) ([]string, error) {
+	var names []string
+	l := stream.ConsumerNames(ctx)
+	for n := range l.Name() {
+		names = append(names, n)
+	}
+	return names, l.Err()
+}
+
+// createOrUpdateConsumer is one consumer's provisioning step, retried.
+func createOrUpdateConsumer(ctx context.Context, stream jetstream.Stream, cc jetstream.ConsumerConfig) error {
+	return retryProvision(ctx, func(ctx context.Context) error {
+		_, err := stream.CreateOrUpdateConsumer(ctx, cc)
 		return err
 	})
-	if err != nil {
-		return fmt.Errorf("queue: provision stream %s: %w", DLQStream, err)
-	}
-	return provisionReplayKey(ctx, js, cfg)
 }
 
 // provisionAttemptTimeout bounds one JetStream API request while

@@ -643,7 +643,7 @@ func warnOrphans(log *zap.Logger, cfg *config.Config, orphans []queue.Orphan) {
 		names[i] = fmt.Sprintf("%s (receiver %q, %d pending)", o.Consumer, o.Receiver, o.Pending)
 		pending += o.Pending
 	}
-	log.Warn("consumers of receivers no longer configured keep their backlog, and every new intent, in the intents stream until deleted; once the receivers are gone for good, run: "+PruneCommand(cfg),
+	log.Warn("consumers no relay pulls (of receivers no longer configured, or partitions beyond an ordered receiver's count) keep their backlog, and every new intent, in the intents stream until deleted; once they are gone for good, run: "+PruneCommand(cfg),
 		zap.Strings("consumers", names), zap.Uint64("pending", pending), zap.String("fix", PruneCommand(cfg)))
 }
 

@@ -117,12 +117,19 @@ func (s *Service) SSFAddr() net.Addr {
 // Orphans is queue.Orphans without the consumers of receiver-managed SSF
 // streams (rcv_ssf-<stream id>): those belong to the streams registry, not
 // to the configuration, so they are never orphans of it and
-// 'provision --prune' must never offer to delete them.
+// 'provision --prune' must never offer to delete them. It adds the
+// partition consumers of configured receivers beyond their partition count
+// that still hold intents (queue.StalePartitions): no relay pulls them.
 func Orphans(ctx context.Context, js jetstream.JetStream, cfg *config.Config) ([]queue.Orphan, error) {
 	all, err := queue.Orphans(ctx, js, cfg.ReceiverNames())
 	if err != nil {
 		return nil, err
 	}
+	stale, err := queue.StalePartitions(ctx, js, cfg.ReceiverNames(), queueConfig(cfg).Ordered)
+	if err != nil {
+		return nil, err
+	}
+	all = append(all, stale...)
 	prefix := queue.ConsumerName(ssf.ReceiverName(""))
 	out := all[:0]
 	for _, o := range all {

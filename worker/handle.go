@@ -438,6 +438,7 @@ func describe(res *push.Result) string {
 func (p *Pool) skip(r *rcv, j *job) {
 	if err := j.msg.Ack(); err != nil {
 		j.unsent = true
+		r.m.settleFailed("ack")
 		p.log.Warn("ack failed; the message will be redelivered", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
 		return
 	}
@@ -448,6 +449,7 @@ func (p *Pool) skip(r *rcv, j *job) {
 func (p *Pool) ack(r *rcv, j *job, f *Facts) {
 	if err := j.msg.Ack(); err != nil {
 		j.unsent = true
+		r.m.settleFailed("ack")
 		p.log.Warn("ack failed; the message will be redelivered", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
 		return
 	}
@@ -470,6 +472,7 @@ func (p *Pool) ack(r *rcv, j *job, f *Facts) {
 
 func (p *Pool) retry(r *rcv, j *job, f *Facts, act Action) {
 	if err := j.msg.NakWithDelay(act.Delay); err != nil {
+		r.m.settleFailed("nak")
 		p.log.Warn("nak failed; the message will be redelivered after AckWait", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
 		return
 	}
@@ -502,6 +505,7 @@ func (p *Pool) handBack(r *rcv, j *job, act Action) {
 		err = j.msg.Nak()
 	}
 	if err != nil {
+		r.m.settleFailed("nak")
 		p.log.Debug("nak failed; the message will be redelivered after AckWait", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))
 		return
 	}
@@ -565,6 +569,7 @@ func (p *Pool) deadLetter(ctx context.Context, r *rcv, j *job, f *Facts, act Act
 	}
 	if err := j.msg.TermWithReason(dl.Reason); err != nil {
 		j.unsent = true
+		r.m.settleFailed("term")
 		// The dead letter is stored; a redelivery would publish it again,
 		// and the DLQ's duplicate window absorbs that.
 		p.log.Warn("term after dead-lettering failed", zap.String("receiver", r.Name), zap.Uint64("stream_seq", j.seq), zap.Error(err))

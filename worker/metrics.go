@@ -31,6 +31,10 @@ type metrics struct {
 	probes       *prometheus.CounterVec
 	ratio        *prometheus.GaugeVec
 	oldest       *oldestPending
+	// settleFailures counts acks, naks and terms that could not be sent
+	// (the connection is down or closing): the message is redelivered
+	// after AckWait, so a delivered SET is pushed again.
+	settleFailures *prometheus.CounterVec
 
 	mu            sync.Mutex
 	unroutedTypes map[string]struct{}
@@ -106,6 +110,10 @@ func newMetrics(reg prometheus.Registerer, now func() time.Time) (*metrics, erro
 			Namespace: "setrelay", Name: "receiver_probe_total",
 			Help: "Probes of paused or blocked receivers made by this process, by result.",
 		}, []string{"receiver", "result"}),
+		settleFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "settle_failures_total",
+			Help: "Acks, naks and terms (op) that could not be sent to NATS; the message is redelivered after nats.ack_wait (a delivered SET is pushed again).",
+		}, []string{"receiver", "op"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -162,6 +170,9 @@ func newMetrics(reg prometheus.Registerer, now func() time.Time) (*metrics, erro
 	if m.oldest, err = promreg.Register(reg, m.oldest); err != nil {
 		return nil, err
 	}
+	if m.settleFailures, err = promreg.Register(reg, m.settleFailures); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -174,28 +185,30 @@ type receiverMetrics struct {
 	pauses, pulls, extraOmitted      prometheus.Counter
 	retries, deadLetters             *prometheus.CounterVec
 	probes                           *prometheus.CounterVec
+	settleFailures                   *prometheus.CounterVec
 	oldest                           *oldestPending
 	name                             string
 }
 
 func (m *metrics) forReceiver(name string) receiverMetrics {
 	return receiverMetrics{
-		delivered:    m.deliveries.WithLabelValues(name, "delivered"),
-		deadLettered: m.deliveries.WithLabelValues(name, "dead_lettered"),
-		skipped:      m.deliveries.WithLabelValues(name, "skipped"),
-		pubToDeliv:   m.pubToDeliv.WithLabelValues(name),
-		attempts:     m.attempts.WithLabelValues(name),
-		paused:       m.paused.WithLabelValues(name),
-		pending:      m.pending.WithLabelValues(name),
-		successRatio: m.ratio.WithLabelValues(name),
-		pauses:       m.pauses.WithLabelValues(name),
-		pulls:        m.pulls.WithLabelValues(name),
-		extraOmitted: m.extraOmitted.WithLabelValues(name),
-		retries:      m.retries,
-		deadLetters:  m.deadLetters,
-		probes:       m.probes,
-		oldest:       m.oldest,
-		name:         name,
+		delivered:      m.deliveries.WithLabelValues(name, "delivered"),
+		deadLettered:   m.deliveries.WithLabelValues(name, "dead_lettered"),
+		skipped:        m.deliveries.WithLabelValues(name, "skipped"),
+		pubToDeliv:     m.pubToDeliv.WithLabelValues(name),
+		attempts:       m.attempts.WithLabelValues(name),
+		paused:         m.paused.WithLabelValues(name),
+		pending:        m.pending.WithLabelValues(name),
+		successRatio:   m.ratio.WithLabelValues(name),
+		pauses:         m.pauses.WithLabelValues(name),
+		pulls:          m.pulls.WithLabelValues(name),
+		extraOmitted:   m.extraOmitted.WithLabelValues(name),
+		retries:        m.retries,
+		deadLetters:    m.deadLetters,
+		probes:         m.probes,
+		settleFailures: m.settleFailures,
+		oldest:         m.oldest,
+		name:           name,
 	}
 }
 
@@ -212,6 +225,11 @@ func (rm *receiverMetrics) deadLetter(reason string) {
 }
 
 func (rm *receiverMetrics) probe(result string) { rm.probes.WithLabelValues(rm.name, result).Inc() }
+
+// settleFailed counts an ack, nak or term (op) that could not be sent.
+func (rm *receiverMetrics) settleFailed(op string) {
+	rm.settleFailures.WithLabelValues(rm.name, op).Inc()
+}
 
 // maxUnroutedTypes bounds the type label of setrelay_intents_unrouted_total:
 // private types are open-ended, and a producer must not be able to grow the
