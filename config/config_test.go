@@ -306,6 +306,7 @@ func TestSecretFiles(t *testing.T) {
 	for name, c := range map[string]struct{ yaml, want string }{
 		"missing file": {oauth("      client_secret_file: " + filepath.Join(dir, "nope") + "\n"), "receivers[0].auth.client_secret_file: open"},
 		"empty file":   {oauth("      client_secret_file: " + empty + "\n"), "is empty"},
+		"a directory":  {oauth("      client_secret_file: " + dir + "\n"), "client_secret_file: " + dir + " is a directory, not a file"},
 		"both":         {oauth("      client_secret: x\n      client_secret_file: " + secret + "\n"), "either client_secret or client_secret_file"},
 		"both header":  {minimal + "    auth: {authorization_header: x, authorization_header_file: " + header + "}\n", "either authorization_header or authorization_header_file"},
 	} {
@@ -494,5 +495,20 @@ func TestQueueOnlyNeedsNoReceiverCredentials(t *testing.T) {
 	}
 	if _, err := Parse([]byte(y), "x.yaml", env(nil), QueueOnly()); err == nil {
 		t.Error("QueueOnly accepted an unset ${DATA} outside the receivers' credentials")
+	}
+}
+
+// TestLoadDirectory: --config pointing at a directory (a mounted config
+// folder, a path missing its file name) says so once, plainly, instead of
+// the doubled "read X: read X: is a directory".
+func TestLoadDirectory(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Load(dir)
+	if err == nil {
+		t.Fatal("Load of a directory succeeded")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, dir+" is a directory, not a file") || strings.Count(msg, "read "+dir) > 0 {
+		t.Errorf("Load(%s) = %q, want one plain 'is a directory, not a file'", dir, msg)
 	}
 }
