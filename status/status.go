@@ -226,7 +226,7 @@ func collectOne(ctx context.Context, js jetstream.JetStream, intents, dlq jetstr
 		if config == "" {
 			config = "FILE"
 		}
-		r.Fix = fmt.Sprintf("no consumer %s on %s, so intents published now are not kept for it; create it with 'setrelay provision --config %s' (or start 'setrelay run' with that configuration)",
+		r.Fix = fmt.Sprintf("no consumer %s on %s, so nothing is delivered to it, and the stream keeps an intent for it only while another consumer still holds it; create it with 'setrelay provision --config %s' (or start 'setrelay run' with that configuration)",
 			queue.ConsumerName(name), queue.IntentStream, config)
 		// Not "return r, deadLetters(..., &r, ...)": the order in which r is
 		// read and the call fills it in is unspecified.
