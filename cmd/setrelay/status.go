@@ -23,7 +23,7 @@ func newStatusCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Is every receiver healthy right now? One line per receiver; exit 1 when any is blocked",
+		Short: "Is every receiver healthy right now? One line per receiver; exit 1 when any is blocked or has no consumer",
 		Long: `Print one line per receiver:
 
   STATE          ok, failing (pushes failing, not paused yet), paused (down,
