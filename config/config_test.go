@@ -512,3 +512,27 @@ func TestLoadDirectory(t *testing.T) {
 		t.Errorf("Load(%s) = %q, want one plain 'is a directory, not a file'", dir, msg)
 	}
 }
+
+// TestQueueOnlyNeedsNoReceiverEndpoint: configs/govuk.yaml writes the
+// receiver's endpoint as ${GOVUK_SSF_ENDPOINT}, set in the relay's service
+// environment. 'setrelay status', 'dlq' and 'publish' with that file never
+// push, yet refused to load it in an operator's shell without the variable.
+// QueueOnly leaves an endpoint's ${NAME} as written, like the credentials;
+// an endpoint written out is still checked.
+func TestQueueOnlyNeedsNoReceiverEndpoint(t *testing.T) {
+	y := strings.Replace(issueExample, "https://inbound-ssf.build.account.gov.uk/...", "${GOVUK_SSF_ENDPOINT}", 1)
+	cfg, err := Parse([]byte(y), "x.yaml", env(nil), QueueOnly())
+	if err != nil {
+		t.Fatalf("QueueOnly with the endpoint's variable unset: %v", err)
+	}
+	if got := cfg.ReceiverNames(); len(got) != 1 || got[0] != "govuk" {
+		t.Errorf("receiver names = %v", got)
+	}
+	if _, err := Parse([]byte(y), "x.yaml", env(nil)); err == nil || !strings.Contains(err.Error(), "GOVUK_SSF_ENDPOINT is not set") {
+		t.Errorf("without QueueOnly the unset endpoint variable must be reported: %v", err)
+	}
+	bad := strings.Replace(issueExample, "https://inbound-ssf.build.account.gov.uk/...", "ftp://rcv.example/", 1)
+	if _, err := Parse([]byte(bad), "x.yaml", env(nil), QueueOnly()); err == nil || !strings.Contains(err.Error(), "receivers[0].endpoint") {
+		t.Errorf("QueueOnly accepted a written-out bad endpoint: %v", err)
+	}
+}
