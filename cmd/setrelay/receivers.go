@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/relay"
 	"github.com/setrelay/setrelay/worker"
 )
@@ -42,7 +43,7 @@ is the setrelay_receiver_state metric.`,
 		Example: `  setrelay receivers status --config /etc/setrelay/config.yaml`,
 		Args:    positional(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(file)
+			cfg, err := loadStateConfig(file)
 			if err != nil {
 				return err
 			}
@@ -90,7 +91,7 @@ not needed.`,
 		Example: `  setrelay receivers unblock gov --config /etc/setrelay/config.yaml`,
 		Args:    positional(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(file)
+			cfg, err := loadStateConfig(file)
 			if err != nil {
 				return err
 			}
@@ -120,4 +121,16 @@ not needed.`,
 	}
 	cmd.Flags().StringVar(&file, "config", "", "configuration file (YAML; see configs/*.yaml)")
 	return cmd
+}
+
+// loadStateConfig loads --config for the receivers commands. They read and
+// write the state bucket only, so, like the other queue tools, they load
+// the file without the receivers' credentials and endpoint variables
+// (config.QueueOnly): the operator who runs 'receivers unblock' after a fix
+// need not have the receiver's client secret in their shell.
+func loadStateConfig(file string) (*config.Config, error) {
+	if file == "" {
+		return nil, usageErrorf("--config is required: the relay's YAML configuration file (commented examples in configs/)")
+	}
+	return config.Load(file, config.QueueOnly())
 }
