@@ -82,3 +82,20 @@ func TestReceiversCommandsNeedNoReceiverSecrets(t *testing.T) {
 		t.Errorf("receivers status without --config: exit %d %s", code, stderr)
 	}
 }
+
+// TestReceiversNATSURLFlag: status, dlq, publish and backfill take
+// --nats-url to reach NATS from where the operator is (a bastion, a port
+// forward); the receivers commands took only NATS_URL.
+func TestReceiversNATSURLFlag(t *testing.T) {
+	j := testenv.StartJetStream(t, queue.Config{}, "local")
+	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: "http://127.0.0.1:1/events"})
+	if _, err := j.JS.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: worker.StateBucket}); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := runCLI(t, "", "receivers", "status", "--config", rc.File, "--nats-url", j.URL()); code != 0 || !strings.Contains(stdout, "local\tok") {
+		t.Errorf("receivers status --nats-url: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCLI(t, "", "receivers", "unblock", "local", "--config", rc.File, "--nats-url", j.URL()); code != 0 || !strings.Contains(stdout, "probe requested") {
+		t.Errorf("receivers unblock --nats-url: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
