@@ -15,8 +15,8 @@ import (
 
 func newProvisionCmd() *cobra.Command {
 	var (
-		file       string
-		prune, yes bool
+		file, natsURL string
+		prune, yes    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "provision --config FILE [--prune [--yes]]",
@@ -41,8 +41,9 @@ The orphan's pending intents are not delivered to its receiver: run it only
 when the receiver is gone for good. Without a terminal to ask on, --yes is
 required.
 
-It connects to nats.url (NATS_URL overrides it). With an empty nats.url it
-expects a running 'setrelay run' with its embedded server on nats.listen.`,
+It connects to nats.url (NATS_URL, then --nats-url, override it). With an
+empty nats.url it expects a running 'setrelay run' with its embedded server
+on nats.listen.`,
 		Example: `  setrelay provision --config configs/ssf.yaml
   setrelay provision --config configs/ssf.yaml --prune
   NATS_URL=nats://nats-1:4222,nats://nats-2:4222 setrelay provision --config /etc/setrelay/config.yaml --prune --yes`,
@@ -54,6 +55,9 @@ expects a running 'setrelay run' with its embedded server on nats.listen.`,
 			cfg, err := loadConfig(file)
 			if err != nil {
 				return err
+			}
+			if natsURL != "" {
+				cfg.NATS.URL = natsURL
 			}
 			log, err := newLogger(cmd.ErrOrStderr(), logLevel(cmd, cfg.Log.Level), "console")
 			if err != nil {
@@ -73,6 +77,7 @@ expects a running 'setrelay run' with its embedded server on nats.listen.`,
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "configuration file (YAML; see configs/*.yaml)")
+	cmd.Flags().StringVar(&natsURL, "nats-url", "", "NATS server URL(s), comma-separated; overrides NATS_URL and the configuration")
 	cmd.Flags().BoolVar(&prune, "prune", false, "list the consumers of receivers no longer configured, and delete them after confirmation")
 	cmd.Flags().BoolVar(&yes, "yes", false, "with --prune: delete without asking (for scripts)")
 	return cmd

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/setrelay/setrelay/internal/testenv"
 	"github.com/setrelay/setrelay/queue"
 )
 
@@ -143,4 +144,17 @@ func TestProvisionPruneConfirmOnTerminal(t *testing.T) {
 // regexpLine reports whether some line of s matches re.
 func regexpLine(s, re string) bool {
 	return regexp.MustCompile(`(?m)^` + re + `\s*$`).MatchString(s)
+}
+
+// TestProvisionNATSURLFlag: provision, like status and dlq, takes
+// --nats-url; it took only NATS_URL.
+func TestProvisionNATSURLFlag(t *testing.T) {
+	url, js := startQueueForCLI(t)
+	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: "http://127.0.0.1:1/events"})
+	if code, out, stderr := runCLI(t, "", "provision", "--config", rc.File, "--nats-url", url); code != 0 {
+		t.Fatalf("provision --nats-url: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, err := js.Consumer(context.Background(), queue.IntentStream, queue.ConsumerName("local")); err != nil {
+		t.Errorf("provision --nats-url did not create the receiver's consumer: %v", err)
+	}
 }
