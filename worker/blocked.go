@@ -363,6 +363,10 @@ func (p *Pool) recovered(ctx context.Context, r *rcv, shared bool) {
 	r.downSince = time.Time{}
 	r.mu.Unlock()
 	r.down.Store(false)
+	// The receiver is back for the fleet: a process that adopted the pause
+	// (troubled without failing itself) or failed before it must not stay
+	// "failing" until its own next delivery, which an idle one may not make.
+	r.troubled.Store(false)
 	r.m.paused.Set(0)
 	r.win.reset()
 	if wasPaused {
