@@ -306,6 +306,7 @@ func TestSecretFiles(t *testing.T) {
 	for name, c := range map[string]struct{ yaml, want string }{
 		"missing file": {oauth("      client_secret_file: " + filepath.Join(dir, "nope") + "\n"), "receivers[0].auth.client_secret_file: open"},
 		"empty file":   {oauth("      client_secret_file: " + empty + "\n"), "is empty"},
+		"a directory":  {oauth("      client_secret_file: " + dir + "\n"), "client_secret_file: " + dir + " is a directory, not a file"},
 		"both":         {oauth("      client_secret: x\n      client_secret_file: " + secret + "\n"), "either client_secret or client_secret_file"},
 		"both header":  {minimal + "    auth: {authorization_header: x, authorization_header_file: " + header + "}\n", "either authorization_header or authorization_header_file"},
 	} {
@@ -494,5 +495,44 @@ func TestQueueOnlyNeedsNoReceiverCredentials(t *testing.T) {
 	}
 	if _, err := Parse([]byte(y), "x.yaml", env(nil), QueueOnly()); err == nil {
 		t.Error("QueueOnly accepted an unset ${DATA} outside the receivers' credentials")
+	}
+}
+
+// TestLoadDirectory: --config pointing at a directory (a mounted config
+// folder, a path missing its file name) says so once, plainly, instead of
+// the doubled "read X: read X: is a directory".
+func TestLoadDirectory(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Load(dir)
+	if err == nil {
+		t.Fatal("Load of a directory succeeded")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, dir+" is a directory, not a file") || strings.Count(msg, "read "+dir) > 0 {
+		t.Errorf("Load(%s) = %q, want one plain 'is a directory, not a file'", dir, msg)
+	}
+}
+
+// TestQueueOnlyNeedsNoReceiverEndpoint: configs/govuk.yaml writes the
+// receiver's endpoint as ${GOVUK_SSF_ENDPOINT}, set in the relay's service
+// environment. 'setrelay status', 'dlq' and 'publish' with that file never
+// push, yet refused to load it in an operator's shell without the variable.
+// QueueOnly leaves an endpoint's ${NAME} as written, like the credentials;
+// an endpoint written out is still checked.
+func TestQueueOnlyNeedsNoReceiverEndpoint(t *testing.T) {
+	y := strings.Replace(issueExample, "https://inbound-ssf.build.account.gov.uk/...", "${GOVUK_SSF_ENDPOINT}", 1)
+	cfg, err := Parse([]byte(y), "x.yaml", env(nil), QueueOnly())
+	if err != nil {
+		t.Fatalf("QueueOnly with the endpoint's variable unset: %v", err)
+	}
+	if got := cfg.ReceiverNames(); len(got) != 1 || got[0] != "govuk" {
+		t.Errorf("receiver names = %v", got)
+	}
+	if _, err := Parse([]byte(y), "x.yaml", env(nil)); err == nil || !strings.Contains(err.Error(), "GOVUK_SSF_ENDPOINT is not set") {
+		t.Errorf("without QueueOnly the unset endpoint variable must be reported: %v", err)
+	}
+	bad := strings.Replace(issueExample, "https://inbound-ssf.build.account.gov.uk/...", "ftp://rcv.example/", 1)
+	if _, err := Parse([]byte(bad), "x.yaml", env(nil), QueueOnly()); err == nil || !strings.Contains(err.Error(), "receivers[0].endpoint") {
+		t.Errorf("QueueOnly accepted a written-out bad endpoint: %v", err)
 	}
 }

@@ -33,7 +33,8 @@ type loadOptions struct {
 // (everything under receivers[].auth) are left as written, with their
 // ${NAME} references not expanded and their *_file not read, so a producer
 // needs neither the receivers' client secrets in its environment nor their
-// files. Such a Config must never be used to deliver: its receivers'
+// files; so is a receiver's endpoint written as a ${NAME} reference
+// (configs/govuk.yaml does), since nothing but the relay pushes. Such a Config must never be used to deliver: its receivers'
 // credentials are placeholders.
 func QueueOnly() Option { return func(o *loadOptions) { o.queueOnly = true } }
 
@@ -234,12 +235,17 @@ func readSecretFiles(cfg *Config, p *problems) {
 	}
 }
 
-// skip reports whether expandEnv leaves the value at path as written.
+// skip reports whether expandEnv leaves the value at path as written: for
+// QueueOnly, the receivers' credentials and endpoints, which queue tools
+// never use and whose variables live in the relay's environment.
 func (o loadOptions) skip(path string) bool {
-	return o.queueOnly && receiverAuthPath.MatchString(path)
+	return o.queueOnly && (receiverAuthPath.MatchString(path) || receiverEndpointPath.MatchString(path))
 }
 
-var receiverAuthPath = regexp.MustCompile(`^receivers\[\d+\]\.auth\.`)
+var (
+	receiverAuthPath     = regexp.MustCompile(`^receivers\[\d+\]\.auth\.`)
+	receiverEndpointPath = regexp.MustCompile(`^receivers\[\d+\]\.endpoint$`)
+)
 
 // ReloadSecrets returns r with client_secret_file and
 // authorization_header_file read again, so a relay can pick up a fixed
@@ -282,9 +288,16 @@ func readBounded(path string) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
+	// Opening a directory succeeds; reading it fails with an error that
+	// names the path twice ("read X: read X: is a directory"). A directory
+	// is a common slip (a mounted folder, a path without its file name),
+	// so say it plainly.
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%s is a directory, not a file; give the path of the file in it", path)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, err
 	}
 	if len(data) > maxFileSize {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxFileSize)

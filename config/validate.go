@@ -60,6 +60,11 @@ func (c *Config) validate(file string) error {
 			// QueueOnly left the credentials as written: there is
 			// nothing to check in them, and they are never used.
 			r.Auth = Auth{}
+			if strings.Contains(r.Endpoint, "${") {
+				// Nor an endpoint left as a ${NAME} reference (this
+				// is a copy: the configuration keeps it as written).
+				r.Endpoint = "https://endpoint-not-expanded.invalid/"
+			}
 		}
 		r.validate(&p, fmt.Sprintf("receivers[%d]", i), keyIDs, names, i)
 	}

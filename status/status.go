@@ -9,6 +9,7 @@ package status
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -27,9 +28,13 @@ const (
 	StateFailing = "failing"
 	StatePaused  = "paused"
 	StateBlocked = "blocked"
+	// StateNoConsumer is a configured receiver without its consumer on the
+	// intents stream (added but not provisioned, or pruned): the stream
+	// keeps messages only for the consumers that exist, so it gets nothing.
+	StateNoConsumer = "no_consumer"
 )
 
-var stateRank = map[string]int{StateOK: 0, StateFailing: 1, StatePaused: 2, StateBlocked: 3}
+var stateRank = map[string]int{StateOK: 0, StateFailing: 1, StatePaused: 2, StateBlocked: 3, StateNoConsumer: 4}
 
 // Receiver is one receiver's health.
 type Receiver struct {
@@ -112,6 +117,11 @@ func (r Report) Blocked() bool {
 	return slices.ContainsFunc(r.Receivers, func(x Receiver) bool { return x.State == StateBlocked })
 }
 
+// NoConsumer reports whether any configured receiver has no consumer.
+func (r Report) NoConsumer() bool {
+	return slices.ContainsFunc(r.Receivers, func(x Receiver) bool { return x.State == StateNoConsumer })
+}
+
 // Options say what to look at.
 type Options struct {
 	// Receivers are the names to report first, in order (the
@@ -123,6 +133,9 @@ type Options struct {
 	Client *http.Client
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Config is the configuration file Receivers come from, named in the
+	// fix of a receiver without a consumer ("" for a generic one).
+	Config string
 }
 
 // Collect builds the Report.
@@ -167,7 +180,7 @@ func Collect(ctx context.Context, js jetstream.JetStream, o Options) (Report, er
 		}
 	}
 	for _, name := range names {
-		r, err := collectOne(ctx, js, intents, dlq, name, now)
+		r, err := collectOne(ctx, js, intents, dlq, name, now, o.Config)
 		if err != nil {
 			return rep, err
 		}
@@ -194,7 +207,7 @@ func consumerReceivers(ctx context.Context, s jetstream.Stream) ([]string, error
 	return names, nil
 }
 
-func collectOne(ctx context.Context, js jetstream.JetStream, intents, dlq jetstream.Stream, name string, now time.Time) (Receiver, error) {
+func collectOne(ctx context.Context, js jetstream.JetStream, intents, dlq jetstream.Stream, name string, now time.Time, config string) (Receiver, error) {
 	r := Receiver{Name: name, State: StateOK}
 	shared, err := worker.SharedState(ctx, js, name)
 	if err != nil {
@@ -204,8 +217,24 @@ func collectOne(ctx context.Context, js jetstream.JetStream, intents, dlq jetstr
 	r.Fix = shared.Fix
 
 	cons, err := intents.Consumer(ctx, queue.ConsumerName(name))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		// Only a configured receiver can lack its consumer (the others
+		// are listed from the consumers). Report it with the rest rather
+		// than failing the whole report: the other receivers' health is
+		// still what the operator asked for.
+		r.raise(StateNoConsumer, "", time.Time{})
+		if config == "" {
+			config = "FILE"
+		}
+		r.Fix = fmt.Sprintf("no consumer %s on %s, so nothing is delivered to it, and the stream keeps an intent for it only while another consumer still holds it; create it with 'setrelay provision --config %s' (or start 'setrelay run' with that configuration)",
+			queue.ConsumerName(name), queue.IntentStream, config)
+		// Not "return r, deadLetters(..., &r, ...)": the order in which r is
+		// read and the call fills it in is unspecified.
+		err = deadLetters(ctx, dlq, &r, name, now)
+		return r, err
+	}
 	if err != nil {
-		return r, fmt.Errorf("status: receiver %q has no consumer %s (not provisioned, or removed): %w", name, queue.ConsumerName(name), err)
+		return r, fmt.Errorf("status: receiver %q consumer %s: %w", name, queue.ConsumerName(name), err)
 	}
 	ci, err := cons.Info(ctx)
 	if err != nil {
@@ -234,16 +263,22 @@ func collectOne(ctx context.Context, js jetstream.JetStream, intents, dlq jetstr
 	if !oldest.IsZero() {
 		r.OldestPending = max(now.Sub(oldest), 0)
 	}
+	err = deadLetters(ctx, dlq, &r, name, now)
+	return r, err
+}
 
+// deadLetters fills in the receiver's dead-letter counts and the latest
+// dead letter's reason.
+func deadLetters(ctx context.Context, dlq jetstream.Stream, r *Receiver, name string, now time.Time) error {
 	subject := queue.DLQSubject(name)
 	si, err := dlq.Info(ctx, jetstream.WithSubjectFilter(subject))
 	if err != nil {
-		return r, fmt.Errorf("status: dead letters of %q: %w", name, err)
+		return fmt.Errorf("status: dead letters of %q: %w", name, err)
 	}
 	r.DeadLetters = si.State.Subjects[subject]
 	if r.DeadLetters > 0 {
 		if r.DeadLettersLastHour, err = countSince(ctx, dlq, subject, now.Add(-time.Hour)); err != nil {
-			return r, err
+			return err
 		}
 		if last, err := dlq.GetLastMsgForSubject(ctx, subject); err == nil {
 			if reason := lastDeadLetterReason(last.Data); reason != "" {
@@ -251,7 +286,7 @@ func collectOne(ctx context.Context, js jetstream.JetStream, intents, dlq jetstr
 			}
 		}
 	}
-	return r, nil
+	return nil
 }
 
 // raise moves r to state if that is worse than what it has.

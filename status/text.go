@@ -27,9 +27,12 @@ func (r Report) WriteText(w io.Writer) error {
 		return err
 	}
 	for _, x := range r.Receivers {
-		if x.State == StateBlocked && x.Fix != "" {
+		switch {
+		case x.State == StateBlocked && x.Fix != "":
 			fmt.Fprintf(w, "%s is blocked since %s: %s; once fixed, run 'setrelay receivers unblock %s'\n",
 				x.Name, x.Since.UTC().Format(time.RFC3339), x.Fix, x.Name)
+		case x.State == StateNoConsumer:
+			fmt.Fprintf(w, "%s gets nothing: %s\n", x.Name, x.Fix)
 		}
 	}
 	for _, e := range r.OpsErrors {

@@ -363,6 +363,10 @@ func (p *Pool) recovered(ctx context.Context, r *rcv, shared bool) {
 	r.downSince = time.Time{}
 	r.mu.Unlock()
 	r.down.Store(false)
+	// The receiver is back for the fleet: a process that adopted the pause
+	// (troubled without failing itself) or failed before it must not stay
+	// "failing" until its own next delivery, which an idle one may not make.
+	r.troubled.Store(false)
 	r.m.paused.Set(0)
 	r.win.reset()
 	if wasPaused {
@@ -387,21 +391,35 @@ func (p *Pool) recovered(ctx context.Context, r *rcv, shared bool) {
 }
 
 // adoptPaused takes over an outage pause another process recorded.
+//
+// The receiver is then down for this process too, and troubled: the first
+// delivery after the pause (a probe's, or a push once the pause has run
+// out) must end the outage for the fleet, as it would in the process that
+// paused. Without troubled that delivery was not news, so a process that
+// adopted the pause (a restart during an outage, or a replica whose peer
+// that paused has gone) kept probing one message at a time, reported the
+// consumer paused, and left the shared record "paused" for good.
+//
+// A recorded pause that has already run out (a process starting after the
+// pause, with none of the fleet having delivered since) is adopted the
+// same way, without a pause: the receiver is tried one message at a time
+// until one gets through, which records it ok.
 func (p *Pool) adoptPaused(r *rcv, rec stateRecord) {
-	if !rec.Until.After(p.now()) {
-		return
-	}
+	now := p.now()
 	r.mu.Lock()
-	if rec.Until.After(r.pausedUntil()) {
+	if rec.Until.After(r.pausedUntil()) && rec.Until.After(now) {
 		r.pauseUntil.Store(rec.Until.UnixNano())
 	}
 	if r.downSince.IsZero() {
 		r.downSince = rec.Since
 	}
-	r.probeAt = p.now().Add(r.Pause.ProbeInterval)
+	r.probeAt = now.Add(r.Pause.ProbeInterval)
 	r.mu.Unlock()
+	r.troubled.Store(true)
 	r.down.Store(true)
-	r.m.paused.Set(1)
+	if rec.Until.After(now) {
+		r.m.paused.Set(1)
+	}
 	p.publishState(r)
 	r.wakeProbe()
 }

@@ -58,7 +58,8 @@ Progress goes to stderr: a progress bar (count, rate, ETA, invalid so far)
 when it is a terminal, a plain line every --progress-every otherwise.
 
 Exit status: 0 when every line was published; 2 when some lines were
-rejected (the others were published); 1 when publishing failed (resume after
+rejected (the others were published), by this run or, with --resume, by the
+runs it continues; 1 when publishing failed (resume after
 fixing the cause); 130 when interrupted (resume with --resume).`,
 		Example: `  setrelay backfill --dry-run users.ndjson
   setrelay backfill --rate 500 users.ndjson
@@ -163,8 +164,19 @@ func backfillResult(cmd *cobra.Command, rejects string, sum backfill.Summary, er
 	if sum.Read > 0 || sum.Checkpoint.Line > 0 || err == nil {
 		fmt.Fprintln(cmd.OutOrStdout(), sum.String())
 	}
-	if sum.Invalid > 0 {
-		fmt.Fprintf(cmd.OutOrStdout(), "%d invalid lines: see %s\n", sum.Invalid, rejects)
+	// A resumed run continues earlier ones: lines they rejected are still
+	// rejected (the rejects file keeps them, the checkpoint counts them), so
+	// they count for the exit status and the pointer to the rejects file,
+	// or a script resuming until success would never look at them.
+	invalid := sum.Invalid
+	if sum.StartLine > 0 && sum.Checkpoint.Invalid > invalid {
+		invalid = sum.Checkpoint.Invalid
+	}
+	switch {
+	case invalid > sum.Invalid:
+		fmt.Fprintf(cmd.OutOrStdout(), "%d invalid lines (%d in this run, the others before it was resumed): see %s\n", invalid, sum.Invalid, rejects)
+	case invalid > 0:
+		fmt.Fprintf(cmd.OutOrStdout(), "%d invalid lines: see %s\n", invalid, rejects)
 	}
 	switch {
 	case errors.Is(err, backfill.ErrInterrupted):
@@ -176,8 +188,8 @@ func backfillResult(cmd *cobra.Command, rejects string, sum backfill.Summary, er
 		return &silentError{code: exitInterrupted, err: err}
 	case err != nil:
 		return err
-	case sum.Invalid > 0:
-		return &silentError{code: exitUsage, err: fmt.Errorf("%d lines rejected", sum.Invalid)}
+	case invalid > 0:
+		return &silentError{code: exitUsage, err: fmt.Errorf("%d lines rejected", invalid)}
 	}
 	return nil
 }

@@ -205,3 +205,54 @@ func TestBackfillStdinWithoutCheckpointSaysSo(t *testing.T) {
 		t.Error("a checkpoint file named after '-' was written")
 	}
 }
+
+// TestBackfillResumeReportsEarlierRejects: lines rejected before an
+// interrupt stay rejected after --resume finishes the file. The resumed run
+// must not exit 0 ("every line was published") nor hide them, since a script
+// that resumes until success would otherwise never look at the rejects file.
+func TestBackfillResumeReportsEarlierRejects(t *testing.T) {
+	url, js := startQueueForCLI(t, "r1")
+	path := filepath.Join(t.TempDir(), "intents.ndjson")
+	var b bytes.Buffer
+	const n = 20000
+	for i := 1; i <= n; i++ {
+		if i <= 3 {
+			fmt.Fprintf(&b, `{"id":"early-%06d","type":"risc.account-disabled"}`+"\n", i)
+			continue
+		}
+		fmt.Fprintf(&b, `{"id":"early-%06d","type":"risc.account-disabled","subject":{"format":"email","email":"u%d@example.com"}}`+"\n", i, i)
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil && intentCount(t, js) < 3000 {
+			time.Sleep(2 * time.Millisecond)
+		}
+		cancel()
+	}()
+	var out, errb bytes.Buffer
+	if code := execute(ctx, []string{"backfill", "--nats-url", url, "--rate", "20000", path}, strings.NewReader(""), &out, &errb); code != exitInterrupted {
+		t.Fatalf("interrupted: exit %d, want 130\n%s%s", code, out.String(), errb.String())
+	}
+	if stored := intentCount(t, js); stored >= n-3 {
+		t.Fatalf("the interrupt came too late: %d stored", stored)
+	}
+
+	code, outs, stderr := runCLI(t, "", "backfill", "--nats-url", url, "--resume", path)
+	if code != exitUsage {
+		t.Errorf("resume after 3 lines were rejected: exit %d, want 2\n%s%s", code, outs, stderr)
+	}
+	if !strings.Contains(outs, "3 invalid lines") || !strings.Contains(outs, path+".rejects.ndjson") {
+		t.Errorf("resume does not point at the 3 lines rejected before the interrupt:\n%s", outs)
+	}
+	// Resuming a finished backfill says the same.
+	code, outs, stderr = runCLI(t, "", "backfill", "--nats-url", url, "--resume", path)
+	if code != exitUsage || !strings.Contains(outs, "3 invalid lines") {
+		t.Errorf("resume of a finished backfill: exit %d, want 2 and the 3 invalid lines\n%s%s", code, outs, stderr)
+	}
+	checkRejected(t, path+".rejects.ndjson", map[int]bool{1: true, 2: true, 3: true})
+}

@@ -658,3 +658,22 @@ func TestBadTracingEnvironmentIsAUsageError(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q; want %d naming OTEL_TRACES_EXPORTER", code, stderr, exitUsage)
 	}
 }
+
+// TestMissingArgumentShowsUsageLine: 'setrelay receivers unblock' without
+// its NAME said only "accepts 1 arg(s), received 0", which does not say
+// which argument. The usage line names it.
+func TestMissingArgumentShowsUsageLine(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"receivers", "unblock"}, "Usage: setrelay receivers unblock NAME --config FILE"},
+		{[]string{"dlq", "show"}, "Usage: setrelay dlq show SEQ"},
+		{[]string{"streams", "show"}, "Usage: setrelay streams show"},
+	} {
+		code, _, stderr := runCLI(t, "", tc.args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, want 2 and %q in:\n%s", tc.args, code, tc.want, stderr)
+		}
+	}
+}

@@ -9,15 +9,18 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/setrelay/setrelay/internal/suggest"
 	"github.com/setrelay/setrelay/queue"
 )
 
@@ -110,6 +113,59 @@ func dlqConnect(cmd *cobra.Command, qf *queueFlags) (*nats.Conn, *queue.DLQ, err
 	return nc, queue.NewDLQ(js), nil
 }
 
+// noteReceiverWithoutDeadLetters explains, on stderr, a --receiver that
+// has no dead letters and is not configured: a typo in the name otherwise
+// looks exactly like a receiver with none ("no dead letters match"). It
+// names the receivers that have dead letters, with a did-you-mean. A
+// configured receiver without dead letters is normal and gets no note;
+// nothing here changes the output or the exit status.
+func noteReceiverWithoutDeadLetters(cmd *cobra.Command, nc *nats.Conn, qf *queueFlags, receiver string) {
+	if receiver == "" {
+		return
+	}
+	if qf.config != "" {
+		if cfg, err := qf.loadedConfig(); err == nil && cfg != nil && slices.Contains(cfg.ReceiverNames(), receiver) {
+			return
+		}
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, queue.DLQStream)
+	if err != nil {
+		return
+	}
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(queue.DLQSubjectPrefix+">"))
+	if err != nil || info.State.Subjects[queue.DLQSubject(receiver)] > 0 {
+		return
+	}
+	var names []string
+	for subj := range info.State.Subjects {
+		names = append(names, strings.TrimPrefix(subj, queue.DLQSubjectPrefix))
+	}
+	slices.Sort(names)
+	msg := fmt.Sprintf("setrelay: note: no dead letters for receiver %q", receiver)
+	if qf.config != "" {
+		msg += ", and it is not in " + qf.config
+	}
+	if len(names) == 0 {
+		msg += "; the dead-letter stream is empty"
+	} else {
+		quoted := make([]string, len(names))
+		for i, n := range names {
+			quoted[i] = strconv.Quote(n)
+		}
+		msg += "; receivers with dead letters: " + strings.Join(quoted, ", ")
+		if best, ok := suggest.Closest(receiver, names); ok {
+			msg += fmt.Sprintf("; did you mean %q?", best)
+		}
+	}
+	fmt.Fprintln(cmd.ErrOrStderr(), msg)
+}
+
 // noMatch is what list, replay --all and purge print when the filters
 // select nothing; scripts and tests look for it.
 const noMatch = "no dead letters match"
@@ -156,6 +212,7 @@ per line (the full dead letter, with seq and stored time), for jq.`,
 				return err
 			}
 			defer closeConn(nc)
+			noteReceiverWithoutDeadLetters(cmd, nc, &qf, ff.receiver)
 			return listDeadLetters(cmd.Context(), cmd.OutOrStdout(), dlq, f, asJSON)
 		},
 	}
@@ -375,6 +432,7 @@ With --all, every dead letter matching the filters is replayed, oldest first.
 				return err
 			}
 			defer closeConn(nc)
+			noteReceiverWithoutDeadLetters(cmd, nc, &qf, ff.receiver)
 			return replayDeadLetters(cmd.Context(), cmd.OutOrStdout(), dlq, seqs, all, f, dryRun)
 		},
 	}
@@ -472,6 +530,7 @@ It asks for confirmation on the terminal unless --yes; without a terminal
 				return err
 			}
 			defer closeConn(nc)
+			noteReceiverWithoutDeadLetters(cmd, nc, &qf, ff.receiver)
 			if !yes {
 				n := 0
 				if err := dlq.Each(cmd.Context(), f, func(queue.StoredDeadLetter) error { n++; return nil }); err != nil {

@@ -223,3 +223,35 @@ func TestDLQPurgeDeclined(t *testing.T) {
 		t.Fatalf("answering yes: exit %d: %q %q", code, out, stderr)
 	}
 }
+
+// TestDLQReceiverTypoIsNamed: 'dlq list --receiver govk' (a typo) printed
+// only "no dead letters match", exactly what a receiver without dead letters
+// gets, so the operator concluded there were none. The receivers that do
+// have dead letters are named on stderr, with a did-you-mean; stdout and
+// the exit status stay as they were for scripts.
+func TestDLQReceiverTypoIsNamed(t *testing.T) {
+	url, js := startQueueForCLI(t, "govuk", "other")
+	deadLetter(t, js, "govuk", "invalid_audience", 1)
+
+	for _, args := range [][]string{
+		{"dlq", "list", "--nats-url", url, "--receiver", "govk"},
+		{"dlq", "replay", "--all", "--dry-run", "--nats-url", url, "--receiver", "govk"},
+		{"dlq", "purge", "--yes", "--nats-url", url, "--receiver", "govk"},
+	} {
+		code, out, stderr := runCLI(t, "", args...)
+		if code != 0 || !(strings.Contains(out, "no dead letters match") || strings.Contains(out, "0 dead letters purged")) {
+			t.Errorf("%v: exit %d\n%s%s", args, code, out, stderr)
+		}
+		if !strings.Contains(stderr, `no dead letters for receiver "govk"`) || !strings.Contains(stderr, `did you mean "govuk"?`) {
+			t.Errorf("%v: stderr does not name the receivers that have dead letters:\n%s", args, stderr)
+		}
+	}
+	if n := dlqCount(t, js); n != 1 {
+		t.Fatalf("the dead letter is gone: %d left", n)
+	}
+	// A receiver that simply has none gets no note.
+	code, out, stderr := runCLI(t, "", "dlq", "list", "--nats-url", url, "--receiver", "govuk", "--reason", "http_5xx")
+	if code != 0 || !strings.Contains(out, "no dead letters match") || stderr != "" {
+		t.Errorf("filtered by reason: exit %d\n%s%s", code, out, stderr)
+	}
+}

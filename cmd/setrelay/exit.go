@@ -34,10 +34,12 @@ func usageErrorf(format string, args ...any) error {
 }
 
 // positional wraps a cobra argument check so its complaint is a usage error.
+// Cobra's complaint ("accepts 1 arg(s), received 0") does not say which
+// argument is missing; the usage line does.
 func positional(check cobra.PositionalArgs) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := check(cmd, args); err != nil {
-			return usageErrorf("%w\nRun '%s --help' for usage.", err, cmd.CommandPath())
+			return usageErrorf("%w\nUsage: %s\nRun '%s --help' for more.", err, cmd.UseLine(), cmd.CommandPath())
 		}
 		return nil
 	}

@@ -143,7 +143,7 @@ put in the configuration.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&alg, "alg", "RS256", "signature algorithm: "+algNames())
-	f.StringVar(&out, "out", "", "file to write the private key to (required)")
+	f.StringVar(&out, "out", "", "file to write the private key to (required, unless --pkcs11 or --kms)")
 	f.StringVar(&id, "id", "", "key id (kid); default: the key's thumbprint")
 	f.BoolVar(&force, "force", false, "overwrite an existing file")
 	f.BoolVar(&ifMissing, "if-missing", false, "leave an existing file as it is and exit 0 (for start-up scripts)")

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/setrelay/setrelay/config"
@@ -15,8 +17,8 @@ import (
 
 func newProvisionCmd() *cobra.Command {
 	var (
-		file       string
-		prune, yes bool
+		file, natsURL string
+		prune, yes    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "provision --config FILE [--prune [--yes]]",
@@ -38,11 +40,14 @@ every consumer interested in it has acknowledged it, so an orphaned consumer
 holds every intent published since its receiver was removed; once it is
 deleted, the stream shrinks to what the configured receivers still need.
 The orphan's pending intents are not delivered to its receiver: run it only
-when the receiver is gone for good. Without a terminal to ask on, --yes is
+when the receiver is gone for good. A consumer a running relay is still
+pulling from is not deleted (its configuration still has the receiver):
+roll the new configuration out first. Without a terminal to ask on, --yes is
 required.
 
-It connects to nats.url (NATS_URL overrides it). With an empty nats.url it
-expects a running 'setrelay run' with its embedded server on nats.listen.`,
+It connects to nats.url (NATS_URL, then --nats-url, override it). With an
+empty nats.url it expects a running 'setrelay run' with its embedded server
+on nats.listen.`,
 		Example: `  setrelay provision --config configs/ssf.yaml
   setrelay provision --config configs/ssf.yaml --prune
   NATS_URL=nats://nats-1:4222,nats://nats-2:4222 setrelay provision --config /etc/setrelay/config.yaml --prune --yes`,
@@ -54,6 +59,9 @@ expects a running 'setrelay run' with its embedded server on nats.listen.`,
 			cfg, err := loadConfig(file)
 			if err != nil {
 				return err
+			}
+			if natsURL != "" {
+				cfg.NATS.URL = natsURL
 			}
 			log, err := newLogger(cmd.ErrOrStderr(), logLevel(cmd, cfg.Log.Level), "console")
 			if err != nil {
@@ -73,6 +81,7 @@ expects a running 'setrelay run' with its embedded server on nats.listen.`,
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "configuration file (YAML; see configs/*.yaml)")
+	cmd.Flags().StringVar(&natsURL, "nats-url", "", "NATS server URL(s), comma-separated; overrides NATS_URL and the configuration")
 	cmd.Flags().BoolVar(&prune, "prune", false, "list the consumers of receivers no longer configured, and delete them after confirmation")
 	cmd.Flags().BoolVar(&yes, "yes", false, "with --prune: delete without asking (for scripts)")
 	return cmd
@@ -80,6 +89,29 @@ expects a running 'setrelay run' with its embedded server on nats.listen.`,
 
 // pruneTimeout bounds the listing and deleting of orphaned consumers.
 const pruneTimeout = time.Minute
+
+// refuseServed fails when a relay is pulling from one of the orphans: a
+// receiver missing from this file but still in the running relays' (a new
+// file not rolled out yet, or the wrong file). Deleting its consumer would
+// stop its deliveries under those relays. The relays keep a pull request
+// open on each consumer they serve, which consumer info counts.
+func refuseServed(ctx context.Context, js jetstream.JetStream, cfg *config.Config, orphans []queue.Orphan) error {
+	var served []string
+	for _, o := range orphans {
+		c, err := js.Consumer(ctx, queue.IntentStream, o.Consumer)
+		if err != nil {
+			continue // gone meanwhile: nothing to delete
+		}
+		if ci, err := c.Info(ctx); err == nil && ci.NumWaiting > 0 {
+			served = append(served, fmt.Sprintf("%s (receiver %q)", o.Consumer, o.Receiver))
+		}
+	}
+	if len(served) == 0 {
+		return nil
+	}
+	return fmt.Errorf("not deleting: a running relay is still pulling from %s, so its configuration still has that receiver; "+
+		"roll out %s to every relay (or stop the ones that serve it) first, then run the prune again", strings.Join(served, ", "), cfg.Source)
+}
 
 // pruneOrphans lists the orphaned receiver consumers with their pending
 // counts and deletes them once confirmed.
@@ -99,6 +131,9 @@ func pruneOrphans(cmd *cobra.Command, cfg *config.Config, yes bool) error {
 	if len(orphans) == 0 {
 		fmt.Fprintln(out, "no consumers of removed receivers: nothing to prune")
 		return nil
+	}
+	if err := refuseServed(ctx, js, cfg, orphans); err != nil {
+		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CONSUMER\tRECEIVER\tPENDING")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/setrelay/setrelay/internal/testenv"
 	"github.com/setrelay/setrelay/queue"
 )
 
@@ -143,4 +144,67 @@ func TestProvisionPruneConfirmOnTerminal(t *testing.T) {
 // regexpLine reports whether some line of s matches re.
 func regexpLine(s, re string) bool {
 	return regexp.MustCompile(`(?m)^` + re + `\s*$`).MatchString(s)
+}
+
+// TestProvisionNATSURLFlag: provision, like status and dlq, takes
+// --nats-url; it took only NATS_URL.
+func TestProvisionNATSURLFlag(t *testing.T) {
+	url, js := startQueueForCLI(t)
+	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: "http://127.0.0.1:1/events"})
+	if code, out, stderr := runCLI(t, "", "provision", "--config", rc.File, "--nats-url", url); code != 0 {
+		t.Fatalf("provision --nats-url: exit %d\n%s%s", code, out, stderr)
+	}
+	if _, err := js.Consumer(context.Background(), queue.IntentStream, queue.ConsumerName("local")); err != nil {
+		t.Errorf("provision --nats-url did not create the receiver's consumer: %v", err)
+	}
+}
+
+// TestProvisionPruneRefusesAServedConsumer: 'provision --prune' run with a
+// configuration that lacks a receiver the running relays still serve (a
+// new file not yet rolled out, the wrong file) deleted that receiver's
+// consumer under them: the relays stopped delivering to it and went
+// unready. A consumer a relay is pulling from is not an orphan; prune
+// refuses to delete it and says why.
+func TestProvisionPruneRefusesAServedConsumer(t *testing.T) {
+	url, js := startQueueForCLI(t, "live", "served")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := js.Consumer(ctx, queue.IntentStream, queue.ConsumerName("served"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A relay's long poll, as the worker keeps one open on each consumer.
+	pulling := make(chan struct{})
+	go func() {
+		defer close(pulling)
+		fctx, fcancel := context.WithTimeout(ctx, 15*time.Second)
+		defer fcancel()
+		b, err := cons.Fetch(1, jetstream.FetchContext(fctx))
+		if err == nil {
+			for range b.Messages() {
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ci, err := cons.Info(ctx)
+		if err == nil && ci.NumWaiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pull request never showed in the consumer info")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	cfg := writeLiveConfig(t, url)
+	code, out, stderr := runCLI(t, "", "provision", "--config", cfg, "--prune", "--yes")
+	if code != exitFailure || !strings.Contains(stderr, "rcv_served") || !strings.Contains(stderr, "still pulling") {
+		t.Errorf("prune of a consumer a relay pulls from: exit %d, want 1 and why\n%s%s", code, out, stderr)
+	}
+	if _, err := js.Consumer(ctx, queue.IntentStream, queue.ConsumerName("served")); err != nil {
+		t.Errorf("the served consumer was deleted: %v", err)
+	}
+	cancel()
+	<-pulling
 }

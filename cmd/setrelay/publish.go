@@ -51,7 +51,7 @@ func (qf *queueFlags) loadedConfig() (*config.Config, error) {
 }
 
 func (qf *queueFlags) register(cmd *cobra.Command, validates bool) {
-	cmd.Flags().StringVar(&qf.config, "config", "", "configuration file: its nats section says where the queue is, its receivers which names are valid (optional; the receivers' credentials are not read)")
+	cmd.Flags().StringVar(&qf.config, "config", "", "configuration file: its nats section says where the queue is, its receivers which names are valid (optional; the receivers' credentials and endpoint variables are not needed)")
 	cmd.Flags().StringVar(&qf.url, "nats-url", "", "NATS server URL(s), comma-separated; overrides NATS_URL and the configuration (default: a running 'setrelay run' on nats://"+queue.DefaultListen+")")
 	if validates {
 		cmd.Flags().BoolVar(&qf.allowPrivate, "allow-private-types", false, "accept event-type URIs outside CAEP/RISC/SSF (default: allowed when a configured receiver allows them)")

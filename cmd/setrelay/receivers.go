@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/setrelay/setrelay/config"
 	"github.com/setrelay/setrelay/relay"
 	"github.com/setrelay/setrelay/worker"
 )
@@ -23,14 +24,14 @@ process probes it with a backoff. 'status' shows each receiver's shared state
 and the fix; 'unblock' asks the running relays to probe one now, after you
 fixed it (client_secret_file and key files are re-read before each probe).`,
 		Example: `  setrelay receivers status --config /etc/setrelay/config.yaml
-  setrelay receivers unblock gov --config /etc/setrelay/config.yaml`,
+  setrelay receivers unblock gov --config /etc/setrelay/config.yaml --nats-url nats://127.0.0.1:4222`,
 	}
 	cmd.AddCommand(newReceiversStatusCmd(), newReceiversUnblockCmd())
 	return cmd
 }
 
 func newReceiversStatusCmd() *cobra.Command {
-	var file string
+	var file, natsURL string
 	cmd := &cobra.Command{
 		Use:   "status --config FILE",
 		Short: "Print each configured receiver's shared state (ok, paused or blocked) and what to fix",
@@ -42,7 +43,7 @@ is the setrelay_receiver_state metric.`,
 		Example: `  setrelay receivers status --config /etc/setrelay/config.yaml`,
 		Args:    positional(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := loadConfig(file)
+			cfg, err := loadStateConfig(file, natsURL)
 			if err != nil {
 				return err
 			}
@@ -72,12 +73,13 @@ is the setrelay_receiver_state metric.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", "", "configuration file (YAML; see configs/*.yaml)")
+	cmd.Flags().StringVar(&file, "config", "", "the relay's configuration file: its nats section says where the queue is, its receivers which names are valid (the receivers' credentials and endpoint variables are not needed)")
+	cmd.Flags().StringVar(&natsURL, "nats-url", "", "NATS server URL(s), comma-separated; overrides NATS_URL and the configuration")
 	return cmd
 }
 
 func newReceiversUnblockCmd() *cobra.Command {
-	var file string
+	var file, natsURL string
 	cmd := &cobra.Command{
 		Use:   "unblock NAME --config FILE",
 		Short: "Ask the running relays to probe a blocked receiver now",
@@ -90,7 +92,7 @@ not needed.`,
 		Example: `  setrelay receivers unblock gov --config /etc/setrelay/config.yaml`,
 		Args:    positional(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(file)
+			cfg, err := loadStateConfig(file, natsURL)
 			if err != nil {
 				return err
 			}
@@ -118,6 +120,28 @@ not needed.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", "", "configuration file (YAML; see configs/*.yaml)")
+	cmd.Flags().StringVar(&file, "config", "", "the relay's configuration file: its nats section says where the queue is, its receivers which names are valid (the receivers' credentials and endpoint variables are not needed)")
+	cmd.Flags().StringVar(&natsURL, "nats-url", "", "NATS server URL(s), comma-separated; overrides NATS_URL and the configuration")
 	return cmd
+}
+
+// loadStateConfig loads --config for the receivers commands. They read and
+// write the state bucket only, so, like the other queue tools, they load
+// the file without the receivers' credentials and endpoint variables
+// (config.QueueOnly): the operator who runs 'receivers unblock' after a fix
+// need not have the receiver's client secret in their shell.
+// natsURL, from --nats-url, overrides the file's nats.url and NATS_URL, as
+// it does for the other queue tools.
+func loadStateConfig(file, natsURL string) (*config.Config, error) {
+	if file == "" {
+		return nil, usageErrorf("--config is required: the relay's YAML configuration file (commented examples in configs/)")
+	}
+	cfg, err := config.Load(file, config.QueueOnly())
+	if err != nil {
+		return nil, err
+	}
+	if natsURL != "" {
+		cfg.NATS.URL = natsURL
+	}
+	return cfg, nil
 }

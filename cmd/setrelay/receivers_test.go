@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -45,5 +46,56 @@ func TestReceiversUnblock(t *testing.T) {
 	}
 	if _, err := kv.Get(ctx, "local.unblock"); err != nil {
 		t.Fatalf("no probe request recorded: %v", err)
+	}
+}
+
+// TestReceiversCommandsNeedNoReceiverSecrets: the blocked receiver's fix
+// line tells the operator to run 'setrelay receivers unblock NAME --config
+// FILE' from a shell. With the relay's file writing the endpoint and the
+// client secret as ${NAME} (as configs/govuk.yaml does), both receivers
+// commands refused to load it unless the receiver's client secret was
+// exported in that shell, although they only read and write the state
+// bucket. They load it as the other queue tools do.
+func TestReceiversCommandsNeedNoReceiverSecrets(t *testing.T) {
+	j := testenv.StartJetStream(t, queue.Config{}, "local")
+	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: "http://127.0.0.1:1/events"})
+	data, err := os.ReadFile(rc.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	y := strings.Replace(string(data), "http://127.0.0.1:1/events", "${RCV_SSF_ENDPOINT}", 1) + "    auth: {token_url: \"${RCV_TOKEN_URL}\", client_id: relay, client_secret: \"${RCV_CLIENT_SECRET}\"}\n"
+	if err := os.WriteFile(rc.File, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NATS_URL", j.URL())
+	ctx := context.Background()
+	if _, err := j.JS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: worker.StateBucket}); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := runCLI(t, "", "receivers", "status", "--config", rc.File); code != 0 || !strings.Contains(stdout, "local\tok") {
+		t.Errorf("receivers status without the receiver's variables: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCLI(t, "", "receivers", "unblock", "local", "--config", rc.File); code != 0 || !strings.Contains(stdout, "probe requested") {
+		t.Errorf("receivers unblock without the receiver's variables: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI(t, "", "receivers", "status"); code != exitUsage || !strings.Contains(stderr, "--config is required") {
+		t.Errorf("receivers status without --config: exit %d %s", code, stderr)
+	}
+}
+
+// TestReceiversNATSURLFlag: status, dlq, publish and backfill take
+// --nats-url to reach NATS from where the operator is (a bastion, a port
+// forward); the receivers commands took only NATS_URL.
+func TestReceiversNATSURLFlag(t *testing.T) {
+	j := testenv.StartJetStream(t, queue.Config{}, "local")
+	rc := testenv.WriteRelayConfig(t, testenv.RelayOptions{Endpoint: "http://127.0.0.1:1/events"})
+	if _, err := j.JS.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: worker.StateBucket}); err != nil {
+		t.Fatal(err)
+	}
+	if code, stdout, stderr := runCLI(t, "", "receivers", "status", "--config", rc.File, "--nats-url", j.URL()); code != 0 || !strings.Contains(stdout, "local\tok") {
+		t.Errorf("receivers status --nats-url: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if code, stdout, stderr := runCLI(t, "", "receivers", "unblock", "local", "--config", rc.File, "--nats-url", j.URL()); code != 0 || !strings.Contains(stdout, "probe requested") {
+		t.Errorf("receivers unblock --nats-url: exit %d\n%s%s", code, stdout, stderr)
 	}
 }

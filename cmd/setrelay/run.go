@@ -30,13 +30,18 @@ that requested its type, retried with backoff, dead-lettered when it cannot be
 delivered.
 
 The ops server (ops.listen, default 127.0.0.1:9464) serves /metrics,
-/healthz, /readyz and /jwks.json. Logs are JSON lines on stderr.
+/healthz, /readyz and /jwks.json. Logs are JSON lines on stderr (log.format:
+console for a terminal), at log.level or --log-level.
 
 On SIGTERM or SIGINT it stops pulling, lets in-flight pushes finish within
 worker.grace_period (default 20s), hands back the rest, drains NATS and exits
 0. A second signal exits at once (status 130); JetStream redelivers whatever
 was not acknowledged. Run any number of processes against one NATS cluster:
-they share the receivers' consumers.`,
+they share the receivers' consumers.
+
+Exit status: 0 after a graceful shutdown, 2 for a configuration mistake, 1
+when it cannot start (NATS unreachable, a port in use) or fails while
+running, 130 on a second signal.`,
 		Example: `  setrelay run --config configs/local.yaml
   GOVUK_CLIENT_ID=... GOVUK_CLIENT_SECRET=... setrelay run --config configs/govuk.yaml
   NATS_URL=nats://nats-1:4222 setrelay run --config /etc/setrelay/config.yaml --log-level debug`,

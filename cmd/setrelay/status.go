@@ -23,11 +23,13 @@ func newStatusCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "status",
-		Short: "Is every receiver healthy right now? One line per receiver; exit 1 when any is blocked",
+		Short: "Is every receiver healthy right now? One line per receiver; exit 1 when any is blocked or has no consumer",
 		Long: `Print one line per receiver:
 
   STATE          ok, failing (pushes failing, not paused yet), paused (down,
-                 probed) or blocked (a configuration failure), with the reason
+                 probed) or blocked (a configuration failure), with the reason;
+                 no_consumer for a configured receiver that has no consumer
+                 yet (run 'setrelay provision'): it is sent nothing
   PENDING        intents the receiver's consumer has not delivered yet
   IN FLIGHT      delivered and not settled yet (being pushed, or waiting to retry)
   OLDEST         age of the oldest intent not yet settled for the receiver
@@ -45,8 +47,8 @@ With --watch it prints the report again every interval, each under its
 time, until interrupted (exit status 0); a report that cannot be collected
 is a warning on stderr and the next interval tries again.
 
-Exit status: 0 when no receiver is blocked, 1 when any is (so scripts and
-probes can use it), 2 for bad flags or configuration.`,
+Exit status: 0 when no receiver is blocked or without a consumer, 1 when any
+is (so scripts and probes can use it), 2 for bad flags or configuration.`,
 		Example: `  setrelay status --config /etc/setrelay/config.yaml
   setrelay status --nats-url nats://nats:4222 --ops http://relay-1:9464 --ops http://relay-2:9464
   setrelay status --config config.yaml --json | jq '.receivers[] | select(.state != "ok")'
@@ -63,6 +65,7 @@ probes can use it), 2 for bad flags or configuration.`,
 					return err
 				}
 				opts.Receivers = cfg.ReceiverNames()
+				opts.Config = qf.config
 				if len(ops) == 0 && cfg.Ops.Listen != "" {
 					opts.Ops = []string{"http://" + dialable(cfg.Ops.Listen)}
 				}
@@ -94,6 +97,9 @@ probes can use it), 2 for bad flags or configuration.`,
 			}
 			if rep.Blocked() {
 				return &silentError{code: exitFailure, err: errors.New("a receiver is blocked")}
+			}
+			if rep.NoConsumer() {
+				return &silentError{code: exitFailure, err: errors.New("a configured receiver has no consumer")}
 			}
 			return nil
 		},

@@ -267,3 +267,52 @@ func TestStatusWatch(t *testing.T) {
 		t.Fatal("status --watch printed after it returned")
 	}
 }
+
+// TestStatusReceiverWithoutConsumer: a configured receiver whose consumer
+// does not exist (added to the configuration but not provisioned yet, or
+// pruned by mistake) gets nothing: the intents stream keeps a message only
+// for the consumers that exist. status must still report every other
+// receiver, show this one as having no consumer with the command that
+// fixes it, and exit 1, rather than fail the whole report.
+func TestStatusReceiverWithoutConsumer(t *testing.T) {
+	url, _ := startQueueForCLI(t, "govuk")
+	dir := t.TempDir()
+	keyFile, _ := testenv.WriteKey(t, dir, jose.ES256, "k1")
+	y := fmt.Sprintf(`issuer: https://issuer.example/
+keys: [{id: k1, file: %s, alg: ES256}]
+ops: {listen: "127.0.0.1:1"}
+receivers:
+  - name: govuk
+    endpoint: https://rcv.example/events
+    audience: https://govuk.example/
+    key: k1
+  - name: added
+    endpoint: https://added.example/events
+    audience: https://added.example/
+    key: k1
+`, keyFile)
+	file := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(file, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, stderr := runCLI(t, "", "status", "--config", file, "--nats-url", url)
+	if code != exitFailure {
+		t.Errorf("status with an unprovisioned receiver: exit %d, want 1\n%s%s", code, out, stderr)
+	}
+	if !regexp.MustCompile(`(?m)^govuk\s+ok\s`).MatchString(out) || !regexp.MustCompile(`(?m)^added\s+no_consumer\s`).MatchString(out) {
+		t.Errorf("status does not list both receivers, the added one without a consumer:\n%s%s", out, stderr)
+	}
+	if !strings.Contains(out, "setrelay provision --config "+file) {
+		t.Errorf("status does not say how to create the missing consumer:\n%s", out)
+	}
+
+	code, out, stderr = runCLI(t, "", "status", "--config", file, "--nats-url", url, "--json")
+	var rep status.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != exitFailure || len(rep.Receivers) != 2 {
+		t.Fatalf("status --json: exit %d, %v\n%s%s", code, err, out, stderr)
+	}
+	if r := rep.Receivers[1]; r.Name != "added" || r.State != "no_consumer" || r.Fix == "" {
+		t.Errorf("status --json for the unprovisioned receiver: %+v", r)
+	}
+}
