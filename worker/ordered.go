@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -50,6 +51,18 @@ import (
 // pinIDHeader carries, on every message of a pinned consumer, the id of
 // the pin it was delivered under.
 const pinIDHeader = "Nats-Pin-Id"
+
+// pinOf is the pin id the server delivered a message under. The server
+// appends its Nats-Pin-Id after the headers the producer stored, which may
+// include one of the producer's own, so it is the last value; the first
+// would let any producer steer which pin the owner believes it holds.
+func pinOf(h nats.Header) string {
+	v := h[pinIDHeader]
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
+}
 
 // partition is one partition consumer of an ordered receiver, as this
 // process sees it. Its loop (ownPartition) owns everything else.
@@ -403,7 +416,7 @@ func (p *Pool) ownPartition(ctx, work context.Context, r *rcv, pt *partition, ta
 				continue // not a JetStream message: nothing to settle
 			}
 			was := o.unknown
-			o.add(msg, md.Sequence.Stream, md.Sequence.Consumer, queue.OrderKey(msg.Data()), msg.Headers().Get(pinIDHeader), p.now())
+			o.add(msg, md.Sequence.Stream, md.Sequence.Consumer, queue.OrderKey(msg.Data()), pinOf(msg.Headers()), p.now())
 			if o.unknown && (!was || len(msgs) == 0) {
 				// Just pinned, or the burst that came with the pin is
 				// in: ask at once, then back off.
