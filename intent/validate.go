@@ -76,6 +76,13 @@ func (in *Intent) WantsSubject() bool {
 func (in *Intent) Validate(opts Options) error {
 	var p problems
 	in.validate(opts, 0, &p)
+	// Decode checks numbers as it parses; an intent built in Go gets the
+	// same verdict here.
+	goNumbers(in.Subject, "subject", &p)
+	goNumbers(in.Event, "event", &p)
+	for k, ev := range in.ExtraEvents {
+		goNumbers(ev, join("extra_events", k), &p)
+	}
 	return p.err()
 }
 
