@@ -244,7 +244,29 @@ func (m *metrics) unroutedType(typ string) {
 // configured. The name comes from the producer, so its label is bounded
 // like the unrouted type.
 func (m *metrics) unknownReceiver(name string) {
+	if !receiverNameShape(name) {
+		// No receiver can have this name (config allows
+		// [A-Za-z0-9_-]{1,64}): its text, which may hold escape
+		// sequences or newlines, stays out of /metrics.
+		m.unknownRcv.WithLabelValues("invalid").Inc()
+		return
+	}
 	m.unknownRcv.WithLabelValues(m.bounded(&m.unknownNames, name)).Inc()
+}
+
+// receiverNameShape reports whether name has the shape of a receiver name
+// (config.Receiver.Name: [A-Za-z0-9_-]{1,64}).
+func receiverNameShape(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // bounded returns v, or "other" once seen already holds maxUnroutedTypes
