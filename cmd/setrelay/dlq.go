@@ -520,12 +520,12 @@ func replayDeadLetters(ctx context.Context, out io.Writer, dlq *queue.DLQ, seqs 
 	replayed := 0
 	for _, sdl := range targets {
 		if dryRun {
-			fmt.Fprintf(out, "would replay seq=%d receiver=%s reason=%s intent=%s\n", sdl.Seq, sdl.Receiver, sdl.Reason, sdl.IntentID)
+			fmt.Fprintf(out, "would replay seq=%d receiver=%s reason=%s intent=%s\n", sdl.Seq, terminalText(sdl.Receiver, false), terminalText(sdl.Reason, false), terminalText(sdl.IntentID, false))
 			continue
 		}
 		res, err := dlq.Replay(ctx, sdl.Seq)
 		if err != nil {
-			fmt.Fprintf(out, "failed seq=%d receiver=%s intent=%s: %v\n", sdl.Seq, sdl.Receiver, sdl.IntentID, err)
+			fmt.Fprintf(out, "failed seq=%d receiver=%s intent=%s: %s\n", sdl.Seq, terminalText(sdl.Receiver, false), terminalText(sdl.IntentID, false), terminalText(err.Error(), false))
 			failed = append(failed, err)
 			if ctx.Err() != nil {
 				break
@@ -537,7 +537,7 @@ func replayDeadLetters(ctx context.Context, out io.Writer, dlq *queue.DLQ, seqs 
 		if res.Duplicate {
 			note = " (already replayed before; not queued again)"
 		}
-		fmt.Fprintf(out, "replayed seq=%d receiver=%s intent=%s as intent seq=%d%s\n", res.DLQSeq, res.Receiver, res.IntentID, res.Sequence, note)
+		fmt.Fprintf(out, "replayed seq=%d receiver=%s intent=%s as intent seq=%d%s\n", res.DLQSeq, terminalText(res.Receiver, false), terminalText(res.IntentID, false), res.Sequence, note)
 	}
 	if dryRun {
 		fmt.Fprintf(out, "%d dead letters would be replayed (dry run: nothing changed)\n", len(targets))
