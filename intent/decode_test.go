@@ -210,6 +210,11 @@ func TestDecodeRules(t *testing.T) {
 		{"bad escape", `{"id":"a\x"}`, Options{}, "id", "invalid escape"},
 		{"raw control char", "{\"id\":\"a\tb\"}", Options{}, "id", "control character"},
 		{"number out of range", withSubject("https://example.com/e", `"event":{"n":1e999}`), Options{AllowPrivateTypes: true}, "event.n", "out of range"},
+		{"integer beyond float64", withSubject("https://example.com/e", `"event":{"n":9007199254740993}`), Options{AllowPrivateTypes: true}, "event.n", "integer 9007199254740993 is beyond ±(2^53-1)"},
+		{"negative integer beyond float64", withSubject("https://example.com/e", `"event":{"n":[-12345678901234567890123]}`), Options{AllowPrivateTypes: true}, "event.n[0]", "send it as a string"},
+		{"GOV.UK type too long", withSubject("https://vocab.account.gov.uk/secevent/v1/"+strings.Repeat("x", 600), ""), Options{}, "type", "longer than 512 bytes (641)"},
+		{"private type too long", withSubject("https://example.com/"+strings.Repeat("x", 600), ""), Options{AllowPrivateTypes: true}, "type", "longer than 512 bytes"},
+		{"extra_events key too long", withSubject("caep.session-revoked", `"extra_events":{"https://vocab.account.gov.uk/secevent/v1/`+strings.Repeat("x", 600)+`":{}}`), Options{}, truncate(`extra_events["https://vocab.account.gov.uk/secevent/v1/`+strings.Repeat("x", 600)+`"]`, MaxFieldLength), "key longer than 512 bytes"},
 		{"leading zero", `{"id":01}`, Options{}, "", "expected ',' or '}'"},
 		{"empty", ``, Options{}, "", "unexpected end of input"},
 	}

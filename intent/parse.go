@@ -391,18 +391,22 @@ func (p *parser) number() (any, error) {
 		}
 		return n
 	}
+	intDigits := 1
 	if p.pos < len(d) && d[p.pos] == '0' {
 		p.pos++
-	} else if digits() == 0 {
+	} else if intDigits = digits(); intDigits == 0 {
 		return nil, p.fail("invalid number")
 	}
+	integer := true
 	if p.pos < len(d) && d[p.pos] == '.' {
+		integer = false
 		p.pos++
 		if digits() == 0 {
 			return nil, p.fail("invalid number: digits expected after '.'")
 		}
 	}
 	if p.pos < len(d) && (d[p.pos] == 'e' || d[p.pos] == 'E') {
+		integer = false
 		p.pos++
 		if p.pos < len(d) && (d[p.pos] == '+' || d[p.pos] == '-') {
 			p.pos++
@@ -414,6 +418,10 @@ func (p *parser) number() (any, error) {
 	f, err := strconv.ParseFloat(string(d[start:p.pos]), 64)
 	if err != nil {
 		return nil, p.fail("number out of range")
+	}
+	// Up to 15 digits cannot cross maxSafeInteger (see unsafeInteger).
+	if integer && intDigits > 15 && (f > maxSafeInteger || f < -maxSafeInteger) {
+		p.probs.add(p.pathString(), unsafeInteger(string(d[start:p.pos])))
 	}
 	return f, nil
 }

@@ -15,6 +15,10 @@ const (
 	MaxIDLength       = 128 // bytes; id is printable ASCII
 	MaxTxnLength      = 256 // characters
 	MaxReceiverLength = 128 // characters
+	// MaxTypeLength bounds an event-type URI (type, extra_events keys).
+	// Catalogue URIs are under 100 bytes; a private or GOV.UK type is
+	// producer text that becomes a metric label and a log field.
+	MaxTypeLength = 512 // bytes
 )
 
 // maxNumericDate is 9999-12-31T23:59:59Z, the last second occurred_at can
@@ -76,6 +80,13 @@ func (in *Intent) WantsSubject() bool {
 func (in *Intent) Validate(opts Options) error {
 	var p problems
 	in.validate(opts, 0, &p)
+	// Decode checks numbers as it parses; an intent built in Go gets the
+	// same verdict here.
+	goNumbers(in.Subject, "subject", &p)
+	goNumbers(in.Event, "event", &p)
+	for k, ev := range in.ExtraEvents {
+		goNumbers(ev, join("extra_events", k), &p)
+	}
 	return p.err()
 }
 
@@ -166,6 +177,9 @@ func checkSubjectFormat(et *eventType, s map[string]any, p *problems) {
 func validateExtra(k string, ev map[string]any, mainType string, subject map[string]any, opts Options, p *problems) {
 	path := join("extra_events", k)
 	switch {
+	case len(k) > MaxTypeLength:
+		p.add(path, "key longer than "+strconv.Itoa(MaxTypeLength)+" bytes ("+strconv.Itoa(len(k))+"): event-type URIs are short")
+		return
 	case !isAbsoluteURI(k):
 		msg := "key must be an absolute event-type URI like " + quote(GOVUKPrefix+"eventMetadata")
 		if t, ok := byName[k]; ok {
@@ -233,6 +247,10 @@ func (in *Intent) resolveType(opts Options, p *problems) *eventType {
 	if t, ok := byName[name]; ok {
 		in.EventType = t.URI
 		return t
+	}
+	if len(name) > MaxTypeLength {
+		p.add("type", "longer than "+strconv.Itoa(MaxTypeLength)+" bytes ("+strconv.Itoa(len(name))+"): event-type URIs are short")
+		return nil
 	}
 	if !strings.Contains(name, ":") {
 		msg := "unknown event type alias " + quote(name) + `; aliases look like "caep.session-revoked", "risc.account-disabled", "ssf.verification"`

@@ -122,6 +122,10 @@ const (
 const (
 	// MaxBodyRead is the most Push reads of any response body.
 	MaxBodyRead = 64 << 10
+	// MaxResponseHeaderBytes is the most Push (and the token client)
+	// reads of a response's headers; more ends the attempt as a
+	// retryable connection failure.
+	MaxResponseHeaderBytes = 256 << 10
 	// MaxBodyExcerpt bounds Result.Body in bytes, before escaping overhead
 	// for the truncation marker.
 	MaxBodyExcerpt = 2 << 10

@@ -85,6 +85,10 @@ func New(cfg Config, log *zap.Logger, m *Metrics) (*Client, error) {
 		MaxIdleConnsPerHost:   cfg.MaxConns,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		// The default (10 MiB) lets a misbehaving receiver make every
+		// concurrent push hold megabytes of headers; real answers carry
+		// a few KiB.
+		MaxResponseHeaderBytes: MaxResponseHeaderBytes,
 	}
 	noRedirect := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 

@@ -20,13 +20,53 @@ var ErrNonPublicAddress = errors.New("push: endpoint resolves to a non-public ad
 // unspecified or the RFC 6598 shared space. It is the one definition both
 // the SSF API's check of a receiver's endpoint_url and the push client's
 // dial-time check use.
+//
+// An IPv6 address that carries an IPv4 address (NAT64 64:ff9b::/96, 6to4
+// 2002::/16, the deprecated IPv4-compatible ::/96) is judged by that
+// address, since a NAT64 gateway or 6to4 relay delivers to it: an
+// IPv6-only cluster's NAT64 would otherwise carry a push into the internal
+// IPv4 network. The local-use NAT64 prefix 64:ff9b:1::/48, the "this
+// network" block 0.0.0.0/8, the limited broadcast address and the
+// deprecated site-local fec0::/10 are internal too.
 func PublicIP(ip net.IP) bool {
+	if v4 := embeddedIPv4(ip); v4 != nil {
+		ip = v4
+	}
 	return !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() || cgnat.Contains(ip))
+		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() || cgnat.Contains(ip) ||
+		thisNetwork.Contains(ip) || ip.Equal(net.IPv4bcast) || siteLocal.Contains(ip) || nat64Local.Contains(ip))
 }
 
-// cgnat is the shared address space of RFC 6598, internal like RFC 1918.
-var cgnat = &net.IPNet{IP: net.IPv4(100, 64, 0, 0), Mask: net.CIDRMask(10, 32)}
+var (
+	// cgnat is the shared address space of RFC 6598, internal like RFC 1918.
+	cgnat       = &net.IPNet{IP: net.IPv4(100, 64, 0, 0), Mask: net.CIDRMask(10, 32)}
+	thisNetwork = &net.IPNet{IP: net.IPv4(0, 0, 0, 0), Mask: net.CIDRMask(8, 32)}
+	siteLocal   = &net.IPNet{IP: net.ParseIP("fec0::"), Mask: net.CIDRMask(10, 128)}
+	nat64Local  = &net.IPNet{IP: net.ParseIP("64:ff9b:1::"), Mask: net.CIDRMask(48, 128)}
+	nat64       = &net.IPNet{IP: net.ParseIP("64:ff9b::"), Mask: net.CIDRMask(96, 128)}
+	sixToFour   = &net.IPNet{IP: net.ParseIP("2002::"), Mask: net.CIDRMask(16, 128)}
+)
+
+// embeddedIPv4 is the IPv4 address an IPv6 address of the NAT64, 6to4 or
+// IPv4-compatible form carries, or nil (IPv4-mapped addresses need
+// nothing: net.IP's methods see through them).
+func embeddedIPv4(ip net.IP) net.IP {
+	if len(ip) != net.IPv6len || ip.To4() != nil {
+		return nil
+	}
+	switch {
+	case nat64.Contains(ip):
+		return net.IPv4(ip[12], ip[13], ip[14], ip[15])
+	case sixToFour.Contains(ip):
+		return net.IPv4(ip[2], ip[3], ip[4], ip[5])
+	}
+	for _, b := range ip[:12] {
+		if b != 0 {
+			return nil
+		}
+	}
+	return net.IPv4(ip[12], ip[13], ip[14], ip[15])
+}
 
 // publicOnlyDial wraps dial so that every connection it makes goes to a
 // public address. The check runs in the dialer's Control hook, on the

@@ -124,6 +124,33 @@ func OrderKey(data []byte) string {
 	return string(intent.SubjectKey(v.Subject))
 }
 
+// OnItsSlot reports whether a message on subject, with order key key
+// (OrderKey), is where an ordered receiver looks for its subject's
+// intents: false only for an intent published on another slot's subject
+// (setrelay.intent.<group>.<n>) than its subject's, by a producer that
+// computed the slot itself and got it wrong. Such an intent is ordered
+// with another partition, so not with its own subject's other intents.
+// It allocates nothing: the ordered worker asks for every intent.
+func OnItsSlot(subject, key string) bool {
+	rest, ok := strings.CutPrefix(subject, IntentSubject+".")
+	if !ok {
+		return true // a replay (placed by setrelay) or an older layout
+	}
+	g, n, ok := strings.Cut(rest, ".")
+	if !ok {
+		return true // the first slot layout, not read by partitions
+	}
+	h := uint32(2166136261) // FNV-1a, as keySlot
+	for i := 0; i < len(key); i++ {
+		h ^= uint32(key[i])
+		h *= 16777619
+	}
+	slot := int(h % Slots)
+	gi, err1 := strconv.Atoi(g)
+	ni, err2 := strconv.Atoi(n)
+	return err1 == nil && err2 == nil && gi == slot%SlotGroups && ni == slot/SlotGroups
+}
+
 // slotTokens is the two subject tokens of slot: "<slot%256>.<slot/256>".
 func slotTokens(slot int) string {
 	return strconv.Itoa(slot%SlotGroups) + "." + strconv.Itoa(slot/SlotGroups)

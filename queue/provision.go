@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -66,6 +67,22 @@ func MaxDeliveriesAdvisorySubject(receiver string) string {
 	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + IntentStream + "." + ConsumerName(receiver)
 }
 
+// intentSubjects are the intents stream's subjects: the bare subject and
+// the single-token slots of older producers, every slot subject of the
+// current layout by name, and replays. The slot subjects are listed, not
+// matched with "setrelay.intent.*.*": an intent on a two-token subject
+// that is no slot (setrelay.intent.256.0, .x.y, .07.0, from a producer
+// that builds subjects itself) matches no partition consumer, so an
+// ordered receiver would never see it while the stream acknowledged it.
+// Not captured, its publish fails and the producer learns.
+var intentSubjects = func() []string {
+	s := []string{IntentSubject, IntentSubject + ".*"}
+	for slot := range Slots {
+		s = append(s, SlotSubject(slot))
+	}
+	return append(s, ReplaySubjectPrefix+">")
+}()
+
 // IntentStreamConfig is the intents stream's configuration for cfg.
 //
 // Interest retention with DiscardNew and no MaxAge: a message is removed only
@@ -77,7 +94,7 @@ func IntentStreamConfig(cfg Config) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        IntentStream,
 		Description: "setrelay event intents awaiting delivery to receivers",
-		Subjects:    []string{IntentSubject, IntentSubject + ".*", IntentSubject + ".*.*", ReplaySubjectPrefix + ">"},
+		Subjects:    slices.Clone(intentSubjects),
 		Retention:   jetstream.InterestPolicy,
 		Discard:     jetstream.DiscardNew,
 		MaxAge:      0,

@@ -32,6 +32,11 @@ type jwtAuth struct {
 	mu      sync.Mutex
 	keys    jwk.Set
 	fetched time.Time
+	// tried is when a fetch was last attempted and failed is its error
+	// if it failed: a failing authorization server is asked again only
+	// after jwtMinRefresh, however many tokens come in meanwhile.
+	tried  time.Time
+	failed error
 }
 
 func newJWTAuth(_ context.Context, cfg JWTAuth) (*jwtAuth, error) {
@@ -50,16 +55,26 @@ func (a *jwtAuth) keySet(ctx context.Context, force bool) (jwk.Set, error) {
 	if a.keys != nil && age < jwtRefresh && (!force || age < jwtMinRefresh) {
 		return a.keys, nil
 	}
-	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if a.failed != nil && time.Since(a.tried) < jwtMinRefresh {
+		if a.keys != nil {
+			return a.keys, nil
+		}
+		return nil, a.failed
+	}
+	a.tried = time.Now()
+	// The fetch serves every request waiting on the lock and its failure
+	// is remembered, so one client hanging up must not end it.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	set, err := jwk.Fetch(fctx, a.cfg.JWKSURI)
 	if err != nil {
+		a.failed = fmt.Errorf("ssf: fetch authorization server keys: %w", err)
 		if a.keys != nil {
 			return a.keys, nil // keep serving with the keys we have
 		}
-		return nil, fmt.Errorf("ssf: fetch authorization server keys: %w", err)
+		return nil, a.failed
 	}
-	a.keys, a.fetched = set, time.Now()
+	a.keys, a.fetched, a.failed = set, time.Now(), nil
 	return set, nil
 }
 

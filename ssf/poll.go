@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/setrelay/setrelay/intent"
+	"github.com/setrelay/setrelay/push"
 	"github.com/setrelay/setrelay/queue"
 	"github.com/setrelay/setrelay/set"
 )
@@ -244,7 +245,9 @@ func (s *Server) rejected(ctx context.Context, st *Stream, pd *pending, e setErr
 	}
 	dl := queue.DeadLetter{
 		Receiver: name, Reason: ReasonPollRejected,
-		Err: truncate(e.Err, 256), Description: truncate(e.Description, 1024),
+		// The receiver chose these words: escaped and bounded as a push
+		// receiver's are, because `dlq show` prints them to a terminal.
+		Err: push.Excerpt([]byte(e.Err), 256), Description: push.Excerpt([]byte(e.Description), 1024),
 		Attempts: int(pd.Attempts), FirstAttempt: pd.Stored, LastAttempt: s.now(),
 		StreamSeq: pd.Seq, IntentID: pd.IntentID, Intent: raw.Data,
 	}
@@ -260,13 +263,6 @@ func (s *Server) rejected(ctx context.Context, st *Stream, pd *pending, e setErr
 	s.m.setErrs.WithLabelValues(st.ID).Inc()
 	s.log.Info("dead-lettered a SET the poll receiver rejected", zap.String("stream_id", st.ID), zap.Uint64("stream_seq", pd.Seq), zap.String("err", dl.Err))
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
 
 func (s *Server) consumer(ctx context.Context, id string) (jetstream.Consumer, error) {

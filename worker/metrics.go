@@ -28,6 +28,7 @@ type metrics struct {
 	state        *prometheus.GaugeVec
 	unrouted     *prometheus.CounterVec
 	unknownRcv   *prometheus.CounterVec
+	offSlot      *prometheus.CounterVec
 	probes       *prometheus.CounterVec
 	ratio        *prometheus.GaugeVec
 	oldest       *oldestPending
@@ -102,6 +103,10 @@ func newMetrics(reg prometheus.Registerer, now func() time.Time) (*metrics, erro
 			Namespace: "setrelay", Name: "intents_unknown_receiver_total",
 			Help: "Intents whose receivers list names a receiver that is not configured (a typo, a removed receiver), by that name, counted once per intent.",
 		}, []string{"receiver"}),
+		offSlot: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "setrelay", Name: "intents_off_slot_total",
+			Help: "Intents an ordered receiver got on another slot subject than their subject's (a producer computing slots wrongly): delivered, but without the per-subject order guarantee.",
+		}, []string{"receiver"}),
 		ratio: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "setrelay", Name: "receiver_success_ratio",
 			Help: "Share of pushes the receiver accepted over the outage window (first attempts when there are enough), as the pause rule sees it.",
@@ -156,6 +161,9 @@ func newMetrics(reg prometheus.Registerer, now func() time.Time) (*metrics, erro
 		return nil, err
 	}
 	if m.unrouted, err = promreg.Register(reg, m.unrouted); err != nil {
+		return nil, err
+	}
+	if m.offSlot, err = promreg.Register(reg, m.offSlot); err != nil {
 		return nil, err
 	}
 	if m.unknownRcv, err = promreg.Register(reg, m.unknownRcv); err != nil {
@@ -244,7 +252,29 @@ func (m *metrics) unroutedType(typ string) {
 // configured. The name comes from the producer, so its label is bounded
 // like the unrouted type.
 func (m *metrics) unknownReceiver(name string) {
+	if !receiverNameShape(name) {
+		// No receiver can have this name (config allows
+		// [A-Za-z0-9_-]{1,64}): its text, which may hold escape
+		// sequences or newlines, stays out of /metrics.
+		m.unknownRcv.WithLabelValues("invalid").Inc()
+		return
+	}
 	m.unknownRcv.WithLabelValues(m.bounded(&m.unknownNames, name)).Inc()
+}
+
+// receiverNameShape reports whether name has the shape of a receiver name
+// (config.Receiver.Name: [A-Za-z0-9_-]{1,64}).
+func receiverNameShape(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // bounded returns v, or "other" once seen already holds maxUnroutedTypes

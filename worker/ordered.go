@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -50,6 +51,31 @@ import (
 // pinIDHeader carries, on every message of a pinned consumer, the id of
 // the pin it was delivered under.
 const pinIDHeader = "Nats-Pin-Id"
+
+// offSlot tells of an intent a producer published on another slot than
+// its subject's (queue.OnItsSlot): it is delivered, but ordered within
+// the wrong partition, so it may overtake or trail its subject's other
+// intents. Nothing else would show that a producer computes slots wrongly.
+func (p *Pool) offSlot(r *rcv, subject string) {
+	p.m.offSlot.WithLabelValues(r.Name).Inc()
+	if p.offSlotLog.allow(r.Name, p.now()) {
+		p.log.Warn("intent published on another slot than its subject's: delivered without its order guarantee (logged once a minute per receiver)",
+			zap.String("receiver", r.Name), zap.String("nats_subject", subject),
+			zap.String("fix", "publish with queue.Publisher, `setrelay publish` or the slot subject rule in the README (Per-subject ordering)"))
+	}
+}
+
+// pinOf is the pin id the server delivered a message under. The server
+// appends its Nats-Pin-Id after the headers the producer stored, which may
+// include one of the producer's own, so it is the last value; the first
+// would let any producer steer which pin the owner believes it holds.
+func pinOf(h nats.Header) string {
+	v := h[pinIDHeader]
+	if len(v) == 0 {
+		return ""
+	}
+	return v[len(v)-1]
+}
 
 // partition is one partition consumer of an ordered receiver, as this
 // process sees it. Its loop (ownPartition) owns everything else.
@@ -403,7 +429,11 @@ func (p *Pool) ownPartition(ctx, work context.Context, r *rcv, pt *partition, ta
 				continue // not a JetStream message: nothing to settle
 			}
 			was := o.unknown
-			o.add(msg, md.Sequence.Stream, md.Sequence.Consumer, queue.OrderKey(msg.Data()), msg.Headers().Get(pinIDHeader), p.now())
+			key := queue.OrderKey(msg.Data())
+			if md.NumDelivered == 1 && !queue.OnItsSlot(msg.Subject(), key) {
+				p.offSlot(r, msg.Subject())
+			}
+			o.add(msg, md.Sequence.Stream, md.Sequence.Consumer, key, pinOf(msg.Headers()), p.now())
 			if o.unknown && (!was || len(msgs) == 0) {
 				// Just pinned, or the burst that came with the pin is
 				// in: ask at once, then back off.

@@ -51,6 +51,8 @@ type Pool struct {
 	// unknownRcvLog limits the unknown-receiver warning to one per name a
 	// minute.
 	unknownRcvLog rateLimit
+	// offSlotLog limits the off-slot warning to one per receiver a minute.
+	offSlotLog rateLimit
 	// failingLog limits the failing-receiver and signing warnings to one
 	// per receiver and reason a minute.
 	failingLog rateLimit
@@ -141,6 +143,7 @@ func New(cfg Config, d Deps) (*Pool, error) {
 	}
 	p.unroutedLog.every = time.Minute
 	p.unknownRcvLog.every = time.Minute
+	p.offSlotLog.every = time.Minute
 	p.failingLog.every = time.Minute
 	p.procID = fmt.Sprintf("%s-%d-%08x", hostname(), os.Getpid(), rand.Uint32())
 	return p, nil

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -266,15 +267,66 @@ func cell(s string) string {
 		return "-"
 	}
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if r == utf8.RuneError || isControl(r) {
 			return ' '
 		}
 		return r
 	}, s)
 	if len(s) > 60 {
-		s = s[:57] + "..."
+		cut := 57
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "..."
 	}
 	return s
+}
+
+// isControl reports the characters a terminal may act on rather than
+// print: C0 (ESC starts escape sequences), DEL, C1 (U+009B is CSI) and the
+// line and paragraph separators.
+func isControl(r rune) bool {
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == 0x2028 || r == 0x2029
+}
+
+// terminalText renders text a receiver or producer chose for a terminal:
+// control characters escaped as \n, \x1b or \u009b and invalid UTF-8 (a
+// lone 0x9b byte is CSI to an 8-bit terminal) as U+FFFD, so a dead letter
+// cannot retitle the window, clear the screen or forge lines. Newlines
+// are kept where keepNewlines asks (a multi-line body); the escapes of the
+// other characters are those of JSON strings, so an intent's JSON stays
+// the same JSON.
+func terminalText(s string, keepNewlines bool) string {
+	clean := true
+	for _, r := range s {
+		if r == utf8.RuneError || (isControl(r) && !(keepNewlines && r == '\n')) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var sb strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\n' && keepNewlines:
+			sb.WriteByte('\n')
+		case r == '\n':
+			sb.WriteString(`\n`)
+		case r == '\r':
+			sb.WriteString(`\r`)
+		case r == '\t':
+			sb.WriteString(`\t`)
+		case r == utf8.RuneError:
+			sb.WriteRune(utf8.RuneError)
+		case isControl(r):
+			fmt.Fprintf(&sb, `\u%04x`, r)
+		default:
+			sb.WriteRune(r)
+		}
+	}
+	return sb.String()
 }
 
 func newDLQShowCmd() *cobra.Command {
@@ -333,7 +385,7 @@ func showDeadLetter(out io.Writer, sdl queue.StoredDeadLetter) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
-			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+			fmt.Fprintf(tw, "%s:\t%s\n", k, terminalText(v, false))
 		}
 	}
 	when := func(t time.Time) string {
@@ -366,10 +418,10 @@ func showDeadLetter(out io.Writer, sdl queue.StoredDeadLetter) {
 	row("unreadable", sdl.DecodeError)
 	_ = tw.Flush()
 	for _, e := range sdl.Errors {
-		fmt.Fprintf(out, "problem: %s\n", e)
+		fmt.Fprintf(out, "problem: %s\n", terminalText(e, false))
 	}
 	if sdl.Body != "" {
-		fmt.Fprintf(out, "body:\n  %s\n", strings.ReplaceAll(sdl.Body, "\n", "\n  "))
+		fmt.Fprintf(out, "body:\n  %s\n", strings.ReplaceAll(terminalText(sdl.Body, true), "\n", "\n  "))
 	}
 	if len(sdl.Intent) > 0 {
 		// json.Indent, unlike MarshalIndent, keeps the bytes as stored
@@ -379,7 +431,7 @@ func showDeadLetter(out io.Writer, sdl queue.StoredDeadLetter) {
 			pretty.Reset()
 			pretty.WriteString(strconv.Quote(string(sdl.Intent)))
 		}
-		fmt.Fprintf(out, "intent:\n  %s\n", pretty.Bytes())
+		fmt.Fprintf(out, "intent:\n  %s\n", terminalText(pretty.String(), true))
 	}
 }
 
@@ -468,12 +520,12 @@ func replayDeadLetters(ctx context.Context, out io.Writer, dlq *queue.DLQ, seqs 
 	replayed := 0
 	for _, sdl := range targets {
 		if dryRun {
-			fmt.Fprintf(out, "would replay seq=%d receiver=%s reason=%s intent=%s\n", sdl.Seq, sdl.Receiver, sdl.Reason, sdl.IntentID)
+			fmt.Fprintf(out, "would replay seq=%d receiver=%s reason=%s intent=%s\n", sdl.Seq, terminalText(sdl.Receiver, false), terminalText(sdl.Reason, false), terminalText(sdl.IntentID, false))
 			continue
 		}
 		res, err := dlq.Replay(ctx, sdl.Seq)
 		if err != nil {
-			fmt.Fprintf(out, "failed seq=%d receiver=%s intent=%s: %v\n", sdl.Seq, sdl.Receiver, sdl.IntentID, err)
+			fmt.Fprintf(out, "failed seq=%d receiver=%s intent=%s: %s\n", sdl.Seq, terminalText(sdl.Receiver, false), terminalText(sdl.IntentID, false), terminalText(err.Error(), false))
 			failed = append(failed, err)
 			if ctx.Err() != nil {
 				break
@@ -485,7 +537,7 @@ func replayDeadLetters(ctx context.Context, out io.Writer, dlq *queue.DLQ, seqs 
 		if res.Duplicate {
 			note = " (already replayed before; not queued again)"
 		}
-		fmt.Fprintf(out, "replayed seq=%d receiver=%s intent=%s as intent seq=%d%s\n", res.DLQSeq, res.Receiver, res.IntentID, res.Sequence, note)
+		fmt.Fprintf(out, "replayed seq=%d receiver=%s intent=%s as intent seq=%d%s\n", res.DLQSeq, terminalText(res.Receiver, false), terminalText(res.IntentID, false), res.Sequence, note)
 	}
 	if dryRun {
 		fmt.Fprintf(out, "%d dead letters would be replayed (dry run: nothing changed)\n", len(targets))

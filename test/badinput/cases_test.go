@@ -116,6 +116,11 @@ func badCases() []badCase {
 		// Issue 11: 32,718 problems in 65,534 bytes. The dead letter keeps
 		// the first 50 (in errors only) and the bytes, and fits.
 		{"receivers_32718_numbers", manyReceivers(), "receivers[0]: must be a receiver name string, got number", false},
+		// A 64-bit id sent as a number: the SET would carry another one.
+		{"integer_beyond_2pow53", []byte(`{"id":"bad-58","type":"caep.session-revoked","subject":` + emailSubj + `,"event":{"x":12345678901234567890}}`), "event.x: integer 12345678901234567890 is beyond ±(2^53-1)", false},
+		// A GOV.UK type is accepted without private types enabled, and
+		// the type becomes a metric label and a log field.
+		{"type_uri_60KiB", []byte(`{"id":"bad-59","type":"https://vocab.account.gov.uk/secevent/v1/` + strings.Repeat("x", 60<<10) + `","subject":` + emailSubj + `}`), "type: longer than 512 bytes", false},
 		{"numbers_nan", []byte(`{"id":"bad-56","type":"caep.session-revoked","subject":` + emailSubj + `,"event":{"x":NaN}}`), "event.x: invalid JSON at byte 115: unexpected character 'N'", false},
 	}
 }
