@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"hash/fnv"
+	"strings"
 	"testing"
 
 	"github.com/setrelay/setrelay/intent"
@@ -28,5 +30,21 @@ func TestOnItsSlot(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { OnItsSlot(right, key) }); n != 0 {
 		t.Errorf("%v allocations per call, want 0", n)
+	}
+}
+
+// TestKeySlotIsFNV1a holds the hand-written hash to hash/fnv's FNV-1a: the
+// slot layout producers and ordered workers share depends on it.
+func TestKeySlotIsFNV1a(t *testing.T) {
+	for _, key := range []string{"", "a", `{"email":"alice@example.com","format":"email"}`, strings.Repeat("x", 300)} {
+		h := fnv.New32a()
+		h.Write([]byte(key))
+		want := int(h.Sum32() % Slots)
+		if got := keySlot(key); got != want {
+			t.Errorf("keySlot(%q) = %d, want %d", key, got, want)
+		}
+		if got := keySlot([]byte(key)); got != want {
+			t.Errorf("keySlot([]byte(%q)) = %d, want %d", key, got, want)
+		}
 	}
 }
